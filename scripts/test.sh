@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine with the Rust toolchain and Python 3,
+# then runs every check: formatting, clippy, the Rust tests (unit + one integration binary)
+# and the Python cross-checks in tests/python.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/convoscope-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# Python packages for the cross-checks (DuckDB reads our Parquet independently).
+if ls tests/python/test_*.py >/dev/null 2>&1; then
+  if ! python3 -c 'import duckdb' 2>/dev/null; then
+    echo "== installing Python duckdb"
+    python3 -m pip install --quiet --disable-pip-version-check duckdb
+  fi
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --all-targets
+
+if ls tests/python/test_*.py >/dev/null 2>&1; then
+  echo "== python cross-checks"
+  cargo build --quiet --bin convoscope
+  CONVOSCOPE_BIN="$CARGO_TARGET_DIR/debug/convoscope" python3 -m unittest discover -s tests/python -p 'test_*.py' -v
+fi

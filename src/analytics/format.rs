@@ -1,0 +1,129 @@
+//! Turning query results into what people read: JSON rows, CSV, aligned tables.
+
+use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use serde_json::{Map, Number, Value};
+
+use crate::error::Result;
+
+/// Column names of a result.
+pub fn columns(schema: &SchemaRef) -> Vec<String> {
+    schema.fields().iter().map(|f| f.name().clone()).collect()
+}
+
+/// One JSON value per cell, row by row. Numbers stay numbers; a NaN or infinite float becomes
+/// `null` (a report never shows NaN); timestamps and the rest are their display strings.
+pub fn rows(batches: &[RecordBatch]) -> Result<Vec<Vec<Value>>> {
+    let opts = FormatOptions::default().with_null("");
+    let mut out = Vec::new();
+    for b in batches {
+        let fmts: Vec<ArrayFormatter> =
+            b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts)).collect::<Result<_, _>>()?;
+        for row in 0..b.num_rows() {
+            let mut r = Vec::with_capacity(b.num_columns());
+            for (c, col) in b.columns().iter().enumerate() {
+                r.push(cell(col.as_ref(), &fmts[c], row));
+            }
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+fn cell(col: &dyn Array, fmt: &ArrayFormatter, row: usize) -> Value {
+    use arrow::array::AsArray;
+    use arrow::datatypes::*;
+    if col.is_null(row) {
+        return Value::Null;
+    }
+    let float = |f: f64| Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null);
+    match col.data_type() {
+        DataType::Boolean => Value::Bool(col.as_boolean().value(row)),
+        DataType::Int8 => Value::from(col.as_primitive::<Int8Type>().value(row)),
+        DataType::Int16 => Value::from(col.as_primitive::<Int16Type>().value(row)),
+        DataType::Int32 => Value::from(col.as_primitive::<Int32Type>().value(row)),
+        DataType::Int64 => Value::from(col.as_primitive::<Int64Type>().value(row)),
+        DataType::UInt8 => Value::from(col.as_primitive::<UInt8Type>().value(row)),
+        DataType::UInt16 => Value::from(col.as_primitive::<UInt16Type>().value(row)),
+        DataType::UInt32 => Value::from(col.as_primitive::<UInt32Type>().value(row)),
+        DataType::UInt64 => Value::from(col.as_primitive::<UInt64Type>().value(row)),
+        DataType::Float32 => float(col.as_primitive::<Float32Type>().value(row) as f64),
+        DataType::Float64 => float(col.as_primitive::<Float64Type>().value(row)),
+        _ => Value::String(fmt.value(row).to_string()),
+    }
+}
+
+/// Rows as JSON objects keyed by column name.
+pub fn objects(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<Map<String, Value>>> {
+    let cols = columns(schema);
+    Ok(rows(batches)?.into_iter().map(|r| cols.iter().cloned().zip(r).collect::<Map<String, Value>>()).collect())
+}
+
+/// CSV with a header line (RFC 4180 quoting).
+pub fn csv(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String> {
+    let mut out = String::new();
+    let line = |vals: Vec<String>| vals.into_iter().map(|v| csv_field(&v)).collect::<Vec<_>>().join(",");
+    out.push_str(&line(columns(schema)));
+    out.push('\n');
+    for r in rows(batches)? {
+        out.push_str(&line(r.into_iter().map(|v| plain(&v)).collect()));
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// An aligned text table for terminals.
+pub fn table(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String> {
+    let cols = columns(schema);
+    let rows: Vec<Vec<String>> = rows(batches)?.into_iter().map(|r| r.iter().map(plain).collect()).collect();
+    let mut widths: Vec<usize> = cols.iter().map(|c| c.chars().count()).collect();
+    for r in &rows {
+        for (i, v) in r.iter().enumerate() {
+            widths[i] = widths[i].max(v.chars().count());
+        }
+    }
+    let fmt_row = |vals: &[String]| {
+        vals.iter()
+            .enumerate()
+            .map(|(i, v)| format!("{v:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = fmt_row(&cols);
+    out.push('\n');
+    out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
+    out.push('\n');
+    for r in &rows {
+        out.push_str(&fmt_row(r));
+        out.push('\n');
+    }
+    out.push_str(&format!("({} rows)\n", rows.len()));
+    Ok(out)
+}
+
+/// A cell as plain text: strings unquoted, null empty, floats with at most 6 decimals.
+pub fn plain(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(0.0);
+            let s = format!("{f:.6}");
+            let s = s.trim_end_matches('0').trim_end_matches('.');
+            if s.is_empty() || s == "-" { "0".into() } else { s.to_string() }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+/// Whether a type is numeric (for right-aligning and charting).
+pub fn is_numeric(t: &DataType) -> bool {
+    t.is_numeric()
+}

@@ -1,0 +1,119 @@
+//! The commands of the `convoscope` binary (contract section 1).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::analytics::{Analytics, format};
+use crate::config::{Config, Overrides};
+use crate::store::Storage;
+
+/// Analytics and observability for WhatsApp business messaging.
+#[derive(Debug, Parser)]
+#[command(name = "convoscope", version, about)]
+pub struct Cli {
+    /// Object storage URL: file://DIR, memory://, s3://bucket/prefix, gs://..., az://...
+    #[arg(long, global = true, env = "CONVOSCOPE_STORAGE")]
+    pub storage: Option<String>,
+    /// Settings file (default: ./convoscope.toml when present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// One command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Collector, metrics and API in one process.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "CONVOSCOPE_LISTEN")]
+        listen: Option<String>,
+        /// Write-ahead log directory.
+        #[arg(long, env = "CONVOSCOPE_WAL_DIR")]
+        wal_dir: Option<PathBuf>,
+    },
+    /// Ad hoc read-only SQL over the `events` table.
+    Query {
+        /// The SQL statement.
+        sql: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
+    },
+}
+
+/// Output formats of `query`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum QueryFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> std::process::ExitCode {
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CONVOSCOPE_LOG").unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut flags = Overrides { storage: cli.storage.clone(), ..Default::default() };
+    match cli.command {
+        Command::Serve { listen, wal_dir } => {
+            flags.listen = listen;
+            flags.wal_dir = wal_dir;
+            let config = Config::load(cli.config.as_deref(), &flags)?;
+            let listener = tokio::net::TcpListener::bind(&config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?;
+            let app = crate::server::App::start(config).await?;
+            crate::server::run(listener, app, crate::server::shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Query { sql, format: fmt } => {
+            let config = Config::load(cli.config.as_deref(), &flags)?;
+            let analytics = Analytics::new(Storage::open(&config.storage)?, config.attribution_days);
+            let batches = analytics.query(&sql).await?;
+            let schema = match batches.first() {
+                Some(b) => b.schema(),
+                None => {
+                    let ctx = analytics.context().await?;
+                    std::sync::Arc::new(ctx.sql(&sql).await?.schema().as_arrow().clone())
+                }
+            };
+            let out = match fmt {
+                QueryFormat::Table => format::table(&schema, &batches)?,
+                QueryFormat::Csv => format::csv(&schema, &batches)?,
+                QueryFormat::Json => {
+                    let v = serde_json::json!({"columns": format::columns(&schema), "rows": format::rows(&batches)?});
+                    format!("{v}\n")
+                }
+            };
+            print!("{out}");
+            Ok(())
+        }
+    }
+}

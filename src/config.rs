@@ -1,0 +1,278 @@
+//! Settings, from lowest to highest precedence: built-in defaults, `convoscope.toml` (or the
+//! file given with `--config`), `CONVOSCOPE_*` environment variables, command-line flags.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Every setting. Field names are the keys of `convoscope.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Object storage URL (`file://`, `memory://`, `s3://`, `gs://`, `az://`).
+    pub storage: String,
+    /// Address the server listens on.
+    pub listen: String,
+    /// Local state: the PII key, and the log unless `wal_dir` is set.
+    pub state_dir: PathBuf,
+    /// Write-ahead log directory (default `<state_dir>/wal`).
+    pub wal_dir: Option<PathBuf>,
+    /// Meta app secret; Meta webhooks are refused until it is set.
+    pub meta_app_secret: Option<String>,
+    /// Token Meta's GET handshake must present.
+    pub meta_verify_token: Option<String>,
+    /// Token UltraMsg webhooks must carry in `?token=`.
+    pub ultramsg_token: Option<String>,
+    /// Secret for `contact_key` (default: generated into `<state_dir>/pii.key`).
+    pub pii_key: Option<String>,
+    /// API tokens as `role:token`; roles `ingest`, `read`, `send`, `admin`.
+    pub tokens: Vec<String>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Seal a log segment at this size.
+    pub wal_segment_bytes: u64,
+    /// Seal a log segment (and so flush it) at this age.
+    pub flush_interval_secs: f64,
+    /// Refuse new events (503) once the log holds this many bytes.
+    pub wal_budget_bytes: u64,
+    /// Whole-message replies that mean "stop messaging me".
+    pub opt_out_keywords: Vec<String>,
+    /// Keep inbound message text in `attributes` (off: text is personal data).
+    pub store_message_text: bool,
+    /// Refuse events timestamped further than this in the future.
+    pub max_future_secs: i64,
+    /// Distinct error codes with their own metric series.
+    pub max_error_codes: usize,
+    /// Days after a send in which a conversion is attributed to it.
+    pub attribution_days: i64,
+    /// Seconds a computed report is served from cache.
+    pub report_cache_secs: u64,
+    /// Days of partitions `retention` keeps.
+    pub retention_days: u32,
+    /// `retention` refuses to keep fewer days than this.
+    pub min_retention_days: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            storage: "file://./data".into(),
+            listen: "127.0.0.1:8080".into(),
+            state_dir: PathBuf::from("./data"),
+            wal_dir: None,
+            meta_app_secret: None,
+            meta_verify_token: None,
+            ultramsg_token: None,
+            pii_key: None,
+            tokens: Vec::new(),
+            max_body_bytes: 8 << 20,
+            // 32 MiB of log is ~80k events: Parquet files large enough to compress well.
+            wal_segment_bytes: 32 << 20,
+            // A minute bounds how stale reports are and keeps quiet systems from writing a
+            // file every few seconds (compaction merges what remains small).
+            flush_interval_secs: 60.0,
+            // 1 GiB rides out an object-store outage of hours at typical webhook rates.
+            wal_budget_bytes: 1 << 30,
+            opt_out_keywords: vec!["STOP".into(), "UNSUBSCRIBE".into(), "CANCEL".into()],
+            store_message_text: false,
+            max_future_secs: crate::ingest::DEFAULT_MAX_FUTURE_SECS,
+            max_error_codes: crate::metrics::DEFAULT_MAX_ERROR_CODES,
+            attribution_days: 7,
+            report_cache_secs: 30,
+            retention_days: 400,
+            min_retention_days: 7,
+        }
+    }
+}
+
+/// Flag values that override everything else (`None`: not given).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub storage: Option<String>,
+    pub listen: Option<String>,
+    pub wal_dir: Option<PathBuf>,
+}
+
+/// What a token lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Ingest,
+    Read,
+    Send,
+    Admin,
+}
+
+impl Role {
+    fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "ingest" => Role::Ingest,
+            "read" => Role::Read,
+            "send" => Role::Send,
+            "admin" => Role::Admin,
+            _ => return None,
+        })
+    }
+
+    /// Whether a token of this role may act as `needed` (admin may do everything).
+    pub fn allows(self, needed: Role) -> bool {
+        self == Role::Admin || self == needed
+    }
+}
+
+const ENV: &[(&str, &str)] = &[
+    ("CONVOSCOPE_STORAGE", "storage"),
+    ("CONVOSCOPE_LISTEN", "listen"),
+    ("CONVOSCOPE_STATE_DIR", "state_dir"),
+    ("CONVOSCOPE_WAL_DIR", "wal_dir"),
+    ("CONVOSCOPE_META_APP_SECRET", "meta_app_secret"),
+    ("CONVOSCOPE_META_VERIFY_TOKEN", "meta_verify_token"),
+    ("CONVOSCOPE_ULTRAMSG_TOKEN", "ultramsg_token"),
+    ("CONVOSCOPE_PII_KEY", "pii_key"),
+    ("CONVOSCOPE_TOKENS", "tokens"),
+    ("CONVOSCOPE_FLUSH_INTERVAL_SECS", "flush_interval_secs"),
+    ("CONVOSCOPE_WAL_BUDGET_BYTES", "wal_budget_bytes"),
+    ("CONVOSCOPE_WAL_SEGMENT_BYTES", "wal_segment_bytes"),
+    ("CONVOSCOPE_MAX_BODY_BYTES", "max_body_bytes"),
+];
+
+impl Config {
+    /// Loads settings: `file` if given (it must exist), else `./convoscope.toml` if present;
+    /// then the environment, then `flags`.
+    pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config> {
+        Self::load_with_env(file, flags, |k| std::env::var(k).ok())
+    }
+
+    /// [`Config::load`] with the environment supplied by the caller (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        flags: &Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config> {
+        let mut table = match file {
+            Some(p) => read_toml(p)?,
+            None if Path::new("convoscope.toml").exists() => read_toml(Path::new("convoscope.toml"))?,
+            None => toml::Table::new(),
+        };
+        for (var, key) in ENV {
+            let Some(val) = env(var) else { continue };
+            let v = match *key {
+                "tokens" => toml::Value::Array(
+                    val.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.into()))
+                        .collect(),
+                ),
+                "flush_interval_secs" => toml::Value::Float(
+                    val.parse().map_err(|_| Error::Config(format!("{var}={val:?} is not a number of seconds")))?,
+                ),
+                "wal_budget_bytes" | "wal_segment_bytes" | "max_body_bytes" => toml::Value::Integer(
+                    val.parse().map_err(|_| Error::Config(format!("{var}={val:?} is not a number of bytes")))?,
+                ),
+                _ => toml::Value::String(val),
+            };
+            table.insert((*key).into(), v);
+        }
+        let mut cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config(e.message().to_string()))?;
+        if let Some(s) = &flags.storage {
+            cfg.storage = s.clone();
+        }
+        if let Some(l) = &flags.listen {
+            cfg.listen = l.clone();
+        }
+        if let Some(w) = &flags.wal_dir {
+            cfg.wal_dir = Some(w.clone());
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.tokens()?;
+        if self.flush_interval_secs <= 0.0 || !self.flush_interval_secs.is_finite() {
+            return Err(Error::Config("flush_interval_secs must be a positive number".into()));
+        }
+        if self.wal_budget_bytes < self.max_body_bytes as u64 * 2 {
+            return Err(Error::Config("wal_budget_bytes must be at least twice max_body_bytes".into()));
+        }
+        if self.attribution_days < 0 {
+            return Err(Error::Config("attribution_days must not be negative".into()));
+        }
+        Ok(())
+    }
+
+    /// The log directory.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.wal_dir.clone().unwrap_or_else(|| self.state_dir.join("wal"))
+    }
+
+    /// Seal age of log segments.
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.flush_interval_secs)
+    }
+
+    /// Parsed API tokens.
+    pub fn tokens(&self) -> Result<Vec<(Role, String)>> {
+        self.tokens
+            .iter()
+            .map(|t| {
+                let (role, token) = t.split_once(':').ok_or_else(|| {
+                    Error::Config("a token is written role:token (roles ingest, read, send, admin)".into())
+                })?;
+                let role = Role::parse(role.trim()).ok_or_else(|| {
+                    Error::Config(format!("unknown token role {role:?}; roles are ingest, read, send, admin"))
+                })?;
+                if token.trim().len() < 8 {
+                    return Err(Error::Config(format!("the {role:?} token is shorter than 8 characters")));
+                }
+                Ok((role, token.trim().to_string()))
+            })
+            .collect()
+    }
+}
+
+fn read_toml(p: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+    text.parse::<toml::Table>().map_err(|e| Error::Config(format!("{}: {}", p.display(), e.message())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_defaults_file_env_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:9000\"\nstorage = \"memory://\"\nflush_interval_secs = 2\n").unwrap();
+        let env = |k: &str| match k {
+            "CONVOSCOPE_LISTEN" => Some("127.0.0.1:9100".to_string()),
+            "CONVOSCOPE_TOKENS" => Some("read:abcdefgh, ingest:ijklmnop".to_string()),
+            _ => None,
+        };
+        let flags = Overrides { storage: Some("file:///tmp/x".into()), ..Default::default() };
+        let c = Config::load_with_env(Some(&f), &flags, env).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9100");
+        assert_eq!(c.storage, "file:///tmp/x");
+        assert_eq!(c.flush_interval(), Duration::from_secs(2));
+        assert_eq!(c.tokens().unwrap(), vec![(Role::Read, "abcdefgh".into()), (Role::Ingest, "ijklmnop".into())]);
+        assert_eq!(c.wal_dir(), PathBuf::from("./data/wal"));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let env = |k: &str| (k == "CONVOSCOPE_TOKENS").then(|| "reader:abcdefgh".to_string());
+        let e = Config::load_with_env(None, &Overrides::default(), env).unwrap_err().to_string();
+        assert!(e.contains("role"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "lisen = 1").unwrap();
+        let e = Config::load_with_env(Some(&f), &Overrides::default(), |_| None).unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+    }
+}

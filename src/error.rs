@@ -1,0 +1,56 @@
+//! The library's error type. Binaries wrap it in `anyhow` at the edge; the HTTP layer maps
+//! it to a status code in [`crate::server::ApiError`].
+
+use std::io;
+
+/// Everything the library can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file-system operation failed; `context` names the file and the operation.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The write-ahead log is over its byte budget (usually: the object store is down).
+    #[error("the write-ahead log is full ({used} of {budget} bytes); retry later")]
+    WalFull { used: u64, budget: u64 },
+    /// The write-ahead log writer has stopped (shutdown, or an earlier fatal error).
+    #[error("the write-ahead log is not accepting writes: {0}")]
+    WalClosed(String),
+    /// Object storage failed.
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// A storage URL could not be understood.
+    #[error("storage URL {url:?}: {reason}")]
+    StorageUrl { url: String, reason: String },
+    /// Writing or reading Parquet failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// Building Arrow data failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// A query failed to plan or run.
+    #[error("query: {0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    /// A request or file did not have the expected shape.
+    #[error("{0}")]
+    Invalid(String),
+    /// Configuration is wrong; the message names the setting.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A named thing (report, experiment) does not exist.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl Error {
+    /// An I/O error with what was being done when it happened.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+}
+
+/// Result with the library's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

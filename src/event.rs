@@ -1,0 +1,298 @@
+//! The one event schema every source is normalised into (contract section 3), and its
+//! Arrow form.
+//!
+//! An [`Event`] is one row of the `events` table. It is what the write-ahead log stores
+//! (as JSON inside checksummed frames) and what the flusher turns into Parquet.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Int16Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Every event type the contract defines.
+///
+/// `message.other` is the one addition: a provider status convoscope does not know
+/// (Meta's `deleted`, `warning`, UltraMsg's `pending`) is kept under it with the raw
+/// status in `attributes`, because the contract forbids dropping it and none of the
+/// listed types fits.
+pub const EVENT_TYPES: &[&str] = &[
+    "send.accepted",
+    "send.rejected",
+    "message.sent",
+    "message.delivered",
+    "message.read",
+    "message.failed",
+    "message.inbound",
+    "message.other",
+    "interaction.reply",
+    "link.click",
+    "conversation.opened",
+    "conversation.bot_reply",
+    "conversation.handoff",
+    "conversation.agent_reply",
+    "conversation.resolved",
+    "conversation.reopened",
+    "csat.submitted",
+    "conversion",
+    "consent.opt_in",
+    "consent.opt_out",
+    "template.status",
+];
+
+/// Where an event came from (the `source` column).
+pub const SOURCES: &[&str] = &["meta", "ultramsg", "api", "sender", "sandbox", "generator"];
+
+/// Returns the static name of a known event type, so metric labels stay a bounded set.
+pub fn known_event_type(t: &str) -> Option<&'static str> {
+    EVENT_TYPES.iter().copied().find(|k| *k == t)
+}
+
+/// One row of the `events` table. Timestamps are microseconds since the Unix epoch, UTC.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Event {
+    pub event_id: String,
+    pub event_type: String,
+    pub occurred_at: i64,
+    pub received_at: i64,
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interaction_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interaction_title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub billable: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_micros: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revenue_micros: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csat_score: Option<i16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<String>,
+}
+
+impl Event {
+    /// A new event with the four identity fields set and everything else empty.
+    pub fn new(event_id: String, event_type: &str, occurred_at: i64, received_at: i64, source: &str) -> Self {
+        Event {
+            event_id,
+            event_type: event_type.to_string(),
+            occurred_at,
+            received_at,
+            source: source.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// UTC date of `occurred_at`: the partition the event is stored under.
+    pub fn partition_date(&self) -> NaiveDate {
+        micros_to_datetime(self.occurred_at).date_naive()
+    }
+}
+
+/// Converts microseconds since the epoch to a UTC datetime, clamping out-of-range values.
+pub fn micros_to_datetime(micros: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+/// Current time in microseconds since the epoch.
+pub fn now_micros() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+/// Column names in schema order; first-party events use these as JSON keys.
+pub const COLUMNS: &[&str] = &[
+    "event_id",
+    "event_type",
+    "occurred_at",
+    "received_at",
+    "source",
+    "account_id",
+    "phone_number_id",
+    "message_id",
+    "reply_to",
+    "conversation_id",
+    "contact_key",
+    "country",
+    "campaign",
+    "template",
+    "locale",
+    "category",
+    "experiment",
+    "variant",
+    "content_type",
+    "interaction_id",
+    "interaction_title",
+    "error_code",
+    "error_title",
+    "billable",
+    "cost_micros",
+    "revenue_micros",
+    "currency",
+    "actor",
+    "agent_key",
+    "queue",
+    "csat_score",
+    "attributes",
+];
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let fields: Vec<Field> = COLUMNS
+        .iter()
+        .map(|name| match *name {
+            "event_id" | "event_type" | "source" => Field::new(*name, DataType::Utf8, false),
+            "occurred_at" | "received_at" => Field::new(*name, ts(), false),
+            "error_code" => Field::new(*name, DataType::Int32, true),
+            "billable" => Field::new(*name, DataType::Boolean, true),
+            "cost_micros" | "revenue_micros" => Field::new(*name, DataType::Int64, true),
+            "csat_score" => Field::new(*name, DataType::Int16, true),
+            _ => Field::new(*name, DataType::Utf8, true),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+});
+
+/// The Arrow schema of stored events (without the `date` partition column).
+pub fn schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+/// Builds one record batch from events, in the order given.
+pub fn to_record_batch(events: &[Event]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let n = events.len();
+    let utf8 = |f: &dyn Fn(&Event) -> Option<&str>| -> ArrayRef {
+        let mut b = StringBuilder::with_capacity(n, n * 16);
+        for e in events {
+            b.append_option(f(e));
+        }
+        Arc::new(b.finish())
+    };
+    let ts = |f: &dyn Fn(&Event) -> i64| -> ArrayRef {
+        let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        for e in events {
+            b.append_value(f(e));
+        }
+        Arc::new(b.finish())
+    };
+    fn s(o: &Option<String>) -> Option<&str> {
+        o.as_deref()
+    }
+    let mut error_code = Int32Builder::with_capacity(n);
+    let mut billable = BooleanBuilder::with_capacity(n);
+    let mut cost = Int64Builder::with_capacity(n);
+    let mut revenue = Int64Builder::with_capacity(n);
+    let mut csat = Int16Builder::with_capacity(n);
+    for e in events {
+        error_code.append_option(e.error_code);
+        billable.append_option(e.billable);
+        cost.append_option(e.cost_micros);
+        revenue.append_option(e.revenue_micros);
+        csat.append_option(e.csat_score);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        utf8(&|e| Some(e.event_id.as_str())),
+        utf8(&|e| Some(e.event_type.as_str())),
+        ts(&|e| e.occurred_at),
+        ts(&|e| e.received_at),
+        utf8(&|e| Some(e.source.as_str())),
+        utf8(&|e| s(&e.account_id)),
+        utf8(&|e| s(&e.phone_number_id)),
+        utf8(&|e| s(&e.message_id)),
+        utf8(&|e| s(&e.reply_to)),
+        utf8(&|e| s(&e.conversation_id)),
+        utf8(&|e| s(&e.contact_key)),
+        utf8(&|e| s(&e.country)),
+        utf8(&|e| s(&e.campaign)),
+        utf8(&|e| s(&e.template)),
+        utf8(&|e| s(&e.locale)),
+        utf8(&|e| s(&e.category)),
+        utf8(&|e| s(&e.experiment)),
+        utf8(&|e| s(&e.variant)),
+        utf8(&|e| s(&e.content_type)),
+        utf8(&|e| s(&e.interaction_id)),
+        utf8(&|e| s(&e.interaction_title)),
+        Arc::new(error_code.finish()),
+        utf8(&|e| s(&e.error_title)),
+        Arc::new(billable.finish()),
+        Arc::new(cost.finish()),
+        Arc::new(revenue.finish()),
+        utf8(&|e| s(&e.currency)),
+        utf8(&|e| s(&e.actor)),
+        utf8(&|e| s(&e.agent_key)),
+        utf8(&|e| s(&e.queue)),
+        Arc::new(csat.finish()),
+        utf8(&|e| s(&e.attributes)),
+    ];
+    RecordBatch::try_new(schema(), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_matches_schema_and_keeps_nulls() {
+        let mut e = Event::new("a".into(), "message.sent", 1_767_254_400_000_000, 1, "meta");
+        e.error_code = Some(131026);
+        let b = to_record_batch(&[e.clone(), Event::new("b".into(), "conversion", 0, 0, "api")]).unwrap();
+        assert_eq!(b.num_rows(), 2);
+        assert_eq!(b.num_columns(), COLUMNS.len());
+        assert_eq!(b.column_by_name("error_code").unwrap().null_count(), 1);
+        assert_eq!(e.partition_date().to_string(), "2026-01-01");
+    }
+
+    #[test]
+    fn every_column_is_in_the_schema_once() {
+        let s = schema();
+        for c in COLUMNS {
+            assert!(s.field_with_name(c).is_ok(), "{c}");
+        }
+    }
+}

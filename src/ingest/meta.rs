@@ -1,0 +1,571 @@
+//! Meta WhatsApp Cloud API webhooks.
+//!
+//! One POST carries `entry[] → changes[] → value` with `statuses[]` (receipts of what we
+//! sent) and `messages[]` (what customers sent), up to 1000 of them. Every level is iterated;
+//! unknown JSON fields are ignored; an unknown status or message type is kept with its raw
+//! type in `attributes`.
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{Batch, Normalizer, ParseError, UnixTime, parse_callback_data, received_now};
+use crate::event::Event;
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    object: Option<String>,
+    entry: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    time: UnixTime,
+    #[serde(default)]
+    changes: Vec<Change>,
+}
+
+#[derive(Deserialize)]
+struct Change {
+    #[serde(default)]
+    field: String,
+    #[serde(default)]
+    value: Value,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MessagesValue {
+    metadata: Metadata,
+    statuses: Vec<Status>,
+    messages: Vec<Message>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Metadata {
+    phone_number_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Status {
+    id: String,
+    status: String,
+    timestamp: UnixTime,
+    recipient_id: Option<String>,
+    biz_opaque_callback_data: Option<String>,
+    pricing: Option<Pricing>,
+    errors: Vec<ErrorObj>,
+    conversation: Option<Conversation>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Pricing {
+    billable: Option<bool>,
+    pricing_model: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    category: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Conversation {
+    id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ErrorObj {
+    code: Option<i64>,
+    title: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Message {
+    from: Option<String>,
+    id: String,
+    timestamp: UnixTime,
+    #[serde(rename = "type")]
+    kind: String,
+    context: Option<Context>,
+    text: Option<Text>,
+    button: Option<ButtonReply>,
+    interactive: Option<Interactive>,
+    reaction: Option<Reaction>,
+    referral: Option<Value>,
+    errors: Vec<ErrorObj>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Context {
+    id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Text {
+    body: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ButtonReply {
+    payload: Option<String>,
+    text: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Interactive {
+    #[serde(rename = "type")]
+    kind: String,
+    button_reply: Option<Choice>,
+    list_reply: Option<Choice>,
+    nfm_reply: Option<FlowReply>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Choice {
+    id: Option<String>,
+    title: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FlowReply {
+    name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Reaction {
+    message_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TemplateUpdate {
+    event: Option<String>,
+    message_template_id: Option<Value>,
+    message_template_name: Option<String>,
+    message_template_language: Option<String>,
+    message_template_category: Option<String>,
+    reason: Option<String>,
+    new_quality_score: Option<String>,
+    previous_quality_score: Option<String>,
+    new_category: Option<String>,
+    previous_category: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct UserPreferences {
+    metadata: Metadata,
+    user_preferences: Vec<UserPreference>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct UserPreference {
+    wa_id: Option<String>,
+    category: Option<String>,
+    value: Option<String>,
+    timestamp: UnixTime,
+}
+
+/// Normalises one verified Meta webhook body.
+pub fn parse(n: &Normalizer, body: &[u8]) -> Result<Batch, ParseError> {
+    let env: Envelope =
+        serde_json::from_slice(body).map_err(|e| ParseError(format!("not a Meta webhook body: {e}")))?;
+    if let Some(o) = env.object.as_deref()
+        && o != "whatsapp_business_account"
+    {
+        return Err(ParseError(format!("unexpected object {o:?}; expected \"whatsapp_business_account\"")));
+    }
+    let received = received_now();
+    let mut batch = Batch::default();
+    for entry in env.entry {
+        for change in entry.changes {
+            let ctx = Ctx { n, received, account: entry.id.as_deref(), entry_time: entry.time.micros() };
+            match change.field.as_str() {
+                "messages" => {
+                    let v: MessagesValue = serde_json::from_value(change.value)
+                        .map_err(|e| ParseError(format!("malformed messages change: {e}")))?;
+                    let pnid = v.metadata.phone_number_id.as_deref();
+                    for s in v.statuses {
+                        batch.events.push(ctx.status(pnid, s));
+                    }
+                    for m in v.messages {
+                        ctx.message(pnid, m, &mut batch.events);
+                    }
+                }
+                "message_template_status_update" | "message_template_quality_update" | "template_category_update" => {
+                    let v: TemplateUpdate = serde_json::from_value(change.value)
+                        .map_err(|e| ParseError(format!("malformed {} change: {e}", change.field)))?;
+                    batch.events.push(ctx.template(&change.field, v));
+                }
+                "user_preferences" => {
+                    let v: UserPreferences = serde_json::from_value(change.value)
+                        .map_err(|e| ParseError(format!("malformed user_preferences change: {e}")))?;
+                    for p in v.user_preferences {
+                        if let Some(e) = ctx.preference(v.metadata.phone_number_id.as_deref(), p) {
+                            batch.events.push(e);
+                        }
+                    }
+                }
+                other => tracing::debug!(field = other, "ignoring Meta webhook field convoscope does not store"),
+            }
+        }
+    }
+    n.check_times(&mut batch, received);
+    Ok(batch)
+}
+
+struct Ctx<'a> {
+    n: &'a Normalizer,
+    received: i64,
+    account: Option<&'a str>,
+    entry_time: Option<i64>,
+}
+
+impl Ctx<'_> {
+    fn base(&self, id: String, event_type: &str, occurred: Option<i64>, pnid: Option<&str>) -> Event {
+        let mut e =
+            Event::new(id, event_type, occurred.or(self.entry_time).unwrap_or(self.received), self.received, "meta");
+        e.account_id = self.account.map(str::to_string);
+        e.phone_number_id = pnid.map(str::to_string);
+        e
+    }
+
+    fn status(&self, pnid: Option<&str>, s: Status) -> Event {
+        let raw = s.status.to_ascii_lowercase();
+        let event_type = match raw.as_str() {
+            "sent" => "message.sent",
+            "delivered" => "message.delivered",
+            // A played voice message has been read; keeping the raw status in the id keeps
+            // a later `read` of the same message from being taken for a retry of it.
+            "read" | "played" => "message.read",
+            "failed" => "message.failed",
+            _ => "message.other",
+        };
+        let mut e = self.base(format!("meta:{}:{}", s.id, raw), event_type, s.timestamp.micros(), pnid);
+        e.message_id = Some(s.id);
+        self.n.set_contact(&mut e, s.recipient_id.as_deref());
+        let mut attrs = Map::new();
+        if event_type == "message.other" {
+            attrs.insert("raw_status".into(), json!(s.status));
+        }
+        if let Some(cb) = s.biz_opaque_callback_data {
+            let (exp, var, camp) = parse_callback_data(&cb);
+            e.experiment = exp;
+            e.variant = var;
+            e.campaign = camp;
+            attrs.insert("callback_data".into(), json!(cb));
+        }
+        if let Some(p) = s.pricing {
+            // Meta is deprecating `billable`; `type == "regular"` is the charge signal now.
+            e.billable = match p.kind.as_deref() {
+                Some(t) => Some(t == "regular"),
+                None => p.billable,
+            };
+            if let Some(c) = p.category {
+                let c = c.to_ascii_lowercase();
+                let normal = if c.starts_with("authentication") { "authentication".to_string() } else { c.clone() };
+                if normal != c {
+                    attrs.insert("pricing_category".into(), json!(c));
+                }
+                e.category = Some(normal);
+            }
+            if let Some(t) = p.kind {
+                attrs.insert("pricing_type".into(), json!(t));
+            }
+            if let Some(m) = p.pricing_model {
+                attrs.insert("pricing_model".into(), json!(m));
+            }
+        }
+        if let Some(conv) = s.conversation.and_then(|c| c.id) {
+            attrs.insert("meta_conversation_id".into(), json!(conv));
+        }
+        let mut errors = s.errors.into_iter();
+        if let Some(first) = errors.next() {
+            e.error_code = first.code.and_then(|c| i32::try_from(c).ok());
+            e.error_title = first.title;
+            let rest: Vec<Value> = errors.map(|x| json!({"code": x.code, "title": x.title})).collect();
+            if !rest.is_empty() {
+                attrs.insert("more_errors".into(), Value::Array(rest));
+            }
+        }
+        e.attributes = attrs_json(attrs);
+        e
+    }
+
+    fn message(&self, pnid: Option<&str>, m: Message, out: &mut Vec<Event>) {
+        let mut attrs = Map::new();
+        let (event_type, content_type) = match m.kind.as_str() {
+            "button" => ("interaction.reply", "button"),
+            "interactive" => ("interaction.reply", "interactive"),
+            "text" | "image" | "video" | "audio" | "document" | "sticker" | "location" | "contacts" | "reaction"
+            | "order" | "system" | "unsupported" => ("message.inbound", m.kind.as_str()),
+            other => {
+                attrs.insert("raw_type".into(), json!(other));
+                ("message.inbound", "other")
+            }
+        };
+        let kind_suffix = if event_type == "interaction.reply" { "reply" } else { "inbound" };
+        let mut e = self.base(format!("meta:{}:{}", m.id, kind_suffix), event_type, m.timestamp.micros(), pnid);
+        e.content_type = Some(content_type.to_string());
+        e.message_id = Some(m.id.clone());
+        e.actor = Some("customer".into());
+        e.reply_to = m.context.and_then(|c| c.id);
+        self.n.set_contact(&mut e, m.from.as_deref());
+        let mut text: Option<String> = None;
+        if let Some(b) = m.button {
+            e.interaction_id = b.payload.or_else(|| b.text.clone());
+            e.interaction_title = b.text.clone();
+            if let Some((exp, var)) = e.interaction_id.as_deref().and_then(parse_payload_variant) {
+                e.experiment = Some(exp);
+                e.variant = Some(var);
+            }
+            text = b.text;
+        }
+        if let Some(i) = m.interactive {
+            let choice = i.button_reply.or(i.list_reply);
+            match choice {
+                Some(c) => {
+                    e.interaction_id = c.id;
+                    e.interaction_title = c.title;
+                }
+                None => {
+                    e.interaction_id = i.nfm_reply.and_then(|f| f.name);
+                }
+            }
+            attrs.insert("interactive_type".into(), json!(i.kind));
+        }
+        if let Some(t) = m.text {
+            text = Some(t.body);
+        }
+        if let Some(r) = m.reaction {
+            e.reply_to = e.reply_to.or(r.message_id);
+        }
+        if m.referral.is_some() {
+            attrs.insert("referral".into(), json!(true));
+        }
+        if let Some(err) = m.errors.into_iter().next() {
+            e.error_code = err.code.and_then(|c| i32::try_from(c).ok());
+            e.error_title = err.title;
+        }
+        let opt_out = text.as_deref().is_some_and(|t| self.n.is_opt_out(t));
+        if self.n.store_text()
+            && let Some(t) = &text
+        {
+            attrs.insert("text".into(), json!(t));
+        }
+        e.attributes = attrs_json(attrs);
+        if opt_out {
+            out.push(self.n.opt_out_event(&e));
+        }
+        out.push(e);
+    }
+
+    fn template(&self, field: &str, v: TemplateUpdate) -> Event {
+        let tid = match &v.message_template_id {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        let what = v
+            .event
+            .clone()
+            .or_else(|| v.new_quality_score.clone())
+            .or_else(|| v.new_category.clone())
+            .unwrap_or_default();
+        let when = self.entry_time.unwrap_or(self.received);
+        let mut e =
+            self.base(format!("meta:template:{tid}:{field}:{what}:{when}"), "template.status", Some(when), None);
+        e.template = v.message_template_name;
+        e.locale = v.message_template_language;
+        e.category = v.message_template_category.or_else(|| v.new_category.clone()).map(|c| c.to_ascii_lowercase());
+        let mut attrs = Map::new();
+        attrs.insert("field".into(), json!(field));
+        attrs.insert("template_id".into(), json!(tid));
+        for (k, val) in [
+            ("event", v.event),
+            ("reason", v.reason),
+            ("new_quality_score", v.new_quality_score),
+            ("previous_quality_score", v.previous_quality_score),
+            ("new_category", v.new_category),
+            ("previous_category", v.previous_category),
+        ] {
+            if let Some(val) = val {
+                attrs.insert(k.into(), json!(val));
+            }
+        }
+        e.attributes = attrs_json(attrs);
+        e
+    }
+
+    fn preference(&self, pnid: Option<&str>, p: UserPreference) -> Option<Event> {
+        let event_type = match p.value.as_deref()? {
+            "stop" => "consent.opt_out",
+            "resume" => "consent.opt_in",
+            _ => return None,
+        };
+        let when = p.timestamp.micros();
+        let mut e = self.base(String::new(), event_type, when, pnid);
+        self.n.set_contact(&mut e, p.wa_id.as_deref());
+        e.event_id = format!(
+            "meta:pref:{}:{}:{}",
+            e.contact_key.as_deref().unwrap_or(""),
+            p.value.as_deref().unwrap_or(""),
+            when.unwrap_or(0)
+        );
+        e.category = p.category.map(|c| if c.starts_with("marketing") { "marketing".into() } else { c });
+        e.actor = Some("customer".into());
+        Some(e)
+    }
+}
+
+/// A quick-reply payload that carries its variant, as the send path writes it:
+/// `exp=<experiment>;variant=<variant>;...` or `<experiment>:<variant>:<choice>`.
+fn parse_payload_variant(payload: &str) -> Option<(String, String)> {
+    if let (Some(e), Some(v), _) = parse_callback_data(payload) {
+        return Some((e, v));
+    }
+    None
+}
+
+/// Serialises collected attributes, or `None` when there are none.
+pub(crate) fn attrs_json(attrs: Map<String, Value>) -> Option<String> {
+    if attrs.is_empty() { None } else { Some(Value::Object(attrs).to_string()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::test_normalizer;
+
+    const STATUS_BATCH: &str = include_str!("../../fixtures/meta/status_batch.json");
+    const INBOUND: &str = include_str!("../../fixtures/meta/inbound_interactive.json");
+
+    #[test]
+    fn status_batch_normalises_every_status() {
+        let b = parse(&test_normalizer(), STATUS_BATCH.as_bytes()).unwrap();
+        assert!(b.rejected.is_empty());
+        let types: Vec<&str> = b.events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            ["message.sent", "message.delivered", "message.read", "message.sent", "message.failed", "message.failed"]
+        );
+        let sent = &b.events[0];
+        assert_eq!(sent.event_id, "meta:wamid.HBgLMTU1NTAxMDk4NzYVAgARGBJBQjAxRVhQNDJWQVJCMDAwMTcA:sent");
+        assert_eq!(sent.occurred_at, 1_767_254_400_000_000);
+        assert_eq!(sent.experiment.as_deref(), Some("42"));
+        assert_eq!(sent.variant.as_deref(), Some("B"));
+        assert_eq!(sent.billable, Some(true));
+        assert_eq!(sent.category.as_deref(), Some("marketing"));
+        assert_eq!(sent.country.as_deref(), Some("US"));
+        assert_eq!(sent.account_id.as_deref(), Some("100200300400500"));
+        assert_eq!(b.events[3].billable, Some(false));
+        assert_eq!(b.events[4].error_code, Some(131049));
+        assert_eq!(b.events[5].error_title.as_deref(), Some("Message undeliverable"));
+    }
+
+    #[test]
+    fn interactive_replies_join_back_by_context() {
+        let b = parse(&test_normalizer(), INBOUND.as_bytes()).unwrap();
+        assert_eq!(b.events.len(), 2);
+        let r = &b.events[0];
+        assert_eq!(r.event_type, "interaction.reply");
+        assert_eq!(r.content_type.as_deref(), Some("interactive"));
+        assert_eq!(r.interaction_id.as_deref(), Some("exp42-B-yes"));
+        assert_eq!(r.interaction_title.as_deref(), Some("Yes, show me"));
+        assert_eq!(r.reply_to.as_deref(), Some("wamid.HBgLMTU1NTAxMDk4NzYVAgARGBJJTlRFUkFDVElWRUJUTjAwMDEA"));
+        assert_eq!(b.events[1].interaction_id.as_deref(), Some("exp42-A-plan-annual"));
+        // The profile name is personal data and must not survive.
+        assert!(!format!("{:?}", b.events).contains("Dana"));
+    }
+
+    fn one_message(msg: Value) -> Vec<Event> {
+        let body = json!({"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"9"},"messages":[msg]}}]}]});
+        parse(&test_normalizer(), body.to_string().as_bytes()).unwrap().events
+    }
+
+    #[test]
+    fn stop_reply_also_records_opt_out_and_drops_text() {
+        let ev = one_message(
+            json!({"from":"447700900123","id":"wamid.X","timestamp":"1767255000","type":"text","text":{"body":"Stop"}}),
+        );
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[0].event_type, "consent.opt_out");
+        assert_eq!(ev[0].event_id, "meta:wamid.X:opt_out");
+        assert_eq!(ev[1].event_type, "message.inbound");
+        assert_eq!(ev[1].content_type.as_deref(), Some("text"));
+        assert_eq!(ev[0].contact_key, ev[1].contact_key);
+        assert!(ev[1].attributes.is_none());
+    }
+
+    #[test]
+    fn template_quick_reply_and_unknown_types() {
+        let ev = one_message(
+            json!({"from":"15550100001","id":"wamid.B","timestamp":"1767255000","type":"button","context":{"id":"wamid.T"},"button":{"payload":"exp=spring;variant=B","text":"Interested"}}),
+        );
+        assert_eq!(ev[0].event_type, "interaction.reply");
+        assert_eq!(ev[0].reply_to.as_deref(), Some("wamid.T"));
+        assert_eq!(ev[0].variant.as_deref(), Some("B"));
+        let ev = one_message(json!({"from":"15550100001","id":"wamid.N","timestamp":"1767255000","type":"hologram"}));
+        assert_eq!(ev[0].event_type, "message.inbound");
+        assert_eq!(ev[0].content_type.as_deref(), Some("other"));
+        assert!(ev[0].attributes.as_deref().unwrap().contains("hologram"));
+    }
+
+    #[test]
+    fn unknown_status_is_kept_and_played_is_read() {
+        let body = json!({"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"statuses":[
+            {"id":"w1","status":"deleted","timestamp":"1767255000","recipient_id":"15550100001"},
+            {"id":"w1","status":"played","timestamp":"1767255001","recipient_id":"15550100001"}]}}]}]});
+        let ev = parse(&test_normalizer(), body.to_string().as_bytes()).unwrap().events;
+        assert_eq!(ev[0].event_type, "message.other");
+        assert!(ev[0].attributes.as_deref().unwrap().contains("deleted"));
+        assert_eq!(ev[1].event_type, "message.read");
+    }
+
+    #[test]
+    fn template_status_update() {
+        let body = json!({"object":"whatsapp_business_account","entry":[{"id":"1","time":1767255000,"changes":[{"field":"message_template_status_update","value":{"event":"PAUSED","message_template_id":12345,"message_template_name":"spring_promo_b","message_template_language":"en_US","reason":"NONE","message_template_category":"MARKETING"}}]}]});
+        let ev = parse(&test_normalizer(), body.to_string().as_bytes()).unwrap().events;
+        assert_eq!(ev[0].event_type, "template.status");
+        assert_eq!(ev[0].template.as_deref(), Some("spring_promo_b"));
+        assert_eq!(ev[0].category.as_deref(), Some("marketing"));
+        assert_eq!(ev[0].occurred_at, 1_767_255_000_000_000);
+        assert!(ev[0].attributes.as_deref().unwrap().contains("PAUSED"));
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors() {
+        let n = test_normalizer();
+        assert!(parse(&n, b"{\"entry\": [").is_err());
+        assert!(parse(&n, b"{\"object\":\"page\",\"entry\":[]}").is_err());
+        assert!(parse(&n, b"[1,2]").is_err());
+    }
+
+    #[test]
+    fn future_statuses_are_rejected_alone() {
+        let far = chrono::Utc::now().timestamp() + 3600;
+        let body = json!({"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"statuses":[
+            {"id":"w1","status":"sent","timestamp":far.to_string(),"recipient_id":"15550100001"},
+            {"id":"w2","status":"sent","timestamp":"1767255000","recipient_id":"15550100001"}]}}]}]});
+        let b = parse(&test_normalizer(), body.to_string().as_bytes()).unwrap();
+        assert_eq!(b.events.len(), 1);
+        assert_eq!(b.rejected.len(), 1);
+        assert_eq!(b.events[0].message_id.as_deref(), Some("w2"));
+    }
+}

@@ -1,0 +1,243 @@
+//! Normalisation: provider webhooks and first-party events in, [`Event`]s out.
+//!
+//! One module per source: [`meta`] (Cloud API webhooks), [`ultramsg`] and [`first_party`]
+//! (`POST /v1/events`). Each turns a raw body into a [`Batch`]: the events to store, plus the
+//! items it refused with a reason. A body that cannot be read at all is a [`ParseError`].
+//! Verification (signatures, tokens) happens before this, in the server.
+
+pub mod first_party;
+pub mod meta;
+pub mod ultramsg;
+
+use serde::Deserialize;
+
+use crate::event::{Event, now_micros};
+use crate::pii::PiiKey;
+
+/// How far in the future an event's timestamp may lie before it is refused: provider clocks
+/// drift by seconds, never by minutes, so anything further is a bug or a forgery.
+pub const DEFAULT_MAX_FUTURE_SECS: i64 = 300;
+
+/// Settings and secrets normalisation needs.
+#[derive(Debug, Clone)]
+pub struct Normalizer {
+    pii: PiiKey,
+    opt_out_keywords: Vec<String>,
+    store_message_text: bool,
+    max_future_micros: i64,
+}
+
+/// Why one event or item was refused (a bounded set: it is a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// The item is not valid JSON or not of the expected shape.
+    Malformed,
+    /// Its timestamp is further in the future than allowed.
+    FutureTimestamp,
+    /// A required field is missing or a field has the wrong type or value.
+    InvalidEvent,
+}
+
+impl RejectReason {
+    /// The metric label of this reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Malformed => "malformed",
+            RejectReason::FutureTimestamp => "future_timestamp",
+            RejectReason::InvalidEvent => "invalid_event",
+        }
+    }
+}
+
+/// One refused item of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// Position of the item in the request (array index or NDJSON record).
+    pub index: usize,
+    pub reason: RejectReason,
+    pub message: String,
+}
+
+/// What a body normalised into.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<Event>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// A body that could not be read at all (answered with 400).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+impl Normalizer {
+    /// A normaliser with the given PII key, opt-out keywords (matched case-insensitively
+    /// against the whole trimmed message), text storage switch, and future tolerance.
+    pub fn new(pii: PiiKey, opt_out_keywords: &[String], store_message_text: bool, max_future_secs: i64) -> Self {
+        Normalizer {
+            pii,
+            opt_out_keywords: opt_out_keywords.iter().map(|k| k.trim().to_uppercase()).collect(),
+            store_message_text,
+            max_future_micros: max_future_secs.saturating_mul(1_000_000),
+        }
+    }
+
+    /// The PII key, for callers that pseudonymise numbers themselves (the send path).
+    pub fn pii(&self) -> &PiiKey {
+        &self.pii
+    }
+
+    /// Sets `contact_key` and `country` from a phone number; the number itself is dropped.
+    pub(crate) fn set_contact(&self, e: &mut Event, phone: Option<&str>) {
+        if let Some((key, country)) = phone.and_then(|p| self.pii.contact(p)) {
+            e.contact_key = Some(key);
+            e.country = country.map(str::to_string);
+        }
+    }
+
+    /// Whether a message text is an opt-out keyword.
+    pub(crate) fn is_opt_out(&self, text: &str) -> bool {
+        let t = text.trim().to_uppercase();
+        !t.is_empty() && self.opt_out_keywords.contains(&t)
+    }
+
+    pub(crate) fn store_text(&self) -> bool {
+        self.store_message_text
+    }
+
+    /// Splits events into those to keep and those too far in the future, appending the latter
+    /// to `rejected` with `index_of` telling each one's position in the request.
+    pub(crate) fn check_times(&self, batch: &mut Batch, now: i64) {
+        let limit = now.saturating_add(self.max_future_micros);
+        let mut kept = Vec::with_capacity(batch.events.len());
+        for (i, e) in batch.events.drain(..).enumerate() {
+            if e.occurred_at > limit {
+                batch.rejected.push(Rejected {
+                    index: i,
+                    reason: RejectReason::FutureTimestamp,
+                    message: format!(
+                        "event {} occurred_at is more than {}s in the future",
+                        e.event_id,
+                        self.max_future_micros / 1_000_000
+                    ),
+                });
+            } else {
+                kept.push(e);
+            }
+        }
+        batch.events = kept;
+    }
+
+    /// Builds the `consent.opt_out` event a STOP-like reply implies.
+    pub(crate) fn opt_out_event(&self, from: &Event) -> Event {
+        let mut e = Event::new(
+            format!("{}:opt_out", from.event_id.rsplit_once(':').map(|(p, _)| p).unwrap_or(&from.event_id)),
+            "consent.opt_out",
+            from.occurred_at,
+            from.received_at,
+            &from.source,
+        );
+        e.account_id = from.account_id.clone();
+        e.phone_number_id = from.phone_number_id.clone();
+        e.message_id = from.message_id.clone();
+        e.contact_key = from.contact_key.clone();
+        e.country = from.country.clone();
+        e.actor = Some("customer".into());
+        e
+    }
+}
+
+/// Parses provider timestamps, which come as strings or numbers of Unix seconds.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum UnixTime {
+    Text(String),
+    Number(f64),
+    #[default]
+    #[serde(skip)]
+    Missing,
+}
+
+impl UnixTime {
+    /// Microseconds since the epoch, if present and numeric.
+    pub(crate) fn micros(&self) -> Option<i64> {
+        let secs = match self {
+            UnixTime::Text(s) => s.trim().parse::<f64>().ok()?,
+            UnixTime::Number(n) => *n,
+            UnixTime::Missing => return None,
+        };
+        // Beyond year 9999 is not a timestamp but garbage; refuse rather than overflow.
+        if !secs.is_finite() || !(0.0..=253_402_300_799.0).contains(&secs) {
+            return None;
+        }
+        Some((secs * 1_000_000.0).round() as i64)
+    }
+}
+
+/// Parses `callback data` a sender attached (`exp=42;variant=B;campaign=spring`), into
+/// experiment, variant and campaign. Unknown keys are ignored; `None` for each absent one.
+pub fn parse_callback_data(s: &str) -> (Option<String>, Option<String>, Option<String>) {
+    let (mut exp, mut var, mut camp) = (None, None, None);
+    for part in s.split([';', '&', ',']) {
+        let Some((k, v)) = part.split_once('=') else { continue };
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        match k.trim() {
+            "exp" | "experiment" => exp = Some(v.to_string()),
+            "variant" | "var" => var = Some(v.to_string()),
+            "campaign" | "camp" => camp = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    (exp, var, camp)
+}
+
+/// Current time for `received_at`.
+pub(crate) fn received_now() -> i64 {
+    now_micros()
+}
+
+#[cfg(test)]
+pub(crate) fn test_normalizer() -> Normalizer {
+    Normalizer::new(
+        PiiKey::from_secret("test-key"),
+        &["STOP".into(), "UNSUBSCRIBE".into(), "CANCEL".into()],
+        false,
+        DEFAULT_MAX_FUTURE_SECS,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_data_forms() {
+        assert_eq!(parse_callback_data("exp=42;variant=B;assign=000017"), (Some("42".into()), Some("B".into()), None));
+        assert_eq!(
+            parse_callback_data("experiment=spring&variant=control&campaign=c1"),
+            (Some("spring".into()), Some("control".into()), Some("c1".into()))
+        );
+        assert_eq!(parse_callback_data("garbage"), (None, None, None));
+    }
+
+    #[test]
+    fn unix_time_forms() {
+        assert_eq!(UnixTime::Text("1767254400".into()).micros(), Some(1_767_254_400_000_000));
+        assert_eq!(UnixTime::Number(1.5).micros(), Some(1_500_000));
+        assert_eq!(UnixTime::Text("soon".into()).micros(), None);
+        assert_eq!(UnixTime::Number(1e300).micros(), None);
+        assert_eq!(UnixTime::Missing.micros(), None);
+    }
+
+    #[test]
+    fn opt_out_is_whole_message_case_insensitive() {
+        let n = test_normalizer();
+        assert!(n.is_opt_out(" stop "));
+        assert!(n.is_opt_out("Unsubscribe"));
+        assert!(!n.is_opt_out("please don't stop"));
+        assert!(!n.is_opt_out(""));
+    }
+}

@@ -1,0 +1,31 @@
+//! convoscope: analytics and observability for WhatsApp business messaging.
+//!
+//! Webhooks from providers and events from the brand's own systems come in through the
+//! collector, become one event schema, go through a local write-ahead log into Parquet on
+//! object storage, and are read back by SQL reports.
+//!
+//! A map of the crate, in the order data flows:
+//!
+//! - [`server`]: the HTTP service (collector endpoints, `/metrics`, the `/v1` API).
+//! - [`ingest`]: provider and first-party payloads → [`event::Event`]s.
+//! - [`pii`]: phone numbers → `contact_key` and `country`; numbers are never stored.
+//! - [`wal`]: the fsynced, checksummed write-ahead log behind every 200, with deduplication.
+//! - [`store`]: object storage by URL, the Parquet writer, and the flusher from log to store.
+//! - [`analytics`]: DataFusion over the stored `events` table.
+//! - [`metrics`]: the Prometheus metrics.
+//! - [`config`]: settings from defaults, file, environment and flags.
+//! - [`cli`]: the commands of the `convoscope` binary.
+
+pub mod analytics;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod ingest;
+pub mod metrics;
+pub mod pii;
+pub mod server;
+pub mod store;
+pub mod wal;
+
+pub use error::{Error, Result};

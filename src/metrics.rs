@@ -1,0 +1,350 @@
+//! Prometheus metrics (contract section 4).
+//!
+//! Every label is a bounded set: sources and event types are fixed lists, error codes and
+//! categories are capped with an `other` bucket, so a hostile or buggy sender cannot blow up
+//! the number of series.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::event::{Event, known_event_type};
+
+/// Buckets for latencies from a second to a day: receipts come in seconds, reads in hours.
+const LATENCY_BUCKETS: &[f64] =
+    &[0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 43200.0, 86400.0];
+/// Buckets for internal operations (flush, provider calls): milliseconds to a minute.
+const OP_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+/// Distinct error codes that get their own series; the rest count under `other`.
+pub const DEFAULT_MAX_ERROR_CODES: usize = 50;
+/// Messages whose status times are remembered to measure latency at ingest. At ~100 bytes an
+/// entry this bounds the tracker near 20 MB.
+pub const DEFAULT_LATENCY_TRACKED: usize = 200_000;
+const CATEGORIES: &[&str] = &["marketing", "utility", "authentication", "service"];
+
+/// All metrics of one process.
+pub struct Metrics {
+    registry: Registry,
+    pub ingest_events_total: IntCounterVec,
+    pub ingest_rejected_total: IntCounterVec,
+    pub ingest_duplicates_total: IntCounterVec,
+    pub messages_total: IntCounterVec,
+    pub message_failures_total: IntCounterVec,
+    pub delivery_latency_seconds: Histogram,
+    pub read_latency_seconds: Histogram,
+    pub latency_unmatched_total: IntCounterVec,
+    pub wal_bytes: IntGauge,
+    pub flush_duration_seconds: Histogram,
+    pub flush_errors_total: IntCounter,
+    pub sends_total: IntCounterVec,
+    pub provider_request_duration_seconds: HistogramVec,
+    pub circuit_open: IntGaugeVec,
+    error_codes: Mutex<HashSet<i32>>,
+    max_error_codes: usize,
+    latency: Mutex<LatencyTracker>,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    r.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        .expect("static metric definition");
+    r.register(Box::new(h.clone())).expect("metric registered once");
+    h
+}
+
+impl Metrics {
+    /// A fresh registry with every convoscope metric and the process collector.
+    pub fn new(max_error_codes: usize, latency_tracked: usize) -> Self {
+        let r = Registry::new();
+        let ingest_events_total = counter_vec(
+            &r,
+            "convoscope_ingest_events_total",
+            "Events stored, by source and type.",
+            &["source", "event_type"],
+        );
+        let ingest_rejected_total = counter_vec(
+            &r,
+            "convoscope_ingest_rejected_total",
+            "Events or requests refused, by reason.",
+            &["source", "reason"],
+        );
+        let ingest_duplicates_total = counter_vec(
+            &r,
+            "convoscope_ingest_duplicates_total",
+            "Events already stored, received again.",
+            &["source"],
+        );
+        let messages_total = counter_vec(
+            &r,
+            "convoscope_messages_total",
+            "Message statuses received, by status and category.",
+            &["status", "category"],
+        );
+        let message_failures_total = counter_vec(
+            &r,
+            "convoscope_message_failures_total",
+            "Failed messages by provider error code.",
+            &["error_code"],
+        );
+        let delivery_latency_seconds = histogram(
+            &r,
+            "convoscope_delivery_latency_seconds",
+            "Seconds from a message's sent status to its delivered status.",
+            LATENCY_BUCKETS,
+        );
+        let read_latency_seconds = histogram(
+            &r,
+            "convoscope_read_latency_seconds",
+            "Seconds from a message's delivered status to its read status.",
+            LATENCY_BUCKETS,
+        );
+        let latency_unmatched_total = counter_vec(
+            &r,
+            "convoscope_latency_unmatched_total",
+            "Delivered or read statuses whose earlier status was not (or no longer) tracked, so no latency was measured.",
+            &["status"],
+        );
+        let wal_bytes =
+            IntGauge::new("convoscope_wal_bytes", "Bytes in the write-ahead log, not yet in object storage.")
+                .expect("static metric definition");
+        r.register(Box::new(wal_bytes.clone())).expect("metric registered once");
+        let flush_duration_seconds = histogram(
+            &r,
+            "convoscope_flush_duration_seconds",
+            "Seconds to move one log segment into Parquet.",
+            OP_BUCKETS,
+        );
+        let flush_errors_total =
+            IntCounter::new("convoscope_flush_errors_total", "Failed flushes of log segments to object storage.")
+                .expect("static metric definition");
+        r.register(Box::new(flush_errors_total.clone())).expect("metric registered once");
+        let sends_total = counter_vec(
+            &r,
+            "convoscope_sends_total",
+            "Template sends by experiment, variant and outcome.",
+            &["experiment", "variant", "outcome"],
+        );
+        let provider_request_duration_seconds = HistogramVec::new(
+            HistogramOpts::new("convoscope_provider_request_duration_seconds", "Seconds per provider API call.")
+                .buckets(OP_BUCKETS.to_vec()),
+            &["provider", "outcome"],
+        )
+        .expect("static metric definition");
+        r.register(Box::new(provider_request_duration_seconds.clone())).expect("metric registered once");
+        let circuit_open = IntGaugeVec::new(
+            Opts::new("convoscope_circuit_open", "1 while the circuit breaker to a provider is open."),
+            &["provider"],
+        )
+        .expect("static metric definition");
+        r.register(Box::new(circuit_open.clone())).expect("metric registered once");
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = r.register(Box::new(pc));
+        }
+        Metrics {
+            registry: r,
+            ingest_events_total,
+            ingest_rejected_total,
+            ingest_duplicates_total,
+            messages_total,
+            message_failures_total,
+            delivery_latency_seconds,
+            read_latency_seconds,
+            latency_unmatched_total,
+            wal_bytes,
+            flush_duration_seconds,
+            flush_errors_total,
+            sends_total,
+            provider_request_duration_seconds,
+            circuit_open,
+            error_codes: Mutex::new(HashSet::new()),
+            max_error_codes,
+            latency: Mutex::new(LatencyTracker::new(latency_tracked)),
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Counts a refusal.
+    pub fn rejected(&self, source: &str, reason: &str, n: u64) {
+        self.ingest_rejected_total.with_label_values(&[source, reason]).inc_by(n);
+    }
+
+    /// Records what an append stored: `duplicate[i]` tells whether `events[i]` was a retry.
+    pub fn record_stored(&self, events: &[Event], duplicate: &[bool]) {
+        for (e, dup) in events.iter().zip(duplicate) {
+            let source = bounded_source(&e.source);
+            if *dup {
+                self.ingest_duplicates_total.with_label_values(&[source]).inc();
+                continue;
+            }
+            let t = known_event_type(&e.event_type).unwrap_or("other");
+            self.ingest_events_total.with_label_values(&[source, t]).inc();
+            let status = match t {
+                "message.sent" => "sent",
+                "message.delivered" => "delivered",
+                "message.read" => "read",
+                "message.failed" => "failed",
+                _ => continue,
+            };
+            let category =
+                e.category.as_deref().and_then(|c| CATEGORIES.iter().find(|k| **k == c).copied()).unwrap_or("other");
+            self.messages_total.with_label_values(&[status, category]).inc();
+            if status == "failed" {
+                let code = self.error_code_label(e.error_code);
+                self.message_failures_total.with_label_values(&[&code]).inc();
+            }
+            if let Some(id) = e.message_id.as_deref()
+                && let Ok(mut lt) = self.latency.lock()
+            {
+                let obs = lt.observe(id, status, e.occurred_at);
+                if let Some(s) = obs.delivery {
+                    self.delivery_latency_seconds.observe(s);
+                }
+                if let Some(s) = obs.read {
+                    self.read_latency_seconds.observe(s);
+                }
+                if obs.unmatched {
+                    self.latency_unmatched_total.with_label_values(&[status]).inc();
+                }
+            }
+        }
+    }
+
+    fn error_code_label(&self, code: Option<i32>) -> String {
+        let Some(code) = code else { return "none".into() };
+        let Ok(mut seen) = self.error_codes.lock() else { return "other".into() };
+        if seen.contains(&code) || seen.len() < self.max_error_codes {
+            seen.insert(code);
+            code.to_string()
+        } else {
+            "other".into()
+        }
+    }
+}
+
+fn bounded_source(s: &str) -> &'static str {
+    crate::event::SOURCES.iter().copied().find(|k| *k == s).unwrap_or("other")
+}
+
+/// Status times of recent messages, so a receipt arriving later can be measured against the
+/// one before it. Bounded: the oldest message is forgotten first.
+struct LatencyTracker {
+    cap: usize,
+    order: VecDeque<String>,
+    times: HashMap<String, Times>,
+}
+
+#[derive(Default)]
+struct Times {
+    sent: Option<i64>,
+    delivered: Option<i64>,
+    read: Option<i64>,
+    delivery_done: bool,
+    read_done: bool,
+}
+
+#[derive(Default, Debug, PartialEq)]
+struct Observed {
+    delivery: Option<f64>,
+    read: Option<f64>,
+    unmatched: bool,
+}
+
+impl LatencyTracker {
+    fn new(cap: usize) -> Self {
+        LatencyTracker { cap: cap.max(1), order: VecDeque::new(), times: HashMap::new() }
+    }
+
+    fn observe(&mut self, id: &str, status: &str, at: i64) -> Observed {
+        if !self.times.contains_key(id) {
+            if self.order.len() >= self.cap
+                && let Some(old) = self.order.pop_front()
+            {
+                self.times.remove(&old);
+            }
+            self.order.push_back(id.to_string());
+            self.times.insert(id.to_string(), Times::default());
+        }
+        let Some(t) = self.times.get_mut(id) else { return Observed::default() };
+        let mut out = Observed::default();
+        match status {
+            "sent" => t.sent = Some(at),
+            "delivered" => {
+                out.unmatched = t.sent.is_none();
+                t.delivered = Some(at);
+            }
+            "read" => {
+                out.unmatched = t.delivered.is_none();
+                t.read = Some(at);
+            }
+            _ => {}
+        }
+        // Either order of arrival is measured once both ends are known.
+        if !t.delivery_done
+            && let (Some(s), Some(d)) = (t.sent, t.delivered)
+        {
+            t.delivery_done = true;
+            out.delivery = Some(((d - s).max(0)) as f64 / 1e6);
+        }
+        if !t.read_done
+            && let (Some(d), Some(r)) = (t.delivered, t.read)
+        {
+            t.read_done = true;
+            out.read = Some(((r - d).max(0)) as f64 / 1e6);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_in_any_order_and_bounded() {
+        let mut t = LatencyTracker::new(2);
+        assert_eq!(t.observe("m1", "sent", 0), Observed::default());
+        assert_eq!(t.observe("m1", "delivered", 3_000_000).delivery, Some(3.0));
+        assert_eq!(t.observe("m1", "read", 63_000_000).read, Some(60.0));
+        // Delivered before sent: measured when sent arrives, flagged unmatched meanwhile.
+        let o = t.observe("m2", "delivered", 5_000_000);
+        assert!(o.unmatched);
+        assert_eq!(t.observe("m2", "sent", 1_000_000).delivery, Some(4.0));
+        // m1 is evicted by m3; its late read is unmatched rather than guessed.
+        t.observe("m3", "sent", 0);
+        assert!(t.observe("m1", "delivered", 9).unmatched);
+        assert!(t.times.len() <= 2);
+    }
+
+    #[test]
+    fn error_codes_are_capped() {
+        let m = Metrics::new(2, 10);
+        let mk = |code| {
+            let mut e = Event::new(format!("f{code}"), "message.failed", 0, 0, "meta");
+            e.error_code = Some(code);
+            e
+        };
+        let evs = vec![mk(1), mk(2), mk(3), mk(1)];
+        m.record_stored(&evs, &[false, false, false, false]);
+        let text = m.render();
+        assert!(text.contains("convoscope_message_failures_total{error_code=\"1\"} 2"));
+        assert!(text.contains("convoscope_message_failures_total{error_code=\"other\"} 1"));
+        assert!(text.contains("convoscope_messages_total{category=\"other\",status=\"failed\"} 4"));
+    }
+}

@@ -1,0 +1,261 @@
+//! Pseudonymisation of phone numbers.
+//!
+//! A phone number never reaches storage or the logs: it becomes `contact_key`, an
+//! HMAC-SHA256 of its E.164 digits under a secret key, and `country`, from its calling code.
+//! Keyed (not a plain hash) because the space of phone numbers is small enough to
+//! enumerate: without the key nobody can map a `contact_key` back to a number.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::error::Error;
+
+/// Hex characters of the HMAC kept as `contact_key`: 128 bits, far from collisions at any
+/// realistic contact count, and half the bytes of the full digest in every row.
+const CONTACT_KEY_HEX_CHARS: usize = 32;
+
+/// The secret behind `contact_key`.
+#[derive(Clone)]
+pub struct PiiKey {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for PiiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PiiKey(..)")
+    }
+}
+
+impl PiiKey {
+    /// A key from configured bytes.
+    pub fn from_secret(secret: &str) -> Self {
+        PiiKey { key: secret.as_bytes().to_vec() }
+    }
+
+    /// Loads the key from `configured`, else from `<state_dir>/pii.key`, generating and
+    /// saving that file (mode 0600) the first time, with a warning: losing it changes
+    /// every `contact_key`.
+    pub fn load_or_create(configured: Option<&str>, state_dir: &Path) -> Result<Self, Error> {
+        if let Some(s) = configured.filter(|s| !s.is_empty()) {
+            return Ok(Self::from_secret(s));
+        }
+        let path: PathBuf = state_dir.join("pii.key");
+        match std::fs::read_to_string(&path) {
+            Ok(s) if !s.trim().is_empty() => return Ok(Self::from_secret(s.trim())),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+        std::fs::create_dir_all(state_dir).map_err(|e| Error::io(format!("creating {}", state_dir.display()), e))?;
+        let mut bytes = [0u8; 32];
+        rand::fill(&mut bytes);
+        let secret = hex::encode(bytes);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        f.write_all(secret.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        tracing::warn!(
+            path = %path.display(),
+            "generated a new PII key; keep it safe: losing it changes every contact_key"
+        );
+        Ok(Self::from_secret(&secret))
+    }
+
+    /// `contact_key` and `country` of a phone number in any common notation
+    /// (`+1 555…`, `1555…`, `1555…@c.us`). `None` when it holds no digits.
+    pub fn contact(&self, phone: &str) -> Option<(String, Option<&'static str>)> {
+        let digits = e164_digits(phone);
+        if digits.is_empty() {
+            return None;
+        }
+        Some((self.contact_key_of_digits(&digits), country_of(&digits)))
+    }
+
+    fn contact_key_of_digits(&self, digits: &str) -> String {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(digits.as_bytes());
+        let mut out = hex::encode(mac.finalize().into_bytes());
+        out.truncate(CONTACT_KEY_HEX_CHARS);
+        out
+    }
+}
+
+/// The E.164 digits of a number: the part before any `@` (WhatsApp-Web chat ids), digits only,
+/// with an international `00` prefix removed.
+pub fn e164_digits(phone: &str) -> String {
+    let local = phone.split('@').next().unwrap_or("");
+    let digits: String = local.chars().filter(|c| c.is_ascii_digit()).collect();
+    match digits.strip_prefix("00") {
+        Some(rest) if !local.trim_start().starts_with('+') => rest.to_string(),
+        _ => digits,
+    }
+}
+
+/// Calling code → ISO 3166 country, longest prefix first. Shared codes (+1, +7) map to the
+/// largest market; a number whose code is not listed gets no country rather than a guess.
+const CALLING_CODES: &[(&str, &str)] = &[
+    ("1", "US"),
+    ("7", "RU"),
+    ("20", "EG"),
+    ("27", "ZA"),
+    ("30", "GR"),
+    ("31", "NL"),
+    ("32", "BE"),
+    ("33", "FR"),
+    ("34", "ES"),
+    ("36", "HU"),
+    ("39", "IT"),
+    ("40", "RO"),
+    ("41", "CH"),
+    ("43", "AT"),
+    ("44", "GB"),
+    ("45", "DK"),
+    ("46", "SE"),
+    ("47", "NO"),
+    ("48", "PL"),
+    ("49", "DE"),
+    ("51", "PE"),
+    ("52", "MX"),
+    ("53", "CU"),
+    ("54", "AR"),
+    ("55", "BR"),
+    ("56", "CL"),
+    ("57", "CO"),
+    ("58", "VE"),
+    ("60", "MY"),
+    ("61", "AU"),
+    ("62", "ID"),
+    ("63", "PH"),
+    ("64", "NZ"),
+    ("65", "SG"),
+    ("66", "TH"),
+    ("81", "JP"),
+    ("82", "KR"),
+    ("84", "VN"),
+    ("86", "CN"),
+    ("90", "TR"),
+    ("91", "IN"),
+    ("92", "PK"),
+    ("93", "AF"),
+    ("94", "LK"),
+    ("95", "MM"),
+    ("98", "IR"),
+    ("212", "MA"),
+    ("213", "DZ"),
+    ("216", "TN"),
+    ("220", "GM"),
+    ("221", "SN"),
+    ("225", "CI"),
+    ("233", "GH"),
+    ("234", "NG"),
+    ("237", "CM"),
+    ("244", "AO"),
+    ("249", "SD"),
+    ("251", "ET"),
+    ("254", "KE"),
+    ("255", "TZ"),
+    ("256", "UG"),
+    ("260", "ZM"),
+    ("263", "ZW"),
+    ("351", "PT"),
+    ("352", "LU"),
+    ("353", "IE"),
+    ("358", "FI"),
+    ("380", "UA"),
+    ("420", "CZ"),
+    ("421", "SK"),
+    ("502", "GT"),
+    ("503", "SV"),
+    ("504", "HN"),
+    ("505", "NI"),
+    ("506", "CR"),
+    ("507", "PA"),
+    ("591", "BO"),
+    ("593", "EC"),
+    ("595", "PY"),
+    ("598", "UY"),
+    ("852", "HK"),
+    ("880", "BD"),
+    ("886", "TW"),
+    ("961", "LB"),
+    ("962", "JO"),
+    ("964", "IQ"),
+    ("965", "KW"),
+    ("966", "SA"),
+    ("968", "OM"),
+    ("971", "AE"),
+    ("972", "IL"),
+    ("973", "BH"),
+    ("974", "QA"),
+    ("977", "NP"),
+];
+
+/// Country of E.164 digits by calling code, longest match first.
+pub fn country_of(digits: &str) -> Option<&'static str> {
+    (1..=3)
+        .rev()
+        .filter(|&n| digits.len() > n)
+        .find_map(|n| CALLING_CODES.iter().find(|(code, _)| *code == &digits[..n]).map(|(_, c)| *c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notations_of_one_number_share_a_key() {
+        let k = PiiKey::from_secret("k");
+        let a = k.contact("+1 555-010-9876").unwrap();
+        let b = k.contact("15550109876").unwrap();
+        let c = k.contact("15550109876@c.us").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(b, c);
+        assert_eq!(a.0.len(), CONTACT_KEY_HEX_CHARS);
+        assert_eq!(a.1, Some("US"));
+        assert!(!a.0.contains("5550109876"));
+    }
+
+    #[test]
+    fn different_keys_give_different_contact_keys() {
+        let a = PiiKey::from_secret("a").contact("447700900123").unwrap();
+        let b = PiiKey::from_secret("b").contact("447700900123").unwrap();
+        assert_ne!(a.0, b.0);
+        assert_eq!(a.1, Some("GB"));
+    }
+
+    #[test]
+    fn countries_by_longest_prefix() {
+        assert_eq!(country_of("971501234567"), Some("AE"));
+        assert_eq!(country_of("919812345678"), Some("IN"));
+        assert_eq!(country_of("2348031234567"), Some("NG"));
+        assert_eq!(country_of("5511987654321"), Some("BR"));
+        assert_eq!(country_of("8881234"), None);
+        assert_eq!(e164_digits("0044 7700 900123"), "447700900123");
+        assert!(PiiKey::from_secret("k").contact("no digits").is_none());
+    }
+
+    #[test]
+    fn generated_key_is_persisted_with_private_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = PiiKey::load_or_create(None, dir.path()).unwrap();
+        let b = PiiKey::load_or_create(None, dir.path()).unwrap();
+        assert_eq!(a.contact("15550100000"), b.contact("15550100000"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("pii.key")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The HTTP service: collector, metrics, query and report API in one process.
+//!
+//! Read in this order: [`App`] (what a running server holds and how it starts and stops),
+//! [`run`] (serve until shutdown, then flush), then one module per resource:
+//! [`health`] (`/healthz`, `/readyz`, `/metrics`), [`webhooks`] (Meta and UltraMsg),
+//! [`events`] (`/v1/events`), [`query`] (`/v1/query`, `/v1/admin/flush`).
+
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod health;
+pub mod query;
+pub mod webhooks;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use self::error::ApiError;
+use crate::analytics::Analytics;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::ingest::{Batch, Normalizer};
+use crate::metrics::Metrics;
+use crate::pii::PiiKey;
+use crate::store::{Flusher, Storage};
+use crate::wal::{Appended, Wal, WalConfig};
+
+/// Everything a running server shares between requests.
+pub struct App {
+    pub config: Config,
+    pub normalizer: Normalizer,
+    pub storage: Storage,
+    pub wal: Arc<Wal>,
+    pub flusher: Arc<Flusher>,
+    pub metrics: Arc<Metrics>,
+    pub tokens: auth::Tokens,
+    pub analytics: Analytics,
+    stop_flusher: watch::Sender<bool>,
+    flusher_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Shared handle given to every handler.
+pub type AppState = Arc<App>;
+
+impl App {
+    /// Opens storage, the PII key and the log, replays what an earlier run left, and starts
+    /// the flusher.
+    pub async fn start(config: Config) -> Result<AppState> {
+        let storage = Storage::open(&config.storage)?;
+        let pii = PiiKey::load_or_create(config.pii_key.as_deref(), &config.state_dir)?;
+        let normalizer =
+            Normalizer::new(pii, &config.opt_out_keywords, config.store_message_text, config.max_future_secs);
+        let metrics = Arc::new(Metrics::new(config.max_error_codes, crate::metrics::DEFAULT_LATENCY_TRACKED));
+        let (wal, rec) = Wal::open(WalConfig {
+            dir: config.wal_dir(),
+            segment_bytes: config.wal_segment_bytes,
+            max_age: config.flush_interval(),
+            budget_bytes: config.wal_budget_bytes,
+        })?;
+        if rec.segments > 0 {
+            tracing::info!(
+                segments = rec.segments,
+                events = rec.events,
+                "replaying write-ahead log segments left by the last run"
+            );
+        }
+        let wal = Arc::new(wal);
+        let flusher = Arc::new(Flusher::new(wal.clone(), storage.clone(), metrics.clone(), wal.log_id().to_string()));
+        if rec.segments > 0
+            && let Err(e) = flusher.flush_sealed().await
+        {
+            tracing::warn!(error = %e, "could not flush replayed segments yet; will retry");
+        }
+        let (stop_flusher, mut stop_rx) = watch::channel(false);
+        let task = tokio::spawn(flusher.clone().run(async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        }));
+        let tokens = auth::Tokens::new(&config.tokens()?);
+        let analytics = Analytics::new(storage.clone(), config.attribution_days);
+        Ok(Arc::new(App {
+            config,
+            normalizer,
+            storage,
+            wal,
+            flusher,
+            metrics,
+            tokens,
+            analytics,
+            stop_flusher,
+            flusher_task: std::sync::Mutex::new(Some(task)),
+        }))
+    }
+
+    /// Appends normalised events to the log and records metrics. Counts `batch.rejected`.
+    pub async fn ingest(&self, source: &str, batch: Batch) -> Result<Appended, ApiError> {
+        for r in &batch.rejected {
+            self.metrics.rejected(source, r.reason.as_str(), 1);
+        }
+        self.store(source, batch.events).await
+    }
+
+    /// Appends events durably (fsynced) and records metrics.
+    pub async fn store(&self, source: &str, events: Vec<Event>) -> Result<Appended, ApiError> {
+        let n = events.len() as u64;
+        match self.wal.append(events).await {
+            Ok(done) => {
+                self.metrics.record_stored(&done.events, &done.duplicate);
+                Ok(done)
+            }
+            Err(e @ Error::WalFull { .. }) => {
+                self.metrics.rejected(source, "wal_full", n);
+                Err(ApiError::Unavailable(e.to_string()))
+            }
+            Err(e) => {
+                self.metrics.rejected(source, "wal_error", n);
+                Err(ApiError::Unavailable(format!("events could not be made durable: {e}")))
+            }
+        }
+    }
+
+    /// Seals the log and flushes everything in it to object storage now.
+    pub async fn flush_now(&self) -> Result<usize> {
+        self.wal.seal().await?;
+        self.flusher.flush_sealed().await
+    }
+
+    /// Flushes what can be flushed, then stops the flusher and the log writer.
+    pub async fn shutdown(&self) {
+        match self.flush_now().await {
+            Ok(n) => tracing::info!(events = n, "flushed the write-ahead log"),
+            Err(e) => tracing::warn!(error = %e, "could not flush everything; the log keeps it for the next start"),
+        }
+        let _ = self.stop_flusher.send(true);
+        let task = self.flusher_task.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+        let wal = self.wal.clone();
+        let _ = tokio::task::spawn_blocking(move || wal.close()).await;
+    }
+}
+
+/// All routes.
+pub fn router(app: AppState) -> Router {
+    let limit = app.config.max_body_bytes;
+    Router::new()
+        .merge(health::router())
+        .merge(webhooks::router())
+        .merge(events::router())
+        .merge(query::router())
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+/// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests, flushes
+/// the log to object storage and stops.
+pub async fn run(
+    listener: TcpListener,
+    app: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let addr = listener.local_addr().map_err(|e| Error::io("reading the listen address", e))?;
+    tracing::info!(
+        %addr,
+        storage = %app.storage.url,
+        wal = %app.config.wal_dir().display(),
+        meta = app.config.meta_app_secret.is_some(),
+        ultramsg = app.config.ultramsg_token.is_some(),
+        api_tokens = app.tokens_configured(),
+        "convoscope listening: webhooks at /webhooks/meta and /webhooks/ultramsg, API at /v1"
+    );
+    axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::io("serving HTTP", e))?;
+    app.shutdown().await;
+    Ok(())
+}
+
+impl App {
+    fn tokens_configured(&self) -> usize {
+        self.config.tokens.len()
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: finishing requests, then flushing");
+}

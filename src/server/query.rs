@@ -1,0 +1,55 @@
+//! `POST /v1/query` (role `read`) and `POST /v1/admin/flush` (role `admin`).
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::analytics::format;
+use crate::config::Role;
+use crate::error::Error;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/query", post(query)).route("/v1/admin/flush", post(flush))
+}
+
+#[derive(Deserialize)]
+struct QueryBody {
+    sql: String,
+}
+
+/// `{"sql": "..."}` → `{"columns": [...], "rows": [[...]]}`. Anything but a read-only query
+/// is a 400.
+async fn query(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<QueryBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    app.tokens.authorize(&headers, Role::Read)?;
+    let Json(body) = body
+        .map_err(|e| ApiError::bad_request("malformed", format!("expected {{\"sql\": \"...\"}}: {}", e.body_text())))?;
+    let batches = app.analytics.query(&body.sql).await.map_err(|e| match e {
+        Error::Query(q) => ApiError::bad_request("bad_query", q.to_string()),
+        other => ApiError::Internal(other),
+    })?;
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => {
+            // An empty result still has columns: plan it again to read them.
+            let ctx = app.analytics.context().await?;
+            let df = ctx.sql(&body.sql).await.map_err(|e| ApiError::bad_request("bad_query", e.to_string()))?;
+            std::sync::Arc::new(df.schema().as_arrow().clone())
+        }
+    };
+    Ok(Json(json!({"columns": format::columns(&schema), "rows": format::rows(&batches)?})))
+}
+
+/// Seals the log and writes everything in it to object storage now.
+async fn flush(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    app.tokens.authorize(&headers, Role::Admin)?;
+    let n = app.flush_now().await?;
+    Ok(Json(json!({"flushed": n})))
+}

@@ -1,0 +1,240 @@
+//! The collector over real HTTP: verified webhooks in, normalised Parquet rows out.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const ROW_SQL: &str = "SELECT event_id, event_type, occurred_at, source, message_id, reply_to, country, campaign, \
+    experiment, variant, category, billable, error_code, error_title, interaction_id, content_type, \
+    contact_key IS NOT NULL AS has_contact FROM events ORDER BY event_id";
+
+#[tokio::test]
+async fn signed_meta_batch_is_stored_as_normalised_rows_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(dir.path())).await;
+    let body = std::fs::read(fixture("collector/meta_batch.json")).unwrap();
+
+    let r = s.post_meta(&body).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["accepted"], 7, "{v}");
+    s.flush().await;
+
+    let expected: Vec<Vec<Value>> =
+        serde_json::from_str(&std::fs::read_to_string(fixture("collector/meta_batch.expected.json")).unwrap()).unwrap();
+    assert_eq!(s.query(ROW_SQL).await, expected);
+
+    // Meta retries: the same body again is acknowledged, counted as duplicates, not stored.
+    let r = s.post_meta(&body).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((v["accepted"].as_u64(), v["duplicates"].as_u64()), (Some(0), Some(7)));
+    s.flush().await;
+    assert_eq!(s.query("SELECT count(*) FROM events").await, vec![vec![json!(7)]]);
+    let metrics = s.client.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("convoscope_ingest_duplicates_total{source=\"meta\"} 7"), "{metrics}");
+    assert!(metrics.contains("convoscope_ingest_events_total{event_type=\"message.sent\",source=\"meta\"} 1"));
+    assert!(metrics.contains("convoscope_message_failures_total{error_code=\"131026\"} 1"));
+    assert!(metrics.contains("convoscope_delivery_latency_seconds_sum 5"));
+
+    // Nothing personal reached disk: not the numbers, not the profile name.
+    let s_dir = dir.path().to_path_buf();
+    s.stop().await;
+    for f in all_files(&s_dir) {
+        if f.ends_with("pii.key") {
+            continue;
+        }
+        let bytes = std::fs::read(&f).unwrap();
+        for needle in ["447700900501", "5511987650002", "919812300003", "Ama Mensah"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} found in {}", f.display());
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_answers_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(dir.path())).await;
+    let body = std::fs::read(fixture("collector/meta_batch.json")).unwrap();
+    let c = &s.client;
+
+    // Signature of another body, no signature, a garbled one.
+    let other = convoscope::server::webhooks::sign_meta(META_SECRET, b"{}");
+    for sig in [Some(other.as_str()), None, Some("sha256=nothex")] {
+        let mut req = c.post(s.url("/webhooks/meta")).body(body.clone());
+        if let Some(sig) = sig {
+            req = req.header("x-hub-signature-256", sig);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "unauthorized");
+        assert!(v["message"].as_str().unwrap().contains("X-Hub-Signature-256"));
+    }
+    // Signed but malformed.
+    let r = s.post_meta(b"{\"object\":\"whatsapp_business_account\",\"entry\":[{").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "malformed");
+    // Too large (the test limit is 1 MiB).
+    let big = vec![b' '; (1 << 20) + 10];
+    let r = s.post_meta(&big).await;
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "too_large");
+
+    // The verify handshake.
+    let ok = c
+        .get(s.url(&format!(
+            "/webhooks/meta?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={VERIFY_TOKEN}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    let bad =
+        c.get(s.url("/webhooks/meta?hub.mode=subscribe&hub.challenge=1&hub.verify_token=wrong")).send().await.unwrap();
+    assert_eq!(bad.status(), 403);
+
+    // UltraMsg token.
+    let ack = std::fs::read(fixture("ultramsg/ack.json")).unwrap();
+    let r = c.post(s.url("/webhooks/ultramsg?token=nope")).body(ack.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c.post(s.url(&format!("/webhooks/ultramsg?token={ULTRAMSG_TOKEN}"))).body(ack).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    s.flush().await;
+    // Only the UltraMsg ack got in.
+    assert_eq!(
+        s.query("SELECT source, event_type FROM events").await,
+        vec![vec![json!("ultramsg"), json!("message.read")]]
+    );
+    let metrics = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("convoscope_ingest_rejected_total{reason=\"bad_signature\",source=\"meta\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("convoscope_ingest_rejected_total{reason=\"malformed\",source=\"meta\"} 1"));
+    assert!(metrics.contains("convoscope_ingest_rejected_total{reason=\"too_large\",source=\"meta\"} 1"));
+    assert!(metrics.contains("convoscope_ingest_rejected_total{reason=\"bad_token\",source=\"ultramsg\"} 1"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn first_party_ndjson_keeps_good_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(dir.path())).await;
+    let c = &s.client;
+    let body = [
+        r#"{"event_id":"conv-1-open","event_type":"conversation.opened","occurred_at":"2026-01-03T09:00:00Z","conversation_id":"conv-1","queue":"billing","contact":"+234 803 123 4567"}"#,
+        r#"{"event_id":"conv-1-bot","event_type":"conversation.bot_reply","occurred_at":"2026-01-03T09:00:04Z","conversation_id":"conv-1","actor":"bot"}"#,
+        r#"{"event_id":"broken","event_type":"conversion","occurred_at":"#,
+        r#"{"event_id":"conv-1-csat","event_type":"csat.submitted","occurred_at":"2026-01-03T09:30:00Z","conversation_id":"conv-1","csat_score":5,"channel":"whatsapp"}"#,
+        r#"{"event_id":"bad-type","event_type":"message.teleported","occurred_at":"2026-01-03T09:30:00Z"}"#,
+    ]
+    .join("\n");
+    // No token, then a token of the wrong role.
+    let r = c.post(s.url("/v1/events")).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c.post(s.url("/v1/events")).bearer_auth(READ).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+
+    let r = c.post(s.url("/v1/events")).bearer_auth(INGEST).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["accepted"], 3);
+    let idx: Vec<u64> = v["rejected"].as_array().unwrap().iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert_eq!(idx, [2, 4]);
+    assert!(v["rejected"][1]["error"].as_str().unwrap().contains("message.teleported"));
+
+    // A retry of the whole batch stores nothing new.
+    let v: Value =
+        c.post(s.url("/v1/events")).bearer_auth(INGEST).body(body).send().await.unwrap().json().await.unwrap();
+    assert_eq!((v["accepted"].as_u64(), v["duplicates"].as_u64()), (Some(0), Some(3)));
+
+    s.flush().await;
+    let rows = s
+        .query("SELECT event_id, source, queue, country, csat_score, attributes FROM events ORDER BY occurred_at")
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![json!("conv-1-open"), json!("api"), json!("billing"), json!("NG"), Value::Null, Value::Null],
+            vec![json!("conv-1-bot"), json!("api"), Value::Null, Value::Null, Value::Null, Value::Null],
+            vec![
+                json!("conv-1-csat"),
+                json!("api"),
+                Value::Null,
+                Value::Null,
+                json!(5),
+                json!("{\"channel\":\"whatsapp\"}")
+            ],
+        ]
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_stop_flushes_and_restart_still_deduplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = std::fs::read(fixture("collector/meta_batch.json")).unwrap();
+    let s = TestServer::start(config(dir.path())).await;
+    assert_eq!(s.client.get(s.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(s.client.get(s.url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(s.post_meta(&body).await.status(), 200);
+    s.stop().await;
+    // The stop flushed: no segment is left, and Parquet holds the rows.
+    let wal_left: Vec<_> = all_files(&dir.path().join("state/wal"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    assert!(wal_left.is_empty(), "{wal_left:?}");
+
+    let s = TestServer::start(config(dir.path())).await;
+    let v: Value = s.post_meta(&body).await.json().await.unwrap();
+    assert_eq!(v["duplicates"], 7);
+    s.flush().await;
+    assert_eq!(s.query("SELECT count(*), count(DISTINCT event_id) FROM events").await, vec![vec![json!(7), json!(7)]]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn full_log_answers_503_with_retry_after_and_readyz_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_body_bytes = 64 << 10;
+    cfg.wal_budget_bytes = 128 << 10;
+    let s = TestServer::start(cfg).await;
+    let mut saw_503 = false;
+    let mut acked = 0u64;
+    for i in 0..400 {
+        let line = format!(
+            r#"{{"event_id":"fill-{i}","event_type":"conversion","occurred_at":"2026-01-03T09:00:00Z","revenue_micros":{i},"note":"{}"}}"#,
+            "x".repeat(400)
+        );
+        let r = s.client.post(s.url("/v1/events")).bearer_auth(INGEST).body(line).send().await.unwrap();
+        if r.status() == 503 {
+            assert!(r.headers().get("retry-after").is_some());
+            saw_503 = true;
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        acked += 1;
+    }
+    assert!(saw_503);
+    let r = s.client.get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("full"));
+    // Flushing frees the log; everything acknowledged is stored.
+    s.flush().await;
+    assert!(
+        eventually(
+            async || s.client.get(s.url("/readyz")).send().await.is_ok_and(|r| r.status() == 200),
+            Duration::from_secs(5)
+        )
+        .await
+    );
+    assert_eq!(s.query("SELECT count(*) FROM events").await, vec![vec![json!(acked)]]);
+    s.stop().await;
+}

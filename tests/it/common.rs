@@ -1,0 +1,139 @@
+//! Starting servers and talking to them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use convoscope::config::Config;
+use convoscope::server;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub const META_SECRET: &str = "meta-app-secret-for-tests";
+pub const VERIFY_TOKEN: &str = "verify-me-please";
+pub const ULTRAMSG_TOKEN: &str = "ultramsg-url-token";
+pub const INGEST: &str = "ingest-token-123";
+pub const READ: &str = "read-token-4567";
+pub const ADMIN: &str = "admin-token-890";
+
+/// Path of a fixture file.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+}
+
+/// A configuration with every secret set, storing under `dir`.
+pub fn config(dir: &Path) -> Config {
+    Config {
+        storage: format!("file://{}", dir.join("store").display()),
+        listen: "127.0.0.1:0".into(),
+        state_dir: dir.join("state"),
+        meta_app_secret: Some(META_SECRET.into()),
+        meta_verify_token: Some(VERIFY_TOKEN.into()),
+        ultramsg_token: Some(ULTRAMSG_TOKEN.into()),
+        tokens: vec![format!("ingest:{INGEST}"), format!("read:{READ}"), format!("admin:{ADMIN}")],
+        // Tests flush explicitly; a long age keeps segments from sealing under them.
+        flush_interval_secs: 3600.0,
+        max_body_bytes: 1 << 20,
+        ..Config::default()
+    }
+}
+
+/// A server running in this process.
+pub struct TestServer {
+    pub base: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub client: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start(cfg: Config) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = server::App::start(cfg).await.expect("server starts");
+        let (stop, rx) = oneshot::channel();
+        let a = app.clone();
+        let task = tokio::spawn(async move {
+            server::run(listener, a, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestServer { base, stop: Some(stop), task: Some(task), client: reqwest::Client::new() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Graceful stop: finishes requests and flushes.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    pub async fn post_meta(&self, body: &[u8]) -> reqwest::Response {
+        let sig = server::webhooks::sign_meta(META_SECRET, body);
+        self.client
+            .post(self.url("/webhooks/meta"))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", sig)
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn flush(&self) -> Value {
+        let r = self.client.post(self.url("/v1/admin/flush")).bearer_auth(ADMIN).send().await.expect("request");
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// Runs SQL through `/v1/query`; returns the rows.
+    pub async fn query(&self, sql: &str) -> Vec<Vec<Value>> {
+        let r = self
+            .client
+            .post(self.url("/v1/query"))
+            .bearer_auth(READ)
+            .json(&serde_json::json!({ "sql": sql }))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{v}");
+        serde_json::from_value(v["rows"].clone()).unwrap()
+    }
+}
+
+/// Every file under a directory, recursively.
+pub fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(all_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Waits until `f` is true or the time is up.
+pub async fn eventually(mut f: impl AsyncFnMut() -> bool, limit: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}

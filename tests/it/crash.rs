@@ -1,0 +1,123 @@
+//! Crash safety with the real binary: SIGKILL after acknowledging and before flushing, then
+//! restart. Every acknowledged event must be stored exactly once.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn(dir: &std::path::Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_convoscope"))
+        .arg("serve")
+        .env("CONVOSCOPE_STORAGE", format!("file://{}", dir.join("store").display()))
+        .env("CONVOSCOPE_STATE_DIR", dir.join("state"))
+        .env("CONVOSCOPE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONVOSCOPE_TOKENS", format!("ingest:{INGEST},read:{READ},admin:{ADMIN}"))
+        // Nothing flushes on its own before the kill.
+        .env("CONVOSCOPE_FLUSH_INTERVAL_SECS", "3600")
+        .env("CONVOSCOPE_PII_KEY", "crash-test-key")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn convoscope")
+}
+
+async fn wait_healthy(c: &reqwest::Client, base: &str) {
+    let ok = eventually(async || c.get(format!("{base}/healthz")).send().await.is_ok(), Duration::from_secs(30)).await;
+    assert!(ok, "server did not come up");
+}
+
+#[tokio::test]
+async fn sigkill_between_ack_and_flush_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let c = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let mut child = spawn(dir.path(), port);
+    wait_healthy(&c, &base).await;
+
+    // Concurrent writers; the kill lands while requests are in flight.
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let c = c.clone();
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..10_000 {
+                let ids: Vec<String> = (0..5).map(|k| format!("w{w}-r{i}-e{k}")).collect();
+                let body: String = ids
+                    .iter()
+                    .map(|id| json!({"event_id": id, "event_type": "conversion", "occurred_at": "2026-01-04T10:00:00Z", "revenue_micros": 100}).to_string() + "\n")
+                    .collect();
+                match c.post(format!("{base}/v1/events")).bearer_auth(INGEST).body(body).send().await {
+                    Ok(r) if r.status() == 200 => acked.extend(ids),
+                    _ => break,
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let mut acked = BTreeSet::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    assert!(acked.len() > 100, "too few events acknowledged before the kill: {}", acked.len());
+    let segments = all_files(&dir.path().join("state/wal"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .count();
+    assert!(segments > 0, "the kill should leave log segments behind");
+
+    let mut child = spawn(dir.path(), port);
+    wait_healthy(&c, &base).await;
+    let r = c.post(format!("{base}/v1/admin/flush")).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let q = |sql: &str| {
+        let c = c.clone();
+        let base = base.clone();
+        let sql = sql.to_string();
+        async move {
+            let v: Value = c
+                .post(format!("{base}/v1/query"))
+                .bearer_auth(READ)
+                .json(&json!({"sql": sql}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["rows"].clone()
+        }
+    };
+    let dupes = q("SELECT event_id FROM events GROUP BY event_id HAVING count(*) > 1").await;
+    assert_eq!(dupes, json!([]), "duplicated after restart");
+    let stored: BTreeSet<String> = q("SELECT event_id FROM events")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap().to_string())
+        .collect();
+    let lost: Vec<_> = acked.difference(&stored).take(5).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?} (of {} acked)", acked.len());
+
+    // A redelivery after the restart is still recognised.
+    let first = acked.iter().next().unwrap();
+    let body = json!([{"event_id": first, "event_type": "conversion", "occurred_at": "2026-01-04T10:00:00Z"}]);
+    let v: Value =
+        c.post(format!("{base}/v1/events")).bearer_auth(INGEST).json(&body).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["duplicates"], 1);
+    let _ = child.kill();
+    let _ = child.wait();
+}

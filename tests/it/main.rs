@@ -1,0 +1,7 @@
+//! Integration tests: one binary (every extra one re-links DataFusion). Each test starts a
+//! real server on an ephemeral loopback port, or the real `convoscope` binary, and speaks
+//! HTTP to it.
+
+mod collector;
+mod common;
+mod crash;
