@@ -35,6 +35,30 @@ pub enum Command {
         #[arg(long, env = "CONVOSCOPE_WAL_DIR")]
         wal_dir: Option<PathBuf>,
     },
+    /// Runs one report over the stored events (funnel, delivery, failures, containment, sla,
+    /// experiment, engagement).
+    Report {
+        /// Report name.
+        name: String,
+        /// First date of the cohort (inclusive, UTC), e.g. 2026-01-01.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last date of the cohort (inclusive, UTC).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this campaign.
+        #[arg(long)]
+        campaign: Option<String>,
+        /// Only this experiment.
+        #[arg(long)]
+        experiment: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Ad hoc read-only SQL over the `events` table.
     Query {
         /// The SQL statement.
@@ -43,6 +67,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
         format: QueryFormat,
     },
+}
+
+/// Output formats of `report`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 /// Output formats of `query`.
@@ -91,6 +123,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             let app = crate::server::App::start(config).await?;
             crate::server::run(listener, app, crate::server::shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Report { name, from, to, campaign, experiment, format: fmt, out } => {
+            let config = Config::load(cli.config.as_deref(), &flags)?;
+            let params = crate::analytics::reports::Params::parse(
+                from.as_deref(),
+                to.as_deref(),
+                campaign.as_deref(),
+                experiment.as_deref(),
+            )?;
+            let analytics = Analytics::new(Storage::open(&config.storage)?, config.attribution_days);
+            let report = analytics.report(&name, &params).await?;
+            let text = match fmt {
+                ReportFormat::Table => report.to_table(),
+                ReportFormat::Csv => report.to_csv(),
+                ReportFormat::Json => format!("{}\n", serde_json::to_string_pretty(&report.to_json())?),
+            };
+            match out {
+                Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{text}"),
+            }
             Ok(())
         }
         Command::Query { sql, format: fmt } => {

@@ -5,6 +5,8 @@
 //! so a filter on `date` skips whole directories.
 
 pub mod format;
+pub mod reports;
+pub mod stats;
 
 use std::sync::Arc;
 

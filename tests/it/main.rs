@@ -5,3 +5,4 @@
 mod collector;
 mod common;
 mod crash;
+mod reports;

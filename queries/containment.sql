@@ -1,0 +1,28 @@
+-- containment: how much the bot resolves alone, per day the conversation opened and queue.
+--
+-- Cohort: conversations opened on a date in [$from, $to]. contained: resolved without a
+-- handoff. containment_rate: contained / resolved (null when nothing was resolved).
+WITH conv AS (
+    SELECT conversation_id,
+           MIN(CASE WHEN event_type = 'conversation.opened' THEN occurred_at END) AS opened_at,
+           MIN(CASE WHEN event_type = 'conversation.opened' THEN date END) AS day,
+           MAX(queue) AS queue,
+           MAX(CASE WHEN event_type = 'conversation.resolved' THEN 1 ELSE 0 END) AS resolved,
+           MAX(CASE WHEN event_type = 'conversation.handoff' THEN 1 ELSE 0 END) AS handed_off
+    FROM events
+    WHERE event_type LIKE 'conversation.%' AND conversation_id IS NOT NULL AND date >= $from
+    GROUP BY conversation_id
+)
+SELECT day,
+       queue,
+       COUNT(*) AS conversations,
+       SUM(resolved) AS resolved,
+       SUM(CASE WHEN resolved = 1 AND handed_off = 0 THEN 1 ELSE 0 END) AS contained,
+       SUM(handed_off) AS handed_off,
+       CASE WHEN SUM(resolved) = 0 THEN NULL
+            ELSE CAST(SUM(CASE WHEN resolved = 1 AND handed_off = 0 THEN 1 ELSE 0 END) AS DOUBLE) / SUM(resolved)
+       END AS containment_rate
+FROM conv
+WHERE opened_at IS NOT NULL AND day <= $to
+GROUP BY day, queue
+ORDER BY day, queue

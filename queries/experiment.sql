@@ -1,0 +1,55 @@
+-- experiment: per-variant counts behind the A/B statistics (computed in Rust from these).
+--
+-- The unit is the contact. exposures: distinct contacts sent a message of the experiment
+-- (first exposure on a date in [$from, $to]); a contact is in the variant of its first
+-- exposure. conversions: exposed contacts with a conversion within $window_s seconds after
+-- their first exposure. revenue_sum / revenue_sq_sum: per-contact revenue in that window
+-- (each conversion event once), for revenue per exposure and its Welch t-test.
+WITH exposure_rows AS (
+    SELECT experiment, variant, contact_key, occurred_at
+    FROM events
+    WHERE event_type IN ('send.accepted', 'message.sent')
+      AND experiment IS NOT NULL AND variant IS NOT NULL AND contact_key IS NOT NULL
+      AND ($experiment = '' OR experiment = $experiment)
+      AND ($campaign = '' OR campaign = $campaign)
+),
+first_exposure AS (
+    SELECT experiment, contact_key, MIN(occurred_at) AS exposed_at
+    FROM exposure_rows
+    GROUP BY experiment, contact_key
+),
+exposed AS (
+    SELECT f.experiment, f.contact_key, f.exposed_at, MIN(r.variant) AS variant
+    FROM first_exposure f
+    JOIN exposure_rows r
+      ON r.experiment = f.experiment AND r.contact_key = f.contact_key AND r.occurred_at = f.exposed_at
+    WHERE to_char(f.exposed_at, '%Y-%m-%d') >= $from AND to_char(f.exposed_at, '%Y-%m-%d') <= $to
+    GROUP BY f.experiment, f.contact_key, f.exposed_at
+),
+conversion_events AS (
+    SELECT event_id, MAX(contact_key) AS contact_key, MIN(occurred_at) AS occurred_at,
+           MAX(COALESCE(revenue_micros, 0)) AS revenue_micros
+    FROM events
+    WHERE event_type = 'conversion' AND contact_key IS NOT NULL AND date >= $from
+    GROUP BY event_id
+),
+per_contact AS (
+    SELECT x.experiment, x.variant, x.contact_key,
+           COUNT(c.event_id) AS n_conversions,
+           COALESCE(SUM(c.revenue_micros), 0) AS revenue_micros
+    FROM exposed x
+    LEFT JOIN conversion_events c
+      ON c.contact_key = x.contact_key
+     AND c.occurred_at >= x.exposed_at
+     AND date_part('epoch', c.occurred_at) <= date_part('epoch', x.exposed_at) + $window_s
+    GROUP BY x.experiment, x.variant, x.contact_key
+)
+SELECT experiment,
+       variant,
+       COUNT(*) AS exposures,
+       SUM(CASE WHEN n_conversions > 0 THEN 1 ELSE 0 END) AS conversions,
+       SUM(CAST(revenue_micros AS DOUBLE) / 1000000) AS revenue_sum,
+       SUM((CAST(revenue_micros AS DOUBLE) / 1000000) * (CAST(revenue_micros AS DOUBLE) / 1000000)) AS revenue_sq_sum
+FROM per_contact
+GROUP BY experiment, variant
+ORDER BY experiment, variant

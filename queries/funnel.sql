@@ -1,0 +1,74 @@
+-- funnel: how far messages get, per campaign and template.
+--
+-- Cohort: messages first sent (send.accepted or message.sent) on a date in [$from, $to].
+-- Their receipts, replies and conversions count even when they arrive after $to.
+-- A read implies delivered (Meta may skip the delivered webhook). A reply is an
+-- interaction.reply or message.inbound whose reply_to is the message. A conversion counts when
+-- the same contact converts within $window_s seconds after the send.
+-- Every count is of distinct messages, so a duplicated event is counted once.
+WITH send_rows AS (
+    SELECT message_id, occurred_at, campaign, template, contact_key
+    FROM events
+    WHERE event_type IN ('send.accepted', 'message.sent')
+      AND message_id IS NOT NULL
+      AND date >= $from AND date <= $to
+),
+sends AS (
+    SELECT message_id,
+           MIN(occurred_at) AS sent_at,
+           MAX(campaign) AS campaign,
+           MAX(template) AS template,
+           MAX(contact_key) AS contact_key
+    FROM send_rows
+    GROUP BY message_id
+),
+cohort AS (
+    SELECT * FROM sends WHERE ($campaign = '' OR campaign = $campaign)
+),
+status AS (
+    SELECT message_id,
+           MAX(CASE WHEN event_type IN ('message.delivered', 'message.read') THEN 1 ELSE 0 END) AS delivered,
+           MAX(CASE WHEN event_type = 'message.read' THEN 1 ELSE 0 END) AS was_read
+    FROM events
+    WHERE event_type IN ('message.delivered', 'message.read') AND date >= $from
+    GROUP BY message_id
+),
+replies AS (
+    SELECT DISTINCT reply_to AS message_id
+    FROM events
+    WHERE event_type IN ('interaction.reply', 'message.inbound') AND reply_to IS NOT NULL AND date >= $from
+),
+conversions AS (
+    SELECT DISTINCT s.message_id
+    FROM cohort s
+    JOIN events c ON c.contact_key = s.contact_key
+    WHERE c.event_type = 'conversion'
+      AND c.date >= $from
+      AND c.occurred_at >= s.sent_at
+      AND date_part('epoch', c.occurred_at) <= date_part('epoch', s.sent_at) + $window_s
+),
+per_message AS (
+    SELECT s.campaign, s.template,
+           COALESCE(st.delivered, 0) AS delivered,
+           COALESCE(st.was_read, 0) AS was_read,
+           CASE WHEN r.message_id IS NULL THEN 0 ELSE 1 END AS replied,
+           CASE WHEN cv.message_id IS NULL THEN 0 ELSE 1 END AS converted
+    FROM cohort s
+    LEFT JOIN status st ON st.message_id = s.message_id
+    LEFT JOIN replies r ON r.message_id = s.message_id
+    LEFT JOIN conversions cv ON cv.message_id = s.message_id
+)
+SELECT campaign,
+       template,
+       COUNT(*) AS sent,
+       SUM(delivered) AS delivered,
+       SUM(was_read) AS "read",
+       SUM(replied) AS replied,
+       SUM(converted) AS converted,
+       CAST(SUM(delivered) AS DOUBLE) / COUNT(*) AS delivery_rate,
+       CAST(SUM(was_read) AS DOUBLE) / COUNT(*) AS read_rate,
+       CAST(SUM(replied) AS DOUBLE) / COUNT(*) AS reply_rate,
+       CAST(SUM(converted) AS DOUBLE) / COUNT(*) AS conversion_rate
+FROM per_message
+GROUP BY campaign, template
+ORDER BY campaign, template

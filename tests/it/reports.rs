@@ -1,0 +1,277 @@
+//! Reports over a hand-built event set posted through the real API, asserted exactly:
+//! repeated statuses, a read without a delivered, a reply to an unknown message, a conversion
+//! outside the attribution window, a reopened conversation, and date ranges (one empty).
+
+use convoscope::analytics::Analytics;
+use convoscope::analytics::reports::{Params, Report};
+use convoscope::store::Storage;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+async fn loaded() -> (tempfile::TempDir, Analytics) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let storage_url = cfg.storage.clone();
+    let s = TestServer::start(cfg).await;
+    let body = std::fs::read_to_string(fixture("reports/events.ndjson")).unwrap();
+    let r = s.client.post(s.url("/v1/events")).bearer_auth(INGEST).body(body.clone()).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["rejected"], json!([]), "{v}");
+    // Everything once more: duplicates must not change any number.
+    s.client.post(s.url("/v1/events")).bearer_auth(INGEST).body(body).send().await.unwrap();
+    s.stop().await;
+    (dir, Analytics::new(Storage::open(&storage_url).unwrap(), 7))
+}
+
+fn rows(r: &Report, cols: &[&str]) -> Vec<Vec<Value>> {
+    let idx: Vec<usize> =
+        cols.iter().map(|c| r.columns.iter().position(|x| x == c).unwrap_or_else(|| panic!("{c}"))).collect();
+    r.rows.iter().map(|row| idx.iter().map(|&i| row[i].clone()).collect()).collect()
+}
+
+fn close(got: &Value, exp: f64) {
+    let g = got.as_f64().unwrap_or_else(|| panic!("{got} is not a number"));
+    assert!((g - exp).abs() < 1e-9, "got {g}, expected {exp}");
+}
+
+#[tokio::test]
+async fn every_report_gives_the_known_answers() {
+    let (_dir, a) = loaded().await;
+    let all = Params::default();
+
+    let f = a.report("funnel", &all).await.unwrap();
+    assert_eq!(
+        rows(
+            &f,
+            &[
+                "campaign",
+                "template",
+                "sent",
+                "delivered",
+                "read",
+                "replied",
+                "converted",
+                "delivery_rate",
+                "read_rate",
+                "reply_rate",
+                "conversion_rate"
+            ]
+        ),
+        vec![
+            vec![
+                json!("spring"),
+                json!("promo_a"),
+                json!(2),
+                json!(2),
+                json!(1),
+                json!(1),
+                json!(2),
+                json!(1.0),
+                json!(0.5),
+                json!(0.5),
+                json!(1.0)
+            ],
+            vec![
+                json!("spring"),
+                json!("promo_b"),
+                json!(2),
+                json!(1),
+                json!(1),
+                json!(0),
+                json!(0),
+                json!(0.5),
+                json!(0.5),
+                json!(0.0),
+                json!(0.0)
+            ],
+        ]
+    );
+
+    let d = a.report("delivery", &all).await.unwrap();
+    assert_eq!(
+        rows(
+            &d,
+            &[
+                "day",
+                "template",
+                "locale",
+                "sent",
+                "delivered",
+                "read",
+                "failed",
+                "p50_delivery_s",
+                "p95_delivery_s",
+                "p50_read_s"
+            ]
+        ),
+        vec![
+            vec![
+                json!("2026-02-01"),
+                json!("promo_a"),
+                json!("en_GB"),
+                json!(1),
+                json!(1),
+                json!(1),
+                json!(0),
+                json!(5.0),
+                json!(5.0),
+                json!(60.0)
+            ],
+            vec![
+                json!("2026-02-01"),
+                json!("promo_b"),
+                json!("pt_BR"),
+                json!(1),
+                json!(1),
+                json!(1),
+                json!(0),
+                Value::Null,
+                Value::Null,
+                Value::Null
+            ],
+            vec![
+                json!("2026-02-02"),
+                json!("promo_a"),
+                json!("en_GB"),
+                json!(1),
+                json!(1),
+                json!(0),
+                json!(0),
+                json!(9.0),
+                json!(9.0),
+                Value::Null
+            ],
+            vec![
+                json!("2026-02-02"),
+                json!("promo_b"),
+                json!("en_IN"),
+                json!(1),
+                json!(0),
+                json!(0),
+                json!(1),
+                Value::Null,
+                Value::Null,
+                Value::Null
+            ],
+        ]
+    );
+
+    let fl = a.report("failures", &all).await.unwrap();
+    assert_eq!(
+        rows(&fl, &["error_code", "error_title", "template", "failed", "share_of_sent"]),
+        vec![vec![json!(131026), json!("Message undeliverable"), json!("promo_b"), json!(1), json!(0.5)]]
+    );
+
+    let c = a.report("containment", &all).await.unwrap();
+    assert_eq!(
+        rows(&c, &["day", "queue", "conversations", "resolved", "contained", "handed_off", "containment_rate"]),
+        vec![
+            vec![json!("2026-02-01"), json!("billing"), json!(2), json!(2), json!(1), json!(1), json!(0.5)],
+            vec![json!("2026-02-01"), json!("sales"), json!(1), json!(0), json!(0), json!(0), Value::Null],
+        ]
+    );
+
+    let s = a.report("sla", &all).await.unwrap();
+    assert_eq!(
+        rows(
+            &s,
+            &[
+                "day",
+                "queue",
+                "p50_first_response_s",
+                "p90_first_response_s",
+                "p50_resolution_s",
+                "p90_resolution_s",
+                "first_contact_resolution_rate"
+            ]
+        ),
+        vec![
+            vec![
+                json!("2026-02-01"),
+                json!("billing"),
+                json!(25.0),
+                json!(29.0),
+                json!(1200.0),
+                json!(1680.0),
+                json!(0.5)
+            ],
+            vec![json!("2026-02-01"), json!("sales"), Value::Null, Value::Null, Value::Null, Value::Null, Value::Null],
+        ]
+    );
+
+    let e = a.report("engagement", &all).await.unwrap();
+    assert_eq!(
+        rows(&e, &["locale", "sent", "read_rate", "reply_rate", "csat"]),
+        vec![
+            vec![json!("en_GB"), json!(2), json!(0.5), json!(0.5), json!(4.0)],
+            vec![json!("en_IN"), json!(1), json!(0.0), json!(0.0), Value::Null],
+            vec![json!("pt_BR"), json!(1), json!(1.0), json!(0.0), Value::Null],
+        ]
+    );
+
+    let x = a.report("experiment", &all).await.unwrap();
+    let r = rows(
+        &x,
+        &[
+            "experiment",
+            "variant",
+            "exposures",
+            "conversions",
+            "conversion_rate",
+            "abs_diff",
+            "abs_diff_ci_low",
+            "lift",
+            "lift_ci_low",
+            "p_value",
+            "srm_p_value",
+            "srm_flag",
+            "revenue_per_exposure",
+            "revenue_diff",
+        ],
+    );
+    // Rows come in variant order; the control is the variant named control.
+    assert_eq!(r[0][..5], [json!("cta"), json!("bold"), json!(2), json!(0), json!(0.0)]);
+    assert_eq!(r[1][..5], [json!("cta"), json!("control"), json!(2), json!(2), json!(1.0)]);
+    // bold vs control: 0/2 vs 2/2. No variance in either arm: no interval, no p-value.
+    assert_eq!(r[0][5], json!(-1.0));
+    assert_eq!(r[0][6], Value::Null);
+    assert_eq!(r[0][7], json!(-1.0));
+    assert_eq!((&r[0][8], &r[0][9]), (&Value::Null, &Value::Null));
+    assert_eq!((&r[0][10], &r[0][11]), (&json!(1.0), &json!(false)));
+    assert_eq!((&r[0][12], &r[0][13]), (&json!(0.0), &json!(-15.0)));
+    assert_eq!(r[1][5], Value::Null);
+    assert_eq!(r[1][12], json!(15.0));
+    let i = x.columns.iter().position(|c| c == "chance_to_beat_control").unwrap();
+    // P(Beta(1,3) > Beta(3,1)) = 3 B(3,4) = 0.05 exactly.
+    close(&x.rows[0][i], 0.05);
+    let i = x.columns.iter().position(|c| c == "revenue_p_value").unwrap();
+    // Welch with one degree of freedom: t = 3, p = 1 - 2 atan(3) / pi.
+    close(&x.rows[0][i], 1.0 - 2.0 * 3f64.atan() / std::f64::consts::PI);
+}
+
+#[tokio::test]
+async fn date_ranges_select_cohorts() {
+    let (_dir, a) = loaded().await;
+    let day2 = Params::parse(Some("2026-02-02"), Some("2026-02-02"), None, None).unwrap();
+    let f = a.report("funnel", &day2).await.unwrap();
+    assert_eq!(
+        rows(&f, &["template", "sent", "delivered", "converted"]),
+        vec![
+            vec![json!("promo_a"), json!(1), json!(1), json!(1)],
+            vec![json!("promo_b"), json!(1), json!(0), json!(0)]
+        ]
+    );
+    let empty = Params::parse(Some("2026-03-01"), Some("2026-03-31"), None, None).unwrap();
+    for name in convoscope::analytics::reports::names() {
+        let r = a.report(name, &empty).await.unwrap();
+        assert!(r.rows.is_empty(), "{name}: {:?}", r.rows);
+    }
+    let j = a.report("funnel", &day2).await.unwrap().to_json();
+    assert_eq!(j["report"], "funnel");
+    assert_eq!(j["params"]["from"], "2026-02-02");
+    assert_eq!(j["rows"][0]["template"], "promo_a");
+    assert!(a.report("nope", &day2).await.unwrap_err().to_string().contains("funnel"));
+    let camp = Params::parse(None, None, Some("autumn"), None).unwrap();
+    assert!(a.report("funnel", &camp).await.unwrap().rows.is_empty());
+}
