@@ -3,22 +3,7 @@
 -- Cohort as in funnel. p50/p95_delivery_s: seconds from the first sent to the first delivered
 -- status; p50_read_s: seconds from delivered to read (messages read without a delivered
 -- receipt count as delivered and read, but have no latency to measure).
-WITH sends AS (
-    SELECT message_id,
-           MIN(occurred_at) AS sent_at,
-           MIN(date) AS day,
-           MAX(campaign) AS campaign,
-           MAX(template) AS template,
-           MAX(locale) AS locale
-    FROM events
-    WHERE event_type IN ('send.accepted', 'message.sent')
-      AND message_id IS NOT NULL
-      AND date >= $from AND date <= $to
-    GROUP BY message_id
-),
-cohort AS (
-    SELECT * FROM sends WHERE ($campaign = '' OR campaign = $campaign)
-),
+WITH {{cohort}},
 status AS (
     SELECT message_id,
            MIN(CASE WHEN event_type = 'message.delivered' THEN occurred_at END) AS delivered_at,

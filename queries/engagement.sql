@@ -2,20 +2,7 @@
 --
 -- sent: messages of the cohort; read_rate and reply_rate as in funnel; csat: mean score of the
 -- csat.submitted events (each event once) of contacts sent a message in that locale.
-WITH sends AS (
-    SELECT message_id,
-           MAX(campaign) AS campaign,
-           MAX(locale) AS locale,
-           MAX(contact_key) AS contact_key
-    FROM events
-    WHERE event_type IN ('send.accepted', 'message.sent')
-      AND message_id IS NOT NULL
-      AND date >= $from AND date <= $to
-    GROUP BY message_id
-),
-cohort AS (
-    SELECT * FROM sends WHERE ($campaign = '' OR campaign = $campaign)
-),
+WITH {{cohort}},
 reads AS (
     SELECT DISTINCT message_id FROM events WHERE event_type = 'message.read' AND date >= $from
 ),

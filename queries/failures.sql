@@ -2,19 +2,7 @@
 --
 -- failed: distinct messages of the cohort with a message.failed status of that code.
 -- share_of_sent: failed / messages of that template sent in the cohort.
-WITH sends AS (
-    SELECT message_id,
-           MAX(campaign) AS campaign,
-           MAX(template) AS template
-    FROM events
-    WHERE event_type IN ('send.accepted', 'message.sent')
-      AND message_id IS NOT NULL
-      AND date >= $from AND date <= $to
-    GROUP BY message_id
-),
-cohort AS (
-    SELECT * FROM sends WHERE ($campaign = '' OR campaign = $campaign)
-),
+WITH {{cohort}},
 sent_per_template AS (
     SELECT template, COUNT(*) AS sent FROM cohort GROUP BY template
 ),

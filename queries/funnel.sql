@@ -6,25 +6,7 @@
 -- interaction.reply or message.inbound whose reply_to is the message. A conversion counts when
 -- the same contact converts within $window_s seconds after the send.
 -- Every count is of distinct messages, so a duplicated event is counted once.
-WITH send_rows AS (
-    SELECT message_id, occurred_at, campaign, template, contact_key
-    FROM events
-    WHERE event_type IN ('send.accepted', 'message.sent')
-      AND message_id IS NOT NULL
-      AND date >= $from AND date <= $to
-),
-sends AS (
-    SELECT message_id,
-           MIN(occurred_at) AS sent_at,
-           MAX(campaign) AS campaign,
-           MAX(template) AS template,
-           MAX(contact_key) AS contact_key
-    FROM send_rows
-    GROUP BY message_id
-),
-cohort AS (
-    SELECT * FROM sends WHERE ($campaign = '' OR campaign = $campaign)
-),
+WITH {{cohort}},
 status AS (
     SELECT message_id,
            MAX(CASE WHEN event_type IN ('message.delivered', 'message.read') THEN 1 ELSE 0 END) AS delivered,

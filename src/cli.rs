@@ -149,14 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query { sql, format: fmt } => {
             let config = Config::load(cli.config.as_deref(), &flags)?;
             let analytics = Analytics::new(Storage::open(&config.storage)?, config.attribution_days);
-            let batches = analytics.query(&sql).await?;
-            let schema = match batches.first() {
-                Some(b) => b.schema(),
-                None => {
-                    let ctx = analytics.context().await?;
-                    std::sync::Arc::new(ctx.sql(&sql).await?.schema().as_arrow().clone())
-                }
-            };
+            let (schema, batches) = analytics.query(&sql).await?;
             let out = match fmt {
                 QueryFormat::Table => format::table(&schema, &batches)?,
                 QueryFormat::Csv => format::csv(&schema, &batches)?,

@@ -11,7 +11,7 @@ pub mod stats;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
@@ -62,10 +62,12 @@ impl Analytics {
 
     /// Runs one read-only SQL statement: DDL, DML, `COPY`, `SET` and the like are refused,
     /// and no table but `events` is reachable (no URL tables, no file functions).
-    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+    /// Returns the result's schema too, so an empty result still has its columns.
+    pub async fn query(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let ctx = self.context().await?;
         let opts = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let df = ctx.sql_with_options(sql, opts).await?;
-        Ok(df.collect().await?)
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        Ok((schema, df.collect().await?))
     }
 }

@@ -31,19 +31,10 @@ async fn query(
     app.tokens.authorize(&headers, Role::Read)?;
     let Json(body) = body
         .map_err(|e| ApiError::bad_request("malformed", format!("expected {{\"sql\": \"...\"}}: {}", e.body_text())))?;
-    let batches = app.analytics.query(&body.sql).await.map_err(|e| match e {
+    let (schema, batches) = app.analytics.query(&body.sql).await.map_err(|e| match e {
         Error::Query(q) => ApiError::bad_request("bad_query", q.to_string()),
         other => ApiError::Internal(other),
     })?;
-    let schema = match batches.first() {
-        Some(b) => b.schema(),
-        None => {
-            // An empty result still has columns: plan it again to read them.
-            let ctx = app.analytics.context().await?;
-            let df = ctx.sql(&body.sql).await.map_err(|e| ApiError::bad_request("bad_query", e.to_string()))?;
-            std::sync::Arc::new(df.schema().as_arrow().clone())
-        }
-    };
     Ok(Json(json!({"columns": format::columns(&schema), "rows": format::rows(&batches)?})))
 }
 

@@ -238,3 +238,36 @@ async fn full_log_answers_503_with_retry_after_and_readyz_says_why() {
     assert_eq!(s.query("SELECT count(*) FROM events").await, vec![vec![json!(acked)]]);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn query_endpoint_is_read_only_and_token_protected() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(dir.path())).await;
+    let c = &s.client;
+    let post = |token: Option<&'static str>, sql: &'static str| {
+        let mut r = c.post(s.url("/v1/query")).json(&json!({ "sql": sql }));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(post(None, "SELECT 1").await.unwrap().status(), 401);
+    assert_eq!(post(Some(INGEST), "SELECT 1").await.unwrap().status(), 403);
+    // An empty table still answers with its columns.
+    let v: Value = post(Some(READ), "SELECT event_id, event_type FROM events").await.unwrap().json().await.unwrap();
+    assert_eq!(v, json!({"columns": ["event_id", "event_type"], "rows": []}));
+    for sql in [
+        "DROP TABLE events",
+        "INSERT INTO events (event_id) VALUES ('x')",
+        "COPY (SELECT 1) TO '/tmp/convoscope-copy-test.csv'",
+        "CREATE EXTERNAL TABLE leak STORED AS CSV LOCATION '/etc/passwd'",
+        "SELECT * FROM '/etc/passwd'",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        let r = post(Some(READ), sql).await.unwrap();
+        assert_eq!(r.status(), 400, "{sql}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "bad_query", "{sql}");
+    }
+    assert!(!std::path::Path::new("/tmp/convoscope-copy-test.csv").exists());
+    s.stop().await;
+}
