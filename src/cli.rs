@@ -133,7 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 campaign.as_deref(),
                 experiment.as_deref(),
             )?;
-            let analytics = Analytics::new(Storage::open(&config.storage)?, config.attribution_days);
+            let analytics = Analytics::from_config(Storage::open(&config.storage)?, &config)?;
             let report = analytics.report(&name, &params).await?;
             let text = match fmt {
                 ReportFormat::Table => report.to_table(),
@@ -148,7 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Query { sql, format: fmt } => {
             let config = Config::load(cli.config.as_deref(), &flags)?;
-            let analytics = Analytics::new(Storage::open(&config.storage)?, config.attribution_days);
+            let analytics = Analytics::from_config(Storage::open(&config.storage)?, &config)?;
             let (schema, batches) = analytics.query(&sql).await?;
             let out = match fmt {
                 QueryFormat::Table => format::table(&schema, &batches)?,

@@ -48,6 +48,12 @@ pub struct Config {
     pub max_error_codes: usize,
     /// Days after a send in which a conversion is attributed to it.
     pub attribution_days: i64,
+    /// CSV `category,country,price` replacing the shipped rate card.
+    pub rate_card: Option<PathBuf>,
+    /// Cost of an hour of agent time (cost report).
+    pub agent_cost_per_hour: f64,
+    /// Cost of a bot-answered conversation (cost report).
+    pub bot_cost_per_conversation: f64,
     /// Seconds a computed report is served from cache.
     pub report_cache_secs: u64,
     /// Days of partitions `retention` keeps.
@@ -81,6 +87,9 @@ impl Default for Config {
             max_future_secs: crate::ingest::DEFAULT_MAX_FUTURE_SECS,
             max_error_codes: crate::metrics::DEFAULT_MAX_ERROR_CODES,
             attribution_days: 7,
+            rate_card: None,
+            agent_cost_per_hour: 20.0,
+            bot_cost_per_conversation: 0.10,
             report_cache_secs: 30,
             retention_days: 400,
             min_retention_days: 7,

@@ -30,12 +30,80 @@ pub struct Analytics {
     storage: Storage,
     /// Days after a send in which a conversion is attributed to it.
     pub attribution_days: i64,
+    /// Prices and support costs for the `cost` report.
+    pub costs: Arc<Costs>,
+}
+
+/// What messages and support cost, in the account's currency.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Costs {
+    /// Price per billable message by (category, country); country `*` is the fallback.
+    pub rate_card: Vec<(String, String, f64)>,
+    /// Cost of an hour of an agent's handled time.
+    pub agent_cost_per_hour: f64,
+    /// Cost of a conversation the bot answered.
+    pub bot_cost_per_conversation: f64,
+}
+
+/// The shipped rate card: per-message prices for common countries (illustrative list prices,
+/// replace them with your own through `rate_card` in the configuration).
+pub const DEFAULT_RATE_CARD: &str = include_str!("../../queries/rate_card.csv");
+
+impl Costs {
+    /// Parses a `category,country,price` CSV with a header line.
+    pub fn parse_rate_card(csv: &str) -> Result<Vec<(String, String, f64)>> {
+        let mut out = Vec::new();
+        for (i, line) in csv.lines().enumerate().skip(1) {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let f: Vec<&str> = line.split(',').map(str::trim).collect();
+            let price = match f.as_slice() {
+                [_, _, p] => p.parse::<f64>().ok().filter(|p| p.is_finite() && *p >= 0.0),
+                _ => None,
+            };
+            let Some(price) = price else {
+                return Err(Error::Config(format!("rate card line {}: expected category,country,price", i + 1)));
+            };
+            out.push((f[0].to_ascii_lowercase(), f[1].to_ascii_uppercase(), price));
+        }
+        Ok(out)
+    }
+}
+
+impl Default for Costs {
+    fn default() -> Self {
+        Costs {
+            rate_card: Costs::parse_rate_card(DEFAULT_RATE_CARD).unwrap_or_default(),
+            agent_cost_per_hour: 20.0,
+            bot_cost_per_conversation: 0.10,
+        }
+    }
 }
 
 impl Analytics {
-    /// Analytics over this storage.
+    /// Analytics over this storage with the default costs.
     pub fn new(storage: Storage, attribution_days: i64) -> Self {
-        Analytics { storage, attribution_days }
+        Analytics { storage, attribution_days, costs: Arc::new(Costs::default()) }
+    }
+
+    /// Analytics as configured.
+    pub fn from_config(storage: Storage, config: &crate::config::Config) -> Result<Self> {
+        let rate_card = match &config.rate_card {
+            Some(p) => Costs::parse_rate_card(
+                &std::fs::read_to_string(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?,
+            )?,
+            None => Costs::default().rate_card,
+        };
+        Ok(Analytics {
+            storage,
+            attribution_days: config.attribution_days,
+            costs: Arc::new(Costs {
+                rate_card,
+                agent_cost_per_hour: config.agent_cost_per_hour,
+                bot_cost_per_conversation: config.bot_cost_per_conversation,
+            }),
+        })
     }
 
     /// A session with `events` registered.
@@ -57,7 +125,28 @@ impl Analytics {
             .with_listing_options(options)
             .with_schema(event::schema());
         ctx.register_table("events", Arc::new(ListingTable::try_new(cfg)?))?;
+        ctx.register_table("rate_card", self.rate_card_table()?)?;
         Ok(ctx)
+    }
+
+    fn rate_card_table(&self) -> Result<Arc<datafusion::datasource::MemTable>> {
+        use arrow::array::{Float64Array, StringArray};
+        use arrow::datatypes::{Field, Schema};
+        let rc = &self.costs.rate_card;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("category", DataType::Utf8, false),
+            Field::new("country", DataType::Utf8, false),
+            Field::new("price", DataType::Float64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rc.iter().map(|r| r.0.as_str()))),
+                Arc::new(StringArray::from_iter_values(rc.iter().map(|r| r.1.as_str()))),
+                Arc::new(Float64Array::from_iter_values(rc.iter().map(|r| r.2))),
+            ],
+        )?;
+        Ok(Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?))
     }
 
     /// Runs one read-only SQL statement: DDL, DML, `COPY`, `SET` and the like are refused,

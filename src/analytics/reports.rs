@@ -23,6 +23,7 @@ pub const REPORTS: &[(&str, &str)] = &[
     ("sla", include_str!("../../queries/sla.sql")),
     ("experiment", include_str!("../../queries/experiment.sql")),
     ("engagement", include_str!("../../queries/engagement.sql")),
+    ("cost", include_str!("../../queries/cost.sql")),
 ];
 
 /// The send cohort shared by the message reports, spliced in where a report says `{{cohort}}`.
@@ -163,6 +164,8 @@ impl Analytics {
             ("campaign", ScalarValue::Utf8(Some(params.campaign.clone().unwrap_or_default()))),
             ("experiment", ScalarValue::Utf8(Some(params.experiment.clone().unwrap_or_default()))),
             ("window_s", ScalarValue::Float64(Some((self.attribution_days * 86_400) as f64))),
+            ("bot_cost", ScalarValue::Float64(Some(self.costs.bot_cost_per_conversation))),
+            ("agent_cost_per_hour", ScalarValue::Float64(Some(self.costs.agent_cost_per_hour))),
         ];
         // Bind only the parameters this report uses: DataFusion refuses unknown ones.
         let used: Vec<(&str, ScalarValue)> =
@@ -322,7 +325,11 @@ mod tests {
             assert!(!sql.contains("{{"), "{name}: unspliced piece");
             for word in sql.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')) {
                 if let Some(p) = word.strip_prefix('$') {
-                    assert!(["from", "to", "campaign", "experiment", "window_s"].contains(&p), "{name}: ${p}");
+                    assert!(
+                        ["from", "to", "campaign", "experiment", "window_s", "bot_cost", "agent_cost_per_hour"]
+                            .contains(&p),
+                        "{name}: ${p}"
+                    );
                 }
             }
         }

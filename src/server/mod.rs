@@ -82,7 +82,7 @@ impl App {
             let _ = stop_rx.wait_for(|s| *s).await;
         }));
         let tokens = auth::Tokens::new(&config.tokens()?);
-        let analytics = Analytics::new(storage.clone(), config.attribution_days);
+        let analytics = Analytics::from_config(storage.clone(), &config)?;
         Ok(Arc::new(App {
             config,
             normalizer,

@@ -169,6 +169,7 @@ async fn every_report_gives_the_known_answers() {
         vec![
             vec![json!("2026-02-01"), json!("billing"), json!(2), json!(2), json!(1), json!(1), json!(0.5)],
             vec![json!("2026-02-01"), json!("sales"), json!(1), json!(0), json!(0), json!(0), Value::Null],
+            vec![json!("2026-02-02"), json!("sales"), json!(1), json!(1), json!(0), json!(1), json!(0.0)],
         ]
     );
 
@@ -197,8 +198,29 @@ async fn every_report_gives_the_known_answers() {
                 json!(0.5)
             ],
             vec![json!("2026-02-01"), json!("sales"), Value::Null, Value::Null, Value::Null, Value::Null, Value::Null],
+            vec![
+                json!("2026-02-02"),
+                json!("sales"),
+                json!(30.0),
+                json!(30.0),
+                json!(3660.0),
+                json!(3660.0),
+                json!(1.0)
+            ],
         ]
     );
+
+    // Messaging: m1 and m4 to GB (0.0529 each), m2 to BR (0.0625) are billable marketing.
+    // Support: c4 (opened after m4 to the same contact) resolved an hour after its handoff,
+    // with a bot reply: 20.00 + 0.10. Revenue: the two conversions inside the window.
+    let k = a.report("cost", &all).await.unwrap();
+    let r = rows(&k, &["campaign", "category", "messages", "resolutions", "conversions"]);
+    assert_eq!(r, vec![vec![json!("spring"), json!("marketing"), json!(4), json!(1), json!(2)]]);
+    let r =
+        rows(&k, &["messaging_cost", "support_cost", "cost", "revenue", "cost_per_resolution", "cost_per_conversion"]);
+    for (got, exp) in r[0].iter().zip([0.1683, 20.10, 20.2683, 30.0, 20.2683, 10.13415]) {
+        close(got, exp);
+    }
 
     let e = a.report("engagement", &all).await.unwrap();
     assert_eq!(

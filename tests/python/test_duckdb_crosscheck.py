@@ -84,8 +84,8 @@ class DuckDbCrossCheck(unittest.TestCase):
     def test_files_are_hive_partitioned_parquet(self):
         rows = self.duck("SELECT count(*), count(DISTINCT event_id), min(date), max(date) FROM events")
         n, distinct, lo, hi = rows[0]
-        self.assertEqual(n, 28)
-        self.assertEqual(distinct, 28)
+        self.assertEqual(n, 32)
+        self.assertEqual(distinct, 32)
         self.assertEqual((str(lo), str(hi)), ("2026-02-01", "2026-02-20"))
 
     def test_funnel_counts_agree(self):
