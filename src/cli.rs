@@ -59,6 +59,21 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Writes a synthetic, realistic event set straight to storage (same seed, same data).
+    Generate {
+        /// How many events, at least.
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// Over how many days.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// First day of the data.
+        #[arg(long, default_value = "2026-01-01")]
+        start: String,
+    },
     /// Ad hoc read-only SQL over the `events` table.
     Query {
         /// The SQL statement.
@@ -144,6 +159,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
                 None => print!("{text}"),
             }
+            Ok(())
+        }
+        Command::Generate { events, days, seed, start } => {
+            let config = Config::load(cli.config.as_deref(), &flags)?;
+            let start = chrono::NaiveDate::parse_from_str(&start, "%Y-%m-%d")
+                .with_context(|| format!("--start must be a date like 2026-01-01, got {start:?}"))?;
+            let storage = Storage::open(&config.storage)?;
+            let spec = crate::generate::Spec { events, days, seed, start };
+            let t = std::time::Instant::now();
+            let s = crate::generate::generate(&storage, &spec).await?;
+            println!(
+                "wrote {} events ({} sends, {} conversations) in {} files to {} in {:.1}s",
+                s.events,
+                s.sends,
+                s.conversations,
+                s.files,
+                storage.url,
+                t.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         Command::Query { sql, format: fmt } => {

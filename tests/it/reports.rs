@@ -297,3 +297,29 @@ async fn date_ranges_select_cohorts() {
     let camp = Params::parse(None, None, Some("autumn"), None).unwrap();
     assert!(a.report("funnel", &camp).await.unwrap().rows.is_empty());
 }
+
+#[tokio::test]
+async fn generated_data_runs_every_report_and_the_better_variant_wins() {
+    let storage = Storage::open("memory://").unwrap();
+    let spec = convoscope::generate::Spec {
+        events: 150_000,
+        days: 14,
+        seed: 42,
+        start: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+    };
+    convoscope::generate::generate(&storage, &spec).await.unwrap();
+    let a = Analytics::new(storage, 7);
+    for name in convoscope::analytics::reports::names() {
+        let r = a.report(name, &Params::default()).await.unwrap();
+        assert!(!r.rows.is_empty(), "{name} is empty on generated data");
+    }
+    let x = a.report("experiment", &Params::default()).await.unwrap();
+    let r = rows(&x, &["variant", "conversion_rate", "chance_to_beat_control"]);
+    let rate = |v: &str| r.iter().find(|row| row[0] == v).unwrap()[1].as_f64().unwrap();
+    assert!(rate("emoji") > rate("control"), "{r:?}");
+    let emoji_ctb = r.iter().find(|row| row[0] == "emoji").unwrap()[2].as_f64().unwrap();
+    assert!(emoji_ctb > 0.95, "{r:?}");
+    // Some conversions fall outside the window and some reads lack a delivered receipt.
+    let f = a.report("funnel", &Params::default()).await.unwrap();
+    assert!(f.rows.iter().any(|row| row[f.columns.iter().position(|c| c == "read").unwrap()].as_i64().unwrap() > 0));
+}
