@@ -5,8 +5,10 @@
 -- exposure. conversions: exposed contacts with a conversion within $window_s seconds after
 -- their first exposure. revenue_sum / revenue_sq_sum: per-contact revenue in that window
 -- (each conversion event once), for revenue per exposure and its Welch t-test.
+-- reads / replies: exposed contacts with a message of the experiment read / replied to, for
+-- reports that use those as the conversion metric.
 WITH exposure_rows AS (
-    SELECT experiment, variant, contact_key, occurred_at
+    SELECT experiment, variant, contact_key, occurred_at, message_id
     FROM events
     WHERE event_type IN ('send.accepted', 'message.sent')
       AND experiment IS NOT NULL AND variant IS NOT NULL AND contact_key IS NOT NULL
@@ -26,6 +28,21 @@ exposed AS (
     WHERE to_char(f.exposed_at, '%Y-%m-%d') >= $from AND to_char(f.exposed_at, '%Y-%m-%d') <= $to
     GROUP BY f.experiment, f.contact_key, f.exposed_at
 ),
+experiment_messages AS (
+    SELECT DISTINCT experiment, contact_key, message_id FROM exposure_rows WHERE message_id IS NOT NULL
+),
+read_contacts AS (
+    SELECT DISTINCT m.experiment, m.contact_key
+    FROM experiment_messages m
+    JOIN events e ON e.message_id = m.message_id
+    WHERE e.event_type = 'message.read' AND e.date >= $from
+),
+reply_contacts AS (
+    SELECT DISTINCT m.experiment, m.contact_key
+    FROM experiment_messages m
+    JOIN events e ON e.reply_to = m.message_id
+    WHERE e.event_type IN ('interaction.reply', 'message.inbound') AND e.date >= $from
+),
 conversion_events AS (
     SELECT event_id, MAX(contact_key) AS contact_key, MIN(occurred_at) AS occurred_at,
            MAX(COALESCE(revenue_micros, 0)) AS revenue_micros
@@ -44,12 +61,16 @@ per_contact AS (
      AND date_part('epoch', c.occurred_at) <= date_part('epoch', x.exposed_at) + $window_s
     GROUP BY x.experiment, x.variant, x.contact_key
 )
-SELECT experiment,
-       variant,
+SELECT p.experiment,
+       p.variant,
        COUNT(*) AS exposures,
        SUM(CASE WHEN n_conversions > 0 THEN 1 ELSE 0 END) AS conversions,
+       SUM(CASE WHEN r.contact_key IS NULL THEN 0 ELSE 1 END) AS reads,
+       SUM(CASE WHEN y.contact_key IS NULL THEN 0 ELSE 1 END) AS replies,
        SUM(CAST(revenue_micros AS DOUBLE) / 1000000) AS revenue_sum,
        SUM((CAST(revenue_micros AS DOUBLE) / 1000000) * (CAST(revenue_micros AS DOUBLE) / 1000000)) AS revenue_sq_sum
-FROM per_contact
-GROUP BY experiment, variant
-ORDER BY experiment, variant
+FROM per_contact p
+LEFT JOIN read_contacts r ON r.experiment = p.experiment AND r.contact_key = p.contact_key
+LEFT JOIN reply_contacts y ON y.experiment = p.experiment AND y.contact_key = p.contact_key
+GROUP BY p.experiment, p.variant
+ORDER BY p.experiment, p.variant

@@ -52,6 +52,9 @@ pub enum Command {
         /// Only this experiment.
         #[arg(long)]
         experiment: Option<String>,
+        /// Conversion metric of the experiment report: converted, replied or read.
+        #[arg(long, default_value = "converted")]
+        metric: String,
         /// Output format.
         #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
         format: ReportFormat,
@@ -140,7 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::server::run(listener, app, crate::server::shutdown_signal()).await?;
             Ok(())
         }
-        Command::Report { name, from, to, campaign, experiment, format: fmt, out } => {
+        Command::Report { name, from, to, campaign, experiment, metric, format: fmt, out } => {
             let config = Config::load(cli.config.as_deref(), &flags)?;
             let params = crate::analytics::reports::Params::parse(
                 from.as_deref(),
@@ -148,6 +151,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 campaign.as_deref(),
                 experiment.as_deref(),
             )?;
+            let params = crate::analytics::reports::Params {
+                metric: crate::analytics::reports::Metric::parse(&metric)?,
+                ..params
+            };
             let analytics = Analytics::from_config(Storage::open(&config.storage)?, &config)?;
             let report = analytics.report(&name, &params).await?;
             let text = match fmt {

@@ -48,6 +48,8 @@ pub struct Config {
     pub max_error_codes: usize,
     /// Days after a send in which a conversion is attributed to it.
     pub attribution_days: i64,
+    /// Experiment definitions (read when the file exists).
+    pub experiments: PathBuf,
     /// CSV `category,country,price` replacing the shipped rate card.
     pub rate_card: Option<PathBuf>,
     /// Cost of an hour of agent time (cost report).
@@ -87,6 +89,7 @@ impl Default for Config {
             max_future_secs: crate::ingest::DEFAULT_MAX_FUTURE_SECS,
             max_error_codes: crate::metrics::DEFAULT_MAX_ERROR_CODES,
             attribution_days: 7,
+            experiments: PathBuf::from("experiments.toml"),
             rate_card: None,
             agent_cost_per_hour: 20.0,
             bot_cost_per_conversation: 0.10,
@@ -141,6 +144,7 @@ const ENV: &[(&str, &str)] = &[
     ("CONVOSCOPE_ULTRAMSG_TOKEN", "ultramsg_token"),
     ("CONVOSCOPE_PII_KEY", "pii_key"),
     ("CONVOSCOPE_TOKENS", "tokens"),
+    ("CONVOSCOPE_EXPERIMENTS", "experiments"),
     ("CONVOSCOPE_FLUSH_INTERVAL_SECS", "flush_interval_secs"),
     ("CONVOSCOPE_WAL_BUDGET_BYTES", "wal_budget_bytes"),
     ("CONVOSCOPE_WAL_SEGMENT_BYTES", "wal_segment_bytes"),
@@ -213,6 +217,15 @@ impl Config {
             return Err(Error::Config("attribution_days must not be negative".into()));
         }
         Ok(())
+    }
+
+    /// The experiment definitions, or none when the file does not exist.
+    pub fn load_experiments(&self) -> Result<crate::experiments::Experiments> {
+        if self.experiments.exists() {
+            crate::experiments::Experiments::load(&self.experiments)
+        } else {
+            Ok(Default::default())
+        }
     }
 
     /// The log directory.

@@ -12,6 +12,7 @@
 //! - [`wal`]: the fsynced, checksummed write-ahead log behind every 200, with deduplication.
 //! - [`store`]: object storage by URL, the Parquet writer, and the flusher from log to store.
 //! - [`analytics`]: DataFusion over the stored `events` table.
+//! - [`experiments`]: experiment definitions and deterministic assignment.
 //! - [`generate`]: synthetic, seeded event sets for demos and benchmarks.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`config`]: settings from defaults, file, environment and flags.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod experiments;
 pub mod generate;
 pub mod ingest;
 pub mod metrics;

@@ -32,6 +32,8 @@ pub struct Analytics {
     pub attribution_days: i64,
     /// Prices and support costs for the `cost` report.
     pub costs: Arc<Costs>,
+    /// Experiment definitions: the experiment report's control and weights.
+    pub experiments: Arc<crate::experiments::Experiments>,
 }
 
 /// What messages and support cost, in the account's currency.
@@ -84,7 +86,13 @@ impl Default for Costs {
 impl Analytics {
     /// Analytics over this storage with the default costs.
     pub fn new(storage: Storage, attribution_days: i64) -> Self {
-        Analytics { storage, attribution_days, costs: Arc::new(Costs::default()) }
+        Analytics { storage, attribution_days, costs: Arc::new(Costs::default()), experiments: Arc::default() }
+    }
+
+    /// The same analytics with these experiment definitions.
+    pub fn with_experiments(mut self, experiments: crate::experiments::Experiments) -> Self {
+        self.experiments = Arc::new(experiments);
+        self
     }
 
     /// Analytics as configured.
@@ -97,6 +105,7 @@ impl Analytics {
         };
         Ok(Analytics {
             storage,
+            experiments: Arc::new(config.load_experiments()?),
             attribution_days: config.attribution_days,
             costs: Arc::new(Costs {
                 rate_card,

@@ -46,6 +46,48 @@ pub struct Params {
     pub to: Option<NaiveDate>,
     pub campaign: Option<String>,
     pub experiment: Option<String>,
+    /// What counts as a conversion in the experiment report.
+    pub metric: Metric,
+}
+
+/// The experiment report's conversion metric.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Metric {
+    /// A `conversion` event within the attribution window (the default).
+    #[default]
+    Converted,
+    /// A reply to a message of the experiment.
+    Replied,
+    /// A message of the experiment read.
+    Read,
+}
+
+impl Metric {
+    /// Parses `converted`, `replied` or `read`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "converted" | "" => Ok(Metric::Converted),
+            "replied" => Ok(Metric::Replied),
+            "read" => Ok(Metric::Read),
+            other => Err(Error::Invalid(format!("metric must be converted, replied or read, got {other:?}"))),
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            Metric::Converted => "conversions",
+            Metric::Replied => "replies",
+            Metric::Read => "reads",
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Metric::Converted => "converted",
+            Metric::Replied => "replied",
+            Metric::Read => "read",
+        }
+    }
 }
 
 impl Params {
@@ -69,6 +111,7 @@ impl Params {
             to: date("to", to)?,
             campaign: campaign.map(str::to_string).filter(|s| !s.is_empty()),
             experiment: experiment.map(str::to_string).filter(|s| !s.is_empty()),
+            metric: Metric::Converted,
         };
         if let (Some(f), Some(t)) = (p.from, p.to)
             && f > t
@@ -84,6 +127,7 @@ impl Params {
             "to": self.to.map(|d| d.to_string()),
             "campaign": self.campaign,
             "experiment": self.experiment,
+            "metric": self.metric.as_str(),
         })
     }
 }
@@ -175,7 +219,11 @@ impl Analytics {
         let batches = df.collect().await?;
         let columns = format::columns(&schema);
         let rows = format::rows(&batches)?;
-        let (columns, rows) = if name == "experiment" { experiment_stats(&columns, rows)? } else { (columns, rows) };
+        let (columns, rows) = if name == "experiment" {
+            experiment_stats(&columns, rows, params.metric, &self.experiments)?
+        } else {
+            (columns, rows)
+        };
         Ok(Report {
             name: name.to_string(),
             params: params.clone(),
@@ -223,9 +271,16 @@ struct ArmRow {
     revenue_sq_sum: f64,
 }
 
-/// Adds the comparison columns to the per-variant counts. The control is the variant named
-/// `control`, else the first; weights are equal (no experiment definitions are configured).
-fn experiment_stats(columns: &[String], rows: Vec<Vec<Value>>) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
+/// Adds the comparison columns to the per-variant counts. With a definition, the control and
+/// the SRM weights are the definition's (a defined variant nobody was exposed to counts as 0
+/// exposures); without one, the control is the variant named `control`, else the first, and
+/// weights are equal.
+fn experiment_stats(
+    columns: &[String],
+    rows: Vec<Vec<Value>>,
+    metric: Metric,
+    defs: &crate::experiments::Experiments,
+) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
     let col = |name: &str| {
         columns.iter().position(|c| c == name).ok_or_else(|| Error::Invalid(format!("experiment.sql lacks {name}")))
     };
@@ -233,7 +288,7 @@ fn experiment_stats(columns: &[String], rows: Vec<Vec<Value>>) -> Result<(Vec<St
         col("experiment")?,
         col("variant")?,
         col("exposures")?,
-        col("conversions")?,
+        col(metric.column())?,
         col("revenue_sum")?,
         col("revenue_sq_sum")?,
     );
@@ -250,8 +305,25 @@ fn experiment_stats(columns: &[String], rows: Vec<Vec<Value>>) -> Result<(Vec<St
     }
     let num = |v: Option<f64>| v.map(Value::from).unwrap_or(Value::Null);
     let mut out = Vec::new();
-    for (exp, arms) in by_exp {
-        let ci = arms.iter().position(|a| a.variant == "control").unwrap_or(0);
+    for (exp, mut arms) in by_exp {
+        let def = defs.get(&exp);
+        if let Some(d) = def {
+            for v in &d.variants {
+                if !arms.iter().any(|a| a.variant == v.name) {
+                    arms.push(ArmRow {
+                        variant: v.name.clone(),
+                        exposures: 0,
+                        conversions: 0,
+                        revenue_sum: 0.0,
+                        revenue_sq_sum: 0.0,
+                    });
+                }
+            }
+        }
+        let ci = match def {
+            Some(d) => arms.iter().position(|a| a.variant == d.control().name).unwrap_or(0),
+            None => arms.iter().position(|a| a.variant == "control").unwrap_or(0),
+        };
         let control = &arms[ci];
         let prop = |a: &ArmRow| Proportion { n: a.exposures, x: a.conversions };
         let mean = |a: &ArmRow| {
@@ -261,7 +333,12 @@ fn experiment_stats(columns: &[String], rows: Vec<Vec<Value>>) -> Result<(Vec<St
             MeanStats { n: a.exposures, mean: m, variance: var }
         };
         let observed: Vec<u64> = arms.iter().map(|a| a.exposures).collect();
-        let srm = stats::srm_p_value(&observed, &vec![1.0; arms.len()]);
+        let weights: Vec<f64> = match def {
+            Some(d) => arms.iter().map(|a| d.weight_of(&a.variant)).collect(),
+            None => vec![1.0; arms.len()],
+        };
+        // Exposures in a variant the definition does not know make the weights meaningless.
+        let srm = if weights.iter().all(|w| *w > 0.0) { stats::srm_p_value(&observed, &weights) } else { None };
         let comparisons: Vec<Option<stats::Comparison>> = arms
             .iter()
             .enumerate()

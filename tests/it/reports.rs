@@ -323,3 +323,48 @@ async fn generated_data_runs_every_report_and_the_better_variant_wins() {
     let f = a.report("funnel", &Params::default()).await.unwrap();
     assert!(f.rows.iter().any(|row| row[f.columns.iter().position(|c| c == "read").unwrap()].as_i64().unwrap() > 0));
 }
+
+#[tokio::test]
+async fn definitions_set_control_and_weights_and_the_metric_is_selectable() {
+    let (_dir, a) = loaded().await;
+    let defs = convoscope::experiments::Experiments::parse(
+        r#"
+[[experiment]]
+name = "cta"
+salt = "s"
+[[experiment.variant]]
+name = "bold"
+weight = 1
+control = true
+template = "promo_b"
+[[experiment.variant]]
+name = "control"
+weight = 3
+template = "promo_a"
+"#,
+        "test.toml",
+    )
+    .unwrap();
+    let a = a.with_experiments(defs);
+    let x = a.report("experiment", &Params::default()).await.unwrap();
+    let r = rows(&x, &["variant", "abs_diff", "srm_p_value"]);
+    // bold is now the control, so control is compared with it: 2/2 - 0/2.
+    assert_eq!(r[0][1], Value::Null);
+    assert_eq!(r[1][1], json!(1.0));
+    // 2 and 2 exposures against weights 1:3: chi2 = (2-1)^2/1 + (2-3)^2/3 = 4/3, df 1.
+    close(&r[0][2], 0.248_213_078_989_924_3);
+
+    let read = Params { metric: convoscope::analytics::reports::Metric::Read, ..Params::default() };
+    let x = a.report("experiment", &read).await.unwrap();
+    // Read: m1 (control) read, m4 not; m2 (bold) read, m3 failed.
+    assert_eq!(
+        rows(&x, &["variant", "conversions"]),
+        vec![vec![json!("bold"), json!(1)], vec![json!("control"), json!(1)]]
+    );
+    let replied = Params { metric: convoscope::analytics::reports::Metric::Replied, ..Params::default() };
+    let x = a.report("experiment", &replied).await.unwrap();
+    assert_eq!(
+        rows(&x, &["variant", "conversions"]),
+        vec![vec![json!("bold"), json!(0)], vec![json!("control"), json!(1)]]
+    );
+}
