@@ -7,6 +7,18 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/convoscope-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# Debian packages: a real Prometheus (scrape test, promtool) and Chromium (page test).
+need_apt=()
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]} from Debian"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
 # Python packages for the cross-checks (DuckDB reads our Parquet independently).
 if ls tests/python/test_*.py >/dev/null 2>&1; then
   if ! python3 -c 'import duckdb' 2>/dev/null; then
@@ -14,6 +26,9 @@ if ls tests/python/test_*.py >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check duckdb
   fi
 fi
+
+echo "== promtool check rules"
+promtool check rules dashboards/alerts.yml
 
 echo "== cargo fmt --check"
 cargo fmt --check
@@ -23,7 +38,7 @@ echo "== cargo test"
 cargo test --all-targets
 
 if ls tests/python/test_*.py >/dev/null 2>&1; then
-  echo "== python cross-checks"
+  echo "== python tests (DuckDB cross-check, Prometheus scrape, Chromium page)"
   cargo build --quiet --bin convoscope
   CONVOSCOPE_BIN="$CARGO_TARGET_DIR/debug/convoscope" python3 -m unittest discover -s tests/python -p 'test_*.py' -v
 fi

@@ -93,6 +93,9 @@ pub enum ReportFormat {
     Table,
     Json,
     Csv,
+    Html,
+    Svg,
+    Png,
 }
 
 /// Output formats of `query`.
@@ -161,6 +164,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ReportFormat::Table => report.to_table(),
                 ReportFormat::Csv => report.to_csv(),
                 ReportFormat::Json => format!("{}\n", serde_json::to_string_pretty(&report.to_json())?),
+                ReportFormat::Html => {
+                    crate::report::html::single(&report, crate::report::chart::for_report(&report)?.as_deref())
+                }
+                ReportFormat::Svg => crate::report::chart::for_report(&report)?
+                    .ok_or_else(|| anyhow::anyhow!("the {name} report has no rows to chart for these filters"))?,
+                ReportFormat::Png => anyhow::bail!("png output is not available yet; use --format svg"),
             };
             match out {
                 Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,

@@ -14,6 +14,7 @@
 //! - [`analytics`]: DataFusion over the stored `events` table.
 //! - [`experiments`]: experiment definitions and deterministic assignment.
 //! - [`generate`]: synthetic, seeded event sets for demos and benchmarks.
+//! - [`report`]: charts (plotters, SVG) and HTML pages of reports.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`config`]: settings from defaults, file, environment and flags.
 //! - [`cli`]: the commands of the `convoscope` binary.
@@ -28,6 +29,7 @@ pub mod generate;
 pub mod ingest;
 pub mod metrics;
 pub mod pii;
+pub mod report;
 pub mod server;
 pub mod store;
 pub mod wal;

@@ -173,6 +173,28 @@ impl Metrics {
         }
     }
 
+    /// Names of every metric family convoscope exports (whether or not it has samples yet).
+    pub fn family_names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let collectors: [&dyn Collector; 14] = [
+            &self.ingest_events_total,
+            &self.ingest_rejected_total,
+            &self.ingest_duplicates_total,
+            &self.messages_total,
+            &self.message_failures_total,
+            &self.delivery_latency_seconds,
+            &self.read_latency_seconds,
+            &self.latency_unmatched_total,
+            &self.wal_bytes,
+            &self.flush_duration_seconds,
+            &self.flush_errors_total,
+            &self.sends_total,
+            &self.provider_request_duration_seconds,
+            &self.circuit_open,
+        ];
+        collectors.iter().flat_map(|c| c.desc()).map(|d| d.fq_name.clone()).collect()
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

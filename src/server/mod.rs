@@ -3,13 +3,15 @@
 //! Read in this order: [`App`] (what a running server holds and how it starts and stops),
 //! [`run`] (serve until shutdown, then flush), then one module per resource:
 //! [`health`] (`/healthz`, `/readyz`, `/metrics`), [`webhooks`] (Meta and UltraMsg),
-//! [`events`] (`/v1/events`), [`query`] (`/v1/query`, `/v1/admin/flush`).
+//! [`events`] (`/v1/events`), [`query`] (`/v1/query`, `/v1/admin/flush`), [`reports`] (`/`,
+//! `/login`, `/v1/reports/{name}`, `/v1/experiments`).
 
 pub mod auth;
 pub mod error;
 pub mod events;
 pub mod health;
 pub mod query;
+pub mod reports;
 pub mod webhooks;
 
 use std::future::Future;
@@ -41,6 +43,9 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub tokens: auth::Tokens,
     pub analytics: Analytics,
+    /// Page sessions (signed cookies).
+    pub sessions: reports::Sessions,
+    report_cache: reports::ReportCache,
     stop_flusher: watch::Sender<bool>,
     flusher_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -92,6 +97,8 @@ impl App {
             metrics,
             tokens,
             analytics,
+            sessions: reports::Sessions::default(),
+            report_cache: reports::ReportCache::default(),
             stop_flusher,
             flusher_task: std::sync::Mutex::new(Some(task)),
         }))
@@ -154,6 +161,7 @@ pub fn router(app: AppState) -> Router {
         .merge(webhooks::router())
         .merge(events::router())
         .merge(query::router())
+        .merge(reports::router())
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)

@@ -6,3 +6,4 @@ mod collector;
 mod common;
 mod crash;
 mod reports;
+mod service;

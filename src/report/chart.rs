@@ -1,0 +1,284 @@
+//! Charts as inline SVG, drawn with plotters: one chart per report, chosen by [`for_report`].
+
+use std::collections::BTreeMap;
+
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use serde_json::Value;
+
+use crate::analytics::reports::Report;
+
+const W: u32 = 760;
+const H: u32 = 340;
+
+/// A chart failed to draw (plotters' error, as text).
+#[derive(Debug, thiserror::Error)]
+#[error("chart: {0}")]
+pub struct ChartError(String);
+
+fn err<E: std::fmt::Display>(e: E) -> ChartError {
+    ChartError(e.to_string())
+}
+
+fn col(r: &Report, name: &str) -> Option<usize> {
+    r.columns.iter().position(|c| c == name)
+}
+
+fn num(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "(none)".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The chart of a report, or `None` when it has nothing to draw.
+pub fn for_report(r: &Report) -> Result<Option<String>, ChartError> {
+    if r.rows.is_empty() {
+        return Ok(None);
+    }
+    let label = |row: &[Value], cols: &[&str]| {
+        cols.iter().filter_map(|c| col(r, c)).map(|i| text(&row[i])).collect::<Vec<_>>().join(" / ")
+    };
+    let series = |names: &[&str]| -> Vec<(String, Vec<f64>)> {
+        names
+            .iter()
+            .filter_map(|n| {
+                col(r, n).map(|i| (n.to_string(), r.rows.iter().map(|row| num(&row[i]).unwrap_or(0.0)).collect()))
+            })
+            .collect()
+    };
+    let svg = match r.name.as_str() {
+        "funnel" => bars(
+            "Funnel per campaign and template (messages)",
+            r.rows.iter().map(|row| label(row, &["campaign", "template"])).collect(),
+            series(&["sent", "delivered", "read", "replied", "converted"]),
+        )?,
+        "failures" => {
+            let mut by: BTreeMap<String, f64> = BTreeMap::new();
+            let (Some(c), Some(f)) = (col(r, "error_code"), col(r, "failed")) else { return Ok(None) };
+            for row in &r.rows {
+                *by.entry(text(&row[c])).or_default() += num(&row[f]).unwrap_or(0.0);
+            }
+            bars(
+                "Failed messages by error code",
+                by.keys().cloned().collect(),
+                vec![("failed".into(), by.values().copied().collect())],
+            )?
+        }
+        "delivery" => {
+            let (Some(d), Some(s), Some(dl), Some(rd)) =
+                (col(r, "day"), col(r, "sent"), col(r, "delivered"), col(r, "read"))
+            else {
+                return Ok(None);
+            };
+            let mut by: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
+            for row in &r.rows {
+                let e = by.entry(text(&row[d])).or_default();
+                e.0 += num(&row[s]).unwrap_or(0.0);
+                e.1 += num(&row[dl]).unwrap_or(0.0);
+                e.2 += num(&row[rd]).unwrap_or(0.0);
+            }
+            let rate = |f: fn(&(f64, f64, f64)) -> f64| by.values().map(|v| (v.0 > 0.0).then(|| f(v) / v.0)).collect();
+            lines(
+                "Delivery and read rate by send day",
+                by.keys().cloned().collect(),
+                vec![("delivery rate".into(), rate(|v| v.1)), ("read rate".into(), rate(|v| v.2))],
+            )?
+        }
+        "containment" | "sla" => {
+            let metric = if r.name == "containment" { "containment_rate" } else { "p50_first_response_s" };
+            let (Some(d), Some(q), Some(m)) = (col(r, "day"), col(r, "queue"), col(r, metric)) else { return Ok(None) };
+            let days: Vec<String> =
+                r.rows.iter().map(|row| text(&row[d])).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            let mut per_queue: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+            for row in &r.rows {
+                let series = per_queue.entry(text(&row[q])).or_insert_with(|| vec![None; days.len()]);
+                if let Some(i) = days.iter().position(|x| *x == text(&row[d])) {
+                    series[i] = num(&row[m]);
+                }
+            }
+            let title = if r.name == "containment" {
+                "Containment rate by day and queue"
+            } else {
+                "Median first response (s) by day and queue"
+            };
+            lines(title, days, per_queue.into_iter().collect())?
+        }
+        "experiment" => {
+            let (Some(e), Some(v), Some(n), Some(c)) =
+                (col(r, "experiment"), col(r, "variant"), col(r, "exposures"), col(r, "conversions"))
+            else {
+                return Ok(None);
+            };
+            let items = r
+                .rows
+                .iter()
+                .map(|row| {
+                    let (n, x) = (num(&row[n]).unwrap_or(0.0), num(&row[c]).unwrap_or(0.0));
+                    let p = if n > 0.0 { x / n } else { 0.0 };
+                    let half = if n > 0.0 { crate::analytics::stats::Z975 * (p * (1.0 - p) / n).sqrt() } else { 0.0 };
+                    (format!("{} / {}", text(&row[e]), text(&row[v])), p, (p - half).max(0.0), (p + half).min(1.0))
+                })
+                .collect();
+            error_bars("Conversion rate per variant (95% interval)", items)?
+        }
+        "cost" => bars(
+            "Cost per conversion by campaign and category",
+            r.rows.iter().map(|row| label(row, &["campaign", "category"])).collect(),
+            series(&["cost_per_conversion"]),
+        )?,
+        "engagement" => bars(
+            "Read and reply rate by locale",
+            r.rows.iter().map(|row| label(row, &["locale"])).collect(),
+            series(&["read_rate", "reply_rate"]),
+        )?,
+        _ => return Ok(None),
+    };
+    Ok(Some(svg))
+}
+
+fn nice_max(v: f64) -> f64 {
+    if v <= 0.0 { 1.0 } else { v * 1.1 }
+}
+
+/// Grouped bars: one group per category, one bar per series.
+pub fn bars(title: &str, categories: Vec<String>, series: Vec<(String, Vec<f64>)>) -> Result<String, ChartError> {
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let ymax = nice_max(series.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0, f64::max));
+        let n = categories.len().max(1);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(46)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..n as f64, 0f64..ymax)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n + 1)
+            .x_label_formatter(&|_| String::new())
+            .draw()
+            .map_err(err)?;
+        let width = 0.8 / series.len().max(1) as f64;
+        for (si, (name, vals)) in series.iter().enumerate() {
+            let color = Palette99::pick(si).mix(0.9);
+            chart
+                .draw_series(vals.iter().enumerate().map(|(ci, v)| {
+                    let x0 = ci as f64 + 0.1 + si as f64 * width;
+                    Rectangle::new([(x0, 0.0), (x0 + width * 0.95, *v)], color.filled())
+                }))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+        }
+        chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.85)).draw().map_err(err)?;
+        category_labels(&root, &chart, &categories)?;
+        root.present().map_err(err)?;
+    }
+    Ok(buf)
+}
+
+/// Category names centred under their groups. Drawn by hand because plotters places mesh
+/// labels at "nice" numbers, not at group centres.
+fn category_labels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    chart: &ChartContext<
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    labels: &[String],
+) -> Result<(), ChartError> {
+    let style = TextStyle::from(("sans-serif", 11).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+    for (i, l) in labels.iter().enumerate() {
+        let (x, y) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+        let short: String =
+            if l.chars().count() > 26 { l.chars().take(25).chain(['…']).collect() } else { l.clone() };
+        root.draw(&Text::new(short, (x, y + 6), style.clone())).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Lines over ordered labels (days); gaps where a value is missing.
+pub fn lines(title: &str, xs: Vec<String>, series: Vec<(String, Vec<Option<f64>>)>) -> Result<String, ChartError> {
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let ymax = nice_max(series.iter().flat_map(|(_, v)| v.iter().flatten().copied()).fold(0.0, f64::max));
+        let n = xs.len().max(2);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(46)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..(n - 1) as f64, 0f64..ymax)
+            .map_err(err)?;
+        let labels = xs.clone();
+        chart
+            .configure_mesh()
+            .x_labels(n.min(10))
+            .x_label_formatter(&move |x| labels.get(x.round() as usize).cloned().unwrap_or_default())
+            .draw()
+            .map_err(err)?;
+        for (si, (name, vals)) in series.iter().enumerate() {
+            let color = Palette99::pick(si).to_rgba();
+            let pts: Vec<(f64, f64)> = vals.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i as f64, v))).collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], color.stroke_width(2)));
+            chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(err)?;
+        }
+        chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.85)).draw().map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(buf)
+}
+
+/// A point per item with its interval as an error bar.
+pub fn error_bars(title: &str, items: Vec<(String, f64, f64, f64)>) -> Result<String, ChartError> {
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let ymax = nice_max(items.iter().map(|i| i.3).fold(0.0, f64::max));
+        let n = items.len().max(1);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(46)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..n as f64, 0f64..ymax)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n + 1)
+            .x_label_formatter(&|_| String::new())
+            .draw()
+            .map_err(err)?;
+        let color = Palette99::pick(0).to_rgba();
+        chart
+            .draw_series(items.iter().enumerate().map(|(i, it)| {
+                ErrorBar::new_vertical(i as f64 + 0.5, it.2, it.1, it.3, color.filled().stroke_width(2), 14)
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(items.iter().enumerate().map(|(i, it)| Circle::new((i as f64 + 0.5, it.1), 5, color.filled())))
+            .map_err(err)?;
+        let names: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
+        category_labels(&root, &chart, &names)?;
+        root.present().map_err(err)?;
+    }
+    Ok(buf)
+}

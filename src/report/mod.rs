@@ -1,0 +1,5 @@
+//! Rendering reports for people: inline-SVG charts ([`chart`]) and server-rendered HTML pages
+//! ([`html`]). No JavaScript: the pages are plain HTML and CSS that read on a laptop or a phone.
+
+pub mod chart;
+pub mod html;

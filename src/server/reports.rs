@@ -1,0 +1,226 @@
+//! Reports over HTTP: `GET /` (the HTML index with charts), `POST /login` (trade a read token
+//! for a session cookie), `GET /v1/reports/{name}`, `GET /v1/experiments`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use super::{ApiError, AppState};
+use crate::analytics::reports::{self, Metric, Params, Report};
+use crate::config::Role;
+use crate::report::{chart, html};
+
+/// Name of the session cookie of the report pages.
+pub const SESSION_COOKIE: &str = "convoscope_session";
+/// How long a page session lasts: a working day.
+const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/login", post(login))
+        .route("/v1/reports/{name}", get(one))
+        .route("/v1/experiments", get(experiments))
+}
+
+/// Signs and checks page sessions with a key made at start (sessions end with the process).
+pub struct Sessions {
+    key: [u8; 32],
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        Sessions { key }
+    }
+}
+
+impl Sessions {
+    fn mac(&self, payload: &str) -> String {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        m.update(payload.as_bytes());
+        hex::encode(m.finalize().into_bytes())
+    }
+
+    /// A cookie value for a read session valid until `SESSION_TTL` from now.
+    pub fn issue(&self) -> String {
+        let until = chrono::Utc::now().timestamp() + SESSION_TTL.as_secs() as i64;
+        let payload = format!("read.{until}");
+        format!("{payload}.{}", self.mac(&payload))
+    }
+
+    /// Whether a cookie value is a valid, unexpired session.
+    pub fn valid(&self, value: &str) -> bool {
+        let Some((payload, mac)) = value.rsplit_once('.') else { return false };
+        let Some(until) = payload.strip_prefix("read.").and_then(|u| u.parse::<i64>().ok()) else { return false };
+        super::auth::secret_eq(&self.mac(payload), mac) && until > chrono::Utc::now().timestamp()
+    }
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == SESSION_COOKIE).then_some(v)
+    })
+}
+
+/// Read access by bearer token or page session.
+fn authorize_read(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if let Some(c) = session_cookie(headers)
+        && app.sessions.valid(c)
+    {
+        return Ok(());
+    }
+    app.tokens.authorize(headers, Role::Read).map(|_| ())
+}
+
+#[derive(Deserialize, Default)]
+struct Filters {
+    from: Option<String>,
+    to: Option<String>,
+    campaign: Option<String>,
+    experiment: Option<String>,
+    metric: Option<String>,
+    format: Option<String>,
+}
+
+impl Filters {
+    fn params(&self) -> Result<Params, ApiError> {
+        let p = Params::parse(
+            self.from.as_deref(),
+            self.to.as_deref(),
+            self.campaign.as_deref(),
+            self.experiment.as_deref(),
+        )
+        .map_err(|e| ApiError::bad_request("bad_parameter", e.to_string()))?;
+        let metric = Metric::parse(self.metric.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError::bad_request("bad_parameter", e.to_string()))?;
+        Ok(Params { metric, ..p })
+    }
+}
+
+/// Computed reports kept for `report_cache_secs`, so page loads and scrapes do not rescan.
+#[derive(Default)]
+pub struct ReportCache {
+    entries: std::sync::Mutex<HashMap<String, (Instant, Arc<Report>)>>,
+}
+
+impl crate::server::App {
+    /// A report, from the cache when fresh.
+    pub async fn report(&self, name: &str, params: &Params) -> Result<Arc<Report>, ApiError> {
+        let key = format!("{name}|{params:?}");
+        let ttl = Duration::from_secs(self.config.report_cache_secs);
+        if let Ok(c) = self.report_cache.entries.lock()
+            && let Some((at, r)) = c.get(&key)
+            && at.elapsed() < ttl
+        {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(self.analytics.report(name, params).await.map_err(|e| match e {
+            crate::error::Error::NotFound(m) => ApiError::NotFound(m),
+            crate::error::Error::Invalid(m) => ApiError::bad_request("bad_parameter", m),
+            other => ApiError::Internal(other),
+        })?);
+        if let Ok(mut c) = self.report_cache.entries.lock() {
+            c.retain(|_, (at, _)| at.elapsed() < ttl);
+            c.insert(key, (Instant::now(), r.clone()));
+        }
+        Ok(r)
+    }
+}
+
+async fn index(State(app): State<AppState>, headers: HeaderMap, Query(f): Query<Filters>) -> Response {
+    if authorize_read(&app, &headers).is_err() {
+        return (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html::login(None))
+            .into_response();
+    }
+    let params = match f.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let mut out = Vec::new();
+    for name in reports::names() {
+        match app.report(name, &params).await {
+            Ok(r) => {
+                let svg = chart::for_report(&r).unwrap_or_else(|e| {
+                    tracing::warn!(report = name, error = %e, "chart failed");
+                    None
+                });
+                out.push(((*r).clone(), svg));
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html::index(&out, &params)).into_response()
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(app): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+    match app.tokens.check(form.token.trim(), Role::Read) {
+        Ok(_) => {
+            let cookie = format!(
+                "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+                app.sessions.issue(),
+                SESSION_TTL.as_secs()
+            );
+            let mut resp = Redirect::to("/").into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(_) => (
+            StatusCode::UNAUTHORIZED,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html::login(Some("That token is not a read token.")),
+        )
+            .into_response(),
+    }
+}
+
+async fn one(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(f): Query<Filters>,
+) -> Result<Response, ApiError> {
+    authorize_read(&app, &headers)?;
+    let params = f.params()?;
+    let r = app.report(&name, &params).await?;
+    let typed = |ct: &'static str, body: String| ([(header::CONTENT_TYPE, ct)], body).into_response();
+    Ok(match f.format.as_deref().unwrap_or("json") {
+        "json" => Json(r.to_json()).into_response(),
+        "csv" => typed("text/csv; charset=utf-8", r.to_csv()),
+        "svg" => match chart::for_report(&r).map_err(|e| ApiError::bad_request("chart", e.to_string()))? {
+            Some(svg) => typed("image/svg+xml", svg),
+            None => return Err(ApiError::NotFound("this report has no rows to chart for these filters".into())),
+        },
+        "html" => typed("text/html; charset=utf-8", html::single(&r, chart::for_report(&r).ok().flatten().as_deref())),
+        "png" => return Err(ApiError::bad_request("unsupported_format", "png is not available yet; use svg")),
+        other => {
+            return Err(ApiError::bad_request(
+                "bad_parameter",
+                format!("unknown format {other:?}; use json, csv, svg or html"),
+            ));
+        }
+    })
+}
+
+async fn experiments(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+    app.tokens.authorize(&headers, Role::Read)?;
+    Ok(Json(serde_json::to_value(&*app.analytics.experiments).unwrap_or_default()))
+}

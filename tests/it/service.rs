@@ -1,0 +1,114 @@
+//! The service for people: report pages and their access rules, report formats, and the
+//! dashboards naming only metrics that exist.
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+async fn loaded() -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(dir.path())).await;
+    let body = std::fs::read_to_string(fixture("reports/events.ndjson")).unwrap();
+    let r = s.client.post(s.url("/v1/events")).bearer_auth(INGEST).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    s.flush().await;
+    (dir, s)
+}
+
+#[tokio::test]
+async fn report_endpoint_formats_and_roles() {
+    let (_dir, s) = loaded().await;
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let get = |path: &str, token: Option<&str>| {
+        let mut r = c.get(s.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(get("/v1/reports/funnel", None).await.unwrap().status(), 401);
+    assert_eq!(get("/v1/reports/funnel", Some(INGEST)).await.unwrap().status(), 403);
+    assert_eq!(get("/v1/reports/nope", Some(READ)).await.unwrap().status(), 404);
+    assert_eq!(get("/v1/reports/funnel?from=2026-99-01", Some(READ)).await.unwrap().status(), 400);
+    // Injection attempts in parameters are just values that match nothing.
+    let v: Value = get("/v1/reports/funnel?campaign=x'%20OR%20'1'='1", Some(READ)).await.unwrap().json().await.unwrap();
+    assert_eq!(v["rows"], json!([]));
+
+    let v: Value = get("/v1/reports/funnel", Some(READ)).await.unwrap().json().await.unwrap();
+    assert_eq!(v["report"], "funnel");
+    assert_eq!(v["rows"][0]["template"], "promo_a");
+    assert_eq!(v["rows"][0]["sent"], 2);
+    let csv = get("/v1/reports/funnel?format=csv", Some(READ)).await.unwrap().text().await.unwrap();
+    assert!(csv.starts_with("campaign,template,sent,delivered,read,replied,converted"), "{csv}");
+    assert!(csv.contains("spring,promo_a,2,2,1,1,2,1,0.5,0.5,1"), "{csv}");
+    let r = get("/v1/reports/experiment?format=svg", Some(READ)).await.unwrap();
+    assert_eq!(r.headers()["content-type"], "image/svg+xml");
+    assert!(r.text().await.unwrap().starts_with("<svg"));
+    let html = get("/v1/reports/failures?format=html", Some(READ)).await.unwrap().text().await.unwrap();
+    assert!(html.contains("131026") && html.contains("<svg"));
+    assert_eq!(get("/v1/reports/funnel?format=png", Some(READ)).await.unwrap().status(), 400);
+
+    // The experiments listing needs a read token.
+    assert_eq!(get("/v1/experiments", None).await.unwrap().status(), 401);
+    assert_eq!(get("/v1/experiments", Some(READ)).await.unwrap().status(), 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn report_page_signs_in_once_with_a_session_cookie() {
+    let (_dir, s) = loaded().await;
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = c.get(s.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("name=\"token\""));
+    let r = c.post(s.url("/login")).form(&[("token", INGEST)]).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c.post(s.url("/login")).form(&[("token", READ)]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains(READ));
+    let session = cookie.split(';').next().unwrap().to_string();
+
+    let page = c.get(s.url("/")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    for name in convoscope::analytics::reports::names() {
+        assert!(html.contains(&format!("data-report=\"{name}\"")), "{name} missing");
+    }
+    assert!(html.matches("<svg").count() >= 7, "charts missing");
+    assert!(html.contains("promo_a") && html.contains("Message undeliverable"));
+    // A tampered cookie is refused.
+    let forged = session.replace("read.", "read.9");
+    assert_eq!(c.get(s.url("/")).header("cookie", forged).send().await.unwrap().status(), 401);
+    // The session also opens the JSON links of the page.
+    let r = c.get(s.url("/v1/reports/funnel?format=json")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    s.stop().await;
+}
+
+/// Every metric a dashboard panel or alert rule names is one the service exports.
+#[test]
+fn dashboards_name_only_exported_metrics() {
+    let m = convoscope::metrics::Metrics::new(10, 10);
+    let exported = m.family_names();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
+    let mut named = 0;
+    for file in ["grafana.json", "alerts.yml"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("convoscope_") {
+            let tail = &rest[i..];
+            let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+            let name = &tail[..end];
+            rest = &tail[end..];
+            if name == "convoscope_" || file == "grafana.json" && name.starts_with("convoscope-") {
+                continue;
+            }
+            let base = ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+            assert!(exported.iter().any(|e| e == base), "{file} names {name}, which convoscope does not export");
+            named += 1;
+        }
+    }
+    assert!(named >= 15, "only {named} metric references found");
+}

@@ -1,0 +1,137 @@
+"""The service seen from outside: a real Prometheus scrapes /metrics, and headless Chromium
+renders the report page.
+
+Both tools come from Debian (scripts/test.sh installs them). Run locally without them, a test
+skips with a message saying what to install; under CI (CI=true) a missing tool is a failure.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("CONVOSCOPE_BIN", str(ROOT / "target" / "debug" / "convoscope"))
+ARTIFACTS = Path(os.environ.get("CONVOSCOPE_ARTIFACTS", ROOT / "target" / "test-artifacts"))
+INGEST, READ, ADMIN = "ingest-token-svc", "read-token-svc", "admin-token-svc"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def need(tool):
+    path = shutil.which(tool)
+    if path is None:
+        if os.environ.get("CI"):
+            raise AssertionError(f"{tool} is not installed; scripts/test.sh installs it")
+        raise unittest.SkipTest(f"{tool} is not installed (apt-get install {tool}); skipping")
+    return path
+
+
+def wait_for(url, seconds=30):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            return urllib.request.urlopen(url, timeout=1)
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer")
+
+
+class Service(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        d = Path(cls.tmp.name)
+        cls.port = free_port()
+        cls.base = f"http://127.0.0.1:{cls.port}"
+        env = dict(os.environ)
+        env.update(
+            CONVOSCOPE_STORAGE=f"file://{d / 'store'}",
+            CONVOSCOPE_STATE_DIR=str(d / "state"),
+            CONVOSCOPE_LISTEN=f"127.0.0.1:{cls.port}",
+            CONVOSCOPE_TOKENS=f"ingest:{INGEST},read:{READ},admin:{ADMIN}",
+            CONVOSCOPE_PII_KEY="service-test-key",
+        )
+        cls.proc = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(cls.base + "/healthz")
+        body = (ROOT / "fixtures" / "reports" / "events.ndjson").read_bytes()
+        req = urllib.request.Request(cls.base + "/v1/events", data=body, headers={"Authorization": f"Bearer {INGEST}"})
+        cls.accepted = json.load(urllib.request.urlopen(req, timeout=10))["accepted"]
+        req = urllib.request.Request(cls.base + "/v1/admin/flush", data=b"", headers={"Authorization": f"Bearer {ADMIN}"})
+        urllib.request.urlopen(req, timeout=30)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.send_signal(signal.SIGTERM)
+        cls.proc.wait(timeout=30)
+        cls.tmp.cleanup()
+
+    def test_prometheus_scrapes_the_ingest_counter(self):
+        prometheus = need("prometheus")
+        d = Path(self.tmp.name)
+        prom_port = free_port()
+        (d / "prometheus.yml").write_text(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n"
+            f"  - job_name: convoscope\n    static_configs:\n      - targets: ['127.0.0.1:{self.port}']\n"
+        )
+        proc = subprocess.Popen(
+            [prometheus, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prom_port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            query = urllib.parse.quote('sum(convoscope_ingest_events_total{source="api"})')
+            url = f"http://127.0.0.1:{prom_port}/api/v1/query?query={query}"
+            deadline, value = time.time() + 60, None
+            while time.time() < deadline:
+                try:
+                    result = json.load(urllib.request.urlopen(url, timeout=2))["data"]["result"]
+                    if result:
+                        value = float(result[0]["value"][1])
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.5)
+            self.assertEqual(value, float(self.accepted))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    def test_report_page_renders_in_chromium(self):
+        chromium = need("chromium")
+        req = urllib.request.Request(self.base + "/", headers={"Authorization": f"Bearer {READ}"})
+        html = urllib.request.urlopen(req, timeout=30).read().decode()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page = ARTIFACTS / "report-page.html"
+        page.write_text(html)
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={Path(self.tmp.name) / 'chromium'}"]
+        dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+        for name in ["funnel", "delivery", "failures", "containment", "sla", "experiment", "engagement", "cost"]:
+            self.assertIn(f'data-report="{name}"', dom)
+        self.assertGreaterEqual(dom.count("<svg"), 7)
+        # Numbers of the fixture: the funnel row of promo_a, the failure code, the SLA median.
+        self.assertIn("promo_a", dom)
+        self.assertIn("131026", dom)
+        self.assertIn(">1200<", dom)
+        shot = ARTIFACTS / "report-page.png"
+        subprocess.run([chromium, *flags, "--window-size=1100,2400", f"--screenshot={shot}", page.as_uri()],
+                       capture_output=True, timeout=120)
+        self.assertTrue(shot.exists() and shot.stat().st_size > 10_000, "no screenshot")
+
+
+if __name__ == "__main__":
+    unittest.main()
