@@ -77,6 +77,46 @@ pub enum Command {
         #[arg(long, default_value = "2026-01-01")]
         start: String,
     },
+    /// The whole loop on one machine: service + sandbox provider, an A/B campaign through the
+    /// send path, signed callbacks, then the reports in ./demo-out/.
+    Demo {
+        /// Messages to send.
+        #[arg(long, default_value_t = 3000)]
+        sends: usize,
+        /// Where the reports (and the demo's data) go.
+        #[arg(long, default_value = "demo-out")]
+        out: PathBuf,
+        /// Seed of the simulated provider.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Exit once the reports are written instead of serving the page until Ctrl-C.
+        #[arg(long)]
+        exit: bool,
+    },
+    /// Only the simulated WhatsApp Cloud API provider (send endpoint + signed webhooks back).
+    Sandbox {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: String,
+        /// Collector to call back.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        collector: String,
+        /// Secret to sign webhooks with (the collector's meta_app_secret).
+        #[arg(long, env = "CONVOSCOPE_META_APP_SECRET")]
+        app_secret: String,
+        /// Token of role ingest, for conversions and conversations via /v1/events.
+        #[arg(long, env = "CONVOSCOPE_SANDBOX_INGEST_TOKEN")]
+        ingest_token: Option<String>,
+        /// Seed of the simulated outcomes.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Sends per second before answering 429 (code 130429).
+        #[arg(long, default_value_t = 200.0)]
+        throughput: f64,
+        /// Multiplier of simulated delays (1 = real time).
+        #[arg(long, default_value_t = 0.01)]
+        time_scale: f64,
+    },
     /// Ad hoc read-only SQL over the `events` table.
     Query {
         /// The SQL statement.
@@ -194,6 +234,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 storage.url,
                 t.elapsed().as_secs_f64()
             );
+            Ok(())
+        }
+        Command::Demo { sends, out, seed, exit } => {
+            crate::demo::run(crate::demo::Options { sends, out_dir: out, seed, exit }).await?;
+            Ok(())
+        }
+        Command::Sandbox { listen, collector, app_secret, ingest_token, seed, throughput, time_scale } => {
+            let listener =
+                tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            let (router, _handle) = crate::sandbox::start(crate::sandbox::SandboxConfig {
+                collector_url: collector.clone(),
+                app_secret,
+                ingest_token,
+                seed,
+                throughput_per_sec: throughput,
+                time_scale,
+            });
+            tracing::info!(%listen, %collector, "sandbox provider: POST /{{version}}/{{phone_number_id}}/messages; stats at /sandbox/stats");
+            axum::serve(listener, router).with_graceful_shutdown(crate::server::shutdown_signal()).await?;
             Ok(())
         }
         Command::Query { sql, format: fmt } => {

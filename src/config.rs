@@ -56,6 +56,23 @@ pub struct Config {
     pub agent_cost_per_hour: f64,
     /// Cost of a bot-answered conversation (cost report).
     pub bot_cost_per_conversation: f64,
+    /// Provider the send path uses: `meta` or `ultramsg` (none: `/v1/send` answers 503).
+    pub provider: Option<String>,
+    /// Cloud API base URL (the sandbox's URL for local runs).
+    pub meta_api_base: String,
+    pub meta_api_version: String,
+    pub meta_phone_number_id: Option<String>,
+    /// System-user token for the Cloud API.
+    pub meta_access_token: Option<String>,
+    pub ultramsg_api_base: String,
+    pub ultramsg_instance: Option<String>,
+    pub ultramsg_api_token: Option<String>,
+    /// Sends per second per sending number, enforced locally.
+    pub send_rate_per_sec: f64,
+    /// Seconds the circuit to a provider stays open before one probe is let through.
+    pub breaker_open_secs: f64,
+    /// Categories that need a recorded opt-in before a send.
+    pub require_opt_in: Vec<String>,
     /// Seconds a computed report is served from cache.
     pub report_cache_secs: u64,
     /// Days of partitions `retention` keeps.
@@ -93,6 +110,17 @@ impl Default for Config {
             rate_card: None,
             agent_cost_per_hour: 20.0,
             bot_cost_per_conversation: 0.10,
+            provider: None,
+            meta_api_base: "https://graph.facebook.com".into(),
+            meta_api_version: "v23.0".into(),
+            meta_phone_number_id: None,
+            meta_access_token: None,
+            ultramsg_api_base: "https://api.ultramsg.com".into(),
+            ultramsg_instance: None,
+            ultramsg_api_token: None,
+            send_rate_per_sec: 80.0,
+            breaker_open_secs: 10.0,
+            require_opt_in: vec!["marketing".into()],
             report_cache_secs: 30,
             retention_days: 400,
             min_retention_days: 7,
@@ -145,6 +173,13 @@ const ENV: &[(&str, &str)] = &[
     ("CONVOSCOPE_PII_KEY", "pii_key"),
     ("CONVOSCOPE_TOKENS", "tokens"),
     ("CONVOSCOPE_EXPERIMENTS", "experiments"),
+    ("CONVOSCOPE_PROVIDER", "provider"),
+    ("CONVOSCOPE_META_API_BASE", "meta_api_base"),
+    ("CONVOSCOPE_META_PHONE_NUMBER_ID", "meta_phone_number_id"),
+    ("CONVOSCOPE_META_ACCESS_TOKEN", "meta_access_token"),
+    ("CONVOSCOPE_ULTRAMSG_API_BASE", "ultramsg_api_base"),
+    ("CONVOSCOPE_ULTRAMSG_INSTANCE", "ultramsg_instance"),
+    ("CONVOSCOPE_ULTRAMSG_API_TOKEN", "ultramsg_api_token"),
     ("CONVOSCOPE_FLUSH_INTERVAL_SECS", "flush_interval_secs"),
     ("CONVOSCOPE_WAL_BUDGET_BYTES", "wal_budget_bytes"),
     ("CONVOSCOPE_WAL_SEGMENT_BYTES", "wal_segment_bytes"),
@@ -226,6 +261,31 @@ impl Config {
         } else {
             Ok(Default::default())
         }
+    }
+
+    /// The provider client the send path uses, when one is configured.
+    pub fn provider(&self) -> Result<Option<std::sync::Arc<dyn crate::send::provider::Provider>>> {
+        use crate::send::provider::{MetaClient, UltraMsgClient};
+        let timeout = Duration::from_secs(10);
+        let need =
+            |v: &Option<String>, name: &str| v.clone().ok_or_else(|| Error::Config(format!("provider needs {name}")));
+        Ok(match self.provider.as_deref() {
+            None | Some("") => None,
+            Some("meta") => Some(std::sync::Arc::new(MetaClient::new(
+                &self.meta_api_base,
+                &self.meta_api_version,
+                &need(&self.meta_phone_number_id, "meta_phone_number_id")?,
+                &need(&self.meta_access_token, "meta_access_token")?,
+                timeout,
+            ))),
+            Some("ultramsg") => Some(std::sync::Arc::new(UltraMsgClient::new(
+                &self.ultramsg_api_base,
+                &need(&self.ultramsg_instance, "ultramsg_instance")?,
+                &need(&self.ultramsg_api_token, "ultramsg_api_token")?,
+                timeout,
+            ))),
+            Some(other) => return Err(Error::Config(format!("unknown provider {other:?}; use meta or ultramsg"))),
+        })
     }
 
     /// The log directory.

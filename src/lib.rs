@@ -15,13 +15,18 @@
 //! - [`experiments`]: experiment definitions and deterministic assignment.
 //! - [`generate`]: synthetic, seeded event sets for demos and benchmarks.
 //! - [`report`]: charts (plotters, SVG) and HTML pages of reports.
+//! - [`send`]: the send path (consent, assignment, rate limits, retries, circuit breaker) and
+//!   provider clients.
+//! - [`sandbox`]: a simulated Cloud API provider that calls the collector back.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`config`]: settings from defaults, file, environment and flags.
+//! - [`demo`]: the whole loop against the sandbox, in one command.
 //! - [`cli`]: the commands of the `convoscope` binary.
 
 pub mod analytics;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod event;
 pub mod experiments;
@@ -30,6 +35,8 @@ pub mod ingest;
 pub mod metrics;
 pub mod pii;
 pub mod report;
+pub mod sandbox;
+pub mod send;
 pub mod server;
 pub mod store;
 pub mod wal;

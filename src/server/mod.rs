@@ -12,6 +12,7 @@ pub mod events;
 pub mod health;
 pub mod query;
 pub mod reports;
+pub mod send;
 pub mod webhooks;
 
 use std::future::Future;
@@ -43,6 +44,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub tokens: auth::Tokens,
     pub analytics: Analytics,
+    /// The send path, when a provider is configured.
+    pub sender: Option<crate::send::Sender>,
     /// Page sessions (signed cookies).
     pub sessions: reports::Sessions,
     report_cache: reports::ReportCache,
@@ -57,6 +60,16 @@ impl App {
     /// Opens storage, the PII key and the log, replays what an earlier run left, and starts
     /// the flusher.
     pub async fn start(config: Config) -> Result<AppState> {
+        let provider = config.provider()?;
+        Self::start_with_provider(config, provider).await
+    }
+
+    /// [`App::start`] with the send path's provider given (the demo and tests pass the
+    /// sandbox's client).
+    pub async fn start_with_provider(
+        config: Config,
+        provider: Option<Arc<dyn crate::send::provider::Provider>>,
+    ) -> Result<AppState> {
         let storage = Storage::open(&config.storage)?;
         let pii = PiiKey::load_or_create(config.pii_key.as_deref(), &config.state_dir)?;
         let normalizer =
@@ -88,7 +101,30 @@ impl App {
         }));
         let tokens = auth::Tokens::new(&config.tokens()?);
         let analytics = Analytics::from_config(storage.clone(), &config)?;
+        let sender = match provider {
+            Some(p) => {
+                let cfg = crate::send::SendConfig {
+                    per_number_per_sec: config.send_rate_per_sec,
+                    require_opt_in: config.require_opt_in.clone(),
+                    breaker_open_for: std::time::Duration::from_secs_f64(config.breaker_open_secs.max(0.0)),
+                    ..Default::default()
+                };
+                let s = crate::send::Sender::new(
+                    analytics.experiments.clone(),
+                    p,
+                    cfg,
+                    normalizer.pii().clone(),
+                    metrics.clone(),
+                    &config.state_dir,
+                )
+                .map_err(|e| Error::io("opening the send path's idempotency record", e))?;
+                load_consent(&analytics, &s).await;
+                Some(s)
+            }
+            None => None,
+        };
         Ok(Arc::new(App {
+            sender,
             config,
             normalizer,
             storage,
@@ -118,6 +154,9 @@ impl App {
         match self.wal.append(events).await {
             Ok(done) => {
                 self.metrics.record_stored(&done.events, &done.duplicate);
+                if let Some(s) = &self.sender {
+                    s.consent.observe(&done.events);
+                }
                 Ok(done)
             }
             Err(e @ Error::WalFull { .. }) => {
@@ -153,6 +192,28 @@ impl App {
     }
 }
 
+/// Reads the latest consent of every contact from storage into the send path.
+async fn load_consent(analytics: &Analytics, sender: &crate::send::Sender) {
+    let sql = "SELECT contact_key, event_type, CAST(occurred_at AS BIGINT) AS at FROM events \
+               WHERE event_type IN ('consent.opt_in', 'consent.opt_out') AND contact_key IS NOT NULL";
+    match analytics.query(sql).await {
+        Ok((_, batches)) => {
+            let rows = crate::analytics::format::rows(&batches).unwrap_or_default();
+            let events: Vec<Event> = rows
+                .into_iter()
+                .map(|r| {
+                    let mut e =
+                        Event::new(String::new(), r[1].as_str().unwrap_or(""), r[2].as_i64().unwrap_or(0), 0, "");
+                    e.contact_key = r[0].as_str().map(str::to_string);
+                    e
+                })
+                .collect();
+            sender.consent.observe(&events);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read stored consent; only consent ingested from now on counts"),
+    }
+}
+
 /// All routes.
 pub fn router(app: AppState) -> Router {
     let limit = app.config.max_body_bytes;
@@ -162,6 +223,7 @@ pub fn router(app: AppState) -> Router {
         .merge(events::router())
         .merge(query::router())
         .merge(reports::router())
+        .merge(send::router())
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)

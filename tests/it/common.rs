@@ -48,8 +48,17 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start(cfg: Config) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        Self::start_on(listener, cfg, None).await
+    }
+
+    /// Starts on a bound listener, with the send path's provider.
+    pub async fn start_on(
+        listener: tokio::net::TcpListener,
+        cfg: Config,
+        provider: Option<std::sync::Arc<dyn convoscope::send::provider::Provider>>,
+    ) -> TestServer {
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = server::App::start(cfg).await.expect("server starts");
+        let app = server::App::start_with_provider(cfg, provider).await.expect("server starts");
         let (stop, rx) = oneshot::channel();
         let a = app.clone();
         let task = tokio::spawn(async move {

@@ -6,4 +6,5 @@ mod collector;
 mod common;
 mod crash;
 mod reports;
+mod send;
 mod service;

@@ -1,0 +1,273 @@
+//! `convoscope demo`: the whole loop on one machine with nothing configured.
+//!
+//! Starts the service and the sandbox provider on free loopback ports, records opt-ins for a
+//! few thousand synthetic recipients, sends the `spring_cta` experiment to them through the
+//! real send path (`POST /v1/send`), waits for the sandbox's signed callbacks, then writes every
+//! report to `./demo-out/` and prints the page's URL and the key numbers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::analytics::reports::{self, Params};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::report::{chart, html};
+use crate::sandbox::{self, SandboxConfig};
+use crate::send::provider::MetaClient;
+use crate::server::{self, App};
+
+/// The experiment definitions the demo runs when `experiments.toml` is absent.
+pub const DEFAULT_EXPERIMENTS: &str = include_str!("../experiments.toml");
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub sends: usize,
+    pub out_dir: PathBuf,
+    pub seed: u64,
+    /// Exit after writing the reports instead of serving until Ctrl-C.
+    pub exit: bool,
+}
+
+fn token() -> String {
+    let mut b = [0u8; 16];
+    rand::fill(&mut b);
+    hex::encode(b)
+}
+
+/// Synthetic recipients across countries, avoiding the sandbox's test suffixes.
+fn recipients(n: usize, seed: u64) -> Vec<String> {
+    let prefixes = ["1555", "447700", "5511", "9198", "5255", "6281", "4915"];
+    (0..)
+        .map(|i: u64| {
+            let p = prefixes[(i as usize + seed as usize) % prefixes.len()];
+            format!("{p}{:07}", (i * 7919 + seed * 104_729) % 10_000_000)
+        })
+        .filter(|r| !(r.ends_with("0429") || r.ends_with("0500") || r.ends_with("2001")))
+        .take(n)
+        .collect()
+}
+
+async fn bind() -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| Error::io("binding a loopback port", e))
+}
+
+/// Runs the demo.
+pub async fn run(opts: Options) -> Result<()> {
+    let out = &opts.out_dir;
+    for sub in ["data", "state"] {
+        let p = out.join(sub);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).map_err(|e| Error::io(format!("clearing {}", p.display()), e))?;
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
+    let experiments_file = out.join("experiments.toml");
+    let experiments = if std::path::Path::new("experiments.toml").exists() {
+        std::fs::read_to_string("experiments.toml").map_err(|e| Error::io("reading experiments.toml", e))?
+    } else {
+        DEFAULT_EXPERIMENTS.to_string()
+    };
+    std::fs::write(&experiments_file, &experiments).map_err(|e| Error::io("writing the demo's experiments", e))?;
+    let defs = crate::experiments::Experiments::parse(&experiments, "experiments.toml")?;
+    let experiment = defs
+        .experiments
+        .iter()
+        .find(|e| e.status == crate::experiments::Status::Running)
+        .ok_or_else(|| Error::Config("the demo needs a running experiment in experiments.toml".into()))?
+        .name
+        .clone();
+
+    let (ingest, read, send, admin) = (token(), token(), token(), token());
+    let secret = token();
+    let collector = bind().await?;
+    let collector_url = format!("http://{}", collector.local_addr().map_err(|e| Error::io("reading address", e))?);
+    let sandbox_listener = bind().await?;
+    let sandbox_url = format!("http://{}", sandbox_listener.local_addr().map_err(|e| Error::io("reading address", e))?);
+
+    let (router, sb) = sandbox::start(SandboxConfig {
+        collector_url: collector_url.clone(),
+        app_secret: secret.clone(),
+        ingest_token: Some(ingest.clone()),
+        seed: opts.seed,
+        throughput_per_sec: 200.0,
+        time_scale: 0.002,
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(sandbox_listener, router).await;
+    });
+
+    let config = Config {
+        storage: format!("file://{}", out.join("data").display()),
+        state_dir: out.join("state"),
+        meta_app_secret: Some(secret),
+        tokens: vec![
+            format!("ingest:{ingest}"),
+            format!("read:{read}"),
+            format!("send:{send}"),
+            format!("admin:{admin}"),
+        ],
+        flush_interval_secs: 2.0,
+        experiments: experiments_file,
+        report_cache_secs: 5,
+        ..Config::default()
+    };
+    let provider =
+        Arc::new(MetaClient::new(&sandbox_url, "v23.0", "600700800900111", "sandbox-token", Duration::from_secs(10)));
+    let app = App::start_with_provider(config, Some(provider)).await?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_app = app.clone();
+    let server_task = tokio::spawn(async move {
+        server::run(collector, server_app, async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+
+    let started = Instant::now();
+    let http = reqwest::Client::new();
+    let people = recipients(opts.sends, opts.seed);
+    println!("convoscope demo: collector {collector_url}, sandbox provider {sandbox_url}");
+    println!("recording opt-ins and sending {} messages of experiment {experiment:?} ...", people.len());
+    for chunk in people.chunks(1000) {
+        let body: String = chunk
+            .iter()
+            .map(|p| {
+                json!({"event_id": format!("demo-optin-{p}"), "event_type": "consent.opt_in",
+                       "occurred_at": chrono::Utc::now().to_rfc3339(), "contact": p, "category": "marketing"})
+                .to_string()
+                    + "\n"
+            })
+            .collect();
+        let r = http
+            .post(format!("{collector_url}/v1/events"))
+            .bearer_auth(&ingest)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| Error::Invalid(format!("posting opt-ins: {e}")))?;
+        if !r.status().is_success() {
+            return Err(Error::Invalid(format!("opt-ins refused: {}", r.status())));
+        }
+    }
+    let results: Vec<(u16, Value)> = futures::stream::iter(people.iter().enumerate())
+        .map(|(i, p)| {
+            let (http, url, send, experiment) = (http.clone(), collector_url.clone(), send.clone(), experiment.clone());
+            async move {
+                let body = json!({"experiment": experiment, "to": p, "params": {"name": format!("Customer {i}")},
+                                  "idempotency_key": format!("demo-{i}")});
+                loop {
+                    match http.post(format!("{url}/v1/send")).bearer_auth(&send).json(&body).send().await {
+                        // Over the local send rate: wait and try again, as a batch sender would.
+                        Ok(r) if r.status() == 429 => tokio::time::sleep(Duration::from_millis(50)).await,
+                        Ok(r) => {
+                            let s = r.status().as_u16();
+                            return (s, r.json().await.unwrap_or(Value::Null));
+                        }
+                        Err(e) => return (0, json!({"error": e.to_string()})),
+                    }
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let accepted = results.iter().filter(|(s, _)| *s == 200).count();
+    println!(
+        "sent {accepted} of {} in {:.1}s; waiting for the provider's callbacks ...",
+        people.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !sb.settle(Duration::from_secs(120)).await {
+        tracing::warn!(pending = sb.pending(), "some sandbox callbacks were still pending");
+    }
+    app.flush_now().await?;
+
+    let params = Params::default();
+    let mut page = Vec::new();
+    for name in reports::names() {
+        let r = app.report(name, &params).await.map_err(|e| Error::Invalid(e.to_string()))?;
+        let svg = chart::for_report(&r).map_err(|e| Error::Invalid(e.to_string()))?;
+        let write = |file: String, body: String| {
+            std::fs::write(out.join(&file), body).map_err(|e| Error::io(format!("writing {file}"), e))
+        };
+        write(format!("{name}.json"), serde_json::to_string_pretty(&r.to_json()).unwrap_or_default())?;
+        write(format!("{name}.csv"), r.to_csv())?;
+        write(format!("{name}.html"), html::single(&r, svg.as_deref()))?;
+        if let Some(svg) = &svg {
+            write(format!("{name}.svg"), svg.clone())?;
+        }
+        page.push(((*r).clone(), svg));
+    }
+    std::fs::write(out.join("index.html"), html::index(&page, &params))
+        .map_err(|e| Error::io("writing index.html", e))?;
+    summarize(&page, &collector_url, &read, out, started.elapsed());
+
+    if !opts.exit {
+        println!("serving the report page until Ctrl-C ...");
+        server::shutdown_signal().await;
+    }
+    let _ = stop_tx.send(());
+    match server_task.await {
+        Ok(r) => r?,
+        Err(e) => return Err(Error::Invalid(format!("server task failed: {e}"))),
+    }
+    Ok(())
+}
+
+fn summarize(page: &[(reports::Report, Option<String>)], url: &str, read: &str, out: &std::path::Path, took: Duration) {
+    let get = |name: &str| page.iter().find(|(r, _)| r.name == name).map(|(r, _)| r);
+    if let Some(f) = get("funnel") {
+        let sum = |col: &str| -> i64 {
+            let Some(i) = f.columns.iter().position(|c| c == col) else { return 0 };
+            f.rows.iter().filter_map(|r| r[i].as_i64()).sum()
+        };
+        println!(
+            "\nfunnel: sent {}, delivered {}, read {}, replied {}, converted {}",
+            sum("sent"),
+            sum("delivered"),
+            sum("read"),
+            sum("replied"),
+            sum("converted")
+        );
+    }
+    if let Some(x) = get("experiment") {
+        let col = |c: &str| x.columns.iter().position(|n| n == c);
+        if let (Some(v), Some(rate), Some(ctb), Some(n)) =
+            (col("variant"), col("conversion_rate"), col("chance_to_beat_control"), col("exposures"))
+        {
+            println!("experiment:");
+            for r in &x.rows {
+                println!(
+                    "  {:<10} exposures {:>5}  conversion {:>6.2}%  chance to beat control {}",
+                    r[v].as_str().unwrap_or(""),
+                    r[n].as_i64().unwrap_or(0),
+                    r[rate].as_f64().unwrap_or(0.0) * 100.0,
+                    r[ctb].as_f64().map(|p| format!("{:.1}%", p * 100.0)).unwrap_or_else(|| "(control)".into())
+                );
+            }
+            let best = x.rows.iter().filter(|r| r[ctb].is_number()).max_by(|a, b| {
+                a[ctb]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    .partial_cmp(&b[ctb].as_f64().unwrap_or(0.0))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+            if let Some(b) = best {
+                println!(
+                    "winner: {} ({:.1}% chance to beat control)",
+                    b[v].as_str().unwrap_or(""),
+                    b[ctb].as_f64().unwrap_or(0.0) * 100.0
+                );
+            }
+        }
+    }
+    println!("\nreports written to {}/ (index.html, <report>.json|csv|html|svg)", out.display());
+    println!("report page: {url}/  (sign in with the read token {read})");
+    println!("metrics:     {url}/metrics");
+    println!("took {:.1}s", took.as_secs_f64());
+}

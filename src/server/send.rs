@@ -1,0 +1,51 @@
+//! `POST /v1/send` (role `send`): one template message for an experiment variant.
+
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+
+use super::{ApiError, App, AppState};
+use crate::config::Role;
+use crate::send::{SendError, SendRequest, SendResult};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/send", post(send))
+}
+
+async fn send(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<SendRequest>, JsonRejection>,
+) -> Result<Json<SendResult>, ApiError> {
+    app.tokens.authorize(&headers, Role::Send)?;
+    let Json(req) = body.map_err(|e| ApiError::bad_request("malformed", e.body_text()))?;
+    Ok(Json(app.send(&req).await?))
+}
+
+impl App {
+    /// Sends through the send path and records what it produced in the write-ahead log.
+    pub async fn send(&self, req: &SendRequest) -> Result<SendResult, ApiError> {
+        let sender = self.sender.as_ref().ok_or_else(|| {
+            ApiError::Unavailable("no provider is configured; set provider in convoscope.toml".into())
+        })?;
+        let out = sender.send(req).await;
+        if !out.events.is_empty()
+            && let Err(e) = self.store("sender", out.events).await
+        {
+            // The provider has the message already: answer with it, but say loudly that the
+            // record is missing (receipts still attribute through the callback data).
+            tracing::error!(error = %e, "a send succeeded or was refused but could not be recorded");
+        }
+        out.result.map_err(|e| match e {
+            SendError::UnknownExperiment(_) => ApiError::NotFound(e.to_string()),
+            SendError::NotRunning(_) | SendError::OptedOut | SendError::NoOptIn(_) => ApiError::Conflict(e.to_string()),
+            SendError::BadRequest(m) => ApiError::bad_request("invalid", m),
+            SendError::RateLimited(_) => ApiError::TooManyRequests(e.to_string()),
+            SendError::CircuitOpen(_) => ApiError::Unavailable(e.to_string()),
+            SendError::Provider(_) => ApiError::BadGateway(e.to_string()),
+            SendError::Internal(m) => ApiError::Unavailable(m),
+        })
+    }
+}
