@@ -93,6 +93,24 @@ pub enum Command {
         #[arg(long)]
         exit: bool,
     },
+    /// Sends an experiment to the recipients of a CSV through a running server.
+    Send {
+        /// Experiment to send.
+        #[arg(long)]
+        experiment: String,
+        /// CSV with a header: `to`, optional `idempotency_key`, other columns are parameters.
+        #[arg(long)]
+        recipients: PathBuf,
+        /// Server to send through.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Token of role send.
+        #[arg(long, env = "CONVOSCOPE_SEND_TOKEN")]
+        token: String,
+        /// Sends in flight at once (the server's rate limit still applies).
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// Only the simulated WhatsApp Cloud API provider (send endpoint + signed webhooks back).
     Sandbox {
         /// Address to listen on.
@@ -234,6 +252,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 storage.url,
                 t.elapsed().as_secs_f64()
             );
+            Ok(())
+        }
+        Command::Send { experiment, recipients, url, token, concurrency } => {
+            let summary = crate::send::batch::run(&url, &token, &experiment, &recipients, concurrency).await?;
+            print!("{summary}");
             Ok(())
         }
         Command::Demo { sends, out, seed, exit } => {

@@ -11,6 +11,7 @@
 //! the write-ahead log, and `biz_opaque_callback_data` carries experiment and variant so
 //! receipts can be attributed even without that record.
 
+pub mod batch;
 pub mod provider;
 
 use std::collections::HashMap;

@@ -29,7 +29,7 @@ pub struct Accepted {
 
 /// A failed provider call, classified for the retry loop.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{provider} answered {http_status:?} code {code:?}: {message}")]
+#[error("{provider} error {} (HTTP {}): {message}", code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()), http_status.map(|s| s.to_string()).unwrap_or_else(|| "none".into()))]
 pub struct ProviderError {
     pub provider: &'static str,
     pub http_status: Option<u16>,

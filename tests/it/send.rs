@@ -197,3 +197,22 @@ async fn full_loop_reports_match_what_the_sandbox_did() {
     }
     l.s.stop().await;
 }
+
+#[tokio::test]
+async fn csv_batch_sends_and_summarises() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = start_loop(dir.path(), |_| {}).await;
+    l.opt_in(&["15550004001", "15550004002", "15550002001"]).await;
+    let csv = dir.path().join("recipients.csv");
+    std::fs::write(&csv, "to,name\n+15550004001,Ana\n+15550004002,Bo\nnope,Cy\n+15550004003,Di\n+15550002001,Ed\n")
+        .unwrap();
+    let s = convoscope::send::batch::run(&l.s.base, SEND, "spring_cta", &csv, 4).await.unwrap();
+    assert_eq!(s.sent, 2);
+    assert_eq!(s.rejected.values().sum::<u64>(), 1, "{s}");
+    assert_eq!(s.failed.get("132001"), Some(&1), "{s}");
+    assert_eq!(s.bad_rows.iter().map(|b| b.0).collect::<Vec<_>>(), [4]);
+    // Running the same file again sends nothing new.
+    convoscope::send::batch::run(&l.s.base, SEND, "spring_cta", &csv, 4).await.unwrap();
+    assert_eq!(l.sb.attempts("15550004001"), 1);
+    l.s.stop().await;
+}
