@@ -45,8 +45,11 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Reads the recipients file: (line, request body) per good row, plus the bad rows.
-pub fn read_recipients(path: &Path, experiment: &str) -> Result<(Vec<(u64, Value)>, Vec<(u64, String)>)> {
+/// Rows of a recipients file: (line, request body) per good row, and (line, why) per bad one.
+pub type Rows = (Vec<(u64, Value)>, Vec<(u64, String)>);
+
+/// Reads the recipients file.
+pub fn read_recipients(path: &Path, experiment: &str) -> Result<Rows> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
