@@ -185,7 +185,8 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("CONVOSCOPE_LOG").unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
+    let filter = EnvFilter::try_from_env("CONVOSCOPE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn,usvg=error,resvg=error"));
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
@@ -227,7 +228,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 ReportFormat::Svg => crate::report::chart::for_report(&report)?
                     .ok_or_else(|| anyhow::anyhow!("the {name} report has no rows to chart for these filters"))?,
-                ReportFormat::Png => anyhow::bail!("png output is not available yet; use --format svg"),
+                ReportFormat::Png => {
+                    let svg = crate::report::chart::for_report(&report)?
+                        .ok_or_else(|| anyhow::anyhow!("the {name} report has no rows to chart for these filters"))?;
+                    let png = crate::report::chart::png(&svg)?;
+                    let path = out.ok_or_else(|| anyhow::anyhow!("--format png needs --out FILE"))?;
+                    std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
+                    return Ok(());
+                }
             };
             match out {
                 Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,

@@ -201,7 +201,7 @@ fn category_labels<DB: DrawingBackend>(
     for (i, l) in labels.iter().enumerate() {
         let (x, y) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
         let short: String =
-            if l.chars().count() > 26 { l.chars().take(25).chain(['…']).collect() } else { l.clone() };
+            if l.chars().count() > 22 { l.chars().take(21).chain(['…']).collect() } else { l.clone() };
         root.draw(&Text::new(short, (x, y + 6), style.clone())).map_err(err)?;
     }
     Ok(())
@@ -281,4 +281,56 @@ pub fn error_bars(title: &str, items: Vec<(String, f64, f64, f64)>) -> Result<St
         root.present().map_err(err)?;
     }
     Ok(buf)
+}
+
+/// Rasterises a chart's SVG to PNG (at 2x for sharp text). Text uses the system's fonts; on a
+/// machine without any, the PNG has the chart without its labels.
+pub fn png(svg: &str) -> Result<Vec<u8>, ChartError> {
+    use std::sync::{Arc, OnceLock};
+    static FONTS: OnceLock<Arc<resvg::usvg::fontdb::Database>> = OnceLock::new();
+    let fonts = FONTS
+        .get_or_init(|| {
+            let mut db = resvg::usvg::fontdb::Database::new();
+            db.load_system_fonts();
+            // fontdb maps `sans-serif` to Arial, which Linux rarely has: use a sans face that is.
+            let families: Vec<String> =
+                db.faces().flat_map(|f| f.families.iter().map(|(name, _)| name.clone())).collect();
+            let pick = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "FreeSans"]
+                .iter()
+                .map(|s| s.to_string())
+                .find(|want| families.contains(want))
+                .or_else(|| families.iter().find(|f| f.contains("Sans") && !f.contains("Mono")).cloned());
+            if let Some(family) = pick {
+                db.set_sans_serif_family(family);
+            }
+            Arc::new(db)
+        })
+        .clone();
+    let opts = resvg::usvg::Options { fontdb: fonts, ..Default::default() };
+    let tree = resvg::usvg::Tree::from_str(svg, &opts).map_err(err)?;
+    let size = tree.size().to_int_size();
+    let scale = 2.0;
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width() * 2, size.height() * 2)
+        .ok_or_else(|| ChartError("chart has no size".into()))?;
+    resvg::render(&tree, resvg::tiny_skia::Transform::from_scale(scale, scale), &mut pixmap.as_mut());
+    pixmap.encode_png().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_render_to_svg_and_png() {
+        let svg = bars("t", vec!["a".into(), "b".into()], vec![("x".into(), vec![1.0, 2.0])]).unwrap();
+        let has_label = |svg: &str, l: &str| svg.lines().any(|x| x.trim() == l);
+        assert!(svg.starts_with("<svg") && has_label(&svg, "a") && has_label(&svg, "b"));
+        let png = png(&svg).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(png.len() > 1000);
+        let lines = lines("t", vec!["d1".into(), "d2".into()], vec![("r".into(), vec![Some(0.5), None])]).unwrap();
+        assert!(lines.contains("<svg"));
+        let e = error_bars("t", vec![("v".into(), 0.1, 0.05, 0.15)]).unwrap();
+        assert!(has_label(&e, "v"));
+    }
 }

@@ -210,11 +210,17 @@ async fn one(
             None => return Err(ApiError::NotFound("this report has no rows to chart for these filters".into())),
         },
         "html" => typed("text/html; charset=utf-8", html::single(&r, chart::for_report(&r).ok().flatten().as_deref())),
-        "png" => return Err(ApiError::bad_request("unsupported_format", "png is not available yet; use svg")),
+        "png" => match chart::for_report(&r).map_err(|e| ApiError::bad_request("chart", e.to_string()))? {
+            Some(svg) => {
+                let png = chart::png(&svg).map_err(|e| ApiError::bad_request("chart", e.to_string()))?;
+                ([(header::CONTENT_TYPE, "image/png")], png).into_response()
+            }
+            None => return Err(ApiError::NotFound("this report has no rows to chart for these filters".into())),
+        },
         other => {
             return Err(ApiError::bad_request(
                 "bad_parameter",
-                format!("unknown format {other:?}; use json, csv, svg or html"),
+                format!("unknown format {other:?}; use json, csv, svg, png or html"),
             ));
         }
     })

@@ -46,7 +46,10 @@ async fn report_endpoint_formats_and_roles() {
     assert!(r.text().await.unwrap().starts_with("<svg"));
     let html = get("/v1/reports/failures?format=html", Some(READ)).await.unwrap().text().await.unwrap();
     assert!(html.contains("131026") && html.contains("<svg"));
-    assert_eq!(get("/v1/reports/funnel?format=png", Some(READ)).await.unwrap().status(), 400);
+    let r = get("/v1/reports/funnel?format=png", Some(READ)).await.unwrap();
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(&r.bytes().await.unwrap()[..4], b"\x89PNG");
+    assert_eq!(get("/v1/reports/funnel?format=gif", Some(READ)).await.unwrap().status(), 400);
 
     // The experiments listing needs a read token.
     assert_eq!(get("/v1/experiments", None).await.unwrap().status(), 401);
