@@ -135,6 +135,21 @@ pub enum Command {
         #[arg(long, default_value_t = 0.01)]
         time_scale: f64,
     },
+    /// Merges small Parquet files per date partition, dropping duplicate event ids.
+    Compact {
+        /// Only partitions from this date.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only partitions up to this date.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Deletes partitions older than the retention period.
+    Retention {
+        /// Days of partitions to keep (default: retention_days from the configuration).
+        #[arg(long)]
+        keep_days: Option<u32>,
+    },
     /// Ad hoc read-only SQL over the `events` table.
     Query {
         /// The SQL statement.
@@ -260,6 +275,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 storage.url,
                 t.elapsed().as_secs_f64()
             );
+            Ok(())
+        }
+        Command::Compact { from, to } => {
+            let config = Config::load(cli.config.as_deref(), &flags)?;
+            let storage = Storage::open(&config.storage)?;
+            let p = crate::analytics::reports::Params::parse(from.as_deref(), to.as_deref(), None, None)?;
+            let range = match (p.from, p.to) {
+                (None, None) => None,
+                (f, t) => Some((f.unwrap_or(chrono::NaiveDate::MIN), t.unwrap_or(chrono::NaiveDate::MAX))),
+            };
+            let done = crate::maintenance::compact(&storage, range).await?;
+            for c in &done {
+                println!(
+                    "{}: {} files, {} rows -> 1 file, {} rows ({} duplicates dropped)",
+                    c.date,
+                    c.files_before,
+                    c.rows_before,
+                    c.rows_after,
+                    c.rows_before - c.rows_after
+                );
+            }
+            println!("compacted {} partitions", done.len());
+            Ok(())
+        }
+        Command::Retention { keep_days } => {
+            let config = Config::load(cli.config.as_deref(), &flags)?;
+            let storage = Storage::open(&config.storage)?;
+            let keep = keep_days.unwrap_or(config.retention_days);
+            let today = chrono::Utc::now().date_naive();
+            let gone = crate::maintenance::retention(&storage, keep, config.min_retention_days, today).await?;
+            for g in &gone {
+                println!("deleted {}: {} files, {} bytes", g.date, g.files, g.bytes);
+            }
+            println!("deleted {} partitions older than {keep} days", gone.len());
             Ok(())
         }
         Command::Send { experiment, recipients, url, token, concurrency } => {

@@ -11,6 +11,7 @@
 //! - [`pii`]: phone numbers → `contact_key` and `country`; numbers are never stored.
 //! - [`wal`]: the fsynced, checksummed write-ahead log behind every 200, with deduplication.
 //! - [`store`]: object storage by URL, the Parquet writer, and the flusher from log to store.
+//! - [`maintenance`]: `compact` and `retention`.
 //! - [`analytics`]: DataFusion over the stored `events` table.
 //! - [`experiments`]: experiment definitions and deterministic assignment.
 //! - [`generate`]: synthetic, seeded event sets for demos and benchmarks.
@@ -32,6 +33,7 @@ pub mod event;
 pub mod experiments;
 pub mod generate;
 pub mod ingest;
+pub mod maintenance;
 pub mod metrics;
 pub mod pii;
 pub mod report;

@@ -271,3 +271,50 @@ async fn query_endpoint_is_read_only_and_token_protected() {
     assert!(!std::path::Path::new("/tmp/convoscope-copy-test.csv").exists());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn compaction_beside_ingest_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let storage = convoscope::store::Storage::open(&cfg.storage).unwrap();
+    let s = TestServer::start(cfg).await;
+    let batch = |from: usize, to: usize| -> String {
+        (from..to)
+            .map(|i| json!({"event_id": format!("cx-{i}"), "event_type": "conversion", "occurred_at": "2026-03-01T10:00:00Z"}).to_string() + "\n")
+            .collect()
+    };
+    for (a, b) in [(0, 100), (100, 200), (150, 300)] {
+        let r = s.client.post(s.url("/v1/events")).bearer_auth(INGEST).body(batch(a, b)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        s.flush().await;
+    }
+    // A file with duplicates of stored ids, as a crash between upload and log cleanup leaves.
+    let dup: Vec<convoscope::event::Event> = (0..50)
+        .map(|i| {
+            convoscope::event::Event::new(format!("cx-{i}"), "conversion", 1_772_359_200_000_000, i64::MAX / 2, "api")
+        })
+        .collect();
+    storage.write_events(dup, "replayed").await.unwrap();
+    // Compact while more events arrive and flush.
+    let posting = async {
+        for k in 0..5 {
+            let body = batch(300 + k * 20, 320 + k * 20);
+            let r = s.client.post(s.url("/v1/events")).bearer_auth(INGEST).body(body).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            s.flush().await;
+        }
+    };
+    let (done, _) = tokio::join!(convoscope::maintenance::compact(&storage, None), posting);
+    let done = done.unwrap();
+    assert_eq!(done.len(), 1);
+    assert!(done[0].rows_before > done[0].rows_after, "duplicates were dropped");
+    assert_eq!(
+        s.query("SELECT count(*), count(DISTINCT event_id) FROM events").await,
+        vec![vec![json!(400), json!(400)]]
+    );
+    // Compact again: one file per partition, still 400 rows.
+    convoscope::maintenance::compact(&storage, None).await.unwrap();
+    assert_eq!(storage.list_event_files().await.unwrap().len(), 1);
+    assert_eq!(s.query("SELECT count(*) FROM events").await, vec![vec![json!(400)]]);
+    s.stop().await;
+}

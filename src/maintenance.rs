@@ -1,0 +1,221 @@
+//! Storage upkeep: `compact` (merge small files per partition, dropping duplicate event ids)
+//! and `retention` (delete partitions past the retention period).
+//!
+//! Compaction writes the merged file first, checks its row count from the footer, and only then
+//! deletes the files it merged, listed when it started; files the flusher writes meanwhile are
+//! left alone, so it is safe to run beside `serve`. Interrupted at any point it loses nothing:
+//! at worst old and new files both exist, the reports count each event once, and the next run
+//! merges them again.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow::array::{AsArray, RecordBatch, UInt32Array};
+use arrow::compute::{SortOptions, concat_batches, sort_to_indices, take_record_batch};
+use arrow::datatypes::TimestampMicrosecondType;
+use chrono::NaiveDate;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectMeta, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use crate::error::{Error, Result};
+use crate::event;
+use crate::store::{Storage, parquet_bytes};
+
+/// What compaction did to one partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compacted {
+    pub date: NaiveDate,
+    pub files_before: usize,
+    pub rows_before: usize,
+    pub rows_after: usize,
+    pub file: String,
+}
+
+async fn read_file(storage: &Storage, path: &ObjPath) -> Result<Vec<RecordBatch>> {
+    let bytes = storage.store.get(path).await?.bytes().await?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(64 * 1024).build()?;
+    let mut out = Vec::new();
+    for b in reader {
+        out.push(b?);
+    }
+    Ok(out)
+}
+
+/// Merges every partition with more than one file (optionally only dates in `range`).
+pub async fn compact(storage: &Storage, range: Option<(NaiveDate, NaiveDate)>) -> Result<Vec<Compacted>> {
+    let mut by_date: BTreeMap<NaiveDate, Vec<ObjectMeta>> = BTreeMap::new();
+    for (d, m) in storage.list_event_files().await? {
+        if range.is_none_or(|(a, b)| d >= a && d <= b) {
+            by_date.entry(d).or_default().push(m);
+        }
+    }
+    let mut done = Vec::new();
+    for (date, files) in by_date {
+        if files.len() < 2 {
+            continue;
+        }
+        done.push(compact_partition(storage, date, &files).await?);
+    }
+    Ok(done)
+}
+
+async fn compact_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMeta]) -> Result<Compacted> {
+    let schema = event::schema();
+    let mut batches = Vec::new();
+    for f in files {
+        for b in read_file(storage, &f.location).await? {
+            // Files written by other versions may order columns differently: select by name.
+            let cols = schema
+                .fields()
+                .iter()
+                .map(|fld| {
+                    b.column_by_name(fld.name())
+                        .cloned()
+                        .ok_or_else(|| Error::Invalid(format!("{} lacks column {}", f.location, fld.name())))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            batches.push(RecordBatch::try_new(schema.clone(), cols)?);
+        }
+    }
+    let all = concat_batches(&schema, &batches)?;
+    let rows_before = all.num_rows();
+    // Keep, per event id, the copy received first.
+    let ids = all.column_by_name("event_id").map(|c| c.as_string::<i32>().clone());
+    let received = all.column_by_name("received_at").map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
+    let (Some(ids), Some(received)) = (ids, received) else {
+        return Err(Error::Invalid("events without event_id or received_at".into()));
+    };
+    let mut keep: HashMap<&str, usize> = HashMap::with_capacity(rows_before);
+    for i in 0..rows_before {
+        let id = ids.value(i);
+        match keep.get(id) {
+            Some(&j) if received.value(j) <= received.value(i) => {}
+            _ => {
+                keep.insert(id, i);
+            }
+        }
+    }
+    let mut idx: Vec<u32> = keep.values().map(|&i| i as u32).collect();
+    idx.sort_unstable();
+    let deduped = take_record_batch(&all, &UInt32Array::from(idx))?;
+    let order_col =
+        deduped.column_by_name("occurred_at").cloned().ok_or_else(|| Error::Invalid("no occurred_at".into()))?;
+    let order = sort_to_indices(&order_col, Some(SortOptions { descending: false, nulls_first: false }), None)?;
+    let sorted = take_record_batch(&deduped, &order)?;
+    let rows_after = sorted.num_rows();
+    let bytes = tokio::task::spawn_blocking(move || parquet_bytes(&sorted))
+        .await
+        .map_err(|e| Error::Invalid(format!("encoder task failed: {e}")))??;
+    let mut id = [0u8; 8];
+    rand::fill(&mut id);
+    let name = format!("compact-{}", hex::encode(id));
+    let path = storage.event_file(date, &name);
+    storage.store.put(&path, bytes.into()).await?;
+    // Check what landed before deleting anything.
+    let back = storage.store.get(&path).await?.bytes().await?;
+    let footer_rows = SerializedFileReader::new(back)?.metadata().file_metadata().num_rows() as usize;
+    if footer_rows != rows_after {
+        let _ = storage.store.delete(&path).await;
+        return Err(Error::Invalid(format!(
+            "compacted file of {date} has {footer_rows} rows, expected {rows_after}; kept the originals"
+        )));
+    }
+    for f in files {
+        storage.store.delete(&f.location).await?;
+    }
+    tracing::info!(%date, files = files.len(), rows_before, rows_after, "compacted partition");
+    Ok(Compacted { date, files_before: files.len(), rows_before, rows_after, file: path.to_string() })
+}
+
+/// What retention deleted.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Deleted {
+    pub date: NaiveDate,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Deletes whole partitions dated before `today - keep_days`, and records what it deleted
+/// under `_convoscope/retention/`.
+pub async fn retention(storage: &Storage, keep_days: u32, min_days: u32, today: NaiveDate) -> Result<Vec<Deleted>> {
+    if keep_days < min_days {
+        return Err(Error::Config(format!(
+            "--keep-days {keep_days} is below the configured minimum of {min_days} (min_retention_days)"
+        )));
+    }
+    let cutoff = today - chrono::Duration::days(keep_days as i64);
+    let mut by_date: BTreeMap<NaiveDate, Vec<ObjectMeta>> = BTreeMap::new();
+    for (d, m) in storage.list_event_files().await? {
+        if d < cutoff {
+            by_date.entry(d).or_default().push(m);
+        }
+    }
+    let mut deleted = Vec::new();
+    for (date, files) in by_date {
+        let bytes = files.iter().map(|f| f.size).sum();
+        for f in &files {
+            storage.store.delete(&f.location).await?;
+        }
+        deleted.push(Deleted { date, files: files.len(), bytes });
+    }
+    if !deleted.is_empty() {
+        let record = serde_json::json!({"at": chrono::Utc::now().to_rfc3339(), "keep_days": keep_days,
+                                        "cutoff": cutoff.to_string(), "deleted": deleted});
+        let path =
+            storage.path(&format!("_convoscope/retention/{}.json", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+        storage.store.put(&path, record.to_string().into()).await?;
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    fn ev(id: &str, occurred: i64, received: i64) -> Event {
+        Event::new(id.into(), "message.sent", occurred, received, "api")
+    }
+
+    #[tokio::test]
+    async fn compaction_merges_dedups_and_keeps_the_first_received() {
+        let s = Storage::open("memory://").unwrap();
+        let day = 1_767_225_600_000_000i64;
+        s.write_events(vec![ev("a", day + 5, 10), ev("b", day + 1, 10)], "f1").await.unwrap();
+        let mut late = ev("a", day + 5, 99);
+        late.campaign = Some("late".into());
+        s.write_events(vec![late, ev("c", day + 3, 10)], "f2").await.unwrap();
+        s.write_events(vec![ev("z", day + 86_400_000_000, 1)], "f3").await.unwrap();
+        let done = compact(&s, None).await.unwrap();
+        assert_eq!(done.len(), 1, "only the partition with two files");
+        assert_eq!((done[0].files_before, done[0].rows_before, done[0].rows_after), (2, 4, 3));
+        let files = s.list_event_files().await.unwrap();
+        assert_eq!(files.len(), 2);
+        let batches =
+            read_file(&s, &files.iter().find(|f| f.1.location.as_ref().contains("compact-")).unwrap().1.location)
+                .await
+                .unwrap();
+        let b = &batches[0];
+        let ids: Vec<&str> = b.column_by_name("event_id").unwrap().as_string::<i32>().iter().flatten().collect();
+        assert_eq!(ids, ["b", "c", "a"], "sorted by occurred_at");
+        assert_eq!(b.column_by_name("campaign").unwrap().null_count(), 3, "the first-received copy of a is kept");
+        // A second run has nothing to do.
+        assert!(compact(&s, None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_old_partitions_and_refuses_short_periods() {
+        let s = Storage::open("memory://").unwrap();
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
+        let at = |date: NaiveDate| date.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
+        for (i, date) in [d(2026, 1, 1), d(2026, 1, 20), d(2026, 2, 1)].into_iter().enumerate() {
+            s.write_events(vec![ev(&format!("e{i}"), at(date), 0)], "x").await.unwrap();
+        }
+        assert!(retention(&s, 3, 7, d(2026, 2, 2)).await.unwrap_err().to_string().contains("minimum"));
+        let gone = retention(&s, 14, 7, d(2026, 2, 2)).await.unwrap();
+        assert_eq!(gone.iter().map(|g| g.date).collect::<Vec<_>>(), [d(2026, 1, 1)]);
+        let left: Vec<NaiveDate> = s.list_event_files().await.unwrap().into_iter().map(|f| f.0).collect();
+        assert_eq!(left, [d(2026, 1, 20), d(2026, 2, 1)]);
+    }
+}
