@@ -142,25 +142,49 @@ pub fn for_report(r: &Report) -> Result<Option<String>, ChartError> {
     Ok(Some(svg))
 }
 
+type Chart<'a, DB> =
+    ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+
+/// Draws into a fresh SVG document with `draw`, and returns it.
+fn svg(
+    draw: impl FnOnce(&DrawingArea<SVGBackend, plotters::coord::Shift>) -> Result<(), ChartError>,
+) -> Result<String, ChartError> {
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        draw(&root)?;
+        root.present().map_err(err)?;
+    }
+    Ok(buf)
+}
+
+/// The common frame of every chart: title, margins, label areas, value axis from 0.
+fn frame<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    x: std::ops::Range<f64>,
+    ymax: f64,
+) -> Result<Chart<'a, DB>, ChartError> {
+    ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(46)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, 0f64..ymax)
+        .map_err(err)
+}
+
 fn nice_max(v: f64) -> f64 {
     if v <= 0.0 { 1.0 } else { v * 1.1 }
 }
 
 /// Grouped bars: one group per category, one bar per series.
 pub fn bars(title: &str, categories: Vec<String>, series: Vec<(String, Vec<f64>)>) -> Result<String, ChartError> {
-    let mut buf = String::new();
-    {
-        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+    svg(|root| {
         let ymax = nice_max(series.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0, f64::max));
         let n = categories.len().max(1);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(46)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..n as f64, 0f64..ymax)
-            .map_err(err)?;
+        let mut chart = frame(root, title, 0f64..n as f64, ymax)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -181,10 +205,9 @@ pub fn bars(title: &str, categories: Vec<String>, series: Vec<(String, Vec<f64>)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
         }
         chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.85)).draw().map_err(err)?;
-        category_labels(&root, &chart, &categories)?;
-        root.present().map_err(err)?;
-    }
-    Ok(buf)
+        category_labels(root, &chart, &categories)?;
+        Ok(())
+    })
 }
 
 /// Category names centred under their groups. Drawn by hand because plotters places mesh
@@ -209,19 +232,10 @@ fn category_labels<DB: DrawingBackend>(
 
 /// Lines over ordered labels (days); gaps where a value is missing.
 pub fn lines(title: &str, xs: Vec<String>, series: Vec<(String, Vec<Option<f64>>)>) -> Result<String, ChartError> {
-    let mut buf = String::new();
-    {
-        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+    svg(|root| {
         let ymax = nice_max(series.iter().flat_map(|(_, v)| v.iter().flatten().copied()).fold(0.0, f64::max));
         let n = xs.len().max(2);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(46)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..(n - 1) as f64, 0f64..ymax)
-            .map_err(err)?;
+        let mut chart = frame(root, title, 0f64..(n - 1) as f64, ymax)?;
         let labels = xs.clone();
         chart
             .configure_mesh()
@@ -240,26 +254,16 @@ pub fn lines(title: &str, xs: Vec<String>, series: Vec<(String, Vec<Option<f64>>
             chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(err)?;
         }
         chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.85)).draw().map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(buf)
+        Ok(())
+    })
 }
 
 /// A point per item with its interval as an error bar.
 pub fn error_bars(title: &str, items: Vec<(String, f64, f64, f64)>) -> Result<String, ChartError> {
-    let mut buf = String::new();
-    {
-        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+    svg(|root| {
         let ymax = nice_max(items.iter().map(|i| i.3).fold(0.0, f64::max));
         let n = items.len().max(1);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(46)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..n as f64, 0f64..ymax)
-            .map_err(err)?;
+        let mut chart = frame(root, title, 0f64..n as f64, ymax)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -277,10 +281,9 @@ pub fn error_bars(title: &str, items: Vec<(String, f64, f64, f64)>) -> Result<St
             .draw_series(items.iter().enumerate().map(|(i, it)| Circle::new((i as f64 + 0.5, it.1), 5, color.filled())))
             .map_err(err)?;
         let names: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
-        category_labels(&root, &chart, &names)?;
-        root.present().map_err(err)?;
-    }
-    Ok(buf)
+        category_labels(root, &chart, &names)?;
+        Ok(())
+    })
 }
 
 /// Rasterises a chart's SVG to PNG (at 2x for sharp text). Text uses the system's fonts; on a

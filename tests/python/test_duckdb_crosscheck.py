@@ -6,27 +6,17 @@ HTTP, SIGTERM (which must flush and exit 0), then `report ... --format json`.
 """
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 import unittest
-import urllib.request
 from pathlib import Path
 
 import duckdb
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = os.environ.get("CONVOSCOPE_BIN", str(ROOT / "target" / "debug" / "convoscope"))
+from support import BIN, post_fixture, serve
+
 INGEST = "ingest-token-for-duckdb"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class DuckDbCrossCheck(unittest.TestCase):
@@ -35,28 +25,8 @@ class DuckDbCrossCheck(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory()
         d = Path(cls.tmp.name)
         cls.store = d / "store"
-        port = free_port()
-        env = dict(os.environ)
-        env.update(
-            CONVOSCOPE_STORAGE=f"file://{cls.store}",
-            CONVOSCOPE_STATE_DIR=str(d / "state"),
-            CONVOSCOPE_LISTEN=f"127.0.0.1:{port}",
-            CONVOSCOPE_TOKENS=f"ingest:{INGEST}",
-            CONVOSCOPE_PII_KEY="duckdb-test-key",
-        )
-        cls.env = env
-        proc = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        body = (ROOT / "fixtures" / "reports" / "events.ndjson").read_bytes()
-        req = urllib.request.Request(base + "/v1/events", data=body, headers={"Authorization": f"Bearer {INGEST}"})
-        answer = json.load(urllib.request.urlopen(req, timeout=10))
-        assert answer["rejected"] == [], answer
+        proc, base, cls.env = serve(d, f"ingest:{INGEST}", stderr=subprocess.PIPE)
+        post_fixture(base, INGEST)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
         log = proc.stderr.read().decode()

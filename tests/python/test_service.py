@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,16 +17,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = os.environ.get("CONVOSCOPE_BIN", str(ROOT / "target" / "debug" / "convoscope"))
+from support import ROOT, free_port, post_fixture, serve
+
 ARTIFACTS = Path(os.environ.get("CONVOSCOPE_ARTIFACTS", ROOT / "target" / "test-artifacts"))
 INGEST, READ, ADMIN = "ingest-token-svc", "read-token-svc", "admin-token-svc"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def need(tool):
@@ -39,36 +32,14 @@ def need(tool):
     return path
 
 
-def wait_for(url, seconds=30):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            return urllib.request.urlopen(url, timeout=1)
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer")
-
-
 class Service(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
         d = Path(cls.tmp.name)
-        cls.port = free_port()
-        cls.base = f"http://127.0.0.1:{cls.port}"
-        env = dict(os.environ)
-        env.update(
-            CONVOSCOPE_STORAGE=f"file://{d / 'store'}",
-            CONVOSCOPE_STATE_DIR=str(d / "state"),
-            CONVOSCOPE_LISTEN=f"127.0.0.1:{cls.port}",
-            CONVOSCOPE_TOKENS=f"ingest:{INGEST},read:{READ},admin:{ADMIN}",
-            CONVOSCOPE_PII_KEY="service-test-key",
-        )
-        cls.proc = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(cls.base + "/healthz")
-        body = (ROOT / "fixtures" / "reports" / "events.ndjson").read_bytes()
-        req = urllib.request.Request(cls.base + "/v1/events", data=body, headers={"Authorization": f"Bearer {INGEST}"})
-        cls.accepted = json.load(urllib.request.urlopen(req, timeout=10))["accepted"]
+        cls.proc, cls.base, _ = serve(d, f"ingest:{INGEST},read:{READ},admin:{ADMIN}")
+        cls.port = int(cls.base.rsplit(":", 1)[1])
+        cls.accepted = post_fixture(cls.base, INGEST)["accepted"]
         req = urllib.request.Request(cls.base + "/v1/admin/flush", data=b"", headers={"Authorization": f"Bearer {ADMIN}"})
         urllib.request.urlopen(req, timeout=30)
 
