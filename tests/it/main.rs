@@ -5,6 +5,7 @@
 mod collector;
 mod common;
 mod crash;
+mod hostile;
 mod reports;
 mod send;
 mod service;
