@@ -121,3 +121,86 @@ async fn sigkill_between_ack_and_flush_loses_and_duplicates_nothing() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// SIGKILL `serve` at random moments while writers post, restart it each time, then check
+/// that every acknowledged event is stored exactly once. `CONVOSCOPE_CRASH_LOOPS` sets the
+/// number of kills (default 20).
+#[tokio::test]
+async fn crash_loop_under_load_loses_and_duplicates_nothing() {
+    use rand::Rng;
+    let loops: usize = std::env::var("CONVOSCOPE_CRASH_LOOPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let c = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let mut acked = BTreeSet::new();
+    let mut attempts = 0u64;
+    for round in 0..loops {
+        let mut child = spawn(dir.path(), port);
+        wait_healthy(&c, &base).await;
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let (c, base) = (c.clone(), base.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut ok = Vec::new();
+                let mut sent = 0u64;
+                for i in 0.. {
+                    // Some ids repeat across rounds: retries of already-acked events.
+                    let ids: Vec<String> =
+                        (0..3).map(|k| format!("loop-r{}-w{w}-{i}-{k}", round.saturating_sub(i % 2))).collect();
+                    let body: String = ids
+                        .iter()
+                        .map(|id| {
+                            json!({"event_id": id, "event_type": "conversion", "occurred_at": "2026-01-05T10:00:00Z"})
+                                .to_string()
+                                + "\n"
+                        })
+                        .collect();
+                    sent += 1;
+                    match c.post(format!("{base}/v1/events")).bearer_auth(INGEST).body(body).send().await {
+                        Ok(r) if r.status() == 200 => ok.extend(ids),
+                        _ => break,
+                    }
+                }
+                (ok, sent)
+            }));
+        }
+        let wait = rand::rng().random_range(100..600);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        for t in tasks {
+            let (ok, sent) = t.await.unwrap();
+            acked.extend(ok);
+            attempts += sent;
+        }
+    }
+    let mut child = spawn(dir.path(), port);
+    wait_healthy(&c, &base).await;
+    let r = c.post(format!("{base}/v1/admin/flush")).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = c
+        .post(format!("{base}/v1/query"))
+        .bearer_auth(READ)
+        .json(&json!({"sql": "SELECT event_id, count(*) FROM events GROUP BY event_id"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    let stored: BTreeSet<String> = rows.iter().map(|r| r[0].as_str().unwrap().to_string()).collect();
+    let duplicated = rows.iter().filter(|r| r[1].as_i64().unwrap() > 1).count();
+    let lost = acked.difference(&stored).count();
+    eprintln!(
+        "crash loop: {loops} kills, {attempts} requests, acked {} events, stored {}, lost {lost}, duplicated {duplicated}",
+        acked.len(),
+        stored.len()
+    );
+    assert_eq!(lost, 0, "acknowledged events lost");
+    assert_eq!(duplicated, 0, "events stored twice");
+    assert!(acked.len() > loops * 10, "too little was acknowledged to mean anything");
+    let _ = child.kill();
+    let _ = child.wait();
+}
