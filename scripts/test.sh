@@ -41,4 +41,6 @@ if ls tests/python/test_*.py >/dev/null 2>&1; then
   echo "== python tests (DuckDB cross-check, Prometheus scrape, Chromium page)"
   cargo build --quiet --bin convoscope
   CONVOSCOPE_BIN="$CARGO_TARGET_DIR/debug/convoscope" python3 -m unittest discover -s tests/python -p 'test_*.py' -v
+  echo "== benchmark smoke run (100,000 events; proves the benchmark works, times mean nothing here)"
+  CONVOSCOPE_BIN="$CARGO_TARGET_DIR/debug/convoscope" python3 scripts/bench_reports.py --smoke
 fi
