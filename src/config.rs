@@ -30,6 +30,12 @@ pub struct Config {
     pub pii_key: Option<String>,
     /// API tokens as `role:token`; roles `ingest`, `read`, `send`, `admin`.
     pub tokens: Vec<String>,
+    /// Seconds a client may take to send its request headers (slow-loris guard).
+    pub header_read_timeout_secs: f64,
+    /// Seconds a request may take in all, body included (answered 408 past that).
+    pub request_timeout_secs: f64,
+    /// Connections served at once; past that new connections wait in the listen backlog.
+    pub max_connections: usize,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Seal a log segment at this size.
@@ -93,6 +99,11 @@ impl Default for Config {
             ultramsg_token: None,
             pii_key: None,
             tokens: Vec::new(),
+            // Meta and UltraMsg send headers at once; 10 s only cuts off clients that dribble.
+            header_read_timeout_secs: 10.0,
+            // An 8 MiB body over a slow link takes seconds, not half a minute.
+            request_timeout_secs: 30.0,
+            max_connections: 1024,
             max_body_bytes: 8 << 20,
             // 32 MiB of log is ~80k events: Parquet files large enough to compress well.
             wal_segment_bytes: 32 << 20,

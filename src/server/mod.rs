@@ -229,13 +229,24 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
+/// How long in-flight requests get to finish after shutdown begins.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests, flushes
 /// the log to object storage and stops.
+///
+/// Connections are served by hyper directly (not `axum::serve`) for three guards a collector
+/// on the internet needs: a header-read timeout against slow-loris clients, a whole-request
+/// timeout (408), and a cap on concurrent connections.
 pub async fn run(
     listener: TcpListener,
     app: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
     let addr = listener.local_addr().map_err(|e| Error::io("reading the listen address", e))?;
     tracing::info!(
         %addr,
@@ -244,12 +255,56 @@ pub async fn run(
         meta = app.config.meta_app_secret.is_some(),
         ultramsg = app.config.ultramsg_token.is_some(),
         api_tokens = app.tokens_configured(),
+        send = app.sender.is_some(),
         "convoscope listening: webhooks at /webhooks/meta and /webhooks/ultramsg, API at /v1"
     );
-    axum::serve(listener, router(app.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::io("serving HTTP", e))?;
+    let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));
+    let router = router(app.clone()).layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        secs(app.config.request_timeout_secs),
+    ));
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(secs(app.config.header_read_timeout_secs));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(app.config.max_connections.max(1)));
+    tokio::pin!(shutdown);
+    let mut accept_backoff = std::time::Duration::from_millis(5);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    accept_backoff = std::time::Duration::from_millis(5);
+                    stream
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(accept_backoff).await;
+                    accept_backoff = (accept_backoff * 2).min(std::time::Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        let conn =
+            builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("some connections were still open after the shutdown grace period");
+    }
     app.shutdown().await;
     Ok(())
 }

@@ -93,3 +93,41 @@ async fn every_bad_input_gets_its_answer_and_loses_nothing_else() {
     }
     s.stop().await;
 }
+
+/// Clients that dribble their headers or body are cut off, and others are served meanwhile.
+#[tokio::test]
+async fn slow_clients_are_cut_off_without_starving_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.header_read_timeout_secs = 1.0;
+    cfg.request_timeout_secs = 2.0;
+    let s = TestServer::start(cfg).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        slow.push(c);
+    }
+    // Others are served while the slow connections hang.
+    assert_eq!(s.client.get(s.url("/healthz")).send().await.unwrap().status(), 200);
+    // Each slow connection is closed by the server after the header timeout.
+    for mut c in slow {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), c.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "a slow-header connection was still open after 5 s");
+    }
+    // A body that never finishes gets 408.
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {INGEST}\r\nContent-Length: 1000\r\n\r\n[{{\"event_id\""
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(6), c.read(&mut buf)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(s.client.get(s.url("/healthz")).send().await.unwrap().status(), 200);
+    s.stop().await;
+}
