@@ -339,13 +339,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(cli.config.as_deref(), &flags)?;
             let analytics = Analytics::from_config(Storage::open(&config.storage)?, &config)?;
             let (schema, batches) = analytics.query(&sql).await?;
+            let (columns, rows) = (format::columns(&schema), format::rows(&batches)?);
             let out = match fmt {
-                QueryFormat::Table => format::table(&schema, &batches)?,
-                QueryFormat::Csv => format::csv(&schema, &batches)?,
-                QueryFormat::Json => {
-                    let v = serde_json::json!({"columns": format::columns(&schema), "rows": format::rows(&batches)?});
-                    format!("{v}\n")
-                }
+                QueryFormat::Table => format::table(&columns, &rows),
+                QueryFormat::Csv => format::csv(&columns, &rows),
+                QueryFormat::Json => format!("{}\n", serde_json::json!({"columns": columns, "rows": rows})),
             };
             print!("{out}");
             Ok(())

@@ -55,7 +55,7 @@ impl Storage {
             let store = object_store::local::LocalFileSystem::new_with_prefix(&abs)?.with_automatic_cleanup(true);
             return Ok(Storage { store: Arc::new(store), prefix: ObjPath::default(), url: url.to_string() });
         }
-        if url == "memory://" || url.starts_with("memory://") {
+        if url.starts_with("memory://") {
             return Ok(Storage {
                 store: Arc::new(object_store::memory::InMemory::new()),
                 prefix: ObjPath::default(),
@@ -250,17 +250,13 @@ impl Flusher {
         }
         let n = seg.events.len();
         let name = format!("wal-{}-{seq:020}", self.log_id);
-        // The ids are needed after the upload, for the dedup record; the upload takes the events.
-        let ids: Vec<Event> = seg
-            .events
-            .iter()
-            .map(|e| Event { event_id: e.event_id.clone(), received_at: e.received_at, ..Default::default() })
-            .collect();
+        // Taken before the upload, which consumes the events; written only after it succeeds.
+        let record = crate::wal::dedup_record(&seg.events);
         if n > 0 {
             self.storage.write_events(seg.events, &name).await?;
         }
         let wal = self.wal.clone();
-        tokio::task::spawn_blocking(move || wal.finish_segment(&path, &ids))
+        tokio::task::spawn_blocking(move || wal.finish_segment(&path, record))
             .await
             .map_err(|e| Error::Invalid(format!("segment cleanup task failed: {e}")))??;
         tracing::debug!(seq, events = n, "flushed segment");

@@ -249,18 +249,11 @@ impl Wal {
         Ok(list_segments(&self.shared.dir)?.into_iter().filter(|(s, _)| *s < below).collect())
     }
 
-    /// Records the ids of a flushed segment for restarts, then deletes the segment. Called by
-    /// the flusher only after its Parquet is stored.
-    pub fn finish_segment(&self, path: &Path, events: &[Event]) -> Result<()> {
-        let mut by_day: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
-        for e in events {
-            by_day
-                .entry(e.received_at.div_euclid(MICROS_PER_DAY))
-                .or_default()
-                .extend_from_slice(&id_hash(&e.event_id).to_le_bytes());
-        }
+    /// Records the ids of a flushed segment for restarts (see [`dedup_record`]), then deletes
+    /// the segment. Called by the flusher only after its Parquet is stored.
+    pub fn finish_segment(&self, path: &Path, record: DedupRecord) -> Result<()> {
         let dir = self.shared.dir.join("dedup");
-        for (day, bytes) in by_day {
+        for (day, bytes) in record {
             let p = dir.join(format!("{day}.ids"));
             let mut f = OpenOptions::new()
                 .create(true)
@@ -284,6 +277,21 @@ impl Drop for Wal {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Id hashes of a segment's events by day received, as they are appended to `dedup/<day>.ids`.
+pub type DedupRecord = BTreeMap<i64, Vec<u8>>;
+
+/// The dedup record of some events.
+pub fn dedup_record(events: &[Event]) -> DedupRecord {
+    let mut by_day = DedupRecord::new();
+    for e in events {
+        by_day
+            .entry(e.received_at.div_euclid(MICROS_PER_DAY))
+            .or_default()
+            .extend_from_slice(&id_hash(&e.event_id).to_le_bytes());
+    }
+    by_day
 }
 
 /// Hash under which an event id is remembered for deduplication. xxh3 is fixed by its
@@ -395,10 +403,13 @@ impl Writer {
                 Cmd::Append { events, reply } => {
                     let mut mask = Vec::with_capacity(events.len());
                     let mut keep: Vec<&Event> = Vec::with_capacity(events.len());
+                    // This request's new ids: a set for the duplicate check, a list (with the day
+                    // received) for the index once the group is durable.
                     let mut mine = Vec::new();
+                    let mut mine_set = HashSet::with_capacity(events.len());
                     for e in &events {
                         let h = id_hash(&e.event_id);
-                        let dup = self.dedup.contains(h) || pending.contains(&h) || mine.iter().any(|(x, _)| *x == h);
+                        let dup = self.dedup.contains(h) || pending.contains(&h) || !mine_set.insert(h);
                         mask.push(dup);
                         if !dup {
                             keep.push(e);
@@ -690,7 +701,7 @@ mod tests {
         wal.seal().await.unwrap();
         for (_, p) in wal.sealed_segments().unwrap() {
             let seg = read_segment(&p).unwrap();
-            wal.finish_segment(&p, &seg.events).unwrap();
+            wal.finish_segment(&p, dedup_record(&seg.events)).unwrap();
         }
         assert!(wal.sealed_segments().unwrap().is_empty());
         drop(wal);

@@ -1,9 +1,9 @@
 //! Turning query results into what people read: JSON rows, CSV, aligned tables.
 
 use arrow::array::{Array, RecordBatch};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 use crate::error::Result;
 
@@ -54,31 +54,23 @@ fn cell(col: &dyn Array, fmt: &ArrayFormatter, row: usize) -> Value {
     }
 }
 
-/// Rows as JSON objects keyed by column name.
-pub fn objects(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<Map<String, Value>>> {
-    let cols = columns(schema);
-    Ok(rows(batches)?.into_iter().map(|r| cols.iter().cloned().zip(r).collect::<Map<String, Value>>()).collect())
-}
-
 /// CSV with a header line (RFC 4180 quoting).
-pub fn csv(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String> {
-    let mut out = String::new();
-    let line = |vals: Vec<String>| vals.into_iter().map(|v| csv_field(&v)).collect::<Vec<_>>().join(",");
-    out.push_str(&line(columns(schema)));
+pub fn csv(columns: &[String], rows: &[Vec<Value>]) -> String {
+    let line = |vals: Vec<String>| vals.iter().map(|v| csv_field(v)).collect::<Vec<_>>().join(",");
+    let mut out = line(columns.to_vec());
     out.push('\n');
-    for r in rows(batches)? {
-        out.push_str(&line(r.into_iter().map(|v| plain(&v)).collect()));
+    for r in rows {
+        out.push_str(&line(r.iter().map(plain).collect()));
         out.push('\n');
     }
-    Ok(out)
+    out
 }
 
 /// An aligned text table for terminals.
-pub fn table(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String> {
-    let cols = columns(schema);
-    let rows: Vec<Vec<String>> = rows(batches)?.into_iter().map(|r| r.iter().map(plain).collect()).collect();
-    let mut widths: Vec<usize> = cols.iter().map(|c| c.chars().count()).collect();
-    for r in &rows {
+pub fn table(columns: &[String], rows: &[Vec<Value>]) -> String {
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(plain).collect()).collect();
+    let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
+    for r in &cells {
         for (i, v) in r.iter().enumerate() {
             widths[i] = widths[i].max(v.chars().count());
         }
@@ -92,16 +84,16 @@ pub fn table(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String> {
             .trim_end()
             .to_string()
     };
-    let mut out = fmt_row(&cols);
+    let mut out = fmt_row(columns);
     out.push('\n');
     out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
     out.push('\n');
-    for r in &rows {
+    for r in &cells {
         out.push_str(&fmt_row(r));
         out.push('\n');
     }
-    out.push_str(&format!("({} rows)\n", rows.len()));
-    Ok(out)
+    out.push_str(&format!("({} rows)\n", cells.len()));
+    out
 }
 
 /// A cell as plain text: strings unquoted, null empty, floats with at most 6 decimals.
@@ -121,9 +113,4 @@ pub fn plain(v: &Value) -> String {
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
-}
-
-/// Whether a type is numeric (for right-aligning and charting).
-pub fn is_numeric(t: &DataType) -> bool {
-    t.is_numeric()
 }

@@ -155,42 +155,13 @@ impl Report {
 
     /// Rows as CSV with a header.
     pub fn to_csv(&self) -> String {
-        let mut out = csv_line(self.columns.iter().cloned());
-        for r in &self.rows {
-            out.push_str(&csv_line(r.iter().map(format::plain)));
-        }
-        out
+        format::csv(&self.columns, &self.rows)
     }
 
     /// An aligned text table.
     pub fn to_table(&self) -> String {
-        let mut widths: Vec<usize> = self.columns.iter().map(|c| c.len()).collect();
-        let cells: Vec<Vec<String>> = self.rows.iter().map(|r| r.iter().map(format::plain).collect()).collect();
-        for r in &cells {
-            for (i, c) in r.iter().enumerate() {
-                widths[i] = widths[i].max(c.chars().count());
-            }
-        }
-        let line = |vals: &[String]| {
-            vals.iter().enumerate().map(|(i, v)| format!("{v:<w$}", w = widths[i])).collect::<Vec<_>>().join(" | ")
-        };
-        let mut out = format!("{}\n", line(&self.columns).trim_end());
-        out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
-        out.push('\n');
-        for r in &cells {
-            out.push_str(line(r).trim_end());
-            out.push('\n');
-        }
-        out.push_str(&format!("({} rows)\n", cells.len()));
-        out
+        format::table(&self.columns, &self.rows)
     }
-}
-
-fn csv_line(vals: impl Iterator<Item = String>) -> String {
-    let v: Vec<String> = vals
-        .map(|s| if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s })
-        .collect();
-    format!("{}\n", v.join(","))
 }
 
 impl Analytics {

@@ -138,7 +138,7 @@ fn convert(n: &Normalizer, v: Value, received: i64, source: &str) -> Result<Vec<
     if !seen_time {
         return Err(invalid("occurred_at is required"));
     }
-    if e.occurred_at > received.saturating_add(n.max_future_micros) {
+    if n.too_far_ahead(e.occurred_at, received) {
         return Err((RejectReason::FutureTimestamp, "occurred_at is too far in the future".into()));
     }
     e.attributes = attrs_json(attrs);

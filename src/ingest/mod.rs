@@ -105,13 +105,19 @@ impl Normalizer {
         self.store_message_text
     }
 
+    /// Whether an event time lies further in the future than allowed (the one rule for every
+    /// source).
+    pub(crate) fn too_far_ahead(&self, occurred_at: i64, now: i64) -> bool {
+        occurred_at > now.saturating_add(self.max_future_micros)
+    }
+
     /// Splits events into those to keep and those too far in the future, appending the latter
-    /// to `rejected` with `index_of` telling each one's position in the request.
+    /// to `rejected` (indexed by position among the batch's events: webhook items have no
+    /// request index a sender could use).
     pub(crate) fn check_times(&self, batch: &mut Batch, now: i64) {
-        let limit = now.saturating_add(self.max_future_micros);
         let mut kept = Vec::with_capacity(batch.events.len());
         for (i, e) in batch.events.drain(..).enumerate() {
-            if e.occurred_at > limit {
+            if self.too_far_ahead(e.occurred_at, now) {
                 batch.rejected.push(Rejected {
                     index: i,
                     reason: RejectReason::FutureTimestamp,

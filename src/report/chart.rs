@@ -185,13 +185,7 @@ pub fn bars(title: &str, categories: Vec<String>, series: Vec<(String, Vec<f64>)
         let ymax = nice_max(series.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0, f64::max));
         let n = categories.len().max(1);
         let mut chart = frame(root, title, 0f64..n as f64, ymax)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n + 1)
-            .x_label_formatter(&|_| String::new())
-            .draw()
-            .map_err(err)?;
+        categorical_mesh(&mut chart, n)?;
         let width = 0.8 / series.len().max(1) as f64;
         for (si, (name, vals)) in series.iter().enumerate() {
             let color = Palette99::pick(si).mix(0.9);
@@ -208,6 +202,11 @@ pub fn bars(title: &str, categories: Vec<String>, series: Vec<(String, Vec<f64>)
         category_labels(root, &chart, &categories)?;
         Ok(())
     })
+}
+
+/// Value grid only: category names are drawn by [`category_labels`].
+fn categorical_mesh<DB: DrawingBackend>(chart: &mut Chart<DB>, n: usize) -> Result<(), ChartError> {
+    chart.configure_mesh().disable_x_mesh().x_labels(n + 1).x_label_formatter(&|_| String::new()).draw().map_err(err)
 }
 
 /// Category names centred under their groups. Drawn by hand because plotters places mesh
@@ -264,13 +263,7 @@ pub fn error_bars(title: &str, items: Vec<(String, f64, f64, f64)>) -> Result<St
         let ymax = nice_max(items.iter().map(|i| i.3).fold(0.0, f64::max));
         let n = items.len().max(1);
         let mut chart = frame(root, title, 0f64..n as f64, ymax)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n + 1)
-            .x_label_formatter(&|_| String::new())
-            .draw()
-            .map_err(err)?;
+        categorical_mesh(&mut chart, n)?;
         let color = Palette99::pick(0).to_rgba();
         chart
             .draw_series(items.iter().enumerate().map(|(i, it)| {

@@ -181,7 +181,7 @@ fn meta_error(status: StatusCode, code: i64, message: &str) -> Response {
 
 async fn send(
     State(sb): State<Arc<Sandbox>>,
-    Path((_version, phone_number_id)): Path<(String, String)>,
+    Path((_version, _phone_number_id)): Path<(String, String)>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
@@ -232,23 +232,13 @@ async fn send(
     let (_, variant, _) = crate::ingest::parse_callback_data(&callback);
     let variant = variant.unwrap_or_else(|| "control".into());
     let category = if template.contains("otp") { "authentication" } else { "marketing" };
-    simulate(&sb, n, wamid.clone(), to, phone_number_id, callback, variant, category);
+    simulate(&sb, n, wamid.clone(), to, callback, variant, category);
     Json(json!({"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
                 "messages": [{"id": wamid, "message_status": "accepted"}]}))
     .into_response()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn simulate(
-    sb: &Arc<Sandbox>,
-    n: u64,
-    wamid: String,
-    to: String,
-    pnid: String,
-    callback: String,
-    variant: String,
-    category: &str,
-) {
+fn simulate(sb: &Arc<Sandbox>, n: u64, wamid: String, to: String, callback: String, variant: String, category: &str) {
     let mut rng = ChaCha8Rng::seed_from_u64(sb.cfg.seed.wrapping_mul(1_000_003).wrapping_add(n));
     let r = rates_for(&variant);
     let scale = sb.cfg.time_scale;
@@ -326,7 +316,6 @@ fn simulate(
         e.replied += st.replied;
         e.converted += st.converted;
     }
-    let _ = pnid;
     for (delay, out) in plan {
         sb.shared.pending.fetch_add(1, Ordering::SeqCst);
         let tx = sb.tx.clone();

@@ -108,8 +108,6 @@ pub enum SendError {
     CircuitOpen(&'static str),
     #[error("provider failed: {0}")]
     Provider(ProviderError),
-    #[error("{0}")]
-    Internal(String),
 }
 
 /// What a send produced: its answer (or error) and the events to record.
@@ -230,11 +228,6 @@ impl Sender {
             in_flight: Mutex::new(HashMap::new()),
             idempotency_file,
         })
-    }
-
-    /// The experiment definitions this sender uses.
-    pub fn experiments(&self) -> &Experiments {
-        &self.experiments
     }
 
     /// Sends one message (see the module docs for the order of checks).
@@ -435,11 +428,6 @@ impl Sender {
         *b = next;
         let open = matches!(next, Breaker::Open { .. }) as i64;
         self.metrics.circuit_open.with_label_values(&[self.provider.name()]).set(open);
-    }
-
-    /// Whether the circuit is open now.
-    pub fn circuit_is_open(&self) -> bool {
-        matches!(*self.breaker.lock().unwrap_or_else(|p| p.into_inner()), Breaker::Open { .. })
     }
 
     async fn call_with_retries(&self, msg: &Outbound) -> Result<provider::Accepted, SendError> {

@@ -254,7 +254,7 @@ pub async fn run(
         wal = %app.config.wal_dir().display(),
         meta = app.config.meta_app_secret.is_some(),
         ultramsg = app.config.ultramsg_token.is_some(),
-        api_tokens = app.tokens_configured(),
+        api_tokens = app.config.tokens.len(),
         send = app.sender.is_some(),
         "convoscope listening: webhooks at /webhooks/meta and /webhooks/ultramsg, API at /v1"
     );
@@ -307,12 +307,6 @@ pub async fn run(
     }
     app.shutdown().await;
     Ok(())
-}
-
-impl App {
-    fn tokens_configured(&self) -> usize {
-        self.config.tokens.len()
-    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -45,7 +45,6 @@ impl App {
             SendError::RateLimited(_) => ApiError::TooManyRequests(e.to_string()),
             SendError::CircuitOpen(_) => ApiError::Unavailable(e.to_string()),
             SendError::Provider(_) => ApiError::BadGateway(e.to_string()),
-            SendError::Internal(m) => ApiError::Unavailable(m),
         })
     }
 }

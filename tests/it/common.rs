@@ -105,19 +105,23 @@ impl TestServer {
 
     /// Runs SQL through `/v1/query`; returns the rows.
     pub async fn query(&self, sql: &str) -> Vec<Vec<Value>> {
-        let r = self
-            .client
-            .post(self.url("/v1/query"))
-            .bearer_auth(READ)
-            .json(&serde_json::json!({ "sql": sql }))
-            .send()
-            .await
-            .expect("request");
-        let status = r.status();
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(status, 200, "{v}");
-        serde_json::from_value(v["rows"].clone()).unwrap()
+        query_at(&self.client, &self.base, sql).await
     }
+}
+
+/// Runs SQL through `/v1/query` of the server at `base` with the read token; returns the rows.
+pub async fn query_at(client: &reqwest::Client, base: &str, sql: &str) -> Vec<Vec<Value>> {
+    let r = client
+        .post(format!("{base}/v1/query"))
+        .bearer_auth(READ)
+        .json(&serde_json::json!({ "sql": sql }))
+        .send()
+        .await
+        .expect("request");
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    serde_json::from_value(v["rows"].clone()).unwrap()
 }
 
 /// Every file under a directory, recursively.

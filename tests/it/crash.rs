@@ -82,30 +82,10 @@ async fn sigkill_between_ack_and_flush_loses_and_duplicates_nothing() {
     wait_healthy(&c, &base).await;
     let r = c.post(format!("{base}/v1/admin/flush")).bearer_auth(ADMIN).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let q = |sql: &str| {
-        let c = c.clone();
-        let base = base.clone();
-        let sql = sql.to_string();
-        async move {
-            let v: Value = c
-                .post(format!("{base}/v1/query"))
-                .bearer_auth(READ)
-                .json(&json!({"sql": sql}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["rows"].clone()
-        }
-    };
-    let dupes = q("SELECT event_id FROM events GROUP BY event_id HAVING count(*) > 1").await;
-    assert_eq!(dupes, json!([]), "duplicated after restart");
-    let stored: BTreeSet<String> = q("SELECT event_id FROM events")
+    let dupes = query_at(&c, &base, "SELECT event_id FROM events GROUP BY event_id HAVING count(*) > 1").await;
+    assert!(dupes.is_empty(), "duplicated after restart: {dupes:?}");
+    let stored: BTreeSet<String> = query_at(&c, &base, "SELECT event_id FROM events")
         .await
-        .as_array()
-        .unwrap()
         .iter()
         .map(|r| r[0].as_str().unwrap().to_string())
         .collect();
@@ -179,17 +159,7 @@ async fn crash_loop_under_load_loses_and_duplicates_nothing() {
     wait_healthy(&c, &base).await;
     let r = c.post(format!("{base}/v1/admin/flush")).bearer_auth(ADMIN).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let v: Value = c
-        .post(format!("{base}/v1/query"))
-        .bearer_auth(READ)
-        .json(&json!({"sql": "SELECT event_id, count(*) FROM events GROUP BY event_id"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let rows = v["rows"].as_array().unwrap();
+    let rows = query_at(&c, &base, "SELECT event_id, count(*) FROM events GROUP BY event_id").await;
     let stored: BTreeSet<String> = rows.iter().map(|r| r[0].as_str().unwrap().to_string()).collect();
     let duplicated = rows.iter().filter(|r| r[1].as_i64().unwrap() > 1).count();
     let lost = acked.difference(&stored).count();
