@@ -28,7 +28,8 @@ use tokio::sync::{Notify, oneshot};
 use crate::error::{Error, Result};
 use crate::event::Event;
 
-const MAGIC: &[u8; 8] = b"CVWAL001";
+/// First bytes of every segment file.
+pub const MAGIC: &[u8; 8] = b"CVWAL001";
 const FRAME_HEADER: usize = 8;
 /// A frame larger than this is taken for corruption: no request body may exceed the HTTP
 /// limit, so no honest frame comes near it.
@@ -74,7 +75,15 @@ pub struct WalShared {
     dir: PathBuf,
 }
 
+/// Size of the readiness probe's file: one page, as a small append would need.
+const PROBE_BYTES: usize = 4096;
+
 impl WalShared {
+    /// False after a write failed, until a write or [`Wal::probe_disk`] succeeds.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
     /// `Ok` while the log takes writes; otherwise why not.
     pub fn status(&self) -> std::result::Result<(), String> {
         let used = self.bytes.load(Ordering::Relaxed);
@@ -243,6 +252,19 @@ impl Wal {
         }
     }
 
+    /// Writes, syncs and deletes a small file in the log directory; on success the log counts
+    /// as healthy again. Readiness calls it after a write failed, so a server that a load
+    /// balancer took out of rotation for a disk problem sees the fix without waiting for a
+    /// request that would never come.
+    pub fn probe_disk(&self) -> Result<()> {
+        let p = self.shared.dir.join(".probe");
+        let res = File::create(&p).and_then(|mut f| f.write_all(&[0u8; PROBE_BYTES]).and_then(|_| f.sync_data()));
+        let _ = fs::remove_file(&p);
+        res.map_err(|e| Error::io(format!("probing {}", self.shared.dir.display()), e))?;
+        self.shared.healthy.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Sealed segments, oldest first.
     pub fn sealed_segments(&self) -> Result<Vec<(u64, PathBuf)>> {
         let below = self.shared.sealed_below.load(Ordering::Acquire);
@@ -251,26 +273,56 @@ impl Wal {
 
     /// Records the ids of a flushed segment for restarts (see [`dedup_record`]), then deletes
     /// the segment. Called by the flusher only after its Parquet is stored.
+    ///
+    /// When the disk is too full even for the record (8 bytes per event), the segment is
+    /// deleted first to make room and the record written after. A crash between the two
+    /// forgets these ids for restarts: a provider's redelivery after that is stored twice and
+    /// `compact` drops the copy. The other order would leave a full log that can never drain.
     pub fn finish_segment(&self, path: &Path, record: DedupRecord) -> Result<()> {
         let dir = self.shared.dir.join("dedup");
-        for (day, bytes) in record {
-            let p = dir.join(format!("{day}.ids"));
-            let mut f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&p)
-                .map_err(|e| Error::io(format!("opening {}", p.display()), e))?;
-            f.write_all(&bytes)
-                .and_then(|_| f.sync_data())
-                .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
+        let first = append_dedup(&dir, &record);
+        if let Err(e) = &first {
+            tracing::warn!(error = %e, segment = %path.display(), "cannot record flushed ids; deleting the segment first to make room");
         }
         let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         fs::remove_file(path).map_err(|e| Error::io(format!("deleting {}", path.display()), e))?;
         sync_dir(&self.shared.dir);
         self.shared.bytes.fetch_sub(size.min(self.shared.bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
         self.shared.full.store(false, Ordering::Relaxed);
+        // The events are stored; only their protection against redelivery after a restart
+        // is lost if this fails too.
+        if first.is_err()
+            && let Err(e) = append_dedup(&dir, &record)
+        {
+            tracing::error!(error = %e, "flushed ids not recorded; a redelivery after a restart may be stored twice (compact drops it)");
+        }
         Ok(())
     }
+}
+
+/// Appends id hashes to `dedup/<day>.ids`, keeping every file a whole number of 8-byte hashes:
+/// a partial append (disk full, crash) is cut before the next one, or later hashes would be
+/// read misaligned.
+fn append_dedup(dir: &Path, record: &DedupRecord) -> Result<()> {
+    for (day, bytes) in record {
+        let p = dir.join(format!("{day}.ids"));
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .map_err(|e| Error::io(format!("opening {}", p.display()), e))?;
+        let len = f.metadata().map_err(|e| Error::io(format!("reading {}", p.display()), e))?.len();
+        let whole = len - len % 8;
+        if whole != len {
+            f.set_len(whole).map_err(|e| Error::io(format!("cutting {}", p.display()), e))?;
+        }
+        let mut f = f;
+        if let Err(e) = f.write_all(bytes).and_then(|_| f.sync_data()) {
+            let _ = f.set_len(whole);
+            return Err(Error::io(format!("writing {}", p.display()), e));
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Wal {
@@ -442,9 +494,7 @@ impl Writer {
                         ));
                         continue;
                     };
-                    buf.extend_from_slice(&len.to_le_bytes());
-                    buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-                    buf.extend_from_slice(&payload);
+                    encode_frame(&mut buf, len, &payload);
                     for (h, d) in &mine {
                         pending.insert(*h);
                         to_insert.push((*h, *d));
@@ -549,6 +599,14 @@ impl Writer {
         // predecessors.
         self.shared.sealed.notify_one();
     }
+}
+
+/// Appends one frame: payload length and CRC32 (little-endian u32 each), then the payload.
+/// `len` is the payload's length, already checked to fit a u32.
+pub fn encode_frame(buf: &mut Vec<u8>, len: u32, payload: &[u8]) {
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    buf.extend_from_slice(payload);
 }
 
 /// A decoded segment.
@@ -780,14 +838,26 @@ mod tests {
     fn decode_rejects_flipped_bits() {
         let payload = serde_json::to_vec(&vec![ev("a")]).unwrap();
         let mut data = MAGIC.to_vec();
-        data.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        data.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        data.extend_from_slice(&payload);
+        encode_frame(&mut data, payload.len() as u32, &payload);
         assert_eq!(decode_segment(&data).unwrap().events.len(), 1);
         let n = data.len();
         data[n - 5] ^= 0x40;
         let seg = decode_segment(&data).unwrap();
         assert!(seg.events.is_empty());
         assert_eq!(seg.cut_reason.as_deref(), Some("checksum mismatch"));
+    }
+
+    #[test]
+    fn a_torn_dedup_record_is_cut_before_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = dedup_record(&[ev("a"), ev("b")]);
+        let day = *rec.keys().next().unwrap();
+        let file = dir.path().join(format!("{day}.ids"));
+        // A crash (or a full disk) left three bytes of a hash behind.
+        std::fs::write(&file, [1u8, 2, 3]).unwrap();
+        append_dedup(dir.path(), &rec).unwrap();
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), 16);
+        let idx = DedupIndex::load(dir.path(), day).unwrap();
+        assert!(idx.contains(id_hash("a")) && idx.contains(id_hash("b")));
     }
 }

@@ -22,6 +22,11 @@ pub fn router() -> Router<AppState> {
 
 /// 200 when the log takes writes and the object store answers, else 503 saying which not.
 async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiError> {
+    if !app.wal.shared().healthy() {
+        let wal = app.wal.clone();
+        // A failed probe leaves the log unhealthy; status() below says why.
+        let _ = tokio::task::spawn_blocking(move || wal.probe_disk()).await;
+    }
     app.wal.shared().status().map_err(ApiError::Unavailable)?;
     match tokio::time::timeout(PROBE_TIMEOUT, app.storage.probe()).await {
         Ok(Ok(())) => Ok("ready"),

@@ -15,6 +15,74 @@ pub const INGEST: &str = "ingest-token-123";
 pub const READ: &str = "read-token-4567";
 pub const ADMIN: &str = "admin-token-890";
 
+/// A scratch directory for one test. Under `CONVOSCOPE_TEST_ROOT` (scripts/test.sh sets it)
+/// the directory is kept after the test, so the privacy scan can read every data directory,
+/// log directory and server log the suite leaves behind.
+pub fn test_dir() -> tempfile::TempDir {
+    match std::env::var_os("CONVOSCOPE_TEST_ROOT") {
+        Some(root) => {
+            std::fs::create_dir_all(&root).expect("create CONVOSCOPE_TEST_ROOT");
+            let mut d = tempfile::Builder::new().prefix("it-").tempdir_in(root).expect("test dir");
+            d.disable_cleanup(true);
+            d
+        }
+        None => tempfile::tempdir().expect("test dir"),
+    }
+}
+
+/// Sends the log of servers run inside the test process to `CONVOSCOPE_TEST_ROOT/it-servers.log`,
+/// once per process, when that variable is set.
+fn init_server_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Some(root) = std::env::var_os("CONVOSCOPE_TEST_ROOT") else { return };
+        let _ = std::fs::create_dir_all(&root);
+        let Ok(file) =
+            std::fs::OpenOptions::new().create(true).append(true).open(Path::new(&root).join("it-servers.log"))
+        else {
+            return;
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,hyper=info,h2=info,reqwest=info,datafusion=info",
+            ))
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts the real `convoscope serve` storing under `dir`, with every token set, the PII key
+/// given, and `env` on top; its standard error is appended to `dir/serve.log`.
+pub fn spawn_serve(dir: &Path, port: u16, env: &[(&str, &str)]) -> std::process::Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("serve.log")).expect("serve.log");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_convoscope"));
+    cmd.arg("serve")
+        .env("CONVOSCOPE_STORAGE", format!("file://{}", dir.join("store").display()))
+        .env("CONVOSCOPE_STATE_DIR", dir.join("state"))
+        .env("CONVOSCOPE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONVOSCOPE_TOKENS", format!("ingest:{INGEST},read:{READ},admin:{ADMIN}"))
+        .env("CONVOSCOPE_META_APP_SECRET", META_SECRET)
+        .env("CONVOSCOPE_PII_KEY", "child-test-key")
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn convoscope")
+}
+
+/// Waits until a server answers `/healthz`.
+pub async fn wait_healthy(c: &reqwest::Client, base: &str) {
+    let ok = eventually(async || c.get(format!("{base}/healthz")).send().await.is_ok(), Duration::from_secs(30)).await;
+    assert!(ok, "server at {base} did not come up");
+}
+
 /// Path of a fixture file.
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
@@ -57,6 +125,7 @@ impl TestServer {
         cfg: Config,
         provider: Option<std::sync::Arc<dyn convoscope::send::provider::Provider>>,
     ) -> TestServer {
+        init_server_log();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = server::App::start_with_provider(cfg, provider).await.expect("server starts");
         let (stop, rx) = oneshot::channel();

@@ -2,41 +2,21 @@
 //! restart. Every acknowledged event must be stored exactly once.
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::common::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn spawn(dir: &std::path::Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_convoscope"))
-        .arg("serve")
-        .env("CONVOSCOPE_STORAGE", format!("file://{}", dir.join("store").display()))
-        .env("CONVOSCOPE_STATE_DIR", dir.join("state"))
-        .env("CONVOSCOPE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CONVOSCOPE_TOKENS", format!("ingest:{INGEST},read:{READ},admin:{ADMIN}"))
-        // Nothing flushes on its own before the kill.
-        .env("CONVOSCOPE_FLUSH_INTERVAL_SECS", "3600")
-        .env("CONVOSCOPE_PII_KEY", "crash-test-key")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn convoscope")
-}
-
-async fn wait_healthy(c: &reqwest::Client, base: &str) {
-    let ok = eventually(async || c.get(format!("{base}/healthz")).send().await.is_ok(), Duration::from_secs(30)).await;
-    assert!(ok, "server did not come up");
+    // Nothing flushes on its own before the kill.
+    spawn_serve(dir, port, &[("CONVOSCOPE_FLUSH_INTERVAL_SECS", "3600")])
 }
 
 #[tokio::test]
 async fn sigkill_between_ack_and_flush_loses_and_duplicates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let c = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
@@ -109,7 +89,7 @@ async fn sigkill_between_ack_and_flush_loses_and_duplicates_nothing() {
 async fn crash_loop_under_load_loses_and_duplicates_nothing() {
     use rand::Rng;
     let loops: usize = std::env::var("CONVOSCOPE_CRASH_LOOPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let c = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();

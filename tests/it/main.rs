@@ -5,6 +5,7 @@
 mod collector;
 mod common;
 mod crash;
+mod disk;
 mod hostile;
 mod reports;
 mod send;
