@@ -42,6 +42,16 @@ pub struct Storage {
     pub url: String,
 }
 
+/// How long one object-store call keeps retrying before it fails. The library's default is
+/// three minutes, during which a flush would neither succeed nor count as failed; the flusher
+/// retries failed flushes itself with its own backoff, so an outage shows in
+/// `convoscope_flush_errors_total` and `/readyz` within seconds.
+const STORE_RETRY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig { max_retries: 3, retry_timeout: STORE_RETRY_TIMEOUT, ..Default::default() }
+}
+
 impl Storage {
     /// Opens storage by URL: `file://DIR` (relative or absolute), `memory://`, `s3://bucket/prefix`
     /// (AWS_* variables, including `AWS_ENDPOINT` and `AWS_ALLOW_HTTP`), `gs://bucket/prefix`,
@@ -66,17 +76,23 @@ impl Storage {
         let prefix = ObjPath::from(parsed.path().trim_matches('/'));
         let store: Arc<dyn ObjectStore> = match parsed.scheme() {
             "s3" | "s3a" => Arc::new(
-                object_store::aws::AmazonS3Builder::from_env().with_url(url).build().map_err(|e| bad(e.to_string()))?,
+                object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(url)
+                    .with_retry(retry())
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?,
             ),
             "gs" => Arc::new(
                 object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_url(url)
+                    .with_retry(retry())
                     .build()
                     .map_err(|e| bad(e.to_string()))?,
             ),
             "az" | "azure" | "abfs" | "abfss" => Arc::new(
                 object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_url(url)
+                    .with_retry(retry())
                     .build()
                     .map_err(|e| bad(e.to_string()))?,
             ),
