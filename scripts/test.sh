@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/convoscope-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-# Debian packages: a real Prometheus (scrape test, promtool) and Chromium (page test).
+# Debian packages: a real Prometheus (scrape test, promtool), Chromium (page test) and wrk
+# (benchmark smoke run).
 need_apt=()
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]} from Debian"
   SUDO=""
@@ -27,6 +29,18 @@ if ls tests/python/test_*.py >/dev/null 2>&1; then
   fi
 fi
 
+# A real S3-compatible server for the object-store outage test, built once from crates.io.
+TOOLS="$HOME/.cache/convoscope-tools"
+if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
+  echo "== installing s3s-fs (S3 server for the outage test) from crates.io"
+  CARGO_TARGET_DIR="$TOOLS/target" cargo install --quiet --locked --root "$TOOLS" s3s-fs --version 0.14.1 --features binary
+fi
+export PATH="$TOOLS/bin:$PATH"
+
+# Every test keeps its data directories and server logs here, for the privacy scan at the end.
+export CONVOSCOPE_TEST_ROOT
+CONVOSCOPE_TEST_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/convoscope-tests.XXXXXX")"
+
 echo "== promtool check rules"
 promtool check rules dashboards/alerts.yml
 
@@ -38,9 +52,14 @@ echo "== cargo test"
 cargo test --all-targets
 
 if ls tests/python/test_*.py >/dev/null 2>&1; then
-  echo "== python tests (DuckDB cross-check, Prometheus scrape, Chromium page)"
+  echo "== python tests (DuckDB cross-check, Prometheus scrape, Chromium page, S3 outage)"
   cargo build --quiet --bin convoscope
   CONVOSCOPE_BIN="$CARGO_TARGET_DIR/debug/convoscope" python3 -m unittest discover -s tests/python -p 'test_*.py' -v
-  echo "== benchmark smoke run (100,000 events; proves the benchmark works, times mean nothing here)"
-  CONVOSCOPE_BIN="$CARGO_TARGET_DIR/debug/convoscope" python3 scripts/bench_reports.py --smoke
 fi
+
+echo "== privacy scan (no fixture phone number or message text in any data dir, log dir or server log)"
+python3 scripts/privacy_scan.py "$CONVOSCOPE_TEST_ROOT"
+rm -rf "$CONVOSCOPE_TEST_ROOT"
+
+echo "== benchmark smoke run (100,000 events, 5 s of load; proves the benchmark works, times mean nothing here)"
+CONVOSCOPE_BIN="$CARGO_TARGET_DIR/debug/convoscope" scripts/bench.sh --smoke

@@ -150,6 +150,13 @@ pub enum Command {
         #[arg(long)]
         keep_days: Option<u32>,
     },
+    /// Benchmark baseline: an HTTP server that reads each body and answers 200, nothing else
+    /// (see `scripts/bench_ingest.py`).
+    BenchCeiling {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8099")]
+        listen: String,
+    },
     /// Ad hoc read-only SQL over the `events` table.
     Query {
         /// The SQL statement.
@@ -202,8 +209,14 @@ fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("CONVOSCOPE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn,usvg=error,resvg=error"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    // Colour codes only for a terminal: in a log file or journal they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .try_init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -333,6 +346,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             tracing::info!(%listen, %collector, "sandbox provider: POST /{{version}}/{{phone_number_id}}/messages; stats at /sandbox/stats");
             axum::serve(listener, router).with_graceful_shutdown(crate::server::shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::BenchCeiling { listen } => {
+            let listener =
+                tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(%listen, "benchmark baseline: every request answered 200 after reading its body");
+            crate::bench::ceiling(listener, crate::server::shutdown_signal()).await?;
             Ok(())
         }
         Command::Query { sql, format: fmt } => {

@@ -12,7 +12,7 @@ const ROW_SQL: &str = "SELECT event_id, event_type, occurred_at, source, message
 
 #[tokio::test]
 async fn signed_meta_batch_is_stored_as_normalised_rows_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let s = TestServer::start(config(dir.path())).await;
     let body = std::fs::read(fixture("collector/meta_batch.json")).unwrap();
 
@@ -55,7 +55,7 @@ async fn signed_meta_batch_is_stored_as_normalised_rows_once() {
 
 #[tokio::test]
 async fn bad_input_gets_clear_answers_and_stores_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let s = TestServer::start(config(dir.path())).await;
     let body = std::fs::read(fixture("collector/meta_batch.json")).unwrap();
     let c = &s.client;
@@ -123,7 +123,7 @@ async fn bad_input_gets_clear_answers_and_stores_nothing() {
 
 #[tokio::test]
 async fn first_party_ndjson_keeps_good_lines() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let s = TestServer::start(config(dir.path())).await;
     let c = &s.client;
     let body = [
@@ -177,7 +177,7 @@ async fn first_party_ndjson_keeps_good_lines() {
 
 #[tokio::test]
 async fn graceful_stop_flushes_and_restart_still_deduplicates() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let body = std::fs::read(fixture("collector/meta_batch.json")).unwrap();
     let s = TestServer::start(config(dir.path())).await;
     assert_eq!(s.client.get(s.url("/healthz")).send().await.unwrap().status(), 200);
@@ -201,7 +201,7 @@ async fn graceful_stop_flushes_and_restart_still_deduplicates() {
 
 #[tokio::test]
 async fn full_log_answers_503_with_retry_after_and_readyz_says_why() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let mut cfg = config(dir.path());
     cfg.max_body_bytes = 64 << 10;
     cfg.wal_budget_bytes = 128 << 10;
@@ -241,7 +241,7 @@ async fn full_log_answers_503_with_retry_after_and_readyz_says_why() {
 
 #[tokio::test]
 async fn query_endpoint_is_read_only_and_token_protected() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let s = TestServer::start(config(dir.path())).await;
     let c = &s.client;
     let post = |token: Option<&'static str>, sql: &'static str| {
@@ -274,7 +274,7 @@ async fn query_endpoint_is_read_only_and_token_protected() {
 
 #[tokio::test]
 async fn compaction_beside_ingest_loses_and_duplicates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let cfg = config(dir.path());
     let storage = convoscope::store::Storage::open(&cfg.storage).unwrap();
     let s = TestServer::start(cfg).await;

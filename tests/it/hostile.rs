@@ -7,7 +7,7 @@ use crate::common::*;
 
 #[tokio::test]
 async fn every_bad_input_gets_its_answer_and_loses_nothing_else() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let s = TestServer::start(config(dir.path())).await;
     let bad = |name: &str| std::fs::read(fixture(&format!("bad/{name}"))).unwrap();
     let good_line = |i: usize| {
@@ -98,7 +98,7 @@ async fn every_bad_input_gets_its_answer_and_loses_nothing_else() {
 #[tokio::test]
 async fn slow_clients_are_cut_off_without_starving_others() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let mut cfg = config(dir.path());
     cfg.header_read_timeout_secs = 1.0;
     cfg.request_timeout_secs = 2.0;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::common::*;
 
 async fn loaded() -> (tempfile::TempDir, Analytics) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let cfg = config(dir.path());
     let storage_url = cfg.storage.clone();
     let s = TestServer::start(cfg).await;

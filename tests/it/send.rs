@@ -63,7 +63,7 @@ impl Loop {
 
 #[tokio::test]
 async fn consent_idempotency_retries_and_assignment() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let l = start_loop(dir.path(), |_| {}).await;
     l.opt_in(&["15550001001", "15550000429", "15550002001", "15550001002"]).await;
 
@@ -136,7 +136,7 @@ async fn consent_idempotency_retries_and_assignment() {
 
 #[tokio::test]
 async fn circuit_opens_after_failures_and_closes_after_a_good_probe() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let l = start_loop(dir.path(), |c| c.breaker_open_secs = 1.0).await;
     l.opt_in(&["15550000500", "15550003003"]).await;
     // Always 500: retried to the attempt limit, which opens the circuit.
@@ -161,7 +161,7 @@ async fn circuit_opens_after_failures_and_closes_after_a_good_probe() {
 
 #[tokio::test]
 async fn full_loop_reports_match_what_the_sandbox_did() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let l = start_loop(dir.path(), |_| {}).await;
     let numbers: Vec<String> = (0..400).map(|i| format!("4477009{:05}", 10_000 + i * 7)).collect();
     let refs: Vec<&str> = numbers.iter().map(String::as_str).collect();
@@ -200,7 +200,7 @@ async fn full_loop_reports_match_what_the_sandbox_did() {
 
 #[tokio::test]
 async fn csv_batch_sends_and_summarises() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let l = start_loop(dir.path(), |_| {}).await;
     l.opt_in(&["15550004001", "15550004002", "15550002001"]).await;
     let csv = dir.path().join("recipients.csv");

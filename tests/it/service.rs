@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::common::*;
 
 async fn loaded() -> (tempfile::TempDir, TestServer) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let s = TestServer::start(config(dir.path())).await;
     let body = std::fs::read_to_string(fixture("reports/events.ndjson")).unwrap();
     let r = s.client.post(s.url("/v1/events")).bearer_auth(INGEST).body(body).send().await.unwrap();

@@ -8,13 +8,12 @@ HTTP, SIGTERM (which must flush and exit 0), then `report ... --format json`.
 import json
 import signal
 import subprocess
-import tempfile
 import unittest
 from pathlib import Path
 
 import duckdb
 
-from support import BIN, post_fixture, serve
+from support import BIN, WorkDir, post_fixture, serve
 
 INGEST = "ingest-token-for-duckdb"
 
@@ -22,15 +21,14 @@ INGEST = "ingest-token-for-duckdb"
 class DuckDbCrossCheck(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
+        cls.tmp = WorkDir()
         d = Path(cls.tmp.name)
         cls.store = d / "store"
-        proc, base, cls.env = serve(d, f"ingest:{INGEST}", stderr=subprocess.PIPE)
+        proc, base, cls.env = serve(d, f"ingest:{INGEST}")
         post_fixture(base, INGEST)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
-        log = proc.stderr.read().decode()
-        proc.stderr.close()
+        log = (d / "serve.log").read_text()
         assert code == 0, f"serve exited {code} on SIGTERM: {log}"
 
     @classmethod

@@ -7,35 +7,24 @@ skips with a message saying what to install; under CI (CI=true) a missing tool i
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import unittest
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from support import ROOT, free_port, post_fixture, serve
+from support import ROOT, WorkDir, free_port, need, post_fixture, serve
 
 ARTIFACTS = Path(os.environ.get("CONVOSCOPE_ARTIFACTS", ROOT / "target" / "test-artifacts"))
 INGEST, READ, ADMIN = "ingest-token-svc", "read-token-svc", "admin-token-svc"
 
 
-def need(tool):
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            raise AssertionError(f"{tool} is not installed; scripts/test.sh installs it")
-        raise unittest.SkipTest(f"{tool} is not installed (apt-get install {tool}); skipping")
-    return path
-
-
 class Service(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
+        cls.tmp = WorkDir()
         d = Path(cls.tmp.name)
         cls.proc, cls.base, _ = serve(d, f"ingest:{INGEST},read:{READ},admin:{ADMIN}")
         cls.port = int(cls.base.rsplit(":", 1)[1])
