@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
 """Report speed and storage size: convoscope vs DuckDB on the same Parquet files.
 
-Generates N events with `convoscope generate`, then for every report times `convoscope report`
-(the whole command: process start, planning, scan) and DuckDB running the same SQL from
-`queries/` (in-process, after one warm-up), median of R runs each, and checks both engines give
-the same numbers (the benchmark fails if they differ). Then compares bytes per event of
-convoscope's Parquet with DuckDB's own `COPY ... (FORMAT parquet, COMPRESSION zstd)`.
+For each size: `convoscope generate` N events, then for every report of the contract:
+  - convoscope hot: `GET /v1/reports/NAME` on a running `serve` (report cache off), after one
+    warm-up, median of R runs;
+  - convoscope cold: the whole `convoscope report NAME` command (process start, listing,
+    planning, scan), median of R runs;
+  - DuckDB hot: the same SQL from `queries/` in-process on the same files, after one warm-up,
+    median of R runs;
+and checks both engines give the same numbers (the benchmark fails if they differ). Then bytes
+per event of convoscope's Parquet vs DuckDB's own `COPY ... (FORMAT parquet, COMPRESSION zstd)`
+of the same rows, and how report time grows with the number of events.
 
-    scripts/bench_reports.py --events 10000000 --runs 5     # full
-    scripts/bench_reports.py --smoke                         # 100,000 events, 1 run (CI)
+    scripts/bench_reports.py                                  # 1, 3 and 10 million events, 5 runs
+    scripts/bench_reports.py --events 10000000 --runs 5
+    scripts/bench_reports.py --smoke                          # 100,000 events, 1 run (CI)
 """
 
 import argparse
@@ -19,14 +25,18 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import duckdb
 
-ROOT = Path(__file__).resolve().parents[1]
+import benchlib as b
+
+ROOT = b.ROOT
 REPORTS = ["funnel", "delivery", "failures", "containment", "sla", "cost", "experiment", "engagement"]
 # Columns that exist in both outputs and must agree (convoscope adds statistics to experiment).
 COMPARE_SKIP = {"experiment": {"revenue_sum", "revenue_sq_sum", "reads", "replies"}}
+TOKEN = "bench-read-token"
 
 
 def duck_sql(name):
@@ -42,34 +52,58 @@ def params_for(sql):
     return {k: v for k, v in values.items() if f"${k}" in sql}
 
 
-def close(a, b, column=""):
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+def close(a, b_, column=""):
+    if a is None or b_ is None:
+        return a is None and b_ is None
+    if isinstance(a, (int, float)) and isinstance(b_, (int, float)):
         # DataFusion's percentile_cont truncates its interpolation weight to 1e-6, so a
         # percentile may differ from DuckDB's by up to 1e-6 of the gap between the two
         # neighbouring values; allow that (bounded here by 1e-4 relative), nothing more.
         rel = 1e-4 if column.startswith("p") and column[1:3].isdigit() else 1e-9
-        return abs(a - b) <= rel * max(1.0, abs(a), abs(b))
-    return str(a) == str(b)
+        return abs(a - b_) <= rel * max(1.0, abs(a), abs(b_))
+    return str(a) == str(b_)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=10_000_000)
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--bin", default=os.environ.get("CONVOSCOPE_BIN", str(ROOT / "target" / "release" / "convoscope")))
-    args = ap.parse_args()
-    if args.smoke:
-        args.events, args.runs = 100_000, 1
-    work = Path(tempfile.mkdtemp(prefix="convoscope-bench-"))
+def compare(name, ours, theirs, cols):
+    skip = COMPARE_SKIP.get(name, set())
+    if len(theirs) != len(ours):
+        return [f"{name}: {len(ours)} rows vs DuckDB {len(theirs)}"]
+    for i, (o, t_row) in enumerate(zip(ours, theirs)):
+        for c, v in zip(cols, t_row):
+            if c in skip or c not in o:
+                continue
+            v = v.isoformat() if hasattr(v, "isoformat") else v
+            if not close(o[c], v, c):
+                return [f"{name} row {i} {c}: convoscope {o[c]!r} vs DuckDB {v!r}"]
+    return []
+
+
+def timed(fn, runs, warm=True):
+    if warm:
+        fn()
+    times, out = [], None
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+def bench_size(binary, n, runs, work):
     store = work / "store"
-    env = dict(os.environ, CONVOSCOPE_STORAGE=f"file://{store}", CONVOSCOPE_EXPERIMENTS=str(ROOT / "experiments.toml"),
-               CONVOSCOPE_STATE_DIR=str(work / "state"))
+    env = b.serve_env(work, 0, CONVOSCOPE_TOKENS=f"read:{TOKEN}")
     t = time.time()
-    subprocess.run([args.bin, "generate", "--events", str(args.events), "--days", "30", "--seed", "1"], env=env, check=True)
+    subprocess.run([binary, "generate", "--events", str(n), "--days", "30", "--seed", "1"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
     gen_s = time.time() - t
+
+    conf = work / "bench.toml"
+    conf.write_text("report_cache_secs = 0\n")
+    port = b.free_port()
+    env = b.serve_env(work, port, CONVOSCOPE_TOKENS=f"read:{TOKEN}")
+    serve = b.start([binary, "--config", str(conf), "serve"], env=env, log=work / "serve.log")
+    base = f"http://127.0.0.1:{port}"
+    b.wait_for(base + "/healthz")
 
     con = duckdb.connect()
     con.execute(f"SET threads TO {os.cpu_count()}")
@@ -77,52 +111,80 @@ def main():
     con.execute(f"CREATE TABLE rate_card AS SELECT * FROM read_csv('{ROOT / 'queries' / 'rate_card.csv'}', header = true)")
     n_events = con.execute("SELECT count(*) FROM events").fetchone()[0]
 
-    rows_md, failures = [], []
+    results, failures = {}, []
     for name in REPORTS:
-        times = []
-        ours = None
-        for _ in range(args.runs):
-            t = time.perf_counter()
-            out = subprocess.run([args.bin, "report", name, "--format", "json"], env=env, check=True, capture_output=True, text=True).stdout
-            times.append(time.perf_counter() - t)
-            ours = json.loads(out)["rows"]
-        sql = duck_sql(name)
+        def hot():
+            req = urllib.request.Request(f"{base}/v1/reports/{name}?format=json",
+                                         headers={"Authorization": f"Bearer {TOKEN}"})
+            return json.load(urllib.request.urlopen(req, timeout=600))["rows"]
+
+        def cold():
+            return subprocess.run([binary, "report", name, "--format", "json"], env=env, check=True,
+                                  capture_output=True, text=True).stdout
+
+        hot_s, ours = timed(hot, runs)
+        cold_s, _ = timed(cold, runs, warm=False)
+        sql, cur = duck_sql(name), None
         p = params_for(sql)
-        con.execute(sql, p).fetchall()  # warm-up
-        dtimes = []
-        for _ in range(args.runs):
-            t = time.perf_counter()
+
+        def duck():
+            nonlocal cur
             cur = con.execute(sql, p)
-            theirs = cur.fetchall()
-            dtimes.append(time.perf_counter() - t)
-        cols = [d[0] for d in cur.description]
-        # Compare: same row count, and every shared column equal row by row.
-        skip = COMPARE_SKIP.get(name, set())
-        if len(theirs) != len(ours):
-            failures.append(f"{name}: {len(ours)} rows vs DuckDB {len(theirs)}")
-        else:
-            for i, (o, t_row) in enumerate(zip(ours, theirs)):
-                for c, v in zip(cols, t_row):
-                    if c in skip or c not in o:
-                        continue
-                    v = v.isoformat() if hasattr(v, "isoformat") else v
-                    if not close(o[c], v, c):
-                        failures.append(f"{name} row {i} {c}: convoscope {o[c]!r} vs DuckDB {v!r}")
-                        break
-        ours_s, duck_s = statistics.median(times), statistics.median(dtimes)
-        rows_md.append(f"| {name} | {ours_s:.3f} | {duck_s:.3f} | {ours_s / duck_s:.2f} |")
+            return cur.fetchall()
+
+        duck_s, theirs = timed(duck, runs)
+        failures += compare(name, ours, theirs, [d[0] for d in cur.description])
+        results[name] = (hot_s, cold_s, duck_s)
+    b.stop(serve)
 
     parquet_bytes = sum(f.stat().st_size for f in store.rglob("*.parquet"))
+    files = sum(1 for _ in store.rglob("*.parquet"))
     duck_file = work / "duckdb.parquet"
     con.execute(f"COPY (SELECT * EXCLUDE (date) FROM events) TO '{duck_file}' (FORMAT parquet, COMPRESSION zstd)")
     duck_bytes = duck_file.stat().st_size
+    con.close()
+    return dict(n=n_events, gen_s=gen_s, results=results, failures=failures, files=files,
+                ours_bpe=parquet_bytes / n_events, duck_bpe=duck_bytes / n_events)
 
-    print(f"\n{n_events:,} events generated in {gen_s:.1f}s; medians of {args.runs} run(s), seconds\n")
-    print("| report | convoscope (whole command) | DuckDB (in-process) | ratio |")
-    print("| --- | --- | --- | --- |")
-    print("\n".join(rows_md))
-    print(f"\n| storage | bytes/event |\n| --- | --- |\n| convoscope Parquet | {parquet_bytes / n_events:.1f} |"
-          f"\n| DuckDB COPY zstd | {duck_bytes / n_events:.1f} |\n| ratio | {parquet_bytes / duck_bytes:.2f} |")
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", default="1000000,3000000,10000000", help="comma-separated sizes")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--smoke", action="store_true", help="100,000 events, 1 run")
+    ap.add_argument("--bin", default=b.default_bin())
+    args = ap.parse_args()
+    if args.smoke:
+        args.events, args.runs = "100000", 1
+    sizes = [int(s) for s in args.events.split(",")]
+    root = Path(tempfile.mkdtemp(prefix="convoscope-bench-reports-"))
+    done = []
+    for n in sizes:
+        work = root / str(n)
+        work.mkdir()
+        done.append(bench_size(args.bin, n, args.runs, work))
+        print(f"{n:,} events done", file=sys.stderr)
+
+    print(f"\nmachine: {b.machine()}; medians of {args.runs} run(s), seconds")
+    for d in done:
+        print(f"\n### {d['n']:,} events ({d['files']} files, generated in {d['gen_s']:.1f} s)\n")
+        print("| report | convoscope hot (API) | DuckDB hot (in-process) | ratio | convoscope whole command |")
+        print("| --- | --- | --- | --- | --- |")
+        for name, (hot_s, cold_s, duck_s) in d["results"].items():
+            print(f"| {name} | {hot_s:.3f} | {duck_s:.3f} | {hot_s / duck_s:.2f} | {cold_s:.3f} |")
+        print(f"\n| storage | bytes/event |\n| --- | --- |\n| convoscope Parquet | {d['ours_bpe']:.1f} |"
+              f"\n| DuckDB COPY zstd | {d['duck_bpe']:.1f} |\n| ratio | {d['ours_bpe'] / d['duck_bpe']:.2f} |")
+    if len(done) > 1:
+        first = done[0]
+        print(f"\n### How report time grows (convoscope hot, seconds; last column: time ratio / size ratio "
+              f"against {first['n']:,} events, 1.0 = linear)\n")
+        print("| report | " + " | ".join(f"{d['n'] / 1e6:g}M" for d in done) + " | growth vs linear |")
+        print("| --- |" + " --- |" * (len(done) + 1))
+        for name in REPORTS:
+            ts = [d["results"][name][0] for d in done]
+            growth = (ts[-1] / ts[0]) / (done[-1]["n"] / first["n"])
+            print(f"| {name} | " + " | ".join(f"{t:.3f}" for t in ts) + f" | {growth:.2f} |")
+    failures = [f for d in done for f in d["failures"]]
     if failures:
         print("\nRESULTS DIFFER:\n  " + "\n  ".join(failures[:20]), file=sys.stderr)
         sys.exit(1)

@@ -22,9 +22,11 @@
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`config`]: settings from defaults, file, environment and flags.
 //! - [`demo`]: the whole loop against the sandbox, in one command.
+//! - [`bench`]: the ingest benchmark's baseline server.
 //! - [`cli`]: the commands of the `convoscope` binary.
 
 pub mod analytics;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole benchmark in one command (see BENCHMARKS.md): installs wrk (Debian) and duckdb
+# (PyPI) if missing, builds the release binary, then runs
+#   scripts/bench_ingest.py   webhook ingest vs a bare HTTP handler, /v1/events throughput, RSS
+#   scripts/bench_reports.py  every report vs DuckDB at 1, 3 and 10 million events, storage size
+# and prints markdown tables. `--smoke` runs both in their tiny CI mode (100,000 events, 5 s of
+# load); with CONVOSCOPE_BIN set it uses that binary instead of building release.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/convoscope-target}"
+smoke=()
+[ "${1:-}" = "--smoke" ] && smoke=(--smoke)
+
+if ! command -v wrk >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk >/dev/null
+fi
+python3 -c 'import duckdb' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check duckdb
+
+if [ -z "${CONVOSCOPE_BIN:-}" ]; then
+  cargo build --release --quiet --bin convoscope
+  export CONVOSCOPE_BIN="$CARGO_TARGET_DIR/release/convoscope"
+fi
+echo "== ingest ($CONVOSCOPE_BIN)"
+python3 scripts/bench_ingest.py "${smoke[@]}" --bin "$CONVOSCOPE_BIN"
+echo "== reports"
+python3 scripts/bench_reports.py "${smoke[@]}" --bin "$CONVOSCOPE_BIN"

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Ingest speed: the collector against this machine's ceiling, under the same wrk load.
+
+1. Signed Meta status webhooks of 1, 10 and 100 statuses per request, 64 connections, against
+   (a) `convoscope bench-ceiling` (an axum handler that reads the body and answers 200) and
+   (b) `convoscope serve`, which verifies, normalises, deduplicates and fsyncs before it
+   answers. Requests/s, events/s, p50/p99 latency, peak RSS of serve, ratio b/a.
+2. First-party NDJSON batches of 1,000 events to /v1/events: events/s.
+
+Every request body is new (fresh message ids, signed per request by the wrk script), so the
+collector stores every event. Afterwards the script checks that the collector stored what it
+acknowledged (no refusals, no duplicates) and fails otherwise. No time is asserted.
+
+    scripts/bench_ingest.py                  # 30 s per load
+    scripts/bench_ingest.py --smoke          # 5 s per load (CI)
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import benchlib as b
+
+HERE = Path(__file__).resolve().parent
+SECRET = "bench-app-secret"
+TOKEN = "bench-ingest-token"
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def parse_wrk(out):
+    """Requests, requests/s, p50 and p99 in ms, and non-2xx count from wrk --latency output."""
+    def ms(text):
+        m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+        return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
+    res = {"non2xx": 0, "errors": 0}
+    for line in out.splitlines():
+        s = line.strip()
+        if m := re.match(r"(\d+) requests in", s):
+            res["requests"] = int(m.group(1))
+        elif s.startswith("Requests/sec:"):
+            res["rps"] = float(s.split()[1])
+        elif m := re.match(r"(50|99)\.000%\s+(\S+)", s) or re.match(r"(50|99)%\s+(\S+)", s):
+            res[f"p{m.group(1)}"] = ms(m.group(2))
+        elif s.startswith("Non-2xx or 3xx responses:"):
+            res["non2xx"] = int(s.split()[-1])
+        elif s.startswith("Socket errors:"):
+            res["errors"] = sum(int(x) for x in re.findall(r"\d+", s))
+    return res
+
+
+def wrk(url, script, args, duration, conns, threads=2):
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s", "--latency",
+           "-s", str(HERE / "bench" / script), url, "--", *map(str, args)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    r = parse_wrk(out)
+    if "rps" not in r:
+        raise SystemExit(f"could not read wrk's output:\n{out}")
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=int, default=30)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--smoke", action="store_true", help="5 s per load")
+    ap.add_argument("--bin", default=b.default_bin())
+    args = ap.parse_args()
+    if args.smoke:
+        args.duration = 5
+    sizes = [1, 10, 100]
+    work = Path(tempfile.mkdtemp(prefix="convoscope-bench-ingest-"))
+    run_id = str(int(time.time() * 1000))
+    failures = []
+
+    # (a) the ceiling
+    port = b.free_port()
+    ceiling = b.start([args.bin, "bench-ceiling", "--listen", f"127.0.0.1:{port}"], log=work / "ceiling.log")
+    b.wait_for(f"http://127.0.0.1:{port}/")
+    base_a = {}
+    for n in sizes:
+        base_a[n] = wrk(f"http://127.0.0.1:{port}/webhooks/meta", "meta_statuses.lua", [n, SECRET, f"a{run_id}-{n}"],
+                        args.duration, args.connections)
+    b.stop(ceiling)
+
+    # (b) the collector, fsync before every acknowledgement (the only mode it has)
+    port = b.free_port()
+    env = b.serve_env(work, port, CONVOSCOPE_META_APP_SECRET=SECRET, CONVOSCOPE_TOKENS=f"ingest:{TOKEN}")
+    serve = b.start([args.bin, "serve"], env=env, log=work / "serve.log")
+    base = f"http://127.0.0.1:{port}"
+    b.wait_for(base + "/healthz")
+    rows = []
+    sent_events = 0
+    for n in sizes:
+        b.reset_peak_rss(serve.pid)
+        r = wrk(base + "/webhooks/meta", "meta_statuses.lua", [n, SECRET, f"b{run_id}-{n}"], args.duration, args.connections)
+        r["rss"] = b.peak_rss_mib(serve.pid)
+        a = base_a[n]
+        if r["non2xx"] or r["errors"]:
+            failures.append(f"{n} statuses/request: {r['non2xx']} non-2xx answers, {r['errors']} socket errors")
+        sent_events += r["requests"] * n
+        rows.append(f"| {n} | {a['rps']:,.0f} | {r['rps']:,.0f} | {r['rps'] * n:,.0f} | {r['p50']:.1f} / {r['p99']:.1f} "
+                    f"| {a['p50']:.1f} / {a['p99']:.1f} | {r['rss']:.0f} | {r['rps'] / a['rps']:.2f} |")
+
+    # 2. first-party batches
+    b.reset_peak_rss(serve.pid)
+    fp = wrk(base + "/v1/events", "events_ndjson.lua", [1000, TOKEN, f"c{run_id}"], args.duration, 8)
+    fp_rss = b.peak_rss_mib(serve.pid)
+    if fp["non2xx"] or fp["errors"]:
+        failures.append(f"/v1/events: {fp['non2xx']} non-2xx answers, {fp['errors']} socket errors")
+
+    # What the collector says it took. wrk counts requests it saw answered; a request in flight
+    # when wrk stops may be stored without being counted, so stored >= counted.
+    ingested = b.metric(base, "convoscope_ingest_events_total")
+    dups = b.metric(base, "convoscope_ingest_duplicates_total")
+    counted = sent_events + fp["requests"] * 1000
+    if dups:
+        failures.append(f"{dups:.0f} events were duplicates: the load generator repeated ids")
+    if ingested < counted:
+        failures.append(f"collector stored {ingested:.0f} events but acknowledged {counted}")
+    code = b.stop(serve)
+    if code != 0:
+        failures.append(f"serve exited {code} on SIGTERM")
+
+    print(f"\nmachine: {b.machine()}; {args.duration} s per load, {args.connections} connections, wrk -t2\n")
+    print("| statuses/request | ceiling req/s | collector req/s | collector events/s | collector p50 / p99 ms "
+          "| ceiling p50 / p99 ms | serve peak RSS MiB | ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n".join(rows))
+    print(f"\n| /v1/events, NDJSON batches of 1,000, 8 connections | value |\n| --- | --- |\n"
+          f"| events/s | {fp['rps'] * 1000:,.0f} |\n| p50 / p99 ms per batch | {fp['p50']:.1f} / {fp['p99']:.1f} |\n"
+          f"| serve peak RSS MiB | {fp_rss:.0f} |")
+    print(f"\nstored {ingested:,.0f} events; acknowledged at least {counted:,}; duplicates {dups:.0f}")
+    if failures:
+        print("\nFAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
