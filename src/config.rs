@@ -105,8 +105,9 @@ impl Default for Config {
             request_timeout_secs: 30.0,
             max_connections: 1024,
             max_body_bytes: 8 << 20,
-            // 32 MiB of log is ~80k events: Parquet files large enough to compress well.
-            wal_segment_bytes: 32 << 20,
+            // 8 MiB of log is 30-60k events: Parquet files large enough to compress well, and
+            // a flush (which holds one segment's events in memory) stays within ~100 MiB.
+            wal_segment_bytes: 8 << 20,
             // A minute bounds how stale reports are and keeps quiet systems from writing a
             // file every few seconds (compaction merges what remains small).
             flush_interval_secs: 60.0,

@@ -24,6 +24,14 @@ use crate::store::Storage;
 /// so the same SQL runs over a local directory, memory or a bucket.
 const STORE_URL: &str = "convoscope://store";
 
+/// DataFusion options convoscope sets unless the environment sets them.
+const ENGINE_DEFAULTS: &[(&str, &str)] = &[
+    // Filters on event_type and date are selective; evaluating them while decoding skips the
+    // other columns of rows that do not match.
+    ("datafusion.execution.parquet.pushdown_filters", "true"),
+    ("datafusion.execution.parquet.reorder_filters", "true"),
+];
+
 /// Query access to stored events.
 #[derive(Clone, Debug)]
 pub struct Analytics {
@@ -115,12 +123,17 @@ impl Analytics {
         })
     }
 
-    /// A session with `events` registered.
+    /// A session with `events` registered. DataFusion's own options can be set with its
+    /// `DATAFUSION_*` environment variables (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=4`);
+    /// convoscope's defaults below apply where none is set.
     pub async fn context(&self) -> Result<SessionContext> {
-        let config = SessionConfig::new()
-            .with_information_schema(false)
-            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
-            .set_bool("datafusion.execution.parquet.reorder_filters", true);
+        let mut config = SessionConfig::from_env()?.with_information_schema(false);
+        for (key, value) in ENGINE_DEFAULTS {
+            let env = key.to_ascii_uppercase().replace('.', "_");
+            if std::env::var_os(env).is_none() {
+                config = config.set_str(key, value);
+            }
+        }
         let ctx = SessionContext::new_with_config(config);
         let url = url::Url::parse(STORE_URL).map_err(|e| Error::Invalid(e.to_string()))?;
         ctx.register_object_store(&url, self.storage.store.clone());
