@@ -1,0 +1,22 @@
+//! What every parser target checks about what a parser accepted: each event has an id and a
+//! contract type, and the batch can be written to the log and to Parquet (a parser must never
+//! accept what the storage path would then fail on).
+
+use convoscope::event::{EVENT_TYPES, Event, to_record_batch};
+use convoscope::ingest::Normalizer;
+use convoscope::pii::PiiKey;
+
+pub fn normalizer() -> Normalizer {
+    Normalizer::new(PiiKey::from_secret("fuzz"), &["stop".to_string()], false, 300)
+}
+
+pub fn check(events: &[Event]) {
+    for e in events {
+        assert!(!e.event_id.is_empty(), "event without an id: {e:?}");
+        assert!(EVENT_TYPES.contains(&e.event_type.as_str()), "unknown type: {e:?}");
+    }
+    let json = serde_json::to_vec(events).expect("accepted events serialise for the log");
+    let back: Vec<Event> = serde_json::from_slice(&json).expect("log frames read back");
+    assert_eq!(back.as_slice(), events, "log round trip changed the events");
+    to_record_batch(events).expect("accepted events convert to Arrow for Parquet");
+}
