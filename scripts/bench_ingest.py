@@ -102,7 +102,7 @@ def main():
         a = base_a[n]
         if r["non2xx"] or r["errors"]:
             failures.append(f"{n} statuses/request: {r['non2xx']} non-2xx answers, {r['errors']} socket errors")
-        sent_events += r["requests"] * n
+        sent_events += (r["requests"] - r["non2xx"]) * n
         rows.append(f"| {n} | {a['rps']:,.0f} | {r['rps']:,.0f} | {r['rps'] * n:,.0f} | {r['p50']:.1f} / {r['p99']:.1f} "
                     f"| {a['p50']:.1f} / {a['p99']:.1f} | {r['rss']:.0f} | {r['rps'] / a['rps']:.2f} |")
 
@@ -110,14 +110,17 @@ def main():
     b.reset_peak_rss(serve.pid)
     fp = wrk(base + "/v1/events", "events_ndjson.lua", [1000, TOKEN, f"c{run_id}"], args.duration, 8)
     fp_rss = b.peak_rss_mib(serve.pid)
-    if fp["non2xx"] or fp["errors"]:
-        failures.append(f"/v1/events: {fp['non2xx']} non-2xx answers, {fp['errors']} socket errors")
+    # A 503 here is back-pressure (the log's budget is full because the flusher is behind), the
+    # documented answer; the sustained rate is what was accepted over the whole run.
+    fp_accepted = (fp["requests"] - fp["non2xx"]) * 1000
+    if fp["errors"]:
+        failures.append(f"/v1/events: {fp['errors']} socket errors")
 
     # What the collector says it took. wrk counts requests it saw answered; a request in flight
     # when wrk stops may be stored without being counted, so stored >= counted.
     ingested = b.metric(base, "convoscope_ingest_events_total")
     dups = b.metric(base, "convoscope_ingest_duplicates_total")
-    counted = sent_events + fp["requests"] * 1000
+    counted = sent_events + fp_accepted
     if dups:
         failures.append(f"{dups:.0f} events were duplicates: the load generator repeated ids")
     if ingested < counted:
@@ -132,7 +135,9 @@ def main():
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
     print(f"\n| /v1/events, NDJSON batches of 1,000, 8 connections | value |\n| --- | --- |\n"
-          f"| events/s | {fp['rps'] * 1000:,.0f} |\n| p50 / p99 ms per batch | {fp['p50']:.1f} / {fp['p99']:.1f} |\n"
+          f"| events/s accepted, sustained over the run | {fp_accepted / args.duration:,.0f} |\n"
+          f"| batches refused with 503 (log budget full: the flusher is behind) | {fp['non2xx']:,} of {fp['requests']:,} |\n"
+          f"| p50 / p99 ms per batch | {fp['p50']:.1f} / {fp['p99']:.1f} |\n"
           f"| serve peak RSS MiB | {fp_rss:.0f} |")
     print(f"\nstored {ingested:,.0f} events; acknowledged at least {counted:,}; duplicates {dups:.0f}")
     if failures:

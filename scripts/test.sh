@@ -57,6 +57,9 @@ if ls tests/python/test_*.py >/dev/null 2>&1; then
   CONVOSCOPE_BIN="$CARGO_TARGET_DIR/debug/convoscope" python3 -m unittest discover -s tests/python -p 'test_*.py' -v
 fi
 
+echo "== fuzzing, short mode (20 s per target; scripts/fuzz.sh 300 for a real run)"
+scripts/fuzz.sh 20
+
 echo "== privacy scan (no fixture phone number or message text in any data dir, log dir or server log)"
 python3 scripts/privacy_scan.py "$CONVOSCOPE_TEST_ROOT"
 rm -rf "$CONVOSCOPE_TEST_ROOT"

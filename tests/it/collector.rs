@@ -149,8 +149,7 @@ async fn first_party_ndjson_keeps_good_lines() {
     assert!(v["rejected"][1]["error"].as_str().unwrap().contains("message.teleported"));
 
     // A retry of the whole batch stores nothing new.
-    let v: Value =
-        c.post(s.url("/v1/events")).bearer_auth(INGEST).body(body).send().await.unwrap().json().await.unwrap();
+    let v = post_events_at(c, &s.base, body).await;
     assert_eq!((v["accepted"].as_u64(), v["duplicates"].as_u64()), (Some(0), Some(3)));
 
     s.flush().await;

@@ -193,6 +193,13 @@ pub async fn query_at(client: &reqwest::Client, base: &str, sql: &str) -> Vec<Ve
     serde_json::from_value(v["rows"].clone()).unwrap()
 }
 
+/// Posts a body to `/v1/events` of the server at `base` with the ingest token; returns the
+/// JSON answer.
+pub async fn post_events_at(c: &reqwest::Client, base: &str, body: impl Into<reqwest::Body>) -> Value {
+    let r = c.post(format!("{base}/v1/events")).bearer_auth(INGEST).body(body).send().await.expect("request");
+    r.json().await.expect("JSON answer")
+}
+
 /// Every file under a directory, recursively.
 pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

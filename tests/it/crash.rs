@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::process::Child;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::*;
 
@@ -75,8 +75,7 @@ async fn sigkill_between_ack_and_flush_loses_and_duplicates_nothing() {
     // A redelivery after the restart is still recognised.
     let first = acked.iter().next().unwrap();
     let body = json!([{"event_id": first, "event_type": "conversion", "occurred_at": "2026-01-04T10:00:00Z"}]);
-    let v: Value =
-        c.post(format!("{base}/v1/events")).bearer_auth(INGEST).json(&body).send().await.unwrap().json().await.unwrap();
+    let v = post_events_at(&c, &base, body.to_string()).await;
     assert_eq!(v["duplicates"], 1);
     let _ = child.kill();
     let _ = child.wait();

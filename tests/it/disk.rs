@@ -197,16 +197,7 @@ async fn full_or_read_only_log_answers_503_recovers_and_loses_nothing() {
                 + "\n"
         })
         .collect();
-    let v: Value =
-        cl.c.post(format!("{base}/v1/events"))
-            .bearer_auth(INGEST)
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let v = post_events_at(&cl.c, &base, body).await;
     assert_eq!(v["duplicates"], before_full.len(), "{v}");
     let _ = child.kill();
     let _ = child.wait();

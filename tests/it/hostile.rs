@@ -52,17 +52,7 @@ async fn every_bad_input_gets_its_answer_and_loses_nothing_else() {
         post_good(good).await;
         good += 1;
     }
-    let v: Value = s
-        .client
-        .post(s.url("/v1/events"))
-        .bearer_auth(INGEST)
-        .body(bad("events_mixed.ndjson"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = post_events_at(&s.client, &s.base, bad("events_mixed.ndjson")).await;
     let idx: Vec<u64> = v["rejected"].as_array().unwrap().iter().map(|r| r["index"].as_u64().unwrap()).collect();
     assert_eq!(idx, [0, 1, 2, 3]);
 
