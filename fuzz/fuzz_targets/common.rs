@@ -6,8 +6,11 @@ use convoscope::event::{EVENT_TYPES, Event, to_record_batch};
 use convoscope::ingest::Normalizer;
 use convoscope::pii::PiiKey;
 
-pub fn normalizer() -> Normalizer {
-    Normalizer::new(PiiKey::from_secret("fuzz"), &["stop".to_string()], false, 300)
+/// One normaliser for the whole run: building one derives a key, which would otherwise
+/// dominate each iteration.
+pub fn normalizer() -> &'static Normalizer {
+    static N: std::sync::OnceLock<Normalizer> = std::sync::OnceLock::new();
+    N.get_or_init(|| Normalizer::new(PiiKey::from_secret("fuzz"), &["stop".to_string()], false, 300))
 }
 
 pub fn check(events: &[Event]) {

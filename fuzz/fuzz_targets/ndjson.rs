@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let n = common::normalizer();
-    if let Ok(batch) = convoscope::ingest::first_party::parse(&n, data, "api") {
+    if let Ok(batch) = convoscope::ingest::first_party::parse(n, data, "api") {
         common::check(&batch.events);
         for r in &batch.rejected {
             assert!(!r.message.is_empty(), "rejection without a reason at {}", r.index);

@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let n = common::normalizer();
-    if let Ok(batch) = convoscope::ingest::ultramsg::parse(&n, data) {
+    if let Ok(batch) = convoscope::ingest::ultramsg::parse(n, data) {
         common::check(&batch.events);
     }
 });
