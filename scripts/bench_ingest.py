@@ -18,6 +18,7 @@ acknowledged (no refusals, no duplicates) and fails otherwise. No time is assert
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -141,8 +142,9 @@ def main():
           f"| serve peak RSS MiB | {fp_rss:.0f} |")
     print(f"\nstored {ingested:,.0f} events; acknowledged at least {counted:,}; duplicates {dups:.0f}")
     if failures:
-        print("\nFAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        print(f"\nFAILED (data and logs kept in {work}):\n  " + "\n  ".join(failures), file=sys.stderr)
         sys.exit(1)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

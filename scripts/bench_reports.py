@@ -20,6 +20,7 @@ of the same rows, and how report time grows with the number of events.
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -187,9 +188,10 @@ def main():
             print(f"| {name} | " + " | ".join(f"{t:.3f}" for t in ts) + f" | {growth:.2f} |")
     failures = [f for d in done for f in d["failures"]]
     if failures:
-        print("\nRESULTS DIFFER:\n  " + "\n  ".join(failures[:20]), file=sys.stderr)
+        print(f"\nRESULTS DIFFER (data kept in {root}):\n  " + "\n  ".join(failures[:20]), file=sys.stderr)
         sys.exit(1)
     print("\nboth engines gave the same numbers")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
