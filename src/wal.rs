@@ -306,7 +306,7 @@ impl Wal {
 fn append_dedup(dir: &Path, record: &DedupRecord) -> Result<()> {
     for (day, bytes) in record {
         let p = dir.join(format!("{day}.ids"));
-        let f = OpenOptions::new()
+        let mut f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&p)
@@ -316,7 +316,6 @@ fn append_dedup(dir: &Path, record: &DedupRecord) -> Result<()> {
         if whole != len {
             f.set_len(whole).map_err(|e| Error::io(format!("cutting {}", p.display()), e))?;
         }
-        let mut f = f;
         if let Err(e) = f.write_all(bytes).and_then(|_| f.sync_data()) {
             let _ = f.set_len(whole);
             return Err(Error::io(format!("writing {}", p.display()), e));
@@ -486,15 +485,10 @@ impl Writer {
                         answers.push((reply, Err(Error::WalFull { used, budget: self.cfg.budget_bytes }), events));
                         continue;
                     }
-                    let Ok(len) = u32::try_from(payload.len()) else {
-                        answers.push((
-                            reply,
-                            Err(Error::Invalid("request too large for one log frame".into())),
-                            events,
-                        ));
+                    if let Err(e) = encode_frame(&mut buf, &payload) {
+                        answers.push((reply, Err(e), events));
                         continue;
-                    };
-                    encode_frame(&mut buf, len, &payload);
+                    }
                     for (h, d) in &mine {
                         pending.insert(*h);
                         to_insert.push((*h, *d));
@@ -602,11 +596,21 @@ impl Writer {
 }
 
 /// Appends one frame: payload length and CRC32 (little-endian u32 each), then the payload.
-/// `len` is the payload's length, already checked to fit a u32.
-pub fn encode_frame(buf: &mut Vec<u8>, len: u32, payload: &[u8]) {
+/// Refuses a payload over [`MAX_FRAME_BYTES`]: [`decode_segment`] would take it for a torn
+/// frame and cut it, losing what was acknowledged.
+pub fn encode_frame(buf: &mut Vec<u8>, payload: &[u8]) -> Result<()> {
+    if payload.len() > MAX_FRAME_BYTES {
+        return Err(Error::Invalid(format!(
+            "request too large for one log frame ({} bytes of events, limit {MAX_FRAME_BYTES})",
+            payload.len()
+        )));
+    }
+    // Fits: MAX_FRAME_BYTES is below u32::MAX.
+    let len = payload.len() as u32;
     buf.extend_from_slice(&len.to_le_bytes());
     buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     buf.extend_from_slice(payload);
+    Ok(())
 }
 
 /// A decoded segment.
@@ -838,13 +842,23 @@ mod tests {
     fn decode_rejects_flipped_bits() {
         let payload = serde_json::to_vec(&vec![ev("a")]).unwrap();
         let mut data = MAGIC.to_vec();
-        encode_frame(&mut data, payload.len() as u32, &payload);
+        encode_frame(&mut data, &payload).unwrap();
         assert_eq!(decode_segment(&data).unwrap().events.len(), 1);
         let n = data.len();
         data[n - 5] ^= 0x40;
         let seg = decode_segment(&data).unwrap();
         assert!(seg.events.is_empty());
         assert_eq!(seg.cut_reason.as_deref(), Some("checksum mismatch"));
+    }
+
+    #[test]
+    fn frames_the_reader_would_cut_are_refused() {
+        let mut buf = Vec::new();
+        let big = vec![b' '; MAX_FRAME_BYTES + 1];
+        assert!(encode_frame(&mut buf, &big).is_err());
+        assert!(buf.is_empty());
+        encode_frame(&mut buf, &big[..MAX_FRAME_BYTES]).unwrap();
+        assert_eq!(buf.len(), FRAME_HEADER + MAX_FRAME_BYTES);
     }
 
     #[test]

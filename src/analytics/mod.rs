@@ -32,10 +32,25 @@ const ENGINE_DEFAULTS: &[(&str, &str)] = &[
     ("datafusion.execution.parquet.reorder_filters", "true"),
 ];
 
+/// DataFusion's settings: its own `DATAFUSION_*` environment variables
+/// (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=4`), with convoscope's defaults where none is set.
+fn engine_config() -> Result<SessionConfig> {
+    let mut config = SessionConfig::from_env()?.with_information_schema(false);
+    for (key, value) in ENGINE_DEFAULTS {
+        let env = key.to_ascii_uppercase().replace('.', "_");
+        if std::env::var_os(env).is_none() {
+            config = config.set_str(key, value);
+        }
+    }
+    Ok(config)
+}
+
 /// Query access to stored events.
 #[derive(Clone, Debug)]
 pub struct Analytics {
     storage: Storage,
+    /// DataFusion settings, read from the environment once.
+    session: SessionConfig,
     /// Days after a send in which a conversion is attributed to it.
     pub attribution_days: i64,
     /// Prices and support costs for the `cost` report.
@@ -92,9 +107,16 @@ impl Default for Costs {
 }
 
 impl Analytics {
-    /// Analytics over this storage with the default costs.
-    pub fn new(storage: Storage, attribution_days: i64) -> Self {
-        Analytics { storage, attribution_days, costs: Arc::new(Costs::default()), experiments: Arc::default() }
+    /// Analytics over this storage with the default costs. Fails on a malformed
+    /// `DATAFUSION_*` environment variable.
+    pub fn new(storage: Storage, attribution_days: i64) -> Result<Self> {
+        Ok(Analytics {
+            storage,
+            session: engine_config()?,
+            attribution_days,
+            costs: Arc::new(Costs::default()),
+            experiments: Arc::default(),
+        })
     }
 
     /// The same analytics with these experiment definitions.
@@ -113,6 +135,7 @@ impl Analytics {
         };
         Ok(Analytics {
             storage,
+            session: engine_config()?,
             experiments: Arc::new(config.load_experiments()?),
             attribution_days: config.attribution_days,
             costs: Arc::new(Costs {
@@ -123,18 +146,9 @@ impl Analytics {
         })
     }
 
-    /// A session with `events` registered. DataFusion's own options can be set with its
-    /// `DATAFUSION_*` environment variables (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=4`);
-    /// convoscope's defaults below apply where none is set.
+    /// A session with `events` registered.
     pub async fn context(&self) -> Result<SessionContext> {
-        let mut config = SessionConfig::from_env()?.with_information_schema(false);
-        for (key, value) in ENGINE_DEFAULTS {
-            let env = key.to_ascii_uppercase().replace('.', "_");
-            if std::env::var_os(env).is_none() {
-                config = config.set_str(key, value);
-            }
-        }
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config(self.session.clone());
         let url = url::Url::parse(STORE_URL).map_err(|e| Error::Invalid(e.to_string()))?;
         ctx.register_object_store(&url, self.storage.store.clone());
         let prefix = self.storage.prefix.as_ref();

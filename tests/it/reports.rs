@@ -21,7 +21,7 @@ async fn loaded() -> (tempfile::TempDir, Analytics) {
     // Everything once more: duplicates must not change any number.
     s.client.post(s.url("/v1/events")).bearer_auth(INGEST).body(body).send().await.unwrap();
     s.stop().await;
-    (dir, Analytics::new(Storage::open(&storage_url).unwrap(), 7))
+    (dir, Analytics::new(Storage::open(&storage_url).unwrap(), 7).unwrap())
 }
 
 fn rows(r: &Report, cols: &[&str]) -> Vec<Vec<Value>> {
@@ -308,7 +308,7 @@ async fn generated_data_runs_every_report_and_the_better_variant_wins() {
         start: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
     };
     convoscope::generate::generate(&storage, &spec).await.unwrap();
-    let a = Analytics::new(storage, 7);
+    let a = Analytics::new(storage, 7).unwrap();
     for name in convoscope::analytics::reports::names() {
         let r = a.report(name, &Params::default()).await.unwrap();
         assert!(!r.rows.is_empty(), "{name} is empty on generated data");

@@ -177,7 +177,8 @@ async fn full_loop_reports_match_what_the_sandbox_did() {
     let analytics = convoscope::analytics::Analytics::new(
         convoscope::store::Storage::open(&format!("file://{}", dir.path().join("store").display())).unwrap(),
         7,
-    );
+    )
+    .unwrap();
     let f = analytics.report("funnel", &Params::default()).await.unwrap();
     let sum = |col: &str| -> u64 {
         let i = f.columns.iter().position(|c| c == col).unwrap();
