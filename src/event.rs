@@ -4,6 +4,7 @@
 //! An [`Event`] is one row of the `events` table. It is what the write-ahead log stores
 //! (as JSON inside checksummed frames) and what the flusher turns into Parquet.
 
+use std::borrow::Borrow;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
@@ -204,20 +205,20 @@ pub fn schema() -> SchemaRef {
     SCHEMA.clone()
 }
 
-/// Builds one record batch from events, in the order given.
-pub fn to_record_batch(events: &[Event]) -> Result<RecordBatch, arrow::error::ArrowError> {
+/// Builds one record batch from events (or references to them), in the order given.
+pub fn to_record_batch<E: Borrow<Event>>(events: &[E]) -> Result<RecordBatch, arrow::error::ArrowError> {
     let n = events.len();
     let utf8 = |f: &dyn Fn(&Event) -> Option<&str>| -> ArrayRef {
         let mut b = StringBuilder::with_capacity(n, n * 16);
         for e in events {
-            b.append_option(f(e));
+            b.append_option(f(e.borrow()));
         }
         Arc::new(b.finish())
     };
     let ts = |f: &dyn Fn(&Event) -> i64| -> ArrayRef {
         let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
         for e in events {
-            b.append_value(f(e));
+            b.append_value(f(e.borrow()));
         }
         Arc::new(b.finish())
     };
@@ -229,7 +230,7 @@ pub fn to_record_batch(events: &[Event]) -> Result<RecordBatch, arrow::error::Ar
     let mut cost = Int64Builder::with_capacity(n);
     let mut revenue = Int64Builder::with_capacity(n);
     let mut csat = Int16Builder::with_capacity(n);
-    for e in events {
+    for e in events.iter().map(Borrow::borrow) {
         error_code.append_option(e.error_code);
         billable.append_option(e.billable);
         cost.append_option(e.cost_micros);

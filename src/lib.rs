@@ -10,6 +10,7 @@
 //! - [`ingest`]: provider and first-party payloads → [`event::Event`]s.
 //! - [`pii`]: phone numbers → `contact_key` and `country`; numbers are never stored.
 //! - [`wal`]: the fsynced, checksummed write-ahead log behind every 200, with deduplication.
+//! - [`idset`]: the compact set of id hashes behind the log's deduplication.
 //! - [`store`]: object storage by URL, the Parquet writer, and the flusher from log to store.
 //! - [`maintenance`]: `compact` and `retention`.
 //! - [`analytics`]: DataFusion over the stored `events` table.
@@ -34,6 +35,7 @@ pub mod error;
 pub mod event;
 pub mod experiments;
 pub mod generate;
+pub mod idset;
 pub mod ingest;
 pub mod maintenance;
 pub mod metrics;

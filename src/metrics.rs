@@ -4,9 +4,10 @@
 //! categories are capped with an `other` bucket, so a hostile or buggy sender cannot blow up
 //! the number of series.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 
+use nohash_hasher::IntMap;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -209,14 +210,21 @@ impl Metrics {
 
     /// Records what an append stored: `duplicate[i]` tells whether `events[i]` was a retry.
     pub fn record_stored(&self, events: &[Event], duplicate: &[bool]) {
+        // Counted per request, then added once per label set: a request's events share a few
+        // label sets, and each `with_label_values` hashes its labels and takes a lock.
+        let mut dups: Tally<1> = Tally::default();
+        let mut stored: Tally<2> = Tally::default();
+        let mut messages: Tally<2> = Tally::default();
+        let mut failures: Vec<(String, u64)> = Vec::new();
+        let mut latency = self.latency.lock().ok();
         for (e, dup) in events.iter().zip(duplicate) {
             let source = bounded_source(&e.source);
             if *dup {
-                self.ingest_duplicates_total.with_label_values(&[source]).inc();
+                dups.add([source]);
                 continue;
             }
             let t = known_event_type(&e.event_type).unwrap_or("other");
-            self.ingest_events_total.with_label_values(&[source, t]).inc();
+            stored.add([source, t]);
             let status = match t {
                 "message.sent" => "sent",
                 "message.delivered" => "delivered",
@@ -226,14 +234,15 @@ impl Metrics {
             };
             let category =
                 e.category.as_deref().and_then(|c| CATEGORIES.iter().find(|k| **k == c).copied()).unwrap_or("other");
-            self.messages_total.with_label_values(&[status, category]).inc();
+            messages.add([status, category]);
             if status == "failed" {
                 let code = self.error_code_label(e.error_code);
-                self.message_failures_total.with_label_values(&[&code]).inc();
+                match failures.iter_mut().find(|(c, _)| *c == code) {
+                    Some((_, n)) => *n += 1,
+                    None => failures.push((code, 1)),
+                }
             }
-            if let Some(id) = e.message_id.as_deref()
-                && let Ok(mut lt) = self.latency.lock()
-            {
+            if let (Some(id), Some(lt)) = (e.message_id.as_deref(), latency.as_mut()) {
                 let obs = lt.observe(id, status, e.occurred_at);
                 if let Some(s) = obs.delivery {
                     self.delivery_latency_seconds.observe(s);
@@ -245,6 +254,19 @@ impl Metrics {
                     self.latency_unmatched_total.with_label_values(&[status]).inc();
                 }
             }
+        }
+        drop(latency);
+        for (labels, n) in dups.0 {
+            self.ingest_duplicates_total.with_label_values(&labels).inc_by(n);
+        }
+        for (labels, n) in stored.0 {
+            self.ingest_events_total.with_label_values(&labels).inc_by(n);
+        }
+        for (labels, n) in messages.0 {
+            self.messages_total.with_label_values(&labels).inc_by(n);
+        }
+        for (code, n) in failures {
+            self.message_failures_total.with_label_values(&[&code]).inc_by(n);
         }
     }
 
@@ -260,16 +282,37 @@ impl Metrics {
     }
 }
 
+/// Counts per label set, for the few label sets one request touches.
+struct Tally<const N: usize>(Vec<([&'static str; N], u64)>);
+
+impl<const N: usize> Default for Tally<N> {
+    fn default() -> Self {
+        Tally(Vec::new())
+    }
+}
+
+impl<const N: usize> Tally<N> {
+    fn add(&mut self, labels: [&'static str; N]) {
+        match self.0.iter_mut().find(|(l, _)| *l == labels) {
+            Some((_, n)) => *n += 1,
+            None => self.0.push((labels, 1)),
+        }
+    }
+}
+
 fn bounded_source(s: &str) -> &'static str {
     crate::event::SOURCES.iter().copied().find(|k| *k == s).unwrap_or("other")
 }
 
 /// Status times of recent messages, so a receipt arriving later can be measured against the
 /// one before it. Bounded: the oldest message is forgotten first.
+///
+/// Messages are known by a 64-bit hash of their id rather than the id (a wamid is ~60 bytes,
+/// and was held twice): a collision could only pair two messages' times in a histogram.
 struct LatencyTracker {
     cap: usize,
-    order: VecDeque<String>,
-    times: HashMap<String, Times>,
+    order: VecDeque<u64>,
+    times: IntMap<u64, Times>,
 }
 
 #[derive(Default)]
@@ -290,20 +333,21 @@ struct Observed {
 
 impl LatencyTracker {
     fn new(cap: usize) -> Self {
-        LatencyTracker { cap: cap.max(1), order: VecDeque::new(), times: HashMap::new() }
+        LatencyTracker { cap: cap.max(1), order: VecDeque::new(), times: IntMap::default() }
     }
 
     fn observe(&mut self, id: &str, status: &str, at: i64) -> Observed {
-        if !self.times.contains_key(id) {
+        let id = crate::wal::id_hash(id);
+        if !self.times.contains_key(&id) {
             if self.order.len() >= self.cap
                 && let Some(old) = self.order.pop_front()
             {
                 self.times.remove(&old);
             }
-            self.order.push_back(id.to_string());
-            self.times.insert(id.to_string(), Times::default());
+            self.order.push_back(id);
+            self.times.insert(id, Times::default());
         }
-        let Some(t) = self.times.get_mut(id) else { return Observed::default() };
+        let Some(t) = self.times.get_mut(&id) else { return Observed::default() };
         let mut out = Observed::default();
         match status {
             "sent" => t.sent = Some(at),

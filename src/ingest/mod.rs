@@ -59,7 +59,7 @@ pub struct Rejected {
 }
 
 /// What a body normalised into.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Batch {
     pub events: Vec<Event>,
     pub rejected: Vec<Rejected>,
@@ -154,14 +154,42 @@ impl Normalizer {
 }
 
 /// Parses provider timestamps, which come as strings or numbers of Unix seconds.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, Default)]
 pub(crate) enum UnixTime {
     Text(String),
     Number(f64),
     #[default]
-    #[serde(skip)]
     Missing,
+}
+
+// By hand rather than `#[serde(untagged)]`: an untagged enum buffers every value before trying
+// its variants, and a webhook carries one timestamp per status.
+impl<'de> Deserialize<'de> for UnixTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = UnixTime;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("Unix seconds as a string or a number")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<UnixTime, E> {
+                Ok(UnixTime::Text(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<UnixTime, E> {
+                Ok(UnixTime::Text(v))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<UnixTime, E> {
+                Ok(UnixTime::Number(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<UnixTime, E> {
+                Ok(UnixTime::Number(v as f64))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<UnixTime, E> {
+                Ok(UnixTime::Number(v as f64))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl UnixTime {
