@@ -60,7 +60,11 @@ impl IdSet {
 
     /// How many hashes the set holds.
     pub fn len(&self) -> usize {
-        self.recent.len() + self.shards.iter().map(|s| s.ids.len()).sum::<usize>()
+        self.recent.len() + self.sorted_len()
+    }
+
+    fn sorted_len(&self) -> usize {
+        self.shards.iter().map(|s| s.ids.len()).sum()
     }
 
     /// Whether the set is empty.
@@ -78,8 +82,7 @@ impl IdSet {
         if self.shards.get(shard_of(h)).is_some_and(|s| s.contains(h)) || !self.recent.insert(h) {
             return false;
         }
-        let sorted: usize = self.shards.iter().map(|s| s.ids.len()).sum();
-        if self.recent.len() >= MIN_RECENT.max(sorted / 8) {
+        if self.recent.len() >= MIN_RECENT && self.recent.len() >= self.sorted_len() / 8 {
             let mut new: Vec<u64> = self.recent.drain().collect();
             new.sort_unstable();
             self.merge_sorted(&new);
@@ -180,7 +183,7 @@ mod tests {
         for h in &ins {
             assert!(set.insert(*h));
         }
-        assert!(set.shards.iter().map(|s| s.ids.len()).sum::<usize>() > 150_000, "merged into the arrays");
+        assert!(set.sorted_len() > 150_000, "merged into the arrays");
         for h in &ins {
             assert!(set.contains(*h));
             assert!(!set.insert(*h), "a second insert is not new");

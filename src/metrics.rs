@@ -212,10 +212,10 @@ impl Metrics {
     pub fn record_stored(&self, events: &[Event], duplicate: &[bool]) {
         // Counted per request, then added once per label set: a request's events share a few
         // label sets, and each `with_label_values` hashes its labels and takes a lock.
-        let mut dups: Tally<1> = Tally::default();
-        let mut stored: Tally<2> = Tally::default();
-        let mut messages: Tally<2> = Tally::default();
-        let mut failures: Vec<(String, u64)> = Vec::new();
+        let mut dups: Tally<[&str; 1]> = Tally::default();
+        let mut stored: Tally<[&str; 2]> = Tally::default();
+        let mut messages: Tally<[&str; 2]> = Tally::default();
+        let mut failures: Tally<String> = Tally::default();
         let mut latency = self.latency.lock().ok();
         for (e, dup) in events.iter().zip(duplicate) {
             let source = bounded_source(&e.source);
@@ -236,11 +236,7 @@ impl Metrics {
                 e.category.as_deref().and_then(|c| CATEGORIES.iter().find(|k| **k == c).copied()).unwrap_or("other");
             messages.add([status, category]);
             if status == "failed" {
-                let code = self.error_code_label(e.error_code);
-                match failures.iter_mut().find(|(c, _)| *c == code) {
-                    Some((_, n)) => *n += 1,
-                    None => failures.push((code, 1)),
-                }
+                failures.add(self.error_code_label(e.error_code));
             }
             if let (Some(id), Some(lt)) = (e.message_id.as_deref(), latency.as_mut()) {
                 let obs = lt.observe(id, status, e.occurred_at);
@@ -265,7 +261,7 @@ impl Metrics {
         for (labels, n) in messages.0 {
             self.messages_total.with_label_values(&labels).inc_by(n);
         }
-        for (code, n) in failures {
+        for (code, n) in failures.0 {
             self.message_failures_total.with_label_values(&[&code]).inc_by(n);
         }
     }
@@ -283,16 +279,16 @@ impl Metrics {
 }
 
 /// Counts per label set, for the few label sets one request touches.
-struct Tally<const N: usize>(Vec<([&'static str; N], u64)>);
+struct Tally<L>(Vec<(L, u64)>);
 
-impl<const N: usize> Default for Tally<N> {
+impl<L> Default for Tally<L> {
     fn default() -> Self {
         Tally(Vec::new())
     }
 }
 
-impl<const N: usize> Tally<N> {
-    fn add(&mut self, labels: [&'static str; N]) {
+impl<L: PartialEq> Tally<L> {
+    fn add(&mut self, labels: L) {
         match self.0.iter_mut().find(|(l, _)| *l == labels) {
             Some((_, n)) => *n += 1,
             None => self.0.push((labels, 1)),
