@@ -20,8 +20,9 @@ per_message AS (
            COALESCE(st.failed, 0) AS failed,
            date_part('epoch', st.delivered_at) - date_part('epoch', s.sent_at) AS delivery_s,
            date_part('epoch', st.read_at) - date_part('epoch', st.delivered_at) AS read_s
-    FROM cohort s
-    LEFT JOIN status st ON st.message_id = s.message_id
+    -- status RIGHT JOIN cohort: DataFusion builds its hash table from the left input.
+    FROM status st
+    RIGHT JOIN cohort s ON st.message_id = s.message_id
 )
 SELECT day,
        template,

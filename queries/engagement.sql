@@ -30,9 +30,10 @@ per_contact AS (
            COUNT(*) AS sent,
            SUM(CASE WHEN r.message_id IS NULL THEN 0 ELSE 1 END) AS was_read,
            SUM(CASE WHEN p.message_id IS NULL THEN 0 ELSE 1 END) AS replied
-    FROM cohort s
-    LEFT JOIN reads r ON r.message_id = s.message_id
-    LEFT JOIN replies p ON p.message_id = s.message_id
+    -- Cohort last (RIGHT JOINs): DataFusion builds its hash tables from the left inputs.
+    FROM replies p
+    RIGHT JOIN (reads r RIGHT JOIN cohort s ON r.message_id = s.message_id)
+      ON p.message_id = s.message_id
     GROUP BY s.locale, s.contact_key
 ),
 per_locale AS (

@@ -42,9 +42,8 @@ TOKEN = "bench-read-token"
 
 def duck_sql(name):
     sql = (ROOT / "queries" / f"{name}.sql").read_text()
-    sql = sql.replace("{{cohort}}", (ROOT / "queries" / "cohort.sql").read_text())
-    # The one spelling difference: DataFusion's to_char is DuckDB's strftime.
-    return sql.replace("to_char(", "strftime(")
+    # DuckDB runs the report's own SQL, with the shared cohort spliced in as convoscope does.
+    return sql.replace("{{cohort}}", (ROOT / "queries" / "cohort.sql").read_text())
 
 
 def params_for(sql):
