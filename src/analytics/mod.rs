@@ -24,25 +24,15 @@ use crate::store::Storage;
 /// so the same SQL runs over a local directory, memory or a bucket.
 const STORE_URL: &str = "convoscope://store";
 
-/// DataFusion options convoscope sets unless the environment sets them.
-const ENGINE_DEFAULTS: &[(&str, &str)] = &[
-    // Filters on event_type and date are selective; evaluating them while decoding skips the
-    // other columns of rows that do not match.
-    ("datafusion.execution.parquet.pushdown_filters", "true"),
-    ("datafusion.execution.parquet.reorder_filters", "true"),
-];
-
 /// DataFusion's settings: its own `DATAFUSION_*` environment variables
-/// (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=4`), with convoscope's defaults where none is set.
+/// (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=4`), else DataFusion's defaults.
+///
+/// Parquet filter pushdown (`datafusion.execution.parquet.pushdown_filters`) stays off, as in
+/// DataFusion: on these reports, evaluating the event_type filters while decoding cost more
+/// than it saved once the reports' joins were ordered (10 million events: 7 of 8 reports
+/// 9-17% faster without it, failures 8% slower; BENCHMARKS.md).
 fn engine_config() -> Result<SessionConfig> {
-    let mut config = SessionConfig::from_env()?.with_information_schema(false);
-    for (key, value) in ENGINE_DEFAULTS {
-        let env = key.to_ascii_uppercase().replace('.', "_");
-        if std::env::var_os(env).is_none() {
-            config = config.set_str(key, value);
-        }
-    }
-    Ok(config)
+    Ok(SessionConfig::from_env()?.with_information_schema(false))
 }
 
 /// Query access to stored events.
