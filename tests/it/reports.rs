@@ -284,6 +284,13 @@ async fn date_ranges_select_cohorts() {
             vec![json!("promo_b"), json!(1), json!(0), json!(0)]
         ]
     );
+    // A contact counts by the date of its first exposure: two of the four were first exposed
+    // on 2026-02-02, one per variant.
+    let x = a.report("experiment", &day2).await.unwrap();
+    assert_eq!(
+        rows(&x, &["variant", "exposures"]),
+        vec![vec![json!("bold"), json!(1)], vec![json!("control"), json!(1)]]
+    );
     let empty = Params::parse(Some("2026-03-01"), Some("2026-03-31"), None, None).unwrap();
     for name in convoscope::analytics::reports::names() {
         let r = a.report(name, &empty).await.unwrap();
