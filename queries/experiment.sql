@@ -26,7 +26,7 @@ exposed AS (
     JOIN exposure_rows r
       ON r.experiment = f.experiment AND r.contact_key = f.contact_key AND r.occurred_at = f.exposed_at
     -- A date cast, not to_char: DataFusion moves this filter through the join onto every send
-    -- row read, where formatting each timestamp as text took 15% of the report at 3 M events.
+    -- row read, where formatting each timestamp as text made the report 2.04 s, not 1.64, at 3 M.
     WHERE CAST(f.exposed_at AS DATE) >= CAST($from AS DATE) AND CAST(f.exposed_at AS DATE) <= CAST($to AS DATE)
     GROUP BY f.experiment, f.contact_key, f.exposed_at
 ),
