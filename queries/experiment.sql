@@ -15,20 +15,16 @@ WITH exposure_rows AS (
       AND ($experiment = '' OR experiment = $experiment)
       AND ($campaign = '' OR campaign = $campaign)
 ),
-first_exposure AS (
-    SELECT experiment, contact_key, MIN(occurred_at) AS exposed_at
+-- A contact's first exposure and its variant in one pass (the smallest variant among
+-- exposures at the same instant): joining the first exposure back to its rows read the
+-- exposures once more, 1.44 s instead of 1.10 at 3 million events.
+exposed AS (
+    SELECT experiment, contact_key, MIN(occurred_at) AS exposed_at,
+           first_value(variant ORDER BY occurred_at, variant) AS variant
     FROM exposure_rows
     GROUP BY experiment, contact_key
-),
-exposed AS (
-    SELECT f.experiment, f.contact_key, f.exposed_at, MIN(r.variant) AS variant
-    FROM first_exposure f
-    JOIN exposure_rows r
-      ON r.experiment = f.experiment AND r.contact_key = f.contact_key AND r.occurred_at = f.exposed_at
-    -- A date cast, not to_char: DataFusion moves this filter through the join onto every send
-    -- row read, where formatting each timestamp as text made the report 2.04 s, not 1.64, at 3 M.
-    WHERE CAST(f.exposed_at AS DATE) >= CAST($from AS DATE) AND CAST(f.exposed_at AS DATE) <= CAST($to AS DATE)
-    GROUP BY f.experiment, f.contact_key, f.exposed_at
+    HAVING CAST(MIN(occurred_at) AS DATE) >= CAST($from AS DATE)
+       AND CAST(MIN(occurred_at) AS DATE) <= CAST($to AS DATE)
 ),
 experiment_messages AS (
     SELECT DISTINCT experiment, contact_key, message_id FROM exposure_rows WHERE message_id IS NOT NULL

@@ -7,7 +7,8 @@ For each size: `convoscope generate` N events, then for every report of the cont
   - convoscope cold: the whole `convoscope report NAME` command (process start, listing,
     planning, scan), one run;
   - DuckDB hot: the same SQL from `queries/` in-process on the same files, after one warm-up,
-    median of R runs;
+    median of R runs; where scripts/bench/duckdb/ has DuckDB's own formulation of a report,
+    that too, and the faster of the two counts;
 and checks both engines give the same numbers (the benchmark fails if they differ). Then bytes
 per event of convoscope's Parquet vs DuckDB's own `COPY ... (FORMAT parquet, COMPRESSION zstd)`
 of the same rows, and how report time grows with the number of events.
@@ -40,10 +41,27 @@ COMPARE_SKIP = {"experiment": {"revenue_sum", "revenue_sq_sum", "reads", "replie
 TOKEN = "bench-read-token"
 
 
-def duck_sql(name):
+# DataFusion spellings DuckDB writes differently. DuckDB's `first_value` is a window function
+# only; its ordered-set aggregate is `first(x ORDER BY ...)`.
+DUCKDB_SPELLING = {"first_value(": "first("}
+# DuckDB's own formulations of some reports (same rows, different SQL), each timed next to the
+# report's SQL; DuckDB's faster time is the one compared.
+DUCKDB_DIR = ROOT / "scripts" / "bench" / "duckdb"
+
+
+def duck_sqls(name):
+    """(label, SQL) for every formulation DuckDB is timed on: the report's own SQL, with the
+    shared cohort spliced in as convoscope does and DuckDB's spellings, then any of DuckDB's own
+    in scripts/bench/duckdb/."""
+    cohort = (ROOT / "queries" / "cohort.sql").read_text()
     sql = (ROOT / "queries" / f"{name}.sql").read_text()
-    # DuckDB runs the report's own SQL, with the shared cohort spliced in as convoscope does.
-    return sql.replace("{{cohort}}", (ROOT / "queries" / "cohort.sql").read_text())
+    for ours, theirs in DUCKDB_SPELLING.items():
+        sql = sql.replace(ours, theirs)
+    out = [("report SQL", sql.replace("{{cohort}}", cohort))]
+    own = DUCKDB_DIR / f"{name}.sql"
+    if own.exists():
+        out.append((str(own.relative_to(ROOT)), own.read_text().replace("{{cohort}}", cohort)))
+    return out
 
 
 def params_for(sql):
@@ -64,17 +82,17 @@ def close(a, b_, column=""):
     return str(a) == str(b_)
 
 
-def compare(name, ours, theirs, cols):
+def compare(name, ours, theirs, cols, label="report SQL"):
     skip = COMPARE_SKIP.get(name, set())
     if len(theirs) != len(ours):
-        return [f"{name}: {len(ours)} rows vs DuckDB {len(theirs)}"]
+        return [f"{name}: {len(ours)} rows vs DuckDB {len(theirs)} ({label})"]
     for i, (o, t_row) in enumerate(zip(ours, theirs)):
         for c, v in zip(cols, t_row):
             if c in skip or c not in o:
                 continue
             v = v.isoformat() if hasattr(v, "isoformat") else v
             if not close(o[c], v, c):
-                return [f"{name} row {i} {c}: convoscope {o[c]!r} vs DuckDB {v!r}"]
+                return [f"{name} row {i} {c}: convoscope {o[c]!r} vs DuckDB {v!r} ({label})"]
     return []
 
 
@@ -125,17 +143,21 @@ def bench_size(binary, n, runs, work):
         hot_s, ours = timed(hot, runs)
         # Once: it differs from hot by process start, file listing and a cold page cache.
         cold_s, _ = timed(cold, 1, warm=False)
-        sql, cur = duck_sql(name), None
-        p = params_for(sql)
+        duck_s, duck_label = None, None
+        for label, sql in duck_sqls(name):
+            cur, p = None, params_for(sql)
 
-        def duck():
-            nonlocal cur
-            cur = con.execute(sql, p)
-            return cur.fetchall()
+            def duck():
+                nonlocal cur
+                cur = con.execute(sql, p)
+                return cur.fetchall()
 
-        duck_s, theirs = timed(duck, runs)
-        failures += compare(name, ours, theirs, [d[0] for d in cur.description])
-        results[name] = (hot_s, cold_s, duck_s)
+            s, theirs = timed(duck, runs)
+            # Every formulation must give convoscope's rows, not only the faster one.
+            failures += compare(name, ours, theirs, [d[0] for d in cur.description], label)
+            if duck_s is None or s < duck_s:
+                duck_s, duck_label = s, label
+        results[name] = (hot_s, cold_s, duck_s, duck_label)
     b.stop(serve)
 
     parquet_bytes = sum(f.stat().st_size for f in store.rglob("*.parquet"))
@@ -169,10 +191,11 @@ def main():
     print(f"\nmachine: {b.machine()}; medians of {args.runs} run(s), seconds")
     for d in done:
         print(f"\n### {d['n']:,} events ({d['files']} files, generated in {d['gen_s']:.1f} s)\n")
-        print("| report | convoscope hot (API) | DuckDB hot (in-process) | ratio | convoscope whole command |")
-        print("| --- | --- | --- | --- | --- |")
-        for name, (hot_s, cold_s, duck_s) in d["results"].items():
-            print(f"| {name} | {hot_s:.3f} | {duck_s:.3f} | {hot_s / duck_s:.2f} | {cold_s:.3f} |")
+        print("| report | convoscope hot (API) | DuckDB hot (in-process) | ratio | convoscope whole command "
+              "| DuckDB's faster SQL |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for name, (hot_s, cold_s, duck_s, label) in d["results"].items():
+            print(f"| {name} | {hot_s:.3f} | {duck_s:.3f} | {hot_s / duck_s:.2f} | {cold_s:.3f} | {label} |")
         print(f"\n| storage | bytes/event |\n| --- | --- |\n| convoscope Parquet | {d['ours_bpe']:.1f} |"
               f"\n| DuckDB COPY zstd | {d['duck_bpe']:.1f} |\n| ratio | {d['ours_bpe'] / d['duck_bpe']:.2f} |")
     if len(done) > 1:
