@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{SortOptions, concat_batches, sort_to_indices, take_record_batch};
+use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::TimestampMicrosecondType;
 use chrono::NaiveDate;
 use object_store::path::Path as ObjPath;
@@ -20,7 +20,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::error::{Error, Result};
 use crate::event;
-use crate::store::{Storage, parquet_bytes};
+use crate::store::{STORED_ORDER, Storage, parquet_bytes};
 
 /// What compaction did to one partition.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,9 +99,14 @@ async fn compact_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMe
     let mut idx: Vec<u32> = keep.values().map(|&i| i as u32).collect();
     idx.sort_unstable();
     let deduped = take_record_batch(&all, &UInt32Array::from(idx))?;
-    let order_col =
-        deduped.column_by_name("occurred_at").cloned().ok_or_else(|| Error::Invalid("no occurred_at".into()))?;
-    let order = sort_to_indices(&order_col, Some(SortOptions { descending: false, nulls_first: false }), None)?;
+    let keys = STORED_ORDER
+        .iter()
+        .map(|name| {
+            let values = deduped.column_by_name(name).cloned().ok_or_else(|| Error::Invalid(format!("no {name}")))?;
+            Ok(SortColumn { values, options: Some(SortOptions { descending: false, nulls_first: false }) })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let order = lexsort_to_indices(&keys, None)?;
     let sorted = take_record_batch(&deduped, &order)?;
     let rows_after = sorted.num_rows();
     let bytes = tokio::task::spawn_blocking(move || parquet_bytes(&sorted))
@@ -185,11 +190,13 @@ mod tests {
         s.write_events(vec![ev("a", day + 5, 10), ev("b", day + 1, 10)], "f1").await.unwrap();
         let mut late = ev("a", day + 5, 99);
         late.campaign = Some("late".into());
-        s.write_events(vec![late, ev("c", day + 3, 10)], "f2").await.unwrap();
+        let mut read = ev("r", day + 9, 10);
+        read.event_type = "message.read".into();
+        s.write_events(vec![late, ev("c", day + 3, 10), read], "f2").await.unwrap();
         s.write_events(vec![ev("z", day + 86_400_000_000, 1)], "f3").await.unwrap();
         let done = compact(&s, None).await.unwrap();
         assert_eq!(done.len(), 1, "only the partition with two files");
-        assert_eq!((done[0].files_before, done[0].rows_before, done[0].rows_after), (2, 4, 3));
+        assert_eq!((done[0].files_before, done[0].rows_before, done[0].rows_after), (2, 5, 4));
         let files = s.list_event_files().await.unwrap();
         assert_eq!(files.len(), 2);
         let batches =
@@ -198,8 +205,8 @@ mod tests {
                 .unwrap();
         let b = &batches[0];
         let ids: Vec<&str> = b.column_by_name("event_id").unwrap().as_string::<i32>().iter().flatten().collect();
-        assert_eq!(ids, ["b", "c", "a"], "sorted by occurred_at");
-        assert_eq!(b.column_by_name("campaign").unwrap().null_count(), 3, "the first-received copy of a is kept");
+        assert_eq!(ids, ["r", "b", "c", "a"], "sorted by event type, then occurred_at");
+        assert_eq!(b.column_by_name("campaign").unwrap().null_count(), 4, "the first-received copy of a is kept");
         // A second run has nothing to do.
         assert!(compact(&s, None).await.unwrap().is_empty());
     }

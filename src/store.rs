@@ -118,7 +118,7 @@ impl Storage {
     }
 
     /// Writes events as Parquet, one file per `occurred_at` date named `<name>.parquet`, each
-    /// sorted by `occurred_at`. Returns the paths written with their row counts.
+    /// sorted by [`STORED_ORDER`]. Returns the paths written with their row counts.
     pub async fn write_events(&self, events: Vec<Event>, name: &str) -> Result<Vec<(ObjPath, usize)>> {
         // Events are ~700 bytes each: references are grouped and sorted instead (memmove was
         // ~10% of `serve`'s samples under load before this and the frame decoding change).
@@ -130,7 +130,13 @@ impl Storage {
             by_date
                 .into_iter()
                 .map(|(date, mut evs)| {
-                    evs.sort_by(|a, b| a.occurred_at.cmp(&b.occurred_at).then_with(|| a.event_id.cmp(&b.event_id)));
+                    evs.sort_by(|a, b| {
+                        (a.event_type.as_str(), a.occurred_at, a.event_id.as_str()).cmp(&(
+                            b.event_type.as_str(),
+                            b.occurred_at,
+                            b.event_id.as_str(),
+                        ))
+                    });
                     let batch = event::to_record_batch(&evs)?;
                     Ok((date, evs.len(), parquet_bytes(&batch)?))
                 })
@@ -187,19 +193,28 @@ pub fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// zstd, page statistics for pruning, sorted by `occurred_at`; timestamps delta-encoded and
+/// The order of rows in every events file: by `event_type`, then `occurred_at`, then `event_id`.
+///
+/// Every report selects rows by event type, and most read a few types only (statuses,
+/// conversation events, failures). Grouped by type, each type's rows sit in a few pages whose
+/// statistics let a reader skip the rest, and columns that only some types fill (template,
+/// error code, queue) compress into long runs: at 3 million events every report 5-25% faster
+/// and the files 4% smaller than sorted by `occurred_at` alone (BENCHMARKS.md, fourth round).
+pub const STORED_ORDER: [&str; 3] = ["event_type", "occurred_at", "event_id"];
+
+/// zstd, page statistics for pruning, sorted by [`STORED_ORDER`]; timestamps delta-encoded and
 /// unique ids kept out of dictionaries (where a dictionary would only add size).
 pub fn writer_properties() -> WriterProperties {
-    let occurred_idx = event::COLUMNS.iter().position(|c| *c == "occurred_at").unwrap_or(2);
+    let sorting = STORED_ORDER
+        .iter()
+        .filter_map(|name| event::COLUMNS.iter().position(|c| c == name))
+        .map(|idx| SortingColumn { column_idx: idx as i32, descending: false, nulls_first: false })
+        .collect();
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_sorting_columns(Some(vec![SortingColumn {
-            column_idx: occurred_idx as i32,
-            descending: false,
-            nulls_first: false,
-        }]));
+        .set_sorting_columns(Some(sorting));
     for col in ["occurred_at", "received_at"] {
         b = b
             .set_column_dictionary_enabled(ColumnPath::from(col), false)
@@ -321,11 +336,20 @@ mod tests {
             Event::new("b".into(), "message.sent", base + 10, 0, "api"),
             Event::new("a".into(), "message.sent", base + 5, 0, "api"),
             Event::new("c".into(), "message.sent", base + day, 0, "api"),
+            Event::new("r".into(), "message.read", base + 20, 0, "api"),
         ];
         let written = s.write_events(evs, "t").await.unwrap();
         assert_eq!(written.len(), 2);
         assert_eq!(written[0].0.as_ref(), "events/date=2026-01-01/t.parquet");
-        assert_eq!(written[0].1, 2);
+        assert_eq!(written[0].1, 3);
+        let bytes = s.store.get(&written[0].0).await.unwrap().bytes().await.unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        let sorting = reader.metadata().row_group(0).sorting_columns().cloned().unwrap_or_default();
+        assert_eq!(sorting.len(), STORED_ORDER.len(), "the order is declared in the file");
+        let batch = reader.build().unwrap().next().unwrap().unwrap();
+        use arrow::array::AsArray;
+        let ids: Vec<&str> = batch.column_by_name("event_id").unwrap().as_string::<i32>().iter().flatten().collect();
+        assert_eq!(ids, ["r", "a", "b"], "by event type, then occurred_at");
         let files = s.list_event_files().await.unwrap();
         assert_eq!(files.len(), 2);
         assert_eq!(files[1].0.to_string(), "2026-01-02");
