@@ -70,9 +70,9 @@ fn engine_runtime() -> Result<Arc<RuntimeEnv>> {
 /// The schema `events` is read with: the stored schema with strings as `Utf8View`.
 ///
 /// A view array points into the decoded Parquet pages instead of copying every string into
-/// one buffer, and DataFusion hashes and compares views with their inlined prefix; 10-33%
-/// less time on every report at 3 million events (BENCHMARKS.md, fourth round). DataFusion
-/// reads strings as views only when it infers a file's schema, not with a schema given.
+/// one buffer (that copying was two thirds of the 15% memmove in `funnel`'s profile): 4-33%
+/// less time per report at 3 million events (BENCHMARKS.md, fourth round). DataFusion reads
+/// strings as views only when it infers a file's schema, not with a schema given.
 fn read_schema() -> SchemaRef {
     use arrow::datatypes::{Field, Schema};
     static READ: std::sync::LazyLock<SchemaRef> = std::sync::LazyLock::new(|| {
