@@ -60,8 +60,9 @@ fn engine_config() -> Result<SessionConfig> {
 ///
 /// Its caches of Parquet footers and page indexes (checked against each file's size and
 /// modification time, so an overwritten file is read again) spare every report re-reading the
-/// metadata of every file: a query that matches no rows took ~40 ms over 126 files before.
+/// metadata of every file (a query matching no rows over 126 files: 43 ms before, 28 after).
 /// Its cache of directory listings is off: a listing must show the files flushed a moment ago.
+/// The two caches are bounded by DataFusion's defaults (50 MB of metadata, 20 MB of statistics).
 fn engine_runtime() -> Result<Arc<RuntimeEnv>> {
     let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
     Ok(RuntimeEnvBuilder::new().with_cache_manager(caches).build_arc()?)
