@@ -130,6 +130,8 @@ impl Storage {
             by_date
                 .into_iter()
                 .map(|(date, mut evs)| {
+                    // STORED_ORDER, compared on the structs before the batch is built (compaction
+                    // sorts built batches by the column names; a test of each checks the order).
                     evs.sort_by(|a, b| {
                         (a.event_type.as_str(), a.occurred_at, a.event_id.as_str()).cmp(&(
                             b.event_type.as_str(),
