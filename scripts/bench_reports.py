@@ -7,8 +7,8 @@ For each size: `convoscope generate` N events, then for every report of the cont
   - convoscope cold: the whole `convoscope report NAME` command (process start, listing,
     planning, scan), one run;
   - DuckDB hot: the same SQL from `queries/` in-process on the same files, after one warm-up,
-    median of R runs; where scripts/bench/duckdb/ has DuckDB's own formulation of a report,
-    that too, and the faster of the two counts;
+    median of R runs; where scripts/bench/duckdb/ has DuckDB's own CTEs for a report, the
+    report with those in place of its own too, and the faster of the two counts;
 and checks both engines give the same numbers (the benchmark fails if they differ). Then bytes
 per event of convoscope's Parquet vs DuckDB's own `COPY ... (FORMAT parquet, COMPRESSION zstd)`
 of the same rows, and how report time grows with the number of events.
@@ -21,6 +21,7 @@ of the same rows, and how report time grows with the number of events.
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -44,15 +45,54 @@ TOKEN = "bench-read-token"
 # DataFusion spellings DuckDB writes differently. DuckDB's `first_value` is a window function
 # only; its ordered-set aggregate is `first(x ORDER BY ...)`.
 DUCKDB_SPELLING = {"first_value(": "first("}
-# DuckDB's own formulations of some reports (same rows, different SQL), each timed next to the
-# report's SQL; DuckDB's faster time is the one compared.
+# DuckDB's own formulations of some reports: scripts/bench/duckdb/NAME.sql holds CTEs that
+# replace the report's CTEs of the same names (same rows, different SQL). Each formulation is
+# timed next to the report's own; DuckDB's faster time is the one compared.
 DUCKDB_DIR = ROOT / "scripts" / "bench" / "duckdb"
+
+
+def cte_spans(sql):
+    """{name: (start, end)} of every `name AS (...)` CTE that starts a line, parentheses
+    balanced outside comments and string literals."""
+    spans = {}
+    for m in re.finditer(r"^(\w+) AS \(", sql, re.MULTILINE):
+        depth, i = 0, m.end() - 1
+        while i < len(sql):
+            ch = sql[i]
+            if sql.startswith("--", i):
+                i = sql.find("\n", i)
+                if i < 0:
+                    break
+            elif ch == "'":
+                i = sql.index("'", i + 1)
+            elif ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+                if depth == 0:
+                    spans[m.group(1)] = (m.start(), i + 1)
+                    break
+            i += 1
+    return spans
+
+
+def with_ctes(sql, overrides):
+    """The report SQL with each CTE defined in `overrides` put in place of its namesake; a
+    name the report lacks is an error, so renaming a CTE cannot silently drop DuckDB's form."""
+    theirs = cte_spans(overrides)
+    for name, (start, end) in sorted(cte_spans(sql).items(), key=lambda kv: -kv[1][0]):
+        if name in theirs:
+            a, b_ = theirs.pop(name)
+            sql = sql[:start] + overrides[a:b_] + sql[end:]
+    if theirs:
+        raise SystemExit(f"DuckDB's CTEs {sorted(theirs)} are not in the report's SQL")
+    return sql
 
 
 def duck_sqls(name):
     """(label, SQL) for every formulation DuckDB is timed on: the report's own SQL, with the
-    shared cohort spliced in as convoscope does and DuckDB's spellings, then any of DuckDB's own
-    in scripts/bench/duckdb/."""
+    shared cohort spliced in as convoscope does and DuckDB's spellings, then the same with
+    DuckDB's own CTEs from scripts/bench/duckdb/ where it has any."""
     cohort = (ROOT / "queries" / "cohort.sql").read_text()
     sql = (ROOT / "queries" / f"{name}.sql").read_text()
     for ours, theirs in DUCKDB_SPELLING.items():
@@ -60,7 +100,8 @@ def duck_sqls(name):
     out = [("report SQL", sql.replace("{{cohort}}", cohort))]
     own = DUCKDB_DIR / f"{name}.sql"
     if own.exists():
-        out.append((str(own.relative_to(ROOT)), own.read_text().replace("{{cohort}}", cohort)))
+        label = f"report SQL with {own.relative_to(ROOT)}"
+        out.append((label, with_ctes(sql, own.read_text()).replace("{{cohort}}", cohort)))
     return out
 
 
