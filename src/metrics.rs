@@ -425,10 +425,11 @@ mod tests {
         // A retried webhook repeats a receipt: no second sample, and not unmatched.
         assert_eq!(t.observe("m", "sent", 1_000_000), Observed::default());
         assert_eq!(t.observe("m", "delivered", 2_000_000), Observed::default());
-        // Read before a repeated delivered still measures from the delivered time held.
+        // Read is still measured from the delivered time held.
         assert_eq!(t.observe("m", "read", 5_000_000).read, Some(3.0));
         assert_eq!(t.observe("m", "read", 9_000_000), Observed::default());
-        // Read first, then delivered: measured once delivered arrives.
+        // Read first, then delivered: measured once delivered arrives (which is unmatched: no
+        // sent was seen for it).
         assert!(t.observe("n", "read", 7_000_000).unmatched);
         let o = t.observe("n", "delivered", 4_000_000);
         assert_eq!((o.read, o.unmatched), (Some(3.0), true));
