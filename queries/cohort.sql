@@ -2,20 +2,22 @@
 --
 -- One row per message first sent (send.accepted or message.sent) on a date in [$from, $to],
 -- optionally of one campaign. Attributes come from whichever of its send rows carries them
--- (Meta's sent status has no template; the send record has).
+-- (Meta's sent status has no template; the send record has). Messages and contacts are
+-- identified by message_key and contact, id_key() of their ids: DataFusion groups and joins
+-- a number faster than a string, and MAX of a number needs no copy of the 64-character key.
 sends AS (
-    SELECT message_id,
+    SELECT id_key(message_id) AS message_key,
            MIN(occurred_at) AS sent_at,
            MIN(date) AS day,
            MAX(campaign) AS campaign,
            MAX(template) AS template,
            MAX(locale) AS locale,
-           MAX(contact_key) AS contact_key
+           MAX(id_key(contact_key)) AS contact
     FROM events
     WHERE event_type IN ('send.accepted', 'message.sent')
       AND message_id IS NOT NULL
       AND date >= $from AND date <= $to
-    GROUP BY message_id
+    GROUP BY id_key(message_id)
 ),
 cohort AS (
     SELECT * FROM sends WHERE ($campaign = '' OR campaign = $campaign)

@@ -5,13 +5,13 @@
 -- receipt count as delivered and read, but have no latency to measure).
 WITH {{cohort}},
 status AS (
-    SELECT message_id,
+    SELECT id_key(message_id) AS message_key,
            MIN(CASE WHEN event_type = 'message.delivered' THEN occurred_at END) AS delivered_at,
            MIN(CASE WHEN event_type = 'message.read' THEN occurred_at END) AS read_at,
            MAX(CASE WHEN event_type = 'message.failed' THEN 1 ELSE 0 END) AS failed
     FROM events
     WHERE event_type IN ('message.delivered', 'message.read', 'message.failed') AND date >= $from
-    GROUP BY message_id
+    GROUP BY id_key(message_id)
 ),
 per_message AS (
     SELECT s.day, s.template, s.locale,
@@ -22,7 +22,7 @@ per_message AS (
            date_part('epoch', st.read_at) - date_part('epoch', st.delivered_at) AS read_s
     -- status RIGHT JOIN cohort: DataFusion builds its hash table from the left input.
     FROM status st
-    RIGHT JOIN cohort s ON st.message_id = s.message_id
+    RIGHT JOIN cohort s ON st.message_key = s.message_key
 )
 SELECT day,
        template,

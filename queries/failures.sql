@@ -7,19 +7,19 @@ WITH {{cohort}},
 -- DataFusion computes a CTE once per reference, and grouping the cohort's sends by message
 -- twice made the report 0.74 s, not 0.51, at 3 million events.
 counted AS (
-    SELECT message_id, template, COUNT(*) OVER (PARTITION BY template) AS sent FROM cohort
+    SELECT message_key, template, COUNT(*) OVER (PARTITION BY template) AS sent FROM cohort
 ),
 failed AS (
-    SELECT DISTINCT message_id, error_code, error_title
+    SELECT DISTINCT id_key(message_id) AS message_key, error_code, error_title
     FROM events
     WHERE event_type = 'message.failed' AND date >= $from
 )
 SELECT f.error_code,
        f.error_title,
        c.template,
-       COUNT(DISTINCT f.message_id) AS failed,
-       CAST(COUNT(DISTINCT f.message_id) AS DOUBLE) / MAX(c.sent) AS share_of_sent
+       COUNT(DISTINCT f.message_key) AS failed,
+       CAST(COUNT(DISTINCT f.message_key) AS DOUBLE) / MAX(c.sent) AS share_of_sent
 FROM failed f
-JOIN counted c ON c.message_id = f.message_id
+JOIN counted c ON c.message_key = f.message_key
 GROUP BY f.error_code, f.error_title, c.template
 ORDER BY failed DESC, f.error_code, c.template

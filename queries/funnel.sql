@@ -8,22 +8,22 @@
 -- Every count is of distinct messages, so a duplicated event is counted once.
 WITH {{cohort}},
 status AS (
-    SELECT message_id,
+    SELECT id_key(message_id) AS message_key,
            MAX(CASE WHEN event_type IN ('message.delivered', 'message.read') THEN 1 ELSE 0 END) AS delivered,
            MAX(CASE WHEN event_type = 'message.read' THEN 1 ELSE 0 END) AS was_read
     FROM events
     WHERE event_type IN ('message.delivered', 'message.read') AND date >= $from
-    GROUP BY message_id
+    GROUP BY id_key(message_id)
 ),
 replies AS (
-    SELECT DISTINCT reply_to AS message_id
+    SELECT DISTINCT id_key(reply_to) AS message_key
     FROM events
     WHERE event_type IN ('interaction.reply', 'message.inbound') AND reply_to IS NOT NULL AND date >= $from
 ),
 conversions AS (
-    SELECT DISTINCT s.message_id
+    SELECT DISTINCT s.message_key
     FROM cohort s
-    JOIN events c ON c.contact_key = s.contact_key
+    JOIN events c ON id_key(c.contact_key) = s.contact
     WHERE c.event_type = 'conversion'
       AND c.date >= $from
       AND c.occurred_at >= s.sent_at
@@ -36,14 +36,14 @@ per_message AS (
     SELECT s.campaign, s.template,
            COALESCE(st.delivered, 0) AS delivered,
            COALESCE(st.was_read, 0) AS was_read,
-           CASE WHEN r.message_id IS NULL THEN 0 ELSE 1 END AS replied,
-           CASE WHEN cv.message_id IS NULL THEN 0 ELSE 1 END AS converted
+           CASE WHEN r.message_key IS NULL THEN 0 ELSE 1 END AS replied,
+           CASE WHEN cv.message_key IS NULL THEN 0 ELSE 1 END AS converted
     FROM conversions cv
     RIGHT JOIN (replies r
         RIGHT JOIN (status st
-            RIGHT JOIN cohort s ON st.message_id = s.message_id)
-        ON r.message_id = s.message_id)
-    ON cv.message_id = s.message_id
+            RIGHT JOIN cohort s ON st.message_key = s.message_key)
+        ON r.message_key = s.message_key)
+    ON cv.message_key = s.message_key
 )
 SELECT campaign,
        template,

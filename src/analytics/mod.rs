@@ -5,6 +5,7 @@
 //! so a filter on `date` skips whole directories.
 
 pub mod format;
+pub mod id_key;
 pub mod reports;
 pub mod stats;
 
@@ -211,6 +212,7 @@ impl Analytics {
             .with_schema(read_schema());
         ctx.register_table("events", Arc::new(ListingTable::try_new(cfg)?))?;
         ctx.register_table("rate_card", self.rate_card_table()?)?;
+        ctx.register_udf(id_key::udf());
         Ok(ctx)
     }
 
