@@ -60,7 +60,8 @@ resolved AS (
 ),
 -- Conversions and resolutions are attributed to messages in one join, and every total is read
 -- from one GROUPING SETS aggregation of it: each set is a distinct count the totals need
--- (messages; messages with a conversion; distinct conversions and resolutions with their value).
+-- (messages, with their cost and whether any outcome was a conversion; distinct conversions and
+-- resolutions with their value).
 -- A CTE referenced twice is computed twice by DataFusion, and this report used to reference its
 -- priced messages three times: 2.3x slower at 3 million events.
 outcomes AS (
@@ -78,17 +79,19 @@ joined AS (
         AND date_part('epoch', o.at) <= date_part('epoch', p.sent_at) + $window_s
 ),
 sets AS (
-    SELECT campaign, category, message_key, kind, id, MAX(cost) AS cost, MAX(value) AS value
+    SELECT campaign, category, message_key, kind, id, MAX(cost) AS cost,
+           MAX(CASE WHEN kind = 'conversion' THEN 1 ELSE 0 END) AS converted, MAX(value) AS value
     FROM joined
-    GROUP BY GROUPING SETS ((campaign, category, message_key), (campaign, category, kind, message_key), (campaign, category, kind, id))
+    GROUP BY GROUPING SETS ((campaign, category, message_key), (campaign, category, kind, id))
 ),
--- Set (campaign, category, message_key) has kind NULL; set (..., kind, message_key) has kind
--- '-', 'conversion' or 'resolution' (COALESCE above); set (..., kind, id) has message_key NULL.
+-- Set (campaign, category, message_key) has kind NULL; set (..., kind, id) has message_key NULL
+-- and kind '-', 'conversion' or 'resolution' (COALESCE above). Two sets, not a third of
+-- (..., kind, message_key) for the converted messages: 3.6 s, not 4.4, at 10 million events.
 totals0 AS (
     SELECT campaign, category,
            SUM(CASE WHEN kind IS NULL THEN 1 ELSE 0 END) AS messages,
            SUM(CASE WHEN kind IS NULL THEN cost ELSE 0 END) AS messaging_cost,
-           SUM(CASE WHEN message_key IS NOT NULL AND kind = 'conversion' THEN 1 ELSE 0 END) AS conversions,
+           SUM(CASE WHEN kind IS NULL THEN converted ELSE 0 END) AS conversions,
            SUM(CASE WHEN message_key IS NULL AND kind = 'conversion' THEN value ELSE 0 END) AS revenue,
            SUM(CASE WHEN message_key IS NULL AND kind = 'resolution' THEN 1 ELSE 0 END) AS resolutions,
            SUM(CASE WHEN message_key IS NULL AND kind = 'resolution' THEN value ELSE 0 END) AS support_cost
