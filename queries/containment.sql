@@ -5,8 +5,8 @@
 WITH conv AS (
     SELECT conversation_id,
            MIN(CASE WHEN event_type = 'conversation.opened' THEN occurred_at END) AS opened_at,
-           MIN(CASE WHEN event_type = 'conversation.opened' THEN date END) AS day,
-           MAX(queue) AS queue,
+           min_text(CASE WHEN event_type = 'conversation.opened' THEN date END) AS day,
+           max_text(queue) AS queue,
            MAX(CASE WHEN event_type = 'conversation.resolved' THEN 1 ELSE 0 END) AS resolved,
            MAX(CASE WHEN event_type = 'conversation.handoff' THEN 1 ELSE 0 END) AS handed_off
     FROM events

@@ -14,8 +14,8 @@ WITH {{cohort}},
 msg AS (
     SELECT id_key(message_id) AS message_key,
            MAX(CASE WHEN billable THEN 1 ELSE 0 END) AS billable,
-           MAX(category) AS category,
-           MAX(country) AS country,
+           max_text(category) AS category,
+           max_text(country) AS country,
            MAX(cost_micros) AS cost_micros
     FROM events
     WHERE message_id IS NOT NULL AND date >= $from

@@ -13,8 +13,8 @@ WITH ev AS (
 conv AS (
     SELECT conversation_id,
            MIN(CASE WHEN event_type = 'conversation.opened' THEN occurred_at END) AS opened_at,
-           MIN(CASE WHEN event_type = 'conversation.opened' THEN date END) AS day,
-           MAX(queue) AS queue,
+           min_text(CASE WHEN event_type = 'conversation.opened' THEN date END) AS day,
+           max_text(queue) AS queue,
            MIN(CASE WHEN actor = 'customer' OR event_type = 'message.inbound' THEN occurred_at END) AS first_customer_at,
            MIN(CASE WHEN event_type = 'conversation.resolved' THEN occurred_at END) AS resolved_at
     FROM ev
@@ -32,8 +32,8 @@ start AS (
 -- aggregations of every conversation event (2x slower at 3 million events).
 per_conv AS (
     SELECT s.conversation_id,
-           MAX(s.day) AS day,
-           MAX(s.queue) AS queue,
+           max_text(s.day) AS day,
+           max_text(s.queue) AS queue,
            date_part('epoch', MIN(CASE WHEN e.event_type IN ('conversation.bot_reply', 'conversation.agent_reply')
                                         AND e.occurred_at >= s.customer_at THEN e.occurred_at END))
              - date_part('epoch', MAX(s.customer_at)) AS first_response_s,

@@ -8,6 +8,7 @@ pub mod format;
 pub mod id_key;
 pub mod reports;
 pub mod stats;
+pub mod text_extreme;
 
 use std::sync::Arc;
 
@@ -213,6 +214,8 @@ impl Analytics {
         ctx.register_table("events", Arc::new(ListingTable::try_new(cfg)?))?;
         ctx.register_table("rate_card", self.rate_card_table()?)?;
         ctx.register_udf(id_key::udf());
+        ctx.register_udaf(text_extreme::udaf(true));
+        ctx.register_udaf(text_extreme::udaf(false));
         Ok(ctx)
     }
 
