@@ -1,5 +1,5 @@
 //! `id_key(text)`: a 126-bit number standing for an id, so reports group and join message
-//! and conversation ids as numbers instead of strings.
+//! ids and contacts as numbers instead of strings.
 //!
 //! DataFusion groups strings in a byte map that stores, compares and copies every distinct
 //! value; at 10 million events that map was the largest item in `funnel`'s profile, and the

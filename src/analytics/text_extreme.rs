@@ -90,6 +90,7 @@ struct TextExtremeGroups {
     /// Every distinct value that has been some group's extreme, once.
     values: Vec<Box<str>>,
     index: HashMap<Box<str>, u32>,
+    /// Bytes of text held: each distinct value twice, in `values` and as a key of `index`.
     value_bytes: usize,
 }
 
@@ -109,9 +110,7 @@ impl TextExtremeGroups {
 
     /// Folds `input` into the groups, keeping per group the largest (smallest) value.
     fn fold(&mut self, input: &ArrayRef, groups: &[usize], filter: Option<&BooleanArray>, total: usize) -> Result<()> {
-        let input = input.as_string_view_opt().ok_or_else(|| {
-            DataFusionError::Internal(format!("text min/max expects Utf8View, got {}", input.data_type()))
-        })?;
+        let input = text(input)?;
         self.extremes.resize(total, NONE);
         for (row, &group) in groups.iter().enumerate() {
             if input.is_null(row) || filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
@@ -143,6 +142,13 @@ impl TextExtremeGroups {
     }
 }
 
+/// The argument as text: the signature coerces every string type to `Utf8View`.
+fn text(array: &ArrayRef) -> Result<&arrow::array::StringViewArray> {
+    array
+        .as_string_view_opt()
+        .ok_or_else(|| DataFusionError::Internal(format!("text min/max expects Utf8View, got {}", array.data_type())))
+}
+
 impl GroupsAccumulator for TextExtremeGroups {
     fn update_batch(
         &mut self,
@@ -171,7 +177,7 @@ impl GroupsAccumulator for TextExtremeGroups {
         let Some(filter) = opt_filter else {
             return Ok(vec![values[0].clone()]);
         };
-        let input = values[0].as_string_view();
+        let input = text(&values[0])?;
         let mut out = StringViewBuilder::with_capacity(input.len());
         for row in 0..input.len() {
             if input.is_valid(row) && filter.is_valid(row) && filter.value(row) {
