@@ -4,6 +4,7 @@
 //! `events` is a listing table over `events/date=*/` with `date` as a hive partition column,
 //! so a filter on `date` skips whole directories.
 
+pub mod earliest_text;
 pub mod format;
 pub mod id_key;
 pub mod reports;
@@ -216,6 +217,7 @@ impl Analytics {
         ctx.register_udf(id_key::udf());
         ctx.register_udaf(text_extreme::udaf(true));
         ctx.register_udaf(text_extreme::udaf(false));
+        ctx.register_udaf(earliest_text::udaf());
         Ok(ctx)
     }
 

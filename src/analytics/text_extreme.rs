@@ -28,7 +28,7 @@ pub const MAX: &str = "max_text";
 pub const MIN: &str = "min_text";
 
 /// A group that has seen no non-null value yet.
-const NONE: u32 = u32::MAX;
+pub(crate) const NONE: u32 = u32::MAX;
 
 /// `max_text` (`max` true) or `min_text` as a DataFusion aggregate.
 pub fn udaf(max: bool) -> AggregateUDF {
@@ -81,26 +81,23 @@ impl AggregateUDFImpl for TextExtreme {
     }
 }
 
-/// Each group's extreme as an index into the distinct values seen.
+/// Distinct texts, each kept once and named by a 32-bit index ([`NONE`] names none).
 #[derive(Default)]
-struct TextExtremeGroups {
-    max: bool,
-    /// Per group: index into `values`, or [`NONE`].
-    extremes: Vec<u32>,
-    /// Every distinct value that has been some group's extreme, once.
+pub(crate) struct Interner {
     values: Vec<Box<str>>,
     index: HashMap<Box<str>, u32>,
     /// Bytes of text held: each distinct value twice, in `values` and as a key of `index`.
     value_bytes: usize,
 }
 
-impl TextExtremeGroups {
-    fn intern(&mut self, value: &str) -> Result<u32> {
+impl Interner {
+    /// The index of `value`, added if new.
+    pub(crate) fn intern(&mut self, value: &str) -> Result<u32> {
         if let Some(&i) = self.index.get(value) {
             return Ok(i);
         }
         let i = u32::try_from(self.values.len()).ok().filter(|&i| i != NONE).ok_or_else(|| {
-            DataFusionError::ResourcesExhausted("text min/max: more than 2^32 distinct values".into())
+            DataFusionError::ResourcesExhausted("text aggregate: more than 2^32 distinct values".into())
         })?;
         self.values.push(value.into());
         self.index.insert(value.into(), i);
@@ -108,6 +105,41 @@ impl TextExtremeGroups {
         Ok(i)
     }
 
+    /// The text at `i`; `None` for [`NONE`].
+    pub(crate) fn get(&self, i: u32) -> Option<&str> {
+        self.values.get(i as usize).map(|v| &**v)
+    }
+
+    /// The texts at `indexes` as an array, null for [`NONE`].
+    pub(crate) fn array(&self, indexes: Vec<u32>) -> ArrayRef {
+        let mut out = StringViewBuilder::with_capacity(indexes.len());
+        for i in indexes {
+            match self.get(i) {
+                Some(v) => out.append_value(v),
+                None => out.append_null(),
+            }
+        }
+        Arc::new(out.finish())
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        self.values.capacity() * size_of::<Box<str>>()
+            + self.index.capacity() * (size_of::<Box<str>>() + size_of::<u32>())
+            + self.value_bytes
+    }
+}
+
+/// Each group's extreme as an index into the distinct values seen.
+#[derive(Default)]
+struct TextExtremeGroups {
+    max: bool,
+    /// Per group: index into `texts`, or [`NONE`].
+    extremes: Vec<u32>,
+    /// Every distinct value that has been some group's extreme, once.
+    texts: Interner,
+}
+
+impl TextExtremeGroups {
     /// Folds `input` into the groups, keeping per group the largest (smallest) value.
     fn fold(&mut self, input: &ArrayRef, groups: &[usize], filter: Option<&BooleanArray>, total: usize) -> Result<()> {
         let input = text(input)?;
@@ -118,32 +150,30 @@ impl TextExtremeGroups {
             }
             let value = input.value(row);
             let current = self.extremes[group];
-            let wins = current == NONE || {
-                let held = &*self.values[current as usize];
-                if self.max { value > held } else { value < held }
+            let wins = match self.texts.get(current) {
+                None => true,
+                Some(held) => {
+                    if self.max {
+                        value > held
+                    } else {
+                        value < held
+                    }
+                }
             };
             if wins {
-                self.extremes[group] = self.intern(value)?;
+                self.extremes[group] = self.texts.intern(value)?;
             }
         }
         Ok(())
     }
 
     fn emit(&mut self, emit_to: EmitTo) -> ArrayRef {
-        let extremes = emit_to.take_needed(&mut self.extremes);
-        let mut out = StringViewBuilder::with_capacity(extremes.len());
-        for i in extremes {
-            match self.values.get(i as usize) {
-                Some(v) => out.append_value(v),
-                None => out.append_null(),
-            }
-        }
-        Arc::new(out.finish())
+        self.texts.array(emit_to.take_needed(&mut self.extremes))
     }
 }
 
 /// The argument as text: the signature coerces every string type to `Utf8View`.
-fn text(array: &ArrayRef) -> Result<&arrow::array::StringViewArray> {
+pub(crate) fn text(array: &ArrayRef) -> Result<&arrow::array::StringViewArray> {
     array
         .as_string_view_opt()
         .ok_or_else(|| DataFusionError::Internal(format!("text min/max expects Utf8View, got {}", array.data_type())))
@@ -190,10 +220,7 @@ impl GroupsAccumulator for TextExtremeGroups {
     }
 
     fn size(&self) -> usize {
-        self.extremes.capacity() * size_of::<u32>()
-            + self.values.capacity() * size_of::<Box<str>>()
-            + self.index.capacity() * (size_of::<Box<str>>() + size_of::<u32>())
-            + self.value_bytes
+        self.extremes.capacity() * size_of::<u32>() + self.texts.size()
     }
 }
 
