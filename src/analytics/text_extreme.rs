@@ -176,7 +176,7 @@ impl TextExtremeGroups {
 pub(crate) fn text(array: &ArrayRef) -> Result<&arrow::array::StringViewArray> {
     array
         .as_string_view_opt()
-        .ok_or_else(|| DataFusionError::Internal(format!("text min/max expects Utf8View, got {}", array.data_type())))
+        .ok_or_else(|| DataFusionError::Internal(format!("text aggregate expects Utf8View, got {}", array.data_type())))
 }
 
 impl GroupsAccumulator for TextExtremeGroups {
