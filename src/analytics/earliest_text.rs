@@ -18,7 +18,9 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
-use super::text_extreme::{Interner, NONE, text};
+use datafusion_functions_aggregate_common::aggregate::groups_accumulator::nulls::apply_filter_as_nulls;
+
+use super::text_extreme::{Interner, NONE, filtered_out, text};
 
 /// The SQL name of the function.
 pub const NAME: &str = "earliest_text";
@@ -122,7 +124,7 @@ impl EarliestGroups {
         self.at.resize(total, i64::MAX);
         self.text.resize(total, NONE);
         for (row, &group) in groups.iter().enumerate() {
-            if texts.is_null(row) || at.is_null(row) || filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
+            if texts.is_null(row) || at.is_null(row) || filtered_out(filter, row) {
                 continue;
             }
             let (t, value) = (at.value(row), texts.value(row));
@@ -165,14 +167,8 @@ impl GroupsAccumulator for EarliestGroups {
     /// A row on its own is its own earliest: the state is the row, its text null where
     /// filtered out (which the fold skips).
     fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
-        let (texts, at) = arguments(values)?;
-        let Some(filter) = opt_filter else {
-            return Ok(values.to_vec());
-        };
-        let kept: StringViewArray = (0..texts.len())
-            .map(|row| (texts.is_valid(row) && filter.is_valid(row) && filter.value(row)).then(|| texts.value(row)))
-            .collect();
-        Ok(vec![Arc::new(kept), Arc::new(at.clone())])
+        arguments(values)?;
+        Ok(vec![apply_filter_as_nulls(&values[0], opt_filter)?, values[1].clone()])
     }
 
     fn size(&self) -> usize {

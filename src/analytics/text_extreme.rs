@@ -21,6 +21,7 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
+use datafusion_functions_aggregate_common::aggregate::groups_accumulator::nulls::apply_filter_as_nulls;
 
 /// The SQL names of the functions.
 pub const MAX: &str = "max_text";
@@ -145,7 +146,7 @@ impl TextExtremeGroups {
         let input = text(input)?;
         self.extremes.resize(total, NONE);
         for (row, &group) in groups.iter().enumerate() {
-            if input.is_null(row) || filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
+            if input.is_null(row) || filtered_out(filter, row) {
                 continue;
             }
             let value = input.value(row);
@@ -170,6 +171,11 @@ impl TextExtremeGroups {
     fn emit(&mut self, emit_to: EmitTo) -> ArrayRef {
         self.texts.array(emit_to.take_needed(&mut self.extremes))
     }
+}
+
+/// Whether an aggregate's `FILTER` drops `row` (a null filter value drops it too).
+pub(crate) fn filtered_out(filter: Option<&BooleanArray>, row: usize) -> bool {
+    filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
 }
 
 /// The argument as text: the signature coerces every string type to `Utf8View`.
@@ -204,19 +210,7 @@ impl GroupsAccumulator for TextExtremeGroups {
 
     /// A row on its own is its own extreme: the state is the value, null where filtered out.
     fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
-        let Some(filter) = opt_filter else {
-            return Ok(vec![values[0].clone()]);
-        };
-        let input = text(&values[0])?;
-        let mut out = StringViewBuilder::with_capacity(input.len());
-        for row in 0..input.len() {
-            if input.is_valid(row) && filter.is_valid(row) && filter.value(row) {
-                out.append_value(input.value(row));
-            } else {
-                out.append_null();
-            }
-        }
-        Ok(vec![Arc::new(out.finish())])
+        Ok(vec![apply_filter_as_nulls(&values[0], opt_filter)?])
     }
 
     fn size(&self) -> usize {
