@@ -2,7 +2,7 @@
 //! Arrow form.
 //!
 //! An [`Event`] is one row of the `events` table. It is what the write-ahead log stores
-//! (as JSON inside checksummed frames) and what the flusher turns into Parquet.
+//! (as Arrow record batches inside checksummed frames) and what the flusher turns into Parquet.
 
 use std::borrow::Borrow;
 use std::sync::{Arc, LazyLock};
@@ -130,11 +130,11 @@ impl Event {
             ..Default::default()
         }
     }
+}
 
-    /// UTC date of `occurred_at`: the partition the event is stored under.
-    pub fn partition_date(&self) -> NaiveDate {
-        micros_to_datetime(self.occurred_at).date_naive()
-    }
+/// The partition (UTC date) of an event that occurred at `micros`.
+pub fn partition_date(micros: i64) -> NaiveDate {
+    micros_to_datetime(micros).date_naive()
 }
 
 /// Converts microseconds since the epoch to a UTC datetime, clamping out-of-range values.
@@ -286,7 +286,7 @@ mod tests {
         assert_eq!(b.num_rows(), 2);
         assert_eq!(b.num_columns(), COLUMNS.len());
         assert_eq!(b.column_by_name("error_code").unwrap().null_count(), 1);
-        assert_eq!(e.partition_date().to_string(), "2026-01-01");
+        assert_eq!(partition_date(e.occurred_at).to_string(), "2026-01-01");
     }
 
     #[test]

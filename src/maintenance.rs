@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::TimestampMicrosecondType;
 use chrono::NaiveDate;
 use object_store::path::Path as ObjPath;
@@ -20,7 +20,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::error::{Error, Result};
 use crate::event;
-use crate::store::{STORED_ORDER, Storage, parquet_bytes};
+use crate::store::{Storage, parquet_bytes, stored_order};
 
 /// What compaction did to one partition.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,14 +99,7 @@ async fn compact_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMe
     let mut idx: Vec<u32> = keep.values().map(|&i| i as u32).collect();
     idx.sort_unstable();
     let deduped = take_record_batch(&all, &UInt32Array::from(idx))?;
-    let keys = STORED_ORDER
-        .iter()
-        .map(|name| {
-            let values = deduped.column_by_name(name).cloned().ok_or_else(|| Error::Invalid(format!("no {name}")))?;
-            Ok(SortColumn { values, options: Some(SortOptions { descending: false, nulls_first: false }) })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let order = lexsort_to_indices(&keys, None)?;
+    let order = stored_order(&deduped, None)?;
     let sorted = take_record_batch(&deduped, &order)?;
     let rows_after = sorted.num_rows();
     let bytes = tokio::task::spawn_blocking(move || parquet_bytes(&sorted))

@@ -5,11 +5,13 @@
 //! the upload succeeded. Object names derive from the segment (`wal-<log id>-<seq>.parquet`), so
 //! flushing the same segment again after a crash overwrites instead of duplicating.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, AsArray, Int32Array, RecordBatch, UInt32Array};
+use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::datatypes::TimestampMicrosecondType;
+use chrono::Datelike;
 use chrono::NaiveDate;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
@@ -120,29 +122,36 @@ impl Storage {
     /// Writes events as Parquet, one file per `occurred_at` date named `<name>.parquet`, each
     /// sorted by [`STORED_ORDER`]. Returns the paths written with their row counts.
     pub async fn write_events(&self, events: Vec<Event>, name: &str) -> Result<Vec<(ObjPath, usize)>> {
-        // Events are ~700 bytes each: references are grouped and sorted instead (memmove was
-        // ~10% of `serve`'s samples under load before this and the frame decoding change).
+        let batch = event::to_record_batch(&events)?;
+        drop(events);
+        self.write_batches(vec![batch], name).await
+    }
+
+    /// Writes batches of the events table as [`Storage::write_events`] does.
+    pub async fn write_batches(&self, batches: Vec<RecordBatch>, name: &str) -> Result<Vec<(ObjPath, usize)>> {
         let files = tokio::task::spawn_blocking(move || -> Result<Vec<(NaiveDate, usize, Vec<u8>)>> {
-            let mut by_date: BTreeMap<NaiveDate, Vec<&Event>> = BTreeMap::new();
-            for e in &events {
-                by_date.entry(e.partition_date()).or_default().push(e);
+            let all = concat_batches(&event::schema(), &batches)?;
+            drop(batches);
+            // One date per row; the dates lead the sort, so each date's rows are one slice.
+            let occurred = all
+                .column_by_name("occurred_at")
+                .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+                .ok_or_else(|| Error::Invalid("events without occurred_at".into()))?;
+            let dates: Vec<NaiveDate> = occurred.values().iter().map(|m| event::partition_date(*m)).collect();
+            let days: ArrayRef = Arc::new(Int32Array::from_iter_values(dates.iter().map(|d| d.num_days_from_ce())));
+            let one_date = dates.windows(2).all(|w| w[0] == w[1]);
+            let order = stored_order(&all, (!one_date).then_some(days))?;
+            let sorted = take_record_batch(&all, &order)?;
+            drop(all);
+            let mut files = Vec::new();
+            let mut start = 0;
+            while start < sorted.num_rows() {
+                let date = dates[order.value(start) as usize];
+                let len = order.values()[start..].iter().take_while(|&&i| dates[i as usize] == date).count();
+                files.push((date, len, parquet_bytes(&sorted.slice(start, len))?));
+                start += len;
             }
-            by_date
-                .into_iter()
-                .map(|(date, mut evs)| {
-                    // STORED_ORDER, compared on the structs before the batch is built (compaction
-                    // sorts built batches by the column names; a test of each checks the order).
-                    evs.sort_by(|a, b| {
-                        (a.event_type.as_str(), a.occurred_at, a.event_id.as_str()).cmp(&(
-                            b.event_type.as_str(),
-                            b.occurred_at,
-                            b.event_id.as_str(),
-                        ))
-                    });
-                    let batch = event::to_record_batch(&evs)?;
-                    Ok((date, evs.len(), parquet_bytes(&batch)?))
-                })
-                .collect()
+            Ok(files)
         })
         .await
         .map_err(|e| Error::Invalid(format!("parquet encoder task failed: {e}")))??;
@@ -203,6 +212,18 @@ pub fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
 /// error code, queue) compress into long runs: at 3 million events every report 5-25% faster
 /// and the files 4% smaller than sorted by `occurred_at` alone (BENCHMARKS.md, fourth round).
 pub const STORED_ORDER: [&str; 3] = ["event_type", "occurred_at", "event_id"];
+
+/// Row indices that put `batch` (of the events table) in [`STORED_ORDER`], after `first` when
+/// given (the flusher puts each date's rows together with it).
+pub fn stored_order(batch: &RecordBatch, first: Option<ArrayRef>) -> Result<UInt32Array> {
+    let options = Some(SortOptions { descending: false, nulls_first: false });
+    let mut keys: Vec<SortColumn> = first.into_iter().map(|values| SortColumn { values, options }).collect();
+    for name in STORED_ORDER {
+        let values = batch.column_by_name(name).cloned().ok_or_else(|| Error::Invalid(format!("no {name} column")))?;
+        keys.push(SortColumn { values, options });
+    }
+    Ok(lexsort_to_indices(&keys, None)?)
+}
 
 /// zstd, page statistics for pruning, sorted by [`STORED_ORDER`]; timestamps delta-encoded and
 /// unique ids kept out of dictionaries (where a dictionary would only add size).
@@ -287,12 +308,12 @@ impl Flusher {
         if let Some(at) = seg.cut_at {
             tracing::warn!(segment = %path.display(), offset = at, "segment has a corrupt tail; flushing the frames before it");
         }
-        let n = seg.events.len();
+        let n = seg.rows();
         let name = format!("wal-{}-{seq:020}", self.log_id);
         // Taken before the upload, which consumes the events; written only after it succeeds.
-        let record = crate::wal::dedup_record(&seg.events);
+        let record = crate::wal::dedup_record(&seg.batches)?;
         if n > 0 {
-            self.storage.write_events(seg.events, &name).await?;
+            self.storage.write_batches(seg.batches, &name).await?;
         }
         let wal = self.wal.clone();
         tokio::task::spawn_blocking(move || wal.finish_segment(&path, record))

@@ -9,10 +9,14 @@
 //!
 //! Layout of `wal_dir`:
 //! - `00000000000000000042.wal`: segment 42. An 8-byte magic, then frames of
-//!   `[len: u32 LE][crc32: u32 LE][len bytes of JSON array of events]`.
+//!   `[len: u32 LE][crc32: u32 LE][len bytes of payload]`. The first frame holds the Arrow IPC
+//!   schema message of the events table, every later one the Arrow IPC record batch of one
+//!   group commit. Segments of builds before 2026-11-25 (magic `CVWAL001`) hold one JSON array
+//!   of events per frame; they are still read, so an upgrade flushes what the old build left.
 //! - `dedup/<day>.ids`: 8-byte hashes of the event ids already flushed, per day received, so
 //!   duplicates are recognised across restarts for [`DEDUP_DAYS`].
-//! - `corrupt/`: segments whose header is unreadable, set aside so they never block the rest.
+//! - `corrupt/`: segments whose header is unreadable (or whose schema is another build's), set
+//!   aside so they never block the rest.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -23,16 +27,23 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arrow::array::{AsArray, RecordBatch};
+use arrow::buffer::Buffer;
+use arrow::datatypes::TimestampMicrosecondType;
+use arrow::ipc::convert::try_schema_from_ipc_buffer;
+use arrow::ipc::reader::StreamDecoder;
+use arrow::ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions, write_message};
 use nohash_hasher::IntSet;
-use serde::de::DeserializeSeed;
 use tokio::sync::{Notify, oneshot};
 
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::idset::IdSet;
 
-/// First bytes of every segment file.
-pub const MAGIC: &[u8; 8] = b"CVWAL001";
+/// First bytes of every segment this build writes (Arrow IPC frames).
+pub const MAGIC: &[u8; 8] = b"CVWAL002";
+/// First bytes of segments written by builds before Arrow frames (JSON frames); read only.
+pub const MAGIC_JSON: &[u8; 8] = b"CVWAL001";
 const FRAME_HEADER: usize = 8;
 /// A frame larger than this is taken for corruption: no request body may exceed the HTTP
 /// limit, so no honest frame comes near it.
@@ -40,6 +51,10 @@ const MAX_FRAME_BYTES: usize = 256 << 20;
 /// How many requests one group commit takes at most, so a flood cannot delay the first
 /// request's answer without bound.
 const MAX_GROUP: usize = 1024;
+/// A group's events go into frames of about this many bytes at most: one record batch per
+/// frame, so the flusher never holds more than this of one frame's decoding at a time, and no
+/// group of large requests comes near [`MAX_FRAME_BYTES`].
+const FRAME_TARGET_BYTES: usize = 4 << 20;
 /// Requests that may wait for the writer before callers get "full" back: enough to keep the
 /// writer busy through an fsync, small enough that waiting is short.
 const QUEUE_DEPTH: usize = 4096;
@@ -166,11 +181,9 @@ impl Wal {
                         truncate(&path, cut)?;
                         rec.cut_tails.push(path.display().to_string());
                     }
-                    for e in &seg.events {
-                        dedup.insert(id_hash(&e.event_id), e.received_at.div_euclid(MICROS_PER_DAY));
-                    }
+                    for_each_id(&seg.batches, |h, day| dedup.insert(h, day))?;
                     rec.segments += 1;
-                    rec.events += seg.events.len();
+                    rec.events += seg.rows();
                     bytes += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 }
                 Err(err) => {
@@ -196,8 +209,16 @@ impl Wal {
             dir: cfg.dir.clone(),
         });
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_DEPTH);
-        let writer =
-            Writer { cfg, shared: shared.clone(), dedup, seq: active_seq, file: None, len: 0, opened: Instant::now() };
+        let writer = Writer {
+            cfg,
+            frames: FrameEncoder::new()?,
+            shared: shared.clone(),
+            dedup,
+            seq: active_seq,
+            file: None,
+            len: 0,
+            opened: Instant::now(),
+        };
         let thread = std::thread::Builder::new()
             .name("wal-writer".into())
             .spawn(move || writer.run(rx))
@@ -336,16 +357,29 @@ impl Drop for Wal {
 /// Id hashes of a segment's events by day received, as they are appended to `dedup/<day>.ids`.
 pub type DedupRecord = BTreeMap<i64, Vec<u8>>;
 
-/// The dedup record of some events.
-pub fn dedup_record(events: &[Event]) -> DedupRecord {
+/// The dedup record of some events (batches of the events table).
+pub fn dedup_record(batches: &[RecordBatch]) -> Result<DedupRecord> {
     let mut by_day = DedupRecord::new();
-    for e in events {
-        by_day
-            .entry(e.received_at.div_euclid(MICROS_PER_DAY))
-            .or_default()
-            .extend_from_slice(&id_hash(&e.event_id).to_le_bytes());
+    for_each_id(batches, |h, day| by_day.entry(day).or_default().extend_from_slice(&h.to_le_bytes()))?;
+    Ok(by_day)
+}
+
+/// Calls `f` with the id hash and day received of every event in `batches`.
+fn for_each_id(batches: &[RecordBatch], mut f: impl FnMut(u64, i64)) -> Result<()> {
+    for b in batches {
+        let (Some(ids), Some(received)) = (b.column_by_name("event_id"), b.column_by_name("received_at")) else {
+            return Err(Error::Invalid("log frame without event_id or received_at".into()));
+        };
+        let (Some(ids), Some(received)) =
+            (ids.as_string_opt::<i32>(), received.as_primitive_opt::<TimestampMicrosecondType>())
+        else {
+            return Err(Error::Invalid("log frame with event_id or received_at of the wrong type".into()));
+        };
+        for (id, at) in ids.iter().zip(received.iter()) {
+            f(id_hash(id.unwrap_or_default()), at.unwrap_or_default().div_euclid(MICROS_PER_DAY));
+        }
     }
-    by_day
+    Ok(())
 }
 
 /// Hash under which an event id is remembered for deduplication. xxh3 is fixed by its
@@ -399,6 +433,7 @@ type Answer = (oneshot::Sender<Result<Appended>>, Result<Vec<bool>>, Vec<Event>)
 
 struct Writer {
     cfg: WalConfig,
+    frames: FrameEncoder,
     shared: Arc<WalShared>,
     dedup: DedupIndex,
     seq: u64,
@@ -442,60 +477,89 @@ impl Writer {
     /// Writes every append of the group, syncs once, then answers them all.
     fn commit(&mut self, group: Vec<Cmd>) {
         let now_day = crate::event::now_micros().div_euclid(MICROS_PER_DAY);
-        let mut buf: Vec<u8> = Vec::new();
         let mut pending: IntSet<u64> = IntSet::default();
         let mut to_insert: Vec<(u64, i64)> = Vec::new();
         let mut answers: Vec<Answer> = Vec::new();
         let mut seals = Vec::new();
+        // The new events of the group as (answer, event) positions, cut into frames.
+        let mut frames: Vec<Vec<(usize, usize)>> = vec![Vec::new()];
+        let mut frame_bytes = 0usize;
+        // A new segment starts with its header.
+        let mut group_bytes = if self.file.is_none() { self.frames.header().len() as u64 } else { 0 };
         for cmd in group {
             match cmd {
                 Cmd::Seal { reply } => seals.push(reply),
                 Cmd::Append { events, reply } => {
                     let mut mask = Vec::with_capacity(events.len());
-                    let mut keep: Vec<&Event> = Vec::with_capacity(events.len());
                     // This request's new ids: a set for the duplicate check, a list (with the day
                     // received) for the index once the group is durable.
                     let mut mine = Vec::new();
                     let mut mine_set = IntSet::with_capacity_and_hasher(events.len(), Default::default());
+                    let mut bytes = 0usize;
                     for e in &events {
                         let h = id_hash(&e.event_id);
                         let dup = self.dedup.contains(h) || pending.contains(&h) || !mine_set.insert(h);
                         mask.push(dup);
                         if !dup {
-                            keep.push(e);
+                            bytes += frame_bytes_of(e);
                             mine.push((h, e.received_at.div_euclid(MICROS_PER_DAY)));
                         }
                     }
-                    if keep.is_empty() {
+                    if mine.is_empty() {
                         answers.push((reply, Ok(mask), events));
                         continue;
                     }
-                    let payload = match serde_json::to_vec(&keep) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            answers.push((reply, Err(Error::Invalid(format!("cannot encode events: {e}"))), events));
-                            continue;
-                        }
-                    };
-                    let used = self.shared.bytes.load(Ordering::Relaxed) + buf.len() as u64;
-                    let frame_len = (payload.len() + FRAME_HEADER) as u64;
-                    if used + frame_len > self.cfg.budget_bytes {
+                    if bytes > MAX_FRAME_BYTES {
+                        let err = Error::Invalid(format!(
+                            "request too large for one log frame (~{bytes} bytes of events, limit {MAX_FRAME_BYTES})"
+                        ));
+                        answers.push((reply, Err(err), events));
+                        continue;
+                    }
+                    let new_frame = frame_bytes > 0 && frame_bytes + bytes > FRAME_TARGET_BYTES;
+                    let overhead = if frame_bytes == 0 || new_frame { FRAME_OVERHEAD_BYTES } else { 0 };
+                    let used = self.shared.bytes.load(Ordering::Relaxed) + group_bytes;
+                    if used + (bytes + overhead) as u64 > self.cfg.budget_bytes {
                         self.shared.full.store(true, Ordering::Relaxed);
                         answers.push((reply, Err(Error::WalFull { used, budget: self.cfg.budget_bytes }), events));
                         continue;
                     }
-                    if let Err(e) = encode_frame(&mut buf, &payload) {
-                        answers.push((reply, Err(e), events));
-                        continue;
+                    if new_frame {
+                        frames.push(Vec::new());
+                        frame_bytes = 0;
                     }
+                    let at = answers.len();
+                    if let Some(frame) = frames.last_mut() {
+                        frame.extend(mask.iter().enumerate().filter(|(_, d)| !**d).map(|(i, _)| (at, i)));
+                    }
+                    frame_bytes += bytes + overhead;
+                    group_bytes += (bytes + overhead) as u64;
                     for (h, d) in &mine {
                         pending.insert(*h);
                         to_insert.push((*h, *d));
                     }
-                    drop(keep);
                     answers.push((reply, Ok(mask), events));
                 }
             }
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        let encoded = frames.iter().filter(|f| !f.is_empty()).try_for_each(|frame| {
+            let events: Vec<&Event> = frame.iter().map(|&(a, i)| &answers[a].2[i]).collect();
+            let payload = self.frames.batch(&crate::event::to_record_batch(&events)?)?;
+            encode_frame(&mut buf, &payload)
+        });
+        if let Err(e) = encoded {
+            // Only a bug can get here (events always fit the schema); nothing of the group
+            // is written, and every request with new events is told so.
+            tracing::error!(error = %e, "cannot encode events for the write-ahead log");
+            let msg = format!("cannot encode events: {e}");
+            for (_, res, _) in answers.iter_mut() {
+                if matches!(res, Ok(mask) if mask.iter().any(|d| !*d)) {
+                    *res = Err(Error::Invalid(msg.clone()));
+                }
+            }
+            buf.clear();
+            to_insert.clear();
         }
         if !buf.is_empty() {
             if let Err(err) = self.write_and_sync(&buf) {
@@ -548,11 +612,12 @@ impl Writer {
                 .write(true)
                 .open(&path)
                 .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-            f.write_all(MAGIC).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            let header = self.frames.header();
+            f.write_all(header).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
             sync_dir(&self.cfg.dir);
-            self.shared.bytes.fetch_add(MAGIC.len() as u64, Ordering::Relaxed);
+            self.shared.bytes.fetch_add(header.len() as u64, Ordering::Relaxed);
             self.file = Some(f);
-            self.len = MAGIC.len() as u64;
+            self.len = header.len() as u64;
             self.opened = Instant::now();
         }
         let Some(f) = self.file.as_mut() else {
@@ -612,13 +677,112 @@ pub fn encode_frame(buf: &mut Vec<u8>, payload: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// An upper bound on a frame's bytes besides its events': the frame header and the record
+/// batch message's metadata (~2.4 KB for the events table's 30 columns).
+const FRAME_OVERHEAD_BYTES: usize = 4096;
+
+/// An upper bound on what one event adds to a frame: its strings plus offsets, validity bits
+/// and fixed-width values of every column (~150 bytes). Used for the log's budget and for
+/// cutting a group into frames before anything is encoded.
+fn frame_bytes_of(e: &Event) -> usize {
+    const FIXED: usize = 160;
+    let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+    FIXED
+        + e.event_id.len()
+        + e.event_type.len()
+        + e.source.len()
+        + [
+            &e.account_id,
+            &e.phone_number_id,
+            &e.message_id,
+            &e.reply_to,
+            &e.conversation_id,
+            &e.contact_key,
+            &e.country,
+            &e.campaign,
+            &e.template,
+            &e.locale,
+            &e.category,
+            &e.experiment,
+            &e.variant,
+            &e.content_type,
+            &e.interaction_id,
+            &e.interaction_title,
+            &e.error_title,
+            &e.currency,
+            &e.actor,
+            &e.agent_key,
+            &e.queue,
+            &e.attributes,
+        ]
+        .into_iter()
+        .map(opt)
+        .sum::<usize>()
+}
+
+/// Encodes log frames as Arrow IPC messages: the events table's schema once per segment, then
+/// one record batch per frame. Arrow instead of JSON because the flusher needs Arrow anyway:
+/// encoding events as JSON and decoding them back into structs was ~20% of `serve`'s CPU
+/// under webhook load (BENCHMARKS.md, seventh round).
+pub struct FrameEncoder {
+    generator: IpcDataGenerator,
+    options: IpcWriteOptions,
+    context: IpcWriteContext,
+    /// Stays empty: the events table has no dictionary columns.
+    dictionaries: DictionaryTracker,
+    header: Vec<u8>,
+}
+
+impl FrameEncoder {
+    /// An encoder for the events table.
+    pub fn new() -> Result<Self> {
+        // 8-byte alignment (the format's minimum): Arrow's default of 64 pads each of the
+        // ~90 buffers of a batch by up to 63 bytes.
+        let options = IpcWriteOptions::try_new(8, false, arrow::ipc::MetadataVersion::V5)?;
+        let generator = IpcDataGenerator::default();
+        let mut dictionaries = DictionaryTracker::new(false);
+        let schema =
+            generator.schema_to_bytes_with_dictionary_tracker(&crate::event::schema(), &mut dictionaries, &options);
+        let mut payload = Vec::new();
+        write_message(&mut payload, schema, &options)?;
+        let mut header = MAGIC.to_vec();
+        encode_frame(&mut header, &payload)?;
+        Ok(FrameEncoder { generator, options, context: IpcWriteContext::default(), dictionaries, header })
+    }
+
+    /// The first bytes of a segment: the magic and the schema frame.
+    pub fn header(&self) -> &[u8] {
+        &self.header
+    }
+
+    /// The payload of one frame holding `batch` (of the events table's schema).
+    pub fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>> {
+        let (dictionaries, message) =
+            self.generator.encode(batch, &mut self.dictionaries, &self.options, &mut self.context)?;
+        let mut payload = Vec::with_capacity(message.ipc_message.len() + message.arrow_data.len() + 16);
+        for d in dictionaries {
+            write_message(&mut payload, d, &self.options)?;
+        }
+        write_message(&mut payload, message, &self.options)?;
+        Ok(payload)
+    }
+}
+
 /// A decoded segment.
 #[derive(Debug, Default)]
 pub struct Segment {
-    pub events: Vec<Event>,
+    /// The events, one batch per frame, in the events table's schema.
+    pub batches: Vec<RecordBatch>,
     /// Offset of the first bad frame, when the tail is corrupt.
     pub cut_at: Option<u64>,
     pub cut_reason: Option<String>,
+}
+
+impl Segment {
+    /// How many events the segment holds.
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
 }
 
 /// Reads every good frame of a segment. A bad header is an error; a bad frame ends the read
@@ -627,18 +791,28 @@ pub fn read_segment(path: &Path) -> Result<Segment> {
     let mut f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     let mut data = Vec::new();
     f.read_to_end(&mut data).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    decode_segment(&data).map_err(|m| Error::Invalid(format!("{}: {m}", path.display())))
+    decode_segment(data).map_err(|m| Error::Invalid(format!("{}: {m}", path.display())))
 }
 
-/// Decodes segment bytes (see [`read_segment`]).
-pub fn decode_segment(data: &[u8]) -> std::result::Result<Segment, String> {
+/// What a segment's frames hold.
+enum Frames {
+    Arrow(StreamDecoder),
+    Json,
+}
+
+/// Decodes segment bytes (see [`read_segment`]). The batches of an Arrow segment share
+/// `data`'s memory where it is aligned.
+pub fn decode_segment(data: Vec<u8>) -> std::result::Result<Segment, String> {
+    let data = Buffer::from_vec(data);
     if data.len() < MAGIC.len() {
         // A crash between creating the file and writing its header leaves it empty.
         return Ok(Segment { cut_at: Some(0), cut_reason: Some("no header".into()), ..Default::default() });
     }
-    if &data[..MAGIC.len()] != MAGIC {
-        return Err("not a convoscope write-ahead log segment".into());
-    }
+    let mut frames = match &data[..MAGIC.len()] {
+        m if m == MAGIC => Frames::Arrow(StreamDecoder::new()),
+        m if m == MAGIC_JSON => Frames::Json,
+        _ => return Err("not a convoscope write-ahead log segment".into()),
+    };
     let mut seg = Segment::default();
     let mut pos = MAGIC.len();
     while pos < data.len() {
@@ -656,18 +830,35 @@ pub fn decode_segment(data: &[u8]) -> std::result::Result<Segment, String> {
             cut(&mut seg, "torn frame");
             break;
         }
-        let payload = &data[pos + FRAME_HEADER..pos + FRAME_HEADER + len];
-        if crc32fast::hash(payload) != crc {
+        let payload = data.slice_with_length(pos + FRAME_HEADER, len);
+        if crc32fast::hash(payload.as_slice()) != crc {
             cut(&mut seg, "checksum mismatch");
             break;
         }
-        let before = seg.events.len();
-        let mut de = serde_json::Deserializer::from_slice(payload);
-        match AppendTo(&mut seg.events).deserialize(&mut de).and_then(|()| de.end()) {
-            Ok(()) => {}
+        let first = pos == MAGIC.len();
+        let decoded = match &mut frames {
+            Frames::Arrow(decoder) => {
+                if first {
+                    // A segment of another schema (a later build's) is not cut: cutting would
+                    // delete its events. The caller sets it aside whole.
+                    match try_schema_from_ipc_buffer(payload.as_slice()) {
+                        Ok(s) if s.fields() != crate::event::schema().fields() => {
+                            return Err("its events table schema differs from this build's".into());
+                        }
+                        Ok(_) => arrow_frame(decoder, payload, true),
+                        Err(e) => Err(e.to_string()),
+                    }
+                } else {
+                    arrow_frame(decoder, payload, false)
+                }
+            }
+            Frames::Json => json_frame(payload.as_slice()),
+        };
+        match decoded {
+            Ok(Some(batch)) => seg.batches.push(batch),
+            Ok(None) => {}
             Err(e) => {
                 // Nothing of an undecodable frame is kept.
-                seg.events.truncate(before);
                 cut(&mut seg, &format!("undecodable frame: {e}"));
                 break;
             }
@@ -677,31 +868,44 @@ pub fn decode_segment(data: &[u8]) -> std::result::Result<Segment, String> {
     Ok(seg)
 }
 
-/// Reads a frame's JSON array of events straight onto the end of a vector: decoding each frame
-/// into its own vector and appending it moved every ~700-byte event twice more.
-struct AppendTo<'a>(&'a mut Vec<Event>);
-
-impl<'de> serde::de::DeserializeSeed<'de> for AppendTo<'_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        d.deserialize_seq(self)
+/// Decodes one Arrow frame: the schema (the segment's first frame, already checked) or one
+/// record batch.
+fn arrow_frame(
+    decoder: &mut StreamDecoder,
+    mut payload: Buffer,
+    first: bool,
+) -> std::result::Result<Option<RecordBatch>, String> {
+    // The decoder reads bytes that passed the checksum, so only a bug could make it panic;
+    // even then one segment must not take the collector down at startup.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut batch = None;
+        while !payload.is_empty() {
+            if let Some(b) = decoder.decode(&mut payload)?
+                && batch.replace(b).is_some()
+            {
+                return Err(arrow::error::ArrowError::IpcError("two batches in one frame".into()));
+            }
+        }
+        // A batch frame must end where a message ends, or its last message would run into the
+        // next frame. (Not checkable after the schema: the decoder takes a message without a
+        // body as complete only when the next bytes arrive.)
+        if !first {
+            decoder.finish()?;
+        }
+        Ok(batch)
+    }))
+    .map_err(|_| "the Arrow decoder panicked".to_string())?
+    .map_err(|e| e.to_string())?;
+    match (first, decoded.is_some()) {
+        (true, false) | (false, true) => Ok(decoded),
+        _ => Err(if first { "first frame is not the schema" } else { "frame holds no record batch" }.into()),
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for AppendTo<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an array of events")
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
-        while let Some(e) = seq.next_element::<Event>()? {
-            self.0.push(e);
-        }
-        Ok(())
-    }
+/// Decodes one JSON frame (segments of earlier builds) into a batch.
+fn json_frame(payload: &[u8]) -> std::result::Result<Option<RecordBatch>, String> {
+    let events: Vec<Event> = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    crate::event::to_record_batch(&events).map(Some).map_err(|e| e.to_string())
 }
 
 fn log_id(dir: &Path) -> Result<String> {
@@ -793,7 +997,7 @@ mod tests {
         wal.seal().await.unwrap();
         for (_, p) in wal.sealed_segments().unwrap() {
             let seg = read_segment(&p).unwrap();
-            wal.finish_segment(&p, dedup_record(&seg.events)).unwrap();
+            wal.finish_segment(&p, dedup_record(&seg.batches).unwrap()).unwrap();
         }
         assert!(wal.sealed_segments().unwrap().is_empty());
         drop(wal);
@@ -816,8 +1020,7 @@ mod tests {
             assert_eq!(t.await.unwrap().unwrap().duplicate, [false]);
         }
         wal.seal().await.unwrap();
-        let total: usize =
-            wal.sealed_segments().unwrap().iter().map(|(_, p)| read_segment(p).unwrap().events.len()).sum();
+        let total: usize = wal.sealed_segments().unwrap().iter().map(|(_, p)| read_segment(p).unwrap().rows()).sum();
         assert_eq!(total, 200);
     }
 
@@ -851,12 +1054,13 @@ mod tests {
     async fn budget_refuses_and_reports() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = cfg(dir.path());
-        c.budget_bytes = 600;
+        let budget = FrameEncoder::new().unwrap().header().len() as u64 + 3 * FRAME_OVERHEAD_BYTES as u64;
+        c.budget_bytes = budget;
         let (wal, _) = Wal::open(c).unwrap();
-        let mut full = false;
+        let (mut full, mut ok) = (false, 0);
         for i in 0..20 {
             match wal.append(vec![ev(&format!("x{i}"))]).await {
-                Ok(_) => {}
+                Ok(_) => ok += 1,
                 Err(Error::WalFull { .. }) => {
                     full = true;
                     break;
@@ -864,21 +1068,72 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
-        assert!(full);
-        assert!(wal.shared().bytes.load(Ordering::Relaxed) <= 600);
+        assert!(full && ok >= 2, "{ok} appends before the log was full");
+        assert!(wal.shared().bytes.load(Ordering::Relaxed) <= budget);
+    }
+
+    fn segment_of(events: &[Event]) -> Vec<u8> {
+        let mut enc = FrameEncoder::new().unwrap();
+        let mut data = enc.header().to_vec();
+        let payload = enc.batch(&crate::event::to_record_batch(events).unwrap()).unwrap();
+        encode_frame(&mut data, &payload).unwrap();
+        data
     }
 
     #[test]
     fn decode_rejects_flipped_bits() {
-        let payload = serde_json::to_vec(&vec![ev("a")]).unwrap();
-        let mut data = MAGIC.to_vec();
-        encode_frame(&mut data, &payload).unwrap();
-        assert_eq!(decode_segment(&data).unwrap().events.len(), 1);
+        let mut data = segment_of(&[ev("a")]);
+        assert_eq!(decode_segment(data.clone()).unwrap().rows(), 1);
         let n = data.len();
         data[n - 5] ^= 0x40;
-        let seg = decode_segment(&data).unwrap();
-        assert!(seg.events.is_empty());
+        let seg = decode_segment(data).unwrap();
+        assert!(seg.batches.is_empty());
         assert_eq!(seg.cut_reason.as_deref(), Some("checksum mismatch"));
+    }
+
+    #[test]
+    fn frames_hold_every_column_of_the_events() {
+        let mut a = ev("a");
+        a.attributes = Some(r#"{"k":"\u00e9\"x"}"#.into());
+        a.error_code = Some(131_049);
+        a.billable = Some(false);
+        a.cost_micros = Some(-5);
+        a.csat_score = Some(4);
+        a.contact_key = Some("c".into());
+        let events = [a, ev("b")];
+        let seg = decode_segment(segment_of(&events)).unwrap();
+        assert_eq!(seg.cut_reason, None);
+        assert_eq!(seg.batches, [crate::event::to_record_batch(&events).unwrap()]);
+    }
+
+    #[test]
+    fn segments_of_earlier_builds_still_decode() {
+        // An earlier build wrote each request as a JSON array of events.
+        let events = [ev("a"), ev("b")];
+        let mut data = MAGIC_JSON.to_vec();
+        encode_frame(&mut data, &serde_json::to_vec(&events[..1]).unwrap()).unwrap();
+        encode_frame(&mut data, &serde_json::to_vec(&events[1..]).unwrap()).unwrap();
+        let seg = decode_segment(data).unwrap();
+        assert_eq!((seg.rows(), seg.cut_at), (2, None));
+        let ids: Vec<&str> = seg.batches.iter().map(|b| b.column(0).as_string::<i32>().value(0)).collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_segment_of_another_schema_is_set_aside_not_cut() {
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = Schema::new(vec![Field::new("event_id", DataType::Utf8, false)]);
+        let options = IpcWriteOptions::default();
+        let encoded = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(
+            &schema,
+            &mut DictionaryTracker::new(false),
+            &options,
+        );
+        let mut payload = Vec::new();
+        write_message(&mut payload, encoded, &options).unwrap();
+        let mut data = MAGIC.to_vec();
+        encode_frame(&mut data, &payload).unwrap();
+        assert!(decode_segment(data).is_err());
     }
 
     #[test]
@@ -894,7 +1149,7 @@ mod tests {
     #[test]
     fn a_torn_dedup_record_is_cut_before_the_next_append() {
         let dir = tempfile::tempdir().unwrap();
-        let rec = dedup_record(&[ev("a"), ev("b")]);
+        let rec = dedup_record(&[crate::event::to_record_batch(&[ev("a"), ev("b")]).unwrap()]).unwrap();
         let day = *rec.keys().next().unwrap();
         let file = dir.path().join(format!("{day}.ids"));
         // A crash (or a full disk) left three bytes of a hash behind.
