@@ -11,8 +11,8 @@
 //! - `00000000000000000042.wal`: segment 42. An 8-byte magic, then frames of
 //!   `[len: u32 LE][crc32: u32 LE][len bytes of payload]`. The first frame holds the Arrow IPC
 //!   schema message of the events table, every later one the Arrow IPC record batch of one
-//!   group commit. Segments of builds before 2026-11-25 (magic `CVWAL001`) hold one JSON array
-//!   of events per frame; they are still read, so an upgrade flushes what the old build left.
+//!   group commit. Segments of earlier builds (magic `CVWAL001`) hold one JSON array of events
+//!   per frame; they are still read, so an upgrade flushes what the old build left.
 //! - `dedup/<day>.ids`: 8-byte hashes of the event ids already flushed, per day received, so
 //!   duplicates are recognised across restarts for [`DEDUP_DAYS`].
 //! - `corrupt/`: segments whose header is unreadable (or whose schema is another build's), set
