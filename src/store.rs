@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{ArrayRef, AsArray, Int32Array, RecordBatch, UInt32Array};
 use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::TimestampMicrosecondType;
-use chrono::Datelike;
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
@@ -122,8 +121,9 @@ impl Storage {
     /// Writes events as Parquet, one file per `occurred_at` date named `<name>.parquet`, each
     /// sorted by [`STORED_ORDER`]. Returns the paths written with their row counts.
     pub async fn write_events(&self, events: Vec<Event>, name: &str) -> Result<Vec<(ObjPath, usize)>> {
-        let batch = event::to_record_batch(&events)?;
-        drop(events);
+        let batch = tokio::task::spawn_blocking(move || event::to_record_batch(&events))
+            .await
+            .map_err(|e| Error::Invalid(format!("arrow encoder task failed: {e}")))??;
         self.write_batches(vec![batch], name).await
     }
 

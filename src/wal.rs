@@ -723,7 +723,7 @@ fn frame_bytes_of(e: &Event) -> usize {
 /// Encodes log frames as Arrow IPC messages: the events table's schema once per segment, then
 /// one record batch per frame. Arrow instead of JSON because the flusher needs Arrow anyway:
 /// encoding events as JSON and decoding them back into structs was ~20% of `serve`'s CPU
-/// under webhook load (BENCHMARKS.md, seventh round).
+/// under webhook load (BENCHMARKS.md, section 1, third round).
 pub struct FrameEncoder {
     generator: IpcDataGenerator,
     options: IpcWriteOptions,
@@ -875,7 +875,8 @@ fn arrow_frame(
     mut payload: Buffer,
     first: bool,
 ) -> std::result::Result<Option<RecordBatch>, String> {
-    // The decoder reads bytes that passed the checksum, so only a bug could make it panic;
+    // Arrow's IPC reader panics on some malformed messages (a buffer reaching past the body,
+    // found by fuzzing). Bytes that passed the checksum are malformed only through a bug, but
     // even then one segment must not take the collector down at startup.
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut batch = None;
