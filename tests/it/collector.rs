@@ -198,6 +198,41 @@ async fn graceful_stop_flushes_and_restart_still_deduplicates() {
     s.stop().await;
 }
 
+/// An upgrade from a build that wrote the log as JSON frames: its leftover segment is replayed,
+/// flushed and remembered for deduplication like one of this build's.
+#[tokio::test]
+async fn a_log_segment_of_an_earlier_build_is_flushed_after_an_upgrade() {
+    use convoscope::event::{Event, now_micros};
+    use convoscope::wal::{MAGIC_JSON, encode_frame};
+    let dir = test_dir();
+    let wal = dir.path().join("state/wal");
+    std::fs::create_dir_all(&wal).unwrap();
+    let at = 1_767_520_800_000_000; // 2026-01-04T10:00:00Z
+    let mut a = Event::new("old-a".into(), "conversion", at, now_micros(), "api");
+    a.revenue_micros = Some(2_500_000);
+    let b = Event::new("old-b".into(), "message.sent", at + 1, now_micros(), "api");
+    let mut segment = MAGIC_JSON.to_vec();
+    encode_frame(&mut segment, &serde_json::to_vec(&[a]).unwrap()).unwrap();
+    encode_frame(&mut segment, &serde_json::to_vec(&[b]).unwrap()).unwrap();
+    std::fs::write(wal.join("00000000000000000007.wal"), segment).unwrap();
+
+    let s = TestServer::start(config(dir.path())).await;
+    s.flush().await;
+    assert_eq!(
+        s.query("SELECT event_id, event_type, revenue_micros FROM events ORDER BY event_id").await,
+        vec![
+            vec![json!("old-a"), json!("conversion"), json!(2_500_000)],
+            vec![json!("old-b"), json!("message.sent"), Value::Null]
+        ]
+    );
+    let left: Vec<_> = all_files(&wal).into_iter().filter(|p| p.extension().is_some_and(|e| e == "wal")).collect();
+    assert!(left.iter().all(|p| !p.ends_with("00000000000000000007.wal")), "{left:?}");
+    let body = json!([{"event_id": "old-a", "event_type": "conversion", "occurred_at": "2026-01-04T10:00:00Z"}]);
+    let v = post_events_at(&s.client, &s.base, body.to_string()).await;
+    assert_eq!(v["duplicates"], 1);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn full_log_answers_503_with_retry_after_and_readyz_says_why() {
     let dir = test_dir();
