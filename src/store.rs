@@ -138,9 +138,11 @@ impl Storage {
                 .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
                 .ok_or_else(|| Error::Invalid("events without occurred_at".into()))?;
             let dates: Vec<NaiveDate> = occurred.values().iter().map(|m| event::partition_date(*m)).collect();
-            let days: ArrayRef = Arc::new(Int32Array::from_iter_values(dates.iter().map(|d| d.num_days_from_ce())));
             let one_date = dates.windows(2).all(|w| w[0] == w[1]);
-            let order = stored_order(&all, (!one_date).then_some(days))?;
+            let days = (!one_date).then(|| {
+                Arc::new(Int32Array::from_iter_values(dates.iter().map(|d| d.num_days_from_ce()))) as ArrayRef
+            });
+            let order = stored_order(&all, days)?;
             let sorted = take_record_batch(&all, &order)?;
             drop(all);
             let mut files = Vec::new();
