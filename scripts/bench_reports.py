@@ -11,7 +11,9 @@ For each size: `convoscope generate` N events, then for every report of the cont
     report with those in place of its own too, and the faster of the two counts;
 and checks both engines give the same numbers (the benchmark fails if they differ). Then bytes
 per event of convoscope's Parquet vs DuckDB's own `COPY ... (FORMAT parquet, COMPRESSION zstd)`
-of the same rows, and how report time grows with the number of events.
+of the same rows; then `convoscope compact` (one file per day, as past days are in a deployment
+that runs it), its bytes per event, and every report timed again on that layout; and how report
+time grows with the number of events (as generated).
 
     scripts/bench_reports.py                                  # 1, 3 and 10 million events, 5 runs
     scripts/bench_reports.py --events 10000000 --runs 5
@@ -178,19 +180,15 @@ def timed(fn, runs, warm=True):
     return statistics.median(times), out
 
 
-def bench_size(binary, n, runs, work):
-    store = work / "store"
-    env = b.serve_env(work, 0, CONVOSCOPE_TOKENS=f"read:{TOKEN}")
-    t = time.time()
-    subprocess.run([binary, "generate", "--events", str(n), "--days", "30", "--seed", "1"], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    gen_s = time.time() - t
-
+def time_reports(binary, store, runs, work, env, label):
+    """Times every report on `store` with both engines; (results, failures, DuckDB connection,
+    number of events). results: {report: (convoscope hot, convoscope whole command, DuckDB hot,
+    DuckDB's faster SQL)}."""
     conf = work / "bench.toml"
     conf.write_text("report_cache_secs = 0\n")
     port = b.free_port()
-    env = b.serve_env(work, port, CONVOSCOPE_TOKENS=f"read:{TOKEN}")
-    serve = b.start([binary, "--config", str(conf), "serve"], env=env, log=work / "serve.log")
+    env = dict(env, CONVOSCOPE_LISTEN=f"127.0.0.1:{port}")
+    serve = b.start([binary, "--config", str(conf), "serve"], env=env, log=work / f"serve-{label}.log")
     base = f"http://127.0.0.1:{port}"
     b.wait_for(base + "/healthz")
 
@@ -217,7 +215,7 @@ def bench_size(binary, n, runs, work):
         # Once: it differs from hot by process start, file listing and a cold page cache.
         cold_s, _ = timed(cold, 1, warm=False)
         duck_s, duck_label = None, None
-        for label, sql in duck_sqls(name):
+        for form, sql in duck_sqls(name):
             cur, p = None, params_for(sql)
 
             def duck():
@@ -227,20 +225,67 @@ def bench_size(binary, n, runs, work):
 
             s, theirs = timed(duck, runs)
             # Every formulation must give convoscope's rows, not only the faster one.
-            failures += compare(name, ours, theirs, [d[0] for d in cur.description], label)
+            failures += compare(name, ours, theirs, [d[0] for d in cur.description], f"{form}, {label}")
             if duck_s is None or s < duck_s:
-                duck_s, duck_label = s, label
+                duck_s, duck_label = s, form
         results[name] = (hot_s, cold_s, duck_s, duck_label)
     b.stop(serve)
+    return results, failures, con, n_events
 
-    parquet_bytes = sum(f.stat().st_size for f in store.rglob("*.parquet"))
-    files = sum(1 for _ in store.rglob("*.parquet"))
+
+def store_files(store):
+    files = list(store.rglob("*.parquet"))
+    return len(files), sum(f.stat().st_size for f in files)
+
+
+def bench_size(binary, n, runs, work):
+    store = work / "store"
+    env = b.serve_env(work, 0, CONVOSCOPE_TOKENS=f"read:{TOKEN}")
+    t = time.time()
+    subprocess.run([binary, "generate", "--events", str(n), "--days", "30", "--seed", "1"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    gen_s = time.time() - t
+
+    results, failures, con, n_events = time_reports(binary, store, runs, work, env, "as generated")
+    files, parquet_bytes = store_files(store)
     duck_file = work / "duckdb.parquet"
     con.execute(f"COPY (SELECT * EXCLUDE (date) FROM events) TO '{duck_file}' (FORMAT parquet, COMPRESSION zstd)")
     duck_bytes = duck_file.stat().st_size
     con.close()
-    return dict(n=n_events, gen_s=gen_s, results=results, failures=failures, files=files,
-                ours_bpe=parquet_bytes / n_events, duck_bpe=duck_bytes / n_events)
+
+    # The same store after `convoscope compact`, the layout past days have in a deployment that
+    # runs it: one file per day instead of one per day and flush.
+    t = time.time()
+    proc = subprocess.Popen([binary, "compact"], env=env, stdout=subprocess.DEVNULL)
+    # The kernel's high-water mark, read until the process exits (getrusage of a child counts
+    # the pages it shared with this process between fork and exec).
+    compact_rss = 0.0
+    while proc.poll() is None:
+        try:
+            compact_rss = max(compact_rss, b.peak_rss_mib(proc.pid))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    if proc.returncode != 0:
+        raise SystemExit(f"convoscope compact failed ({proc.returncode})")
+    compact_s = time.time() - t
+    compacted, more, con, n_after = time_reports(binary, store, runs, work, env, "compacted")
+    con.close()
+    if n_after != n_events:
+        more.append(f"compact left {n_after} events of {n_events}")
+    files_c, bytes_c = store_files(store)
+    return dict(n=n_events, gen_s=gen_s, results=results, failures=failures + more, files=files,
+                ours_bpe=parquet_bytes / n_events, duck_bpe=duck_bytes / n_events,
+                compacted=compacted, files_c=files_c, bpe_c=bytes_c / n_events, compact_s=compact_s,
+                compact_rss=compact_rss)
+
+
+def report_table(results):
+    print("| report | convoscope hot (API) | DuckDB hot (in-process) | ratio | convoscope whole command "
+          "| DuckDB's faster SQL |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, (hot_s, cold_s, duck_s, label) in results.items():
+        print(f"| {name} | {hot_s:.3f} | {duck_s:.3f} | {hot_s / duck_s:.2f} | {cold_s:.3f} | {label} |")
 
 
 def main():
@@ -264,13 +309,13 @@ def main():
     print(f"\nmachine: {b.machine()}; medians of {args.runs} run(s), seconds")
     for d in done:
         print(f"\n### {d['n']:,} events ({d['files']} files, generated in {d['gen_s']:.1f} s)\n")
-        print("| report | convoscope hot (API) | DuckDB hot (in-process) | ratio | convoscope whole command "
-              "| DuckDB's faster SQL |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        for name, (hot_s, cold_s, duck_s, label) in d["results"].items():
-            print(f"| {name} | {hot_s:.3f} | {duck_s:.3f} | {hot_s / duck_s:.2f} | {cold_s:.3f} | {label} |")
+        report_table(d["results"])
         print(f"\n| storage | bytes/event |\n| --- | --- |\n| convoscope Parquet | {d['ours_bpe']:.1f} |"
-              f"\n| DuckDB COPY zstd | {d['duck_bpe']:.1f} |\n| ratio | {d['ours_bpe'] / d['duck_bpe']:.2f} |")
+              f"\n| DuckDB COPY zstd | {d['duck_bpe']:.1f} |\n| ratio | {d['ours_bpe'] / d['duck_bpe']:.2f} |"
+              f"\n| convoscope Parquet after `compact` | {d['bpe_c']:.1f} |")
+        rss = f"peak RSS {d['compact_rss']:.0f} MiB" if d["compact_rss"] else "too short to sample its RSS"
+        print(f"\nAfter `convoscope compact` ({d['compact_s']:.1f} s, {rss}; {d['files_c']} files):\n")
+        report_table(d["compacted"])
     if len(done) > 1:
         first = done[0]
         print(f"\n### How report time grows (convoscope hot, seconds; last column: time ratio / size ratio "
