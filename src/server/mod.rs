@@ -51,6 +51,8 @@ pub struct App {
     report_cache: reports::ReportCache,
     stop_flusher: watch::Sender<bool>,
     flusher_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Background compaction of finished days (none when `compact_every_secs` is 0).
+    compactor: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Shared handle given to every handler.
@@ -99,6 +101,13 @@ impl App {
         let task = tokio::spawn(flusher.clone().run(async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         }));
+        let compactor = (config.compact_every_secs > 0).then(|| {
+            tokio::spawn(crate::maintenance::compact_every(
+                storage.clone(),
+                std::time::Duration::from_secs(config.compact_every_secs),
+                config.compact_max_events,
+            ))
+        });
         let tokens = auth::Tokens::new(&config.tokens()?);
         let analytics = Analytics::from_config(storage.clone(), &config)?;
         let sender = match provider {
@@ -137,6 +146,7 @@ impl App {
             report_cache: reports::ReportCache::default(),
             stop_flusher,
             flusher_task: std::sync::Mutex::new(Some(task)),
+            compactor,
         }))
     }
 
@@ -178,6 +188,10 @@ impl App {
 
     /// Flushes what can be flushed, then stops the flusher and the log writer.
     pub async fn shutdown(&self) {
+        // A compaction stopped half-way loses nothing (see `maintenance`).
+        if let Some(c) = &self.compactor {
+            c.abort();
+        }
         match self.flush_now().await {
             Ok(n) => tracing::info!(events = n, "flushed the write-ahead log"),
             Err(e) => tracing::warn!(error = %e, "could not flush everything; the log keeps it for the next start"),

@@ -352,3 +352,49 @@ async fn compaction_beside_ingest_loses_and_duplicates_nothing() {
     assert_eq!(s.query("SELECT count(*) FROM events").await, vec![vec![json!(400)]]);
     s.stop().await;
 }
+
+/// `serve` merges the small files of finished days on its own, at most `compact_max_events`
+/// into one file, and again when late events add a file; today's partition and files of half
+/// that size or more are left alone.
+#[tokio::test]
+async fn serve_compacts_finished_days_in_the_background() {
+    use convoscope::{config::Config, event::Event};
+    let dir = test_dir();
+    let cfg = Config { compact_every_secs: 1, compact_max_events: 1000, ..config(dir.path()) };
+    let storage = convoscope::store::Storage::open(&cfg.storage).unwrap();
+    let day = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+    let at = |d: chrono::NaiveDate| d.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
+    let today = chrono::Utc::now().date_naive();
+    // A finished day of two small files, one of two large files, one of three small files that
+    // make more than the limit together, and today.
+    let days = [(day("2026-03-01"), 2, 100), (day("2026-03-02"), 2, 600), (day("2026-03-03"), 3, 400), (today, 2, 10)];
+    for (date, files, per_file) in days {
+        for file in 0..files {
+            let evs: Vec<Event> = (0..per_file)
+                .map(|i| Event::new(format!("{date}-{file}-{i}"), "conversion", at(date) + i, 0, "api"))
+                .collect();
+            storage.write_events(evs, &format!("f{file}")).await.unwrap();
+        }
+    }
+    let files_of = async |date: chrono::NaiveDate| {
+        storage.list_event_files().await.unwrap().iter().filter(|(d, _)| *d == date).count()
+    };
+    let s = TestServer::start(cfg).await;
+    assert!(eventually(async || files_of(day("2026-03-01")).await == 1, Duration::from_secs(30)).await);
+    assert!(eventually(async || files_of(day("2026-03-03")).await == 2, Duration::from_secs(30)).await);
+    assert_eq!(files_of(day("2026-03-02")).await, 2, "files of half compact_max_events are left alone");
+    assert_eq!(files_of(today).await, 2, "today is still being written");
+
+    // A late event for the compacted day is merged in the next round.
+    let late = json!({"event_id": "late-1", "event_type": "conversion", "occurred_at": "2026-03-01T13:00:00Z"});
+    let r = s.client.post(s.url("/v1/events")).bearer_auth(INGEST).body(late.to_string()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    s.flush().await;
+    assert!(eventually(async || files_of(day("2026-03-01")).await == 1, Duration::from_secs(30)).await);
+    assert_eq!(
+        s.query("SELECT count(*), count(DISTINCT event_id) FROM events").await,
+        vec![vec![json!(2621), json!(2621)]]
+    );
+    assert_eq!(files_of(day("2026-03-03")).await, 2, "two of 400 events merged, the third not");
+    s.stop().await;
+}
