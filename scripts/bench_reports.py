@@ -185,7 +185,8 @@ def time_reports(binary, store, runs, work, env, label):
     number of events). results: {report: (convoscope hot, convoscope whole command, DuckDB hot,
     DuckDB's faster SQL)}."""
     conf = work / "bench.toml"
-    conf.write_text("report_cache_secs = 0\n")
+    # No report cache, and no background compaction changing the files under the timings.
+    conf.write_text("report_cache_secs = 0\ncompact_every_secs = 0\n")
     port = b.free_port()
     env = dict(env, CONVOSCOPE_LISTEN=f"127.0.0.1:{port}")
     serve = b.start([binary, "--config", str(conf), "serve"], env=env, log=work / f"serve-{label}.log")
