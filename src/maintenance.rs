@@ -18,13 +18,13 @@ use std::time::Duration;
 use arrow::array::{AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::TimestampMicrosecondType;
+use bytes::Bytes;
 use chrono::NaiveDate;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::FOOTER_SIZE;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
-use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::error::{Error, Result};
 use crate::event;
@@ -40,8 +40,8 @@ pub struct Compacted {
     pub file: String,
 }
 
-async fn read_file(storage: &Storage, path: &ObjPath) -> Result<Vec<RecordBatch>> {
-    let bytes = storage.store.get(path).await?.bytes().await?;
+/// The rows of one Parquet file.
+fn decode_file(bytes: Bytes) -> Result<Vec<RecordBatch>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(64 * 1024).build()?;
     let mut out = Vec::new();
     for b in reader {
@@ -150,10 +150,42 @@ pub async fn compact_every(storage: Storage, every: Duration, max_events: u64) {
 }
 
 async fn compact_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMeta]) -> Result<Compacted> {
+    let mut raw = Vec::with_capacity(files.len());
+    for f in files {
+        raw.push((f.location.clone(), storage.store.get(&f.location).await?.bytes().await?));
+    }
+    // Decoding, merging and encoding a day is seconds of CPU: off the async runtime, where
+    // `serve`'s background compaction would otherwise stall requests.
+    let (bytes, rows_before, rows_after) = tokio::task::spawn_blocking(move || merge_files(raw))
+        .await
+        .map_err(|e| Error::Invalid(format!("compaction task failed: {e}")))??;
+    let mut id = [0u8; 8];
+    rand::fill(&mut id);
+    let name = format!("compact-{}", hex::encode(id));
+    let path = storage.event_file(date, &name);
+    storage.store.put(&path, bytes.into()).await?;
+    // Check what landed before deleting anything.
+    let footer_rows = file_rows(storage, &storage.store.head(&path).await?).await? as usize;
+    if footer_rows != rows_after {
+        let _ = storage.store.delete(&path).await;
+        return Err(Error::Invalid(format!(
+            "compacted file of {date} has {footer_rows} rows, expected {rows_after}; kept the originals"
+        )));
+    }
+    for f in files {
+        storage.store.delete(&f.location).await?;
+    }
+    tracing::info!(%date, files = files.len(), rows_before, rows_after, "compacted partition");
+    Ok(Compacted { date, files_before: files.len(), rows_before, rows_after, file: path.to_string() })
+}
+
+/// One Parquet file of the rows of `files` (path, contents), duplicates of an event id dropped
+/// (the copy received first is kept), in the stored order; with the row counts before and after.
+fn merge_files(files: Vec<(ObjPath, Bytes)>) -> Result<(Vec<u8>, usize, usize)> {
     let schema = event::schema();
     let mut batches = Vec::new();
-    for f in files {
-        for b in read_file(storage, &f.location).await? {
+    for (path, bytes) in files {
+        for b in decode_file(bytes)? {
             // Files written by other versions may order columns differently: select by name.
             let cols = schema
                 .fields()
@@ -161,7 +193,7 @@ async fn compact_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMe
                 .map(|fld| {
                     b.column_by_name(fld.name())
                         .cloned()
-                        .ok_or_else(|| Error::Invalid(format!("{} lacks column {}", f.location, fld.name())))
+                        .ok_or_else(|| Error::Invalid(format!("{path} lacks column {}", fld.name())))
                 })
                 .collect::<Result<Vec<_>>>()?;
             batches.push(RecordBatch::try_new(schema.clone(), cols)?);
@@ -195,28 +227,7 @@ async fn compact_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMe
     let sorted = take_record_batch(&all, &kept)?;
     drop(all);
     let rows_after = sorted.num_rows();
-    let bytes = tokio::task::spawn_blocking(move || parquet_bytes(&sorted, compacted_writer_properties()))
-        .await
-        .map_err(|e| Error::Invalid(format!("encoder task failed: {e}")))??;
-    let mut id = [0u8; 8];
-    rand::fill(&mut id);
-    let name = format!("compact-{}", hex::encode(id));
-    let path = storage.event_file(date, &name);
-    storage.store.put(&path, bytes.into()).await?;
-    // Check what landed before deleting anything.
-    let back = storage.store.get(&path).await?.bytes().await?;
-    let footer_rows = SerializedFileReader::new(back)?.metadata().file_metadata().num_rows() as usize;
-    if footer_rows != rows_after {
-        let _ = storage.store.delete(&path).await;
-        return Err(Error::Invalid(format!(
-            "compacted file of {date} has {footer_rows} rows, expected {rows_after}; kept the originals"
-        )));
-    }
-    for f in files {
-        storage.store.delete(&f.location).await?;
-    }
-    tracing::info!(%date, files = files.len(), rows_before, rows_after, "compacted partition");
-    Ok(Compacted { date, files_before: files.len(), rows_before, rows_after, file: path.to_string() })
+    Ok((parquet_bytes(&sorted, compacted_writer_properties())?, rows_before, rows_after))
 }
 
 /// What retention deleted.
@@ -264,6 +275,7 @@ pub async fn retention(storage: &Storage, keep_days: u32, min_days: u32, today: 
 mod tests {
     use super::*;
     use crate::event::Event;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
 
     fn ev(id: &str, occurred: i64, received: i64) -> Event {
         Event::new(id.into(), "message.sent", occurred, received, "api")
@@ -285,10 +297,8 @@ mod tests {
         assert_eq!((done[0].files_before, done[0].rows_before, done[0].rows_after), (2, 5, 4));
         let files = s.list_event_files().await.unwrap();
         assert_eq!(files.len(), 2);
-        let batches =
-            read_file(&s, &files.iter().find(|f| f.1.location.as_ref().contains("compact-")).unwrap().1.location)
-                .await
-                .unwrap();
+        let merged = &files.iter().find(|f| f.1.location.as_ref().contains("compact-")).unwrap().1.location;
+        let batches = decode_file(s.store.get(merged).await.unwrap().bytes().await.unwrap()).unwrap();
         let b = &batches[0];
         let ids: Vec<&str> = b.column_by_name("event_id").unwrap().as_string::<i32>().iter().flatten().collect();
         assert_eq!(ids, ["r", "b", "c", "a"], "sorted by event type, then occurred_at");
