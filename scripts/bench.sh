@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole benchmark in one command (see BENCHMARKS.md): installs wrk (Debian) and duckdb
 # (PyPI) if missing, builds the release binary, then runs
-#   scripts/bench_ingest.py   webhook ingest vs a bare HTTP handler, /v1/events throughput, RSS
-#   scripts/bench_reports.py  every report vs DuckDB at 1, 3 and 10 million events, storage size
+#   scripts/bench_ingest.py   webhook ingest vs a bare HTTP handler, /v1/events throughput, RSS,
+#                             and webhook ingest beside serve's background compaction
+#   scripts/bench_reports.py  every report vs DuckDB at 1, 3 and 10 million events, as generated
+#                             and after `convoscope compact`; storage size
 # and prints markdown tables. `--smoke` runs both in their tiny CI mode (100,000 events, 5 s of
 # load); with CONVOSCOPE_BIN set it uses that binary instead of building release.
 set -euo pipefail

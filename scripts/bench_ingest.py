@@ -6,6 +6,9 @@
    (b) `convoscope serve`, which verifies, normalises, deduplicates and fsyncs before it
    answers. Requests/s, events/s, p50/p99 latency, peak RSS of serve, ratio b/a.
 2. First-party NDJSON batches of 1,000 events to /v1/events: events/s.
+3. What `serve`'s background compaction costs ingest: the 10-status load against a fresh
+   `serve` whose store holds a finished day in 10 generated files, with compaction every 3 s
+   (it merges them during the load) and off. Requests/s, p50/p99, peak RSS, files left.
 
 Every request body is new (fresh message ids, signed per request by the wrk script), so the
 collector stores every event. Afterwards the script checks that the collector stored what it
@@ -61,6 +64,36 @@ def wrk(url, script, args, duration, conns, threads=2):
     r = parse_wrk(out)
     if "rps" not in r:
         raise SystemExit(f"could not read wrk's output:\n{out}")
+    return r
+
+
+def compaction_load(binary, work, duration, conns, every, day_events, run_id):
+    """The 10-status load against a fresh `serve` whose store holds one finished day in 10
+    files (`generate` with 10 seeds), background compaction every `every` seconds (0: off)."""
+    work.mkdir()
+    env = b.serve_env(work, 0, CONVOSCOPE_META_APP_SECRET=SECRET)
+    for seed in range(1, 11):
+        subprocess.run([binary, "generate", "--events", str(day_events // 10), "--days", "1", "--seed", str(seed)],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+    today = time.strftime("date=%Y-%m-%d", time.gmtime())
+
+    def files():
+        """Files of finished days (the load's own events are today's)."""
+        return sum(1 for f in (work / "store").rglob("*.parquet") if f.parent.name < today)
+
+    before = files()
+    conf = work / "c.toml"
+    conf.write_text(f"compact_every_secs = {every}\n")
+    port = b.free_port()
+    env = b.serve_env(work, port, CONVOSCOPE_META_APP_SECRET=SECRET)
+    serve = b.start([binary, "--config", str(conf), "serve"], env=env, log=work / "serve.log")
+    base = f"http://127.0.0.1:{port}"
+    b.wait_for(base + "/healthz")
+    b.reset_peak_rss(serve.pid)
+    r = wrk(base + "/webhooks/meta", "meta_statuses.lua", [10, SECRET, f"d{run_id}-{every}"], duration, conns)
+    r["rss"] = b.peak_rss_mib(serve.pid)
+    b.stop(serve)
+    r["files"] = f"{before} → {files()}"
     return r
 
 
@@ -130,6 +163,13 @@ def main():
     if code != 0:
         failures.append(f"serve exited {code} on SIGTERM")
 
+    # 3. background compaction beside the load
+    day_events = 20_000 if args.smoke else 330_000
+    compaction = {every: compaction_load(args.bin, work / f"compact-{every}", args.duration, args.connections,
+                                         every, day_events, run_id) for every in (0, 3)}
+    if compaction[3]["files"] == compaction[0]["files"]:
+        failures.append(f"background compaction merged nothing: files {compaction[3]['files']}")
+
     print(f"\nmachine: {b.machine()}; {args.duration} s per load, {args.connections} connections, wrk -t2\n")
     print("| statuses/request | ceiling req/s | collector req/s | collector events/s | collector p50 / p99 ms "
           "| ceiling p50 / p99 ms | serve peak RSS MiB | ratio |")
@@ -141,6 +181,14 @@ def main():
           f"| p50 / p99 ms per batch | {fp['p50']:.1f} / {fp['p99']:.1f} |\n"
           f"| serve peak RSS MiB | {fp_rss:.0f} |")
     print(f"\nstored {ingested:,.0f} events; acknowledged at least {counted:,}; duplicates {dups:.0f}")
+    print(f"\n| 10 statuses/request, the store holding {day_events:,} generated events of one day in 10 files "
+          "(and their late events' days) | compaction off "
+          "| compaction every 3 s |\n| --- | --- | --- |")
+    off, on = compaction[0], compaction[3]
+    print(f"| requests/s | {off['rps']:,.0f} | {on['rps']:,.0f} |\n"
+          f"| p50 / p99 ms | {off['p50']:.1f} / {off['p99']:.1f} | {on['p50']:.1f} / {on['p99']:.1f} |\n"
+          f"| serve peak RSS MiB | {off['rss']:.0f} | {on['rss']:.0f} |\n"
+          f"| Parquet files of finished days, before → after | {off['files']} | {on['files']} |")
     if failures:
         print(f"\nFAILED (data and logs kept in {work}):\n  " + "\n  ".join(failures), file=sys.stderr)
         sys.exit(1)
