@@ -50,8 +50,14 @@ fn decode_file(bytes: Bytes) -> Result<Vec<RecordBatch>> {
     Ok(out)
 }
 
-/// Merges every partition with more than one file (optionally only dates in `range`).
-pub async fn compact(storage: &Storage, range: Option<(NaiveDate, NaiveDate)>) -> Result<Vec<Compacted>> {
+/// Merges every partition with more than one file (optionally only dates in `range`) into one
+/// file; with `max_events`, only its files of fewer than half that many events, into files of at
+/// most that many (as `serve` does), so a day too large to hold in memory can be compacted too.
+pub async fn compact(
+    storage: &Storage,
+    range: Option<(NaiveDate, NaiveDate)>,
+    max_events: Option<u64>,
+) -> Result<Vec<Compacted>> {
     let mut by_date: BTreeMap<NaiveDate, Vec<ObjectMeta>> = BTreeMap::new();
     for (d, m) in storage.list_event_files().await? {
         if range.is_none_or(|(a, b)| d >= a && d <= b) {
@@ -63,7 +69,10 @@ pub async fn compact(storage: &Storage, range: Option<(NaiveDate, NaiveDate)>) -
         if files.len() < 2 {
             continue;
         }
-        done.push(compact_partition(storage, date, &files).await?);
+        match max_events {
+            Some(max) => done.extend(compact_small_files(storage, date, &files, max).await?),
+            None => done.push(compact_partition(storage, date, &files).await?),
+        }
     }
     Ok(done)
 }
@@ -307,7 +316,7 @@ mod tests {
         read.event_type = "message.read".into();
         s.write_events(vec![late, ev("c", day + 3, 10), read], "f2").await.unwrap();
         s.write_events(vec![ev("z", day + 86_400_000_000, 1)], "f3").await.unwrap();
-        let done = compact(&s, None).await.unwrap();
+        let done = compact(&s, None, None).await.unwrap();
         assert_eq!(done.len(), 1, "only the partition with two files");
         assert_eq!((done[0].files_before, done[0].rows_before, done[0].rows_after), (2, 5, 4));
         let files = s.list_event_files().await.unwrap();
@@ -319,7 +328,7 @@ mod tests {
         assert_eq!(ids, ["r", "b", "c", "a"], "sorted by event type, then occurred_at");
         assert_eq!(b.column_by_name("campaign").unwrap().null_count(), 4, "the first-received copy of a is kept");
         // A second run has nothing to do.
-        assert!(compact(&s, None).await.unwrap().is_empty());
+        assert!(compact(&s, None, None).await.unwrap().is_empty());
     }
 
     /// The flusher's files each hold a few contacts' messages in small dictionaries; merged and
@@ -350,7 +359,7 @@ mod tests {
                 flushed += s.store.head(&path).await.unwrap().size;
             }
         }
-        let done = compact(&s, None).await.unwrap();
+        let done = compact(&s, None, None).await.unwrap();
         assert_eq!((done[0].files_before, done[0].rows_after), (4, 300_000));
         let path = ObjPath::from(done[0].file.as_str());
         let bytes = s.store.get(&path).await.unwrap().bytes().await.unwrap();
@@ -361,6 +370,22 @@ mod tests {
         // takes more bits than into a small file's (3.22 against 3.14 MB here; 5.96 MB, 1.9x,
         // with the flusher's settings).
         assert!(compacted * 10 <= flushed * 11, "compacted {compacted} bytes, the files it merged {flushed}");
+    }
+
+    #[tokio::test]
+    async fn compaction_with_max_events_bounds_each_merged_file() {
+        let s = Storage::open("memory://").unwrap();
+        let day = 1_767_225_600_000_000i64;
+        for (name, rows) in [("a", 100), ("b", 100), ("c", 100), ("big", 130)] {
+            let evs = (0..rows).map(|i| ev(&format!("{name}{i}"), day + i, 0)).collect();
+            s.write_events(evs, name).await.unwrap();
+        }
+        let done = compact(&s, None, Some(250)).await.unwrap();
+        // `big` is over half the limit and stays; a and b are merged; c would pass the limit.
+        assert_eq!(done.iter().map(|c| (c.files_before, c.rows_after)).collect::<Vec<_>>(), [(2, 200)]);
+        assert_eq!(s.list_event_files().await.unwrap().len(), 3);
+        // Without a limit the day becomes one file.
+        assert_eq!(compact(&s, None, None).await.unwrap()[0].rows_after, 430);
     }
 
     #[tokio::test]
