@@ -92,8 +92,8 @@ def compaction_load(binary, work, duration, conns, every, day_events, run_id):
     b.reset_peak_rss(serve.pid)
     r = wrk(base + "/webhooks/meta", "meta_statuses.lua", [10, SECRET, f"d{run_id}-{every}"], duration, conns)
     r["rss"] = b.peak_rss_mib(serve.pid)
-    b.stop(serve)
-    r["files"] = f"{before} → {files()}"
+    r["exit"] = b.stop(serve)
+    r["files"] = (before, files())
     return r
 
 
@@ -167,7 +167,11 @@ def main():
     day_events = 20_000 if args.smoke else 330_000
     compaction = {every: compaction_load(args.bin, work / f"compact-{every}", args.duration, args.connections,
                                          every, day_events, run_id) for every in (0, 3)}
-    if compaction[3]["files"] == compaction[0]["files"]:
+    for every, r in compaction.items():
+        if r["non2xx"] or r["errors"] or r["exit"]:
+            failures.append(f"beside compaction every {every} s: {r['non2xx']} non-2xx answers, "
+                            f"{r['errors']} socket errors, serve exited {r['exit']}")
+    if compaction[3]["files"][1] >= compaction[3]["files"][0]:
         failures.append(f"background compaction merged nothing: files {compaction[3]['files']}")
 
     print(f"\nmachine: {b.machine()}; {args.duration} s per load, {args.connections} connections, wrk -t2\n")
@@ -188,7 +192,8 @@ def main():
     print(f"| requests/s | {off['rps']:,.0f} | {on['rps']:,.0f} |\n"
           f"| p50 / p99 ms | {off['p50']:.1f} / {off['p99']:.1f} | {on['p50']:.1f} / {on['p99']:.1f} |\n"
           f"| serve peak RSS MiB | {off['rss']:.0f} | {on['rss']:.0f} |\n"
-          f"| Parquet files of finished days, before → after | {off['files']} | {on['files']} |")
+          f"| Parquet files of finished days, before → after | {off['files'][0]} → {off['files'][1]} "
+          f"| {on['files'][0]} → {on['files'][1]} |")
     if failures:
         print(f"\nFAILED (data and logs kept in {work}):\n  " + "\n  ".join(failures), file=sys.stderr)
         sys.exit(1)
