@@ -70,8 +70,8 @@ pub async fn compact(
             continue;
         }
         match max_events {
-            Some(max) => done.extend(compact_small_files(storage, date, &files, max).await?),
-            None => done.push(compact_partition(storage, date, &files).await?),
+            Some(max) => done.extend(compact_small_files(storage, date, &files, max, Duration::ZERO).await?),
+            None => done.push(compact_partition(storage, date, &files, Duration::ZERO).await?),
         }
     }
     Ok(done)
@@ -82,11 +82,13 @@ pub async fn compact(
 /// day's files become one, a busy day's many minute-by-minute files a few. Files of at least
 /// half of `max_events` are left as they are; `convoscope compact` merges whole days of any size.
 /// `settled` remembers the file count of days with nothing to merge, so their footers are read
-/// again only when files are added.
+/// again only when files are added. The merged files are deleted `grace` after the merged file
+/// is written (see [`compact_every`]).
 pub async fn compact_finished_days(
     storage: &Storage,
     today: NaiveDate,
     max_events: u64,
+    grace: Duration,
     settled: &mut HashMap<NaiveDate, usize>,
 ) -> Result<Vec<Compacted>> {
     let mut by_date: BTreeMap<NaiveDate, Vec<ObjectMeta>> = BTreeMap::new();
@@ -102,7 +104,7 @@ pub async fn compact_finished_days(
             continue;
         }
         // One day's unreadable file must not keep the other days from being merged.
-        match compact_small_files(storage, date, &files, max_events).await {
+        match compact_small_files(storage, date, &files, max_events, grace).await {
             Ok(merged) if merged.is_empty() => {
                 settled.insert(date, files.len());
             }
@@ -120,6 +122,7 @@ async fn compact_small_files(
     date: NaiveDate,
     files: &[ObjectMeta],
     max_events: u64,
+    grace: Duration,
 ) -> Result<Vec<Compacted>> {
     let mut groups: Vec<Vec<ObjectMeta>> = Vec::new();
     let mut in_group = 0;
@@ -141,7 +144,7 @@ async fn compact_small_files(
     }
     let mut done = Vec::new();
     for group in groups.into_iter().filter(|g| g.len() > 1) {
-        done.push(compact_partition(storage, date, &group).await?);
+        done.push(compact_partition(storage, date, &group, grace).await?);
     }
     Ok(done)
 }
@@ -160,20 +163,30 @@ async fn file_rows(storage: &Storage, file: &ObjectMeta) -> Result<u64> {
 /// Runs [`compact_finished_days`] every `every` (first after one interval) until dropped; a
 /// failed round is logged and the next one tries again (compaction loses nothing when it stops
 /// half-way).
-pub async fn compact_every(storage: Storage, every: Duration, max_events: u64) {
+///
+/// A query lists the files it reads when it starts; one that listed a day's files before they
+/// were merged would fail on finding them gone. So the merged files stay `grace` longer (`serve`
+/// passes its request timeout, past which no query of its own still runs); meanwhile a query
+/// sees old and new files both, which changes no report (each counts an event once).
+pub async fn compact_every(storage: Storage, every: Duration, max_events: u64, grace: Duration) {
     let mut settled = HashMap::new();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let today = chrono::Utc::now().date_naive();
-        if let Err(e) = compact_finished_days(&storage, today, max_events, &mut settled).await {
+        if let Err(e) = compact_finished_days(&storage, today, max_events, grace, &mut settled).await {
             tracing::warn!(error = %e, "background compaction failed; the next round retries");
         }
     }
 }
 
-async fn compact_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMeta]) -> Result<Compacted> {
+async fn compact_partition(
+    storage: &Storage,
+    date: NaiveDate,
+    files: &[ObjectMeta],
+    grace: Duration,
+) -> Result<Compacted> {
     let mut raw = Vec::with_capacity(files.len());
     for f in files {
         raw.push((f.location.clone(), storage.store.get(&f.location).await?.bytes().await?));
@@ -196,6 +209,7 @@ async fn compact_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMe
             "compacted file of {date} has {footer_rows} rows, expected {rows_after}; kept the originals"
         )));
     }
+    tokio::time::sleep(grace).await;
     for f in files {
         storage.store.delete(&f.location).await?;
     }
@@ -398,11 +412,11 @@ mod tests {
         }
         s.store.put(&s.event_file(d(1), "torn"), b"PAR1 not a parquet file".to_vec().into()).await.unwrap();
         let mut settled = HashMap::new();
-        let done = compact_finished_days(&s, d(3), 1000, &mut settled).await.unwrap();
+        let done = compact_finished_days(&s, d(3), 1000, Duration::ZERO, &mut settled).await.unwrap();
         assert_eq!(done.iter().map(|c| (c.date, c.files_before)).collect::<Vec<_>>(), [(d(2), 2)]);
         assert!(settled.is_empty(), "the failed day is tried again next round");
         // Next round: day 2 is one file now, day 1 still fails and is still not settled.
-        assert!(compact_finished_days(&s, d(3), 1000, &mut settled).await.unwrap().is_empty());
+        assert!(compact_finished_days(&s, d(3), 1000, Duration::ZERO, &mut settled).await.unwrap().is_empty());
         assert!(!settled.contains_key(&d(1)));
     }
 

@@ -106,6 +106,9 @@ impl App {
                 storage.clone(),
                 std::time::Duration::from_secs(config.compact_every_secs),
                 config.compact_max_events,
+                // No query of `serve`'s runs past its request timeout.
+                std::time::Duration::try_from_secs_f64(config.request_timeout_secs.max(0.0) + 1.0)
+                    .unwrap_or(std::time::Duration::from_secs(86_400)),
             ))
         });
         let tokens = auth::Tokens::new(&config.tokens()?);

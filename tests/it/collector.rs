@@ -360,7 +360,9 @@ async fn compaction_beside_ingest_loses_and_duplicates_nothing() {
 async fn serve_compacts_finished_days_in_the_background() {
     use convoscope::{config::Config, event::Event};
     let dir = test_dir();
-    let cfg = Config { compact_every_secs: 1, compact_max_events: 1000, ..config(dir.path()) };
+    // A short request timeout: the merged files outlive the merge by it (plus a second).
+    let cfg =
+        Config { compact_every_secs: 1, compact_max_events: 1000, request_timeout_secs: 1.0, ..config(dir.path()) };
     let storage = convoscope::store::Storage::open(&cfg.storage).unwrap();
     let day = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
     let at = |d: chrono::NaiveDate| d.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
@@ -380,6 +382,9 @@ async fn serve_compacts_finished_days_in_the_background() {
         storage.list_event_files().await.unwrap().iter().filter(|(d, _)| *d == date).count()
     };
     let s = TestServer::start(cfg).await;
+    // The merged file is there before the files it merged go, so a query that listed them
+    // still finds them.
+    assert!(eventually(async || files_of(day("2026-03-01")).await == 3, Duration::from_secs(30)).await);
     assert!(eventually(async || files_of(day("2026-03-01")).await == 1, Duration::from_secs(30)).await);
     assert!(eventually(async || files_of(day("2026-03-03")).await == 2, Duration::from_secs(30)).await);
     assert_eq!(files_of(day("2026-03-02")).await, 2, "files of half compact_max_events are left alone");
