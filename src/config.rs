@@ -85,7 +85,7 @@ pub struct Config {
     pub retention_days: u32,
     /// `retention` refuses to keep fewer days than this.
     pub min_retention_days: u32,
-    /// Seconds between `serve`'s rounds of compacting finished days (0: never).
+    /// Seconds between `serve`'s rounds of merging small files (0: never).
     pub compact_every_secs: u64,
     /// Most events `serve` merges into one file (it holds them in memory meanwhile).
     pub compact_max_events: u64,
@@ -140,12 +140,12 @@ impl Default for Config {
             report_cache_secs: 30,
             retention_days: 400,
             min_retention_days: 7,
-            // Hourly: a day is merged within an hour of its end, and late events after that
-            // within an hour of arriving.
+            // Hourly: today's partition holds at most an hour of flushes besides its merged
+            // files, and a day's last files are merged within an hour of its end.
             compact_every_secs: 3600,
             // Compaction holds what it merges in memory, ~1.3 KB per event at its peak: 200,000
             // events is ~250 MB, about what `serve` takes under load. A quiet day's 1,440
-            // minute-by-minute files become one; a busy day's, a file per 200,000 events.
+            // minute-by-minute files become one; a busy day's, a file per 100,000-200,000 events.
             compact_max_events: 200_000,
         }
     }

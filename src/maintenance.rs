@@ -1,8 +1,8 @@
 //! Storage upkeep: `compact` (merge small files per partition, dropping duplicate event ids)
 //! and `retention` (delete partitions past the retention period).
 //!
-//! `serve` also merges the small files of finished days on its own ([`compact_every`]), a
-//! bounded number of events at a time, so the files a flush writes every minute do not pile up:
+//! `serve` also merges small files on its own ([`compact_every`]), today's included, a bounded
+//! number of events at a time, so the files a flush writes every minute do not pile up:
 //! every file costs each report a footer and a reader (reports over 10 million events in 422
 //! files took about twice as long as over the same events in 43; BENCHMARKS.md).
 //!
@@ -77,25 +77,24 @@ pub async fn compact(
     Ok(done)
 }
 
-/// Merges the small files of days before `today`, in groups of at most `max_events` events
-/// (counted from the files' footers), since compaction holds what it merges in memory: a quiet
-/// day's files become one, a busy day's many minute-by-minute files a few. Files of at least
+/// Merges the small files of every day, in groups of at most `max_events` events (counted
+/// from the files' footers), since compaction holds what it merges in memory: a quiet day's
+/// files become one, a busy day's many minute-by-minute files a few. Today's files are merged
+/// as they come (the small merged file again with the next ones, until it is half of
+/// `max_events`), so reports over today read tens of files, not a file per flush. Files of at least
 /// half of `max_events` are left as they are; `convoscope compact` merges whole days of any size.
 /// `settled` remembers the file count of days with nothing to merge, so their footers are read
 /// again only when files are added. The merged files are deleted `grace` after the merged file
 /// is written (see [`compact_every`]).
-pub async fn compact_finished_days(
+pub async fn compact_small_files_of_every_day(
     storage: &Storage,
-    today: NaiveDate,
     max_events: u64,
     grace: Duration,
     settled: &mut HashMap<NaiveDate, usize>,
 ) -> Result<Vec<Compacted>> {
     let mut by_date: BTreeMap<NaiveDate, Vec<ObjectMeta>> = BTreeMap::new();
     for (d, m) in storage.list_event_files().await? {
-        if d < today {
-            by_date.entry(d).or_default().push(m);
-        }
+        by_date.entry(d).or_default().push(m);
     }
     settled.retain(|d, _| by_date.contains_key(d));
     let mut done = Vec::new();
@@ -160,7 +159,7 @@ async fn file_rows(storage: &Storage, file: &ObjectMeta) -> Result<u64> {
     Ok(ParquetMetaDataReader::decode_metadata(&meta)?.file_metadata().num_rows().max(0) as u64)
 }
 
-/// Runs [`compact_finished_days`] every `every` (first after one interval) until dropped; a
+/// Runs [`compact_small_files_of_every_day`] every `every` (first after one interval) until dropped; a
 /// failed round is logged and the next one tries again (compaction loses nothing when it stops
 /// half-way).
 ///
@@ -174,8 +173,7 @@ pub async fn compact_every(storage: Storage, every: Duration, max_events: u64, g
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let today = chrono::Utc::now().date_naive();
-        if let Err(e) = compact_finished_days(&storage, today, max_events, grace, &mut settled).await {
+        if let Err(e) = compact_small_files_of_every_day(&storage, max_events, grace, &mut settled).await {
             tracing::warn!(error = %e, "background compaction failed; the next round retries");
         }
     }
@@ -412,11 +410,11 @@ mod tests {
         }
         s.store.put(&s.event_file(d(1), "torn"), b"PAR1 not a parquet file".to_vec().into()).await.unwrap();
         let mut settled = HashMap::new();
-        let done = compact_finished_days(&s, d(3), 1000, Duration::ZERO, &mut settled).await.unwrap();
+        let done = compact_small_files_of_every_day(&s, 1000, Duration::ZERO, &mut settled).await.unwrap();
         assert_eq!(done.iter().map(|c| (c.date, c.files_before)).collect::<Vec<_>>(), [(d(2), 2)]);
         assert!(settled.is_empty(), "the failed day is tried again next round");
         // Next round: day 2 is one file now, day 1 still fails and is still not settled.
-        assert!(compact_finished_days(&s, d(3), 1000, Duration::ZERO, &mut settled).await.unwrap().is_empty());
+        assert!(compact_small_files_of_every_day(&s, 1000, Duration::ZERO, &mut settled).await.unwrap().is_empty());
         assert!(!settled.contains_key(&d(1)));
     }
 

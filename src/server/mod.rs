@@ -51,7 +51,7 @@ pub struct App {
     report_cache: reports::ReportCache,
     stop_flusher: watch::Sender<bool>,
     flusher_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Background compaction of finished days (none when `compact_every_secs` is 0).
+    /// Background compaction of small files (none when `compact_every_secs` is 0).
     compactor: Option<tokio::task::JoinHandle<()>>,
 }
 
