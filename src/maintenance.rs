@@ -50,6 +50,36 @@ fn decode_file(bytes: Bytes) -> Result<Vec<RecordBatch>> {
     Ok(out)
 }
 
+/// How long the files a merge replaced outlive it. A query lists the files it reads when it
+/// starts; one that listed them before the merge would fail on finding them gone, so `serve`
+/// keeps them for its request timeout (past which none of its queries still runs), cut short
+/// when it stops (its requests have finished by then). Meanwhile a query sees the old files and
+/// the merged one, which changes no report (each counts an event once). The command waits none.
+#[derive(Clone, Debug, Default)]
+pub struct Grace {
+    pub wait: Duration,
+    /// Turns true when `serve` stops.
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+impl Grace {
+    fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| *s.borrow())
+    }
+
+    async fn elapse(&self) {
+        match self.stop.clone() {
+            Some(mut stop) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.wait) => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+            }
+            None => tokio::time::sleep(self.wait).await,
+        }
+    }
+}
+
 /// Merges every partition with more than one file (optionally only dates in `range`) into one
 /// file; with `max_events`, only its files of fewer than half that many events, into files of at
 /// most that many (as `serve` does), so a day too large to hold in memory can be compacted too.
@@ -70,8 +100,8 @@ pub async fn compact(
             continue;
         }
         match max_events {
-            Some(max) => done.extend(compact_small_files(storage, date, &files, max, Duration::ZERO).await?),
-            None => done.push(compact_partition(storage, date, &files, Duration::ZERO).await?),
+            Some(max) => done.extend(compact_small_files(storage, date, &files, max, &Grace::default()).await?),
+            None => done.push(compact_partition(storage, date, &files, &Grace::default()).await?),
         }
     }
     Ok(done)
@@ -84,12 +114,12 @@ pub async fn compact(
 /// `max_events`), so reports over today read tens of files, not a file per flush. Files of at least
 /// half of `max_events` are left as they are; `convoscope compact` merges whole days of any size.
 /// `settled` remembers the file count of days with nothing to merge, so their footers are read
-/// again only when files are added. The merged files are deleted `grace` after the merged file
-/// is written (see [`compact_every`]).
+/// again only when files are added. The files a merge replaced are deleted after `grace`; once
+/// `grace` says `serve` is stopping, no further merge starts.
 pub async fn compact_small_files_of_every_day(
     storage: &Storage,
     max_events: u64,
-    grace: Duration,
+    grace: &Grace,
     settled: &mut HashMap<NaiveDate, usize>,
 ) -> Result<Vec<Compacted>> {
     let mut by_date: BTreeMap<NaiveDate, Vec<ObjectMeta>> = BTreeMap::new();
@@ -99,6 +129,9 @@ pub async fn compact_small_files_of_every_day(
     settled.retain(|d, _| by_date.contains_key(d));
     let mut done = Vec::new();
     for (date, files) in by_date {
+        if grace.stopped() {
+            break;
+        }
         if files.len() < 2 || settled.get(&date) == Some(&files.len()) {
             continue;
         }
@@ -121,7 +154,7 @@ async fn compact_small_files(
     date: NaiveDate,
     files: &[ObjectMeta],
     max_events: u64,
-    grace: Duration,
+    grace: &Grace,
 ) -> Result<Vec<Compacted>> {
     let mut groups: Vec<Vec<ObjectMeta>> = Vec::new();
     let mut in_group = 0;
@@ -143,6 +176,9 @@ async fn compact_small_files(
     }
     let mut done = Vec::new();
     for group in groups.into_iter().filter(|g| g.len() > 1) {
+        if grace.stopped() {
+            break;
+        }
         done.push(compact_partition(storage, date, &group, grace).await?);
     }
     Ok(done)
@@ -159,21 +195,26 @@ async fn file_rows(storage: &Storage, file: &ObjectMeta) -> Result<u64> {
     Ok(ParquetMetaDataReader::decode_metadata(&meta)?.file_metadata().num_rows().max(0) as u64)
 }
 
-/// Runs [`compact_small_files_of_every_day`] every `every` (first after one interval) until dropped; a
-/// failed round is logged and the next one tries again (compaction loses nothing when it stops
-/// half-way).
-///
-/// A query lists the files it reads when it starts; one that listed a day's files before they
-/// were merged would fail on finding them gone. So the merged files stay `grace` longer (`serve`
-/// passes its request timeout, past which no query of its own still runs); meanwhile a query
-/// sees old and new files both, which changes no report (each counts an event once).
-pub async fn compact_every(storage: Storage, every: Duration, max_events: u64, grace: Duration) {
+/// Runs [`compact_small_files_of_every_day`] every `every` (first after one interval) until
+/// `stop` turns true, keeping replaced files for `wait` (see [`Grace`]); a failed round is logged
+/// and the next one tries again (compaction loses nothing when it stops half-way).
+pub async fn compact_every(
+    storage: Storage,
+    every: Duration,
+    max_events: u64,
+    wait: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let grace = Grace { wait, stop: Some(stop.clone()) };
     let mut settled = HashMap::new();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        if let Err(e) = compact_small_files_of_every_day(&storage, max_events, grace, &mut settled).await {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = compact_small_files_of_every_day(&storage, max_events, &grace, &mut settled).await {
             tracing::warn!(error = %e, "background compaction failed; the next round retries");
         }
     }
@@ -183,7 +224,7 @@ async fn compact_partition(
     storage: &Storage,
     date: NaiveDate,
     files: &[ObjectMeta],
-    grace: Duration,
+    grace: &Grace,
 ) -> Result<Compacted> {
     let mut raw = Vec::with_capacity(files.len());
     for f in files {
@@ -207,7 +248,7 @@ async fn compact_partition(
             "compacted file of {date} has {footer_rows} rows, expected {rows_after}; kept the originals"
         )));
     }
-    tokio::time::sleep(grace).await;
+    grace.elapse().await;
     for f in files {
         storage.store.delete(&f.location).await?;
     }
@@ -410,11 +451,11 @@ mod tests {
         }
         s.store.put(&s.event_file(d(1), "torn"), b"PAR1 not a parquet file".to_vec().into()).await.unwrap();
         let mut settled = HashMap::new();
-        let done = compact_small_files_of_every_day(&s, 1000, Duration::ZERO, &mut settled).await.unwrap();
+        let done = compact_small_files_of_every_day(&s, 1000, &Grace::default(), &mut settled).await.unwrap();
         assert_eq!(done.iter().map(|c| (c.date, c.files_before)).collect::<Vec<_>>(), [(d(2), 2)]);
         assert!(settled.is_empty(), "the failed day is tried again next round");
         // Next round: day 2 is one file now, day 1 still fails and is still not settled.
-        assert!(compact_small_files_of_every_day(&s, 1000, Duration::ZERO, &mut settled).await.unwrap().is_empty());
+        assert!(compact_small_files_of_every_day(&s, 1000, &Grace::default(), &mut settled).await.unwrap().is_empty());
         assert!(!settled.contains_key(&d(1)));
     }
 

@@ -52,7 +52,7 @@ pub struct App {
     stop_flusher: watch::Sender<bool>,
     flusher_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Background compaction of small files (none when `compact_every_secs` is 0).
-    compactor: Option<tokio::task::JoinHandle<()>>,
+    compactor: std::sync::Mutex<Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
 }
 
 /// Shared handle given to every handler.
@@ -102,14 +102,17 @@ impl App {
             let _ = stop_rx.wait_for(|s| *s).await;
         }));
         let compactor = (config.compact_every_secs > 0).then(|| {
-            tokio::spawn(crate::maintenance::compact_every(
+            let (stop, stopped) = watch::channel(false);
+            let task = tokio::spawn(crate::maintenance::compact_every(
                 storage.clone(),
                 std::time::Duration::from_secs(config.compact_every_secs),
                 config.compact_max_events,
                 // No query of `serve`'s runs past its request timeout.
                 std::time::Duration::try_from_secs_f64(config.request_timeout_secs.max(0.0) + 1.0)
                     .unwrap_or(std::time::Duration::from_secs(86_400)),
-            ))
+                stopped,
+            ));
+            (stop, task)
         });
         let tokens = auth::Tokens::new(&config.tokens()?);
         let analytics = Analytics::from_config(storage.clone(), &config)?;
@@ -149,7 +152,7 @@ impl App {
             report_cache: reports::ReportCache::default(),
             stop_flusher,
             flusher_task: std::sync::Mutex::new(Some(task)),
-            compactor,
+            compactor: std::sync::Mutex::new(compactor),
         }))
     }
 
@@ -191,9 +194,15 @@ impl App {
 
     /// Flushes what can be flushed, then stops the flusher and the log writer.
     pub async fn shutdown(&self) {
-        // A compaction stopped half-way loses nothing (see `maintenance`).
-        if let Some(c) = &self.compactor {
-            c.abort();
+        // Requests have finished, so files a merge replaced can go now rather than after its
+        // grace period (left behind, they would be merged a second time). A merge under way
+        // finishes; one that takes too long is dropped, which loses nothing (see `maintenance`).
+        let compactor = self.compactor.lock().ok().and_then(|mut c| c.take());
+        if let Some((stop, mut task)) = compactor {
+            let _ = stop.send(true);
+            if tokio::time::timeout(COMPACTOR_STOP, &mut task).await.is_err() {
+                task.abort();
+            }
         }
         match self.flush_now().await {
             Ok(n) => tracing::info!(events = n, "flushed the write-ahead log"),
@@ -245,6 +254,10 @@ pub fn router(app: AppState) -> Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
 }
+
+/// How long shutdown waits for a background merge under way (one of `compact_max_events`
+/// events takes a few seconds).
+const COMPACTOR_STOP: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long in-flight requests get to finish after shutdown begins.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
