@@ -57,6 +57,7 @@ fn decode_file(bytes: Bytes) -> Result<Vec<RecordBatch>> {
 /// the merged one, which changes no report (each counts an event once). The command waits none.
 #[derive(Clone, Debug, Default)]
 pub struct Grace {
+    /// How long, unless `stop` turns true first.
     pub wait: Duration,
     /// Turns true when `serve` stops.
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
@@ -111,8 +112,9 @@ pub async fn compact(
 /// from the files' footers), since compaction holds what it merges in memory: a quiet day's
 /// files become one, a busy day's many minute-by-minute files a few. Today's files are merged
 /// as they come (the small merged file again with the next ones, until it is half of
-/// `max_events`), so reports over today read tens of files, not a file per flush. Files of at least
-/// half of `max_events` are left as they are; `convoscope compact` merges whole days of any size.
+/// `max_events`), so reports over today read tens of files, not a file per flush. Files of at
+/// least half of `max_events` are left as they are; `convoscope compact` merges whole days.
+///
 /// `settled` remembers the file count of days with nothing to merge, so their footers are read
 /// again only when files are added. The files a merge replaced are deleted after `grace`; once
 /// `grace` says `serve` is stopping, no further merge starts.
