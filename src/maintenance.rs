@@ -100,10 +100,14 @@ pub async fn compact(
         if files.len() < 2 {
             continue;
         }
-        match max_events {
-            Some(max) => done.extend(compact_small_files(storage, date, &files, max, &Grace::default()).await?),
-            None => done.push(compact_partition(storage, date, &files, &Grace::default()).await?),
-        }
+        let mut merged = Vec::new();
+        let result = match max_events {
+            Some(max) => merge_small_files(storage, date, &files, max, &Grace::default(), &mut merged).await,
+            None => merge_partition(storage, date, &files).await.map(|m| merged.push(m)),
+        };
+        // What was merged before a failure is still deleted, so it is not merged twice.
+        done.extend(delete_replaced(storage, merged).await?);
+        result?;
     }
     Ok(done)
 }
@@ -129,7 +133,7 @@ pub async fn compact_small_files_of_every_day(
         by_date.entry(d).or_default().push(m);
     }
     settled.retain(|d, _| by_date.contains_key(d));
-    let mut done = Vec::new();
+    let mut merged = Vec::new();
     for (date, files) in by_date {
         if grace.stopped() {
             break;
@@ -138,26 +142,33 @@ pub async fn compact_small_files_of_every_day(
             continue;
         }
         // One day's unreadable file must not keep the other days from being merged.
-        match compact_small_files(storage, date, &files, max_events, grace).await {
-            Ok(merged) if merged.is_empty() => {
+        let before = merged.len();
+        match merge_small_files(storage, date, &files, max_events, grace, &mut merged).await {
+            Ok(()) if merged.len() == before => {
                 settled.insert(date, files.len());
             }
-            Ok(merged) => done.extend(merged),
+            Ok(()) => {}
             Err(e) => tracing::warn!(%date, error = %e, "could not compact the day; the next round retries"),
         }
     }
-    Ok(done)
+    // One grace period for the whole round, not one per merge.
+    if !merged.is_empty() {
+        grace.elapse().await;
+    }
+    delete_replaced(storage, merged).await
 }
 
 /// Merges `files` (one day's) of fewer than half `max_events` rows, in groups of at most
-/// `max_events` rows.
-async fn compact_small_files(
+/// `max_events` rows, onto `merged`; no merge starts once `grace` says `serve` is stopping.
+/// The files merged are not deleted yet.
+async fn merge_small_files(
     storage: &Storage,
     date: NaiveDate,
     files: &[ObjectMeta],
     max_events: u64,
     grace: &Grace,
-) -> Result<Vec<Compacted>> {
+    merged: &mut Vec<Merged>,
+) -> Result<()> {
     let mut groups: Vec<Vec<ObjectMeta>> = Vec::new();
     let mut in_group = 0;
     for f in files {
@@ -176,14 +187,13 @@ async fn compact_small_files(
             }
         }
     }
-    let mut done = Vec::new();
     for group in groups.into_iter().filter(|g| g.len() > 1) {
         if grace.stopped() {
             break;
         }
-        done.push(compact_partition(storage, date, &group, grace).await?);
+        merged.push(merge_partition(storage, date, &group).await?);
     }
-    Ok(done)
+    Ok(())
 }
 
 /// Rows of one Parquet file, from its footer (two small range reads, not the file).
@@ -222,12 +232,15 @@ pub async fn compact_every(
     }
 }
 
-async fn compact_partition(
-    storage: &Storage,
-    date: NaiveDate,
-    files: &[ObjectMeta],
-    grace: &Grace,
-) -> Result<Compacted> {
+/// A merged file written and checked, and the files it replaces, still in place.
+struct Merged {
+    compacted: Compacted,
+    replaced: Vec<ObjectMeta>,
+}
+
+/// Writes the merge of `files` as one new file of the partition and checks its row count from
+/// its footer; deletes nothing (see [`delete_replaced`]).
+async fn merge_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMeta]) -> Result<Merged> {
     let mut raw = Vec::with_capacity(files.len());
     for f in files {
         raw.push((f.location.clone(), storage.store.get(&f.location).await?.bytes().await?));
@@ -242,7 +255,7 @@ async fn compact_partition(
     let name = format!("compact-{}", hex::encode(id));
     let path = storage.event_file(date, &name);
     storage.store.put(&path, bytes.into()).await?;
-    // Check what landed before deleting anything.
+    // Check what landed before anything is deleted.
     let footer_rows = file_rows(storage, &storage.store.head(&path).await?).await? as usize;
     if footer_rows != rows_after {
         let _ = storage.store.delete(&path).await;
@@ -250,12 +263,28 @@ async fn compact_partition(
             "compacted file of {date} has {footer_rows} rows, expected {rows_after}; kept the originals"
         )));
     }
-    grace.elapse().await;
-    for f in files {
-        storage.store.delete(&f.location).await?;
+    let compacted = Compacted { date, files_before: files.len(), rows_before, rows_after, file: path.to_string() };
+    Ok(Merged { compacted, replaced: files.to_vec() })
+}
+
+/// Deletes the files each merge replaced, now that its merged file is in place. Tries every
+/// file before it reports the first failure: a file left behind is only merged once more.
+async fn delete_replaced(storage: &Storage, merged: Vec<Merged>) -> Result<Vec<Compacted>> {
+    let mut done = Vec::with_capacity(merged.len());
+    let mut failed = None;
+    for Merged { compacted: c, replaced } in merged {
+        for f in &replaced {
+            if let Err(e) = storage.store.delete(&f.location).await {
+                failed.get_or_insert(e);
+            }
+        }
+        tracing::info!(date = %c.date, files = c.files_before, rows_before = c.rows_before, rows_after = c.rows_after, "compacted partition");
+        done.push(c);
     }
-    tracing::info!(%date, files = files.len(), rows_before, rows_after, "compacted partition");
-    Ok(Compacted { date, files_before: files.len(), rows_before, rows_after, file: path.to_string() })
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(done),
+    }
 }
 
 /// One Parquet file of the rows of `files` (path, contents), duplicates of an event id dropped

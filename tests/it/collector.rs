@@ -403,8 +403,9 @@ async fn serve_compacts_small_files_in_the_background() {
     s.stop().await;
 }
 
-/// The files a background merge replaced outlive it by the request timeout, and go at once when
-/// `serve` stops (left behind, the next start would merge them a second time).
+/// The files a background merge replaced outlive it by the request timeout, once per round (not
+/// once per merge), and go at once when `serve` stops (left behind, the next start would merge
+/// them a second time).
 #[tokio::test]
 async fn serve_stopping_ends_the_merge_grace_period() {
     use convoscope::{config::Config, event::Event};
@@ -412,19 +413,23 @@ async fn serve_stopping_ends_the_merge_grace_period() {
     let cfg =
         Config { compact_every_secs: 1, compact_max_events: 1000, request_timeout_secs: 600.0, ..config(dir.path()) };
     let storage = convoscope::store::Storage::open(&cfg.storage).unwrap();
-    let day = chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
-    let at = day.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
-    for file in 0..2 {
-        let evs = (0..10).map(|i| Event::new(format!("{file}-{i}"), "conversion", at + i, 0, "api")).collect();
-        storage.write_events(evs, &format!("f{file}")).await.unwrap();
+    // Two days of two small files each.
+    for d in 1..=2 {
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+        let at = day.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
+        for file in 0..2 {
+            let evs = (0..10).map(|i| Event::new(format!("{d}-{file}-{i}"), "conversion", at + i, 0, "api")).collect();
+            storage.write_events(evs, &format!("f{file}")).await.unwrap();
+        }
     }
     let files = async || storage.list_event_files().await.unwrap().len();
     let s = TestServer::start(cfg).await;
-    assert!(eventually(async || files().await == 3, Duration::from_secs(30)).await, "merged, originals kept");
+    // Both days merged in the first round, their originals kept: the round waits once.
+    assert!(eventually(async || files().await == 6, Duration::from_secs(30)).await, "merged, originals kept");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(files().await, 3, "kept for the request timeout");
+    assert_eq!(files().await, 6, "kept for the request timeout");
     let stopping = std::time::Instant::now();
     s.stop().await;
     assert!(stopping.elapsed() < Duration::from_secs(30), "shutdown does not wait out the grace period");
-    assert_eq!(files().await, 1, "the originals went when serve stopped");
+    assert_eq!(files().await, 2, "the originals went when serve stopped");
 }
