@@ -355,28 +355,43 @@ async fn compaction_beside_ingest_loses_and_duplicates_nothing() {
 
 /// `serve` merges small files on its own, today's too, at most `compact_max_events` into one
 /// file, and again when late events add a file; files of half that size or more are left alone.
-#[tokio::test]
-async fn serve_compacts_small_files_in_the_background() {
-    use convoscope::{config::Config, event::Event};
-    let dir = test_dir();
-    // A short request timeout: the merged files outlive the merge by it (plus a second).
-    let cfg =
-        Config { compact_every_secs: 1, compact_max_events: 1000, request_timeout_secs: 1.0, ..config(dir.path()) };
+/// A server config merging small files every second, at most 1,000 events into one, keeping the
+/// files a round replaced for `request_timeout_secs` (plus a second); and its storage holding,
+/// per `(date, files, events per file)`, that many files of conversions.
+async fn compacting_store(
+    dir: &std::path::Path,
+    request_timeout_secs: f64,
+    days: &[(chrono::NaiveDate, usize, i64)],
+) -> (convoscope::config::Config, convoscope::store::Storage) {
+    use convoscope::event::Event;
+    let cfg = convoscope::config::Config {
+        compact_every_secs: 1,
+        compact_max_events: 1000,
+        request_timeout_secs,
+        ..config(dir)
+    };
     let storage = convoscope::store::Storage::open(&cfg.storage).unwrap();
-    let day = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
-    let at = |d: chrono::NaiveDate| d.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
-    let today = chrono::Utc::now().date_naive();
-    // A day of two small files, one of two large files, one of three small files that make
-    // more than the limit together, and today's two small files.
-    let days = [(day("2026-03-01"), 2, 100), (day("2026-03-02"), 2, 600), (day("2026-03-03"), 3, 400), (today, 2, 10)];
-    for (date, files, per_file) in days {
+    for &(date, files, per_file) in days {
+        let at = date.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
         for file in 0..files {
             let evs: Vec<Event> = (0..per_file)
-                .map(|i| Event::new(format!("{date}-{file}-{i}"), "conversion", at(date) + i, 0, "api"))
+                .map(|i| Event::new(format!("{date}-{file}-{i}"), "conversion", at + i, 0, "api"))
                 .collect();
             storage.write_events(evs, &format!("f{file}")).await.unwrap();
         }
     }
+    (cfg, storage)
+}
+
+#[tokio::test]
+async fn serve_compacts_small_files_in_the_background() {
+    let dir = test_dir();
+    let day = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+    let today = chrono::Utc::now().date_naive();
+    // A day of two small files, one of two large files, one of three small files that make
+    // more than the limit together, and today's two small files; replaced files kept 2 s.
+    let days = [(day("2026-03-01"), 2, 100), (day("2026-03-02"), 2, 600), (day("2026-03-03"), 3, 400), (today, 2, 10)];
+    let (cfg, storage) = compacting_store(dir.path(), 1.0, &days).await;
     let files_of = async |date: chrono::NaiveDate| {
         storage.list_event_files().await.unwrap().iter().filter(|(d, _)| *d == date).count()
     };
@@ -408,20 +423,10 @@ async fn serve_compacts_small_files_in_the_background() {
 /// them a second time).
 #[tokio::test]
 async fn serve_stopping_ends_the_merge_grace_period() {
-    use convoscope::{config::Config, event::Event};
     let dir = test_dir();
-    let cfg =
-        Config { compact_every_secs: 1, compact_max_events: 1000, request_timeout_secs: 600.0, ..config(dir.path()) };
-    let storage = convoscope::store::Storage::open(&cfg.storage).unwrap();
-    // Two days of two small files each.
-    for d in 1..=2 {
-        let day = chrono::NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
-        let at = day.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
-        for file in 0..2 {
-            let evs = (0..10).map(|i| Event::new(format!("{d}-{file}-{i}"), "conversion", at + i, 0, "api")).collect();
-            storage.write_events(evs, &format!("f{file}")).await.unwrap();
-        }
-    }
+    // Two days of two small files each; replaced files kept for ten minutes.
+    let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+    let (cfg, storage) = compacting_store(dir.path(), 600.0, &[(day(1), 2, 10), (day(2), 2, 10)]).await;
     let files = async || storage.list_event_files().await.unwrap().len();
     let s = TestServer::start(cfg).await;
     // Both days merged in the first round, their originals kept: the round waits once.
