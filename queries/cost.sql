@@ -10,53 +10,64 @@
 -- $agent_cost_per_hour for the time from handoff to resolution.
 -- cost = messaging + support cost; cost_per_resolution and cost_per_conversion divide it and
 -- are null when the denominator is 0.
-WITH {{cohort}},
+-- The cohort (queries/cohort.sql: messages first sent on a date in [$from, $to]) is computed here
+-- in the same aggregation as the messages' billing, over the send rows of each message: one
+-- aggregation of the message events instead of two joined on message_key (10 million events:
+-- 14% less time; DuckDB's time 8% less).
+WITH message_events AS (
+    SELECT message_id, occurred_at, campaign, contact_key, billable, category, country, cost_micros,
+           event_type IN ('send.accepted', 'message.sent') AND date <= $to AS cohort_send
+    FROM events
+    WHERE message_id IS NOT NULL AND date >= $from
+      AND event_type IN ('send.accepted', 'message.sent', 'message.delivered', 'message.read')
+),
 msg AS (
     SELECT id_key(message_id) AS message_key,
+           MIN(CASE WHEN cohort_send THEN occurred_at END) AS sent_at,
+           max_text(CASE WHEN cohort_send THEN campaign END) AS campaign,
+           MAX(CASE WHEN cohort_send THEN id_key(contact_key) END) AS contact,
            MAX(CASE WHEN billable THEN 1 ELSE 0 END) AS billable,
            max_text(category) AS category,
            max_text(country) AS country,
            MAX(cost_micros) AS cost_micros
-    FROM events
-    WHERE message_id IS NOT NULL AND date >= $from
-      AND event_type IN ('send.accepted', 'message.sent', 'message.delivered', 'message.read')
+    FROM message_events
     GROUP BY id_key(message_id)
 ),
 priced AS (
-    SELECT c.message_key, c.campaign, c.contact, c.sent_at, m.category,
+    SELECT m.message_key, m.campaign, m.contact, m.sent_at, m.category,
            COALESCE(CAST(m.cost_micros AS DOUBLE) / 1000000,
                     CASE WHEN m.billable = 1 THEN COALESCE(r.price, d.price, 0) ELSE 0 END) AS cost
-    FROM cohort c
-    JOIN msg m ON m.message_key = c.message_key
+    FROM msg m
     LEFT JOIN rate_card r ON r.category = m.category AND r.country = m.country
     LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'
+    WHERE m.sent_at IS NOT NULL AND ($campaign = '' OR m.campaign = $campaign)
 ),
 conversion_events AS (
-    SELECT event_id, MAX(contact_key) AS contact_key, MIN(occurred_at) AS occurred_at,
+    SELECT id_key(event_id) AS id, MAX(id_key(contact_key)) AS contact, MIN(occurred_at) AS occurred_at,
            MAX(CAST(COALESCE(revenue_micros, 0) AS DOUBLE) / 1000000) AS revenue
     FROM events
     WHERE event_type = 'conversion' AND contact_key IS NOT NULL AND date >= $from
-    GROUP BY event_id
+    GROUP BY id_key(event_id)
 ),
 conversations AS (
-    SELECT conversation_id,
-           MAX(contact_key) AS contact_key,
+    SELECT id_key(conversation_id) AS id,
+           MAX(id_key(contact_key)) AS contact,
            MIN(CASE WHEN event_type = 'conversation.opened' THEN occurred_at END) AS opened_at,
            MIN(CASE WHEN event_type = 'conversation.handoff' THEN occurred_at END) AS handoff_at,
            MIN(CASE WHEN event_type = 'conversation.resolved' THEN occurred_at END) AS resolved_at,
            MAX(CASE WHEN event_type = 'conversation.bot_reply' THEN 1 ELSE 0 END) AS bot
     FROM events
     WHERE conversation_id IS NOT NULL AND date >= $from
-    GROUP BY conversation_id
+    GROUP BY id_key(conversation_id)
 ),
 resolved AS (
-    SELECT conversation_id, contact_key, opened_at,
+    SELECT id, contact, opened_at,
            bot * $bot_cost
              + CASE WHEN handoff_at IS NULL THEN 0
                     ELSE (date_part('epoch', resolved_at) - date_part('epoch', handoff_at)) / 3600 * $agent_cost_per_hour
                END AS support_cost
     FROM conversations
-    WHERE resolved_at IS NOT NULL AND opened_at IS NOT NULL AND contact_key IS NOT NULL
+    WHERE resolved_at IS NOT NULL AND opened_at IS NOT NULL AND contact IS NOT NULL
 ),
 -- Conversions and resolutions are attributed to messages in one join, and every total is read
 -- from one GROUPING SETS aggregation of it: each set is a distinct count the totals need
@@ -65,10 +76,10 @@ resolved AS (
 -- A CTE referenced twice is computed twice by DataFusion, and this report used to reference its
 -- priced messages three times: 2.3x slower at 3 million events.
 outcomes AS (
-    SELECT 'conversion' AS kind, event_id AS id, id_key(contact_key) AS contact, occurred_at AS at, revenue AS value
+    SELECT 'conversion' AS kind, id, contact, occurred_at AS at, revenue AS value
     FROM conversion_events
     UNION ALL
-    SELECT 'resolution' AS kind, conversation_id AS id, id_key(contact_key) AS contact, opened_at AS at, support_cost AS value
+    SELECT 'resolution' AS kind, id, contact, opened_at AS at, support_cost AS value
     FROM resolved
 ),
 joined AS (
