@@ -10,16 +10,21 @@ use serde_json::{Value, json};
 use crate::common::*;
 
 async fn loaded() -> (tempfile::TempDir, Analytics) {
+    load(&std::fs::read_to_string(fixture("reports/events.ndjson")).unwrap()).await
+}
+
+/// A store holding `ndjson`'s events, posted through the real API twice (duplicates must not
+/// change any number).
+async fn load(ndjson: &str) -> (tempfile::TempDir, Analytics) {
     let dir = test_dir();
     let cfg = config(dir.path());
     let storage_url = cfg.storage.clone();
     let s = TestServer::start(cfg).await;
-    let body = std::fs::read_to_string(fixture("reports/events.ndjson")).unwrap();
-    let r = s.client.post(s.url("/v1/events")).bearer_auth(INGEST).body(body.clone()).send().await.unwrap();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["rejected"], json!([]), "{v}");
-    // Everything once more: duplicates must not change any number.
-    s.client.post(s.url("/v1/events")).bearer_auth(INGEST).body(body).send().await.unwrap();
+    for _ in 0..2 {
+        let r = s.client.post(s.url("/v1/events")).bearer_auth(INGEST).body(ndjson.to_string()).send().await.unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["rejected"], json!([]), "{v}");
+    }
     s.stop().await;
     (dir, Analytics::new(Storage::open(&storage_url).unwrap(), 7).unwrap())
 }
@@ -270,6 +275,47 @@ async fn every_report_gives_the_known_answers() {
     let i = x.columns.iter().position(|c| c == "revenue_p_value").unwrap();
     // Welch with one degree of freedom: t = 3, p = 1 - 2 atan(3) / pi.
     close(&x.rows[0][i], 1.0 - 2.0 * 3f64.atan() / std::f64::consts::PI);
+}
+
+/// `failures` counts a message once per distinct failure, and every message once in what its
+/// template sent, however many failures it has: three sends of one template, one failing with
+/// two codes, one with the same code twice, one delivered.
+#[tokio::test]
+async fn a_message_failing_twice_counts_once_in_what_was_sent() {
+    let send = |m: &str, i: u32| {
+        format!(
+            r#"{{"event_id":"{m}-acc","event_type":"send.accepted","occurred_at":"2026-03-01T10:00:0{i}Z","message_id":"{m}","contact":"+44770090000{i}","template":"t"}}"#
+        )
+    };
+    let fail = |id: &str, m: &str, code: u32, title: &str| {
+        format!(
+            r#"{{"event_id":"{id}","event_type":"message.failed","occurred_at":"2026-03-01T10:05:00Z","message_id":"{m}","error_code":{code},"error_title":"{title}"}}"#
+        )
+    };
+    let body = [
+        send("m1", 1),
+        send("m2", 2),
+        send("m3", 3),
+        fail("f1", "m1", 131026, "Message undeliverable"),
+        fail("f2", "m1", 131049, "Healthy ecosystem"),
+        fail("f3", "m2", 131026, "Message undeliverable"),
+        fail("f4", "m2", 131026, "Message undeliverable"),
+        r#"{"event_id":"d3","event_type":"message.delivered","occurred_at":"2026-03-01T10:00:09Z","message_id":"m3"}"#
+            .to_string(),
+    ]
+    .join("\n");
+    let (_dir, a) = load(&body).await;
+    let fl = a.report("failures", &Params::default()).await.unwrap();
+    assert_eq!(
+        rows(&fl, &["error_code", "error_title", "template", "failed"]),
+        vec![
+            vec![json!(131026), json!("Message undeliverable"), json!("t"), json!(2)],
+            vec![json!(131049), json!("Healthy ecosystem"), json!("t"), json!(1)],
+        ]
+    );
+    let share = fl.columns.iter().position(|c| c == "share_of_sent").unwrap();
+    close(&fl.rows[0][share], 2.0 / 3.0);
+    close(&fl.rows[1][share], 1.0 / 3.0);
 }
 
 #[tokio::test]
