@@ -79,6 +79,25 @@ def peak_rss_mib(pid):
     return float("nan")
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time `pid` has used, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid, quiet=0.05, limit=2.0):
+    """Waits until `pid` has used no CPU for `quiet` seconds (at most `limit` seconds): a
+    server may still be freeing a query's memory after it answered."""
+    end = time.monotonic() + limit
+    last = cpu_seconds(pid)
+    while time.monotonic() < end:
+        time.sleep(quiet)
+        now = cpu_seconds(pid)
+        if now == last:
+            return
+        last = now
+
+
 def metric(base, name, labels=""):
     """Sum of one Prometheus metric's samples whose label text contains `labels`."""
     text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
