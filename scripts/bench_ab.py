@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Which of two or more forms of a report's SQL is faster, on one `serve` over an existing store.
+
+    scripts/bench_ab.py --store /path/to/store queries/sla.sql /tmp/sla-variant.sql
+
+Starts `convoscope serve` on the store (report cache and background compaction off), checks
+that every form gives the first form's rows (numbers to 1e-9 relative), then runs the forms
+through `POST /v1/query` in rounds, each round in the other order than the one before, and
+prints each form's median time and the median over rounds of its time divided by the first
+form's in the same round. On this shared machine a report's time moves by 20-35% from one
+minute to the next; the ratio of two runs a second apart moves far less, so a change of 5-10%
+shows in the paired ratio long before it shows in two separate benchmark runs (BENCHMARKS.md,
+eighth round).
+"""
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import bench_reports as br
+import benchlib as b
+
+
+def literal_sql(path):
+    """The SQL of `path` with the shared cohort spliced in and the benchmark's parameters as
+    literals (`/v1/query` takes no parameters)."""
+    sql = Path(path).read_text().replace("{{cohort}}", (br.ROOT / "queries" / "cohort.sql").read_text())
+    params = br.params_for(sql)
+    for name in sorted(params, key=len, reverse=True):
+        value = params[name]
+        sql = sql.replace(f"${name}", repr(value) if isinstance(value, float) else f"'{value}'")
+    return sql
+
+
+def same(a, b_):
+    if isinstance(a, float) and isinstance(b_, float):
+        return abs(a - b_) <= 1e-9 * max(1.0, abs(a), abs(b_))
+    return a == b_
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("forms", nargs="+", help="SQL files; the first is the baseline")
+    ap.add_argument("--store", required=True, help="store directory (as written by generate or serve)")
+    ap.add_argument("--rounds", type=int, default=25)
+    ap.add_argument("--bin", default=b.default_bin())
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="convoscope-ab-"))
+    conf = work / "bench.toml"
+    conf.write_text("report_cache_secs = 0\ncompact_every_secs = 0\n")
+    port = b.free_port()
+    env = b.serve_env(work, port, CONVOSCOPE_TOKENS=f"read:{br.TOKEN}",
+                      CONVOSCOPE_STORAGE=f"file://{Path(args.store).resolve()}")
+    serve = b.start([args.bin, "--config", str(conf), "serve"], env=env, log=work / "serve.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        b.wait_for(base + "/healthz")
+
+        def run(sql):
+            req = urllib.request.Request(f"{base}/v1/query", data=json.dumps({"sql": sql}).encode(),
+                                         headers={"Authorization": f"Bearer {br.TOKEN}",
+                                                  "Content-Type": "application/json"})
+            return json.load(urllib.request.urlopen(req, timeout=600))["rows"]
+
+        sqls = [literal_sql(f) for f in args.forms]
+        first = run(sqls[0])
+        for path, sql in zip(args.forms[1:], sqls[1:]):
+            rows = run(sql)
+            if len(rows) != len(first) or not all(
+                    same(x, y) for r, s in zip(rows, first) for x, y in zip(r, s)):
+                raise SystemExit(f"{path} gives other rows than {args.forms[0]}")
+        times = [[] for _ in sqls]
+        for r in range(args.rounds):
+            order = range(len(sqls)) if r % 2 == 0 else reversed(range(len(sqls)))
+            for i in order:
+                b.wait_idle(serve.pid)
+                t = time.perf_counter()
+                run(sqls[i])
+                times[i].append(time.perf_counter() - t)
+    finally:
+        b.stop(serve)
+    for path, ts in zip(args.forms, times):
+        paired = statistics.median(t / t0 for t, t0 in zip(ts, times[0]))
+        print(f"{path}: median {statistics.median(ts):.3f} s, paired ratio to the first {paired:.3f}")
+
+
+if __name__ == "__main__":
+    main()
