@@ -6,6 +6,7 @@
 -- identified by message_key and contact, id_key() of their ids: DataFusion groups and joins
 -- a number faster than a string, and MAX of a number needs no copy of the 64-character key.
 -- max_text / min_text are MAX / MIN without a heap allocation per message.
+-- cost.sql computes this cohort inside its own per-message aggregation: a change here goes there too.
 sends AS (
     SELECT id_key(message_id) AS message_key,
            MIN(occurred_at) AS sent_at,

@@ -6,7 +6,8 @@
 #   scripts/bench_reports.py  every report vs DuckDB at 1, 3 and 10 million events, as generated
 #                             and after `convoscope compact`; storage size
 # and prints markdown tables. `--smoke` runs both in their tiny CI mode (100,000 events, 5 s of
-# load); with CONVOSCOPE_BIN set it uses that binary instead of building release.
+# load), and scripts/bench_ab.py for one round on a small store so it keeps working; with
+# CONVOSCOPE_BIN set it uses that binary instead of building release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/convoscope-target}"
@@ -29,3 +30,12 @@ echo "== ingest ($CONVOSCOPE_BIN)"
 python3 scripts/bench_ingest.py "${smoke[@]}" --bin "$CONVOSCOPE_BIN"
 echo "== reports"
 python3 scripts/bench_reports.py "${smoke[@]}" --bin "$CONVOSCOPE_BIN"
+if [ ${#smoke[@]} -gt 0 ]; then
+  echo "== bench_ab (smoke)"
+  ab="$(mktemp -d)"
+  CONVOSCOPE_STORAGE="file://$ab/store" CONVOSCOPE_STATE_DIR="$ab/state" CONVOSCOPE_PII_KEY=bench-key \
+    "$CONVOSCOPE_BIN" generate --events 20000 --days 3 --seed 1 >/dev/null
+  python3 scripts/bench_ab.py --store "$ab/store" --bin "$CONVOSCOPE_BIN" --rounds 1 \
+    queries/failures.sql queries/failures.sql
+  rm -rf "$ab"
+fi

@@ -36,12 +36,6 @@ def literal_sql(path):
     return sql
 
 
-def same(a, b_):
-    if isinstance(a, float) and isinstance(b_, float):
-        return abs(a - b_) <= 1e-9 * max(1.0, abs(a), abs(b_))
-    return a == b_
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("forms", nargs="+", help="SQL files; the first is the baseline")
@@ -72,7 +66,7 @@ def main():
         for path, sql in zip(args.forms[1:], sqls[1:]):
             rows = run(sql)
             if len(rows) != len(first) or not all(
-                    same(x, y) for r, s in zip(rows, first) for x, y in zip(r, s)):
+                    br.close(x, y) for r, s in zip(rows, first) for x, y in zip(r, s)):
                 raise SystemExit(f"{path} gives other rows than {args.forms[0]}")
         times = [[] for _ in sqls]
         for r in range(args.rounds):

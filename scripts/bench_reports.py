@@ -169,17 +169,6 @@ def compare(name, ours, theirs, cols, label="report SQL"):
     return []
 
 
-def timed(fn, runs, warm=True):
-    if warm:
-        fn()
-    times, out = [], None
-    for _ in range(runs):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
-
-
 def time_reports(binary, store, runs, work, env, label):
     """Times every report on `store` with both engines; (results, failures, DuckDB connection,
     number of events). results: {report: (convoscope hot, convoscope whole command, DuckDB hot,
@@ -213,7 +202,9 @@ def time_reports(binary, store, runs, work, env, label):
                                   capture_output=True, text=True).stdout
 
         # Once: it differs from hot by process start, file listing and a cold page cache.
-        cold_s, _ = timed(cold, 1, warm=False)
+        t = time.perf_counter()
+        cold()
+        cold_s = time.perf_counter() - t
         forms = duck_sqls(name)
         cursors = {}
 
