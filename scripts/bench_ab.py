@@ -45,16 +45,10 @@ def main():
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="convoscope-ab-"))
-    conf = work / "bench.toml"
-    conf.write_text("report_cache_secs = 0\ncompact_every_secs = 0\n")
-    port = b.free_port()
-    env = b.serve_env(work, port, CONVOSCOPE_TOKENS=f"read:{br.TOKEN}",
+    env = b.serve_env(work, 0, CONVOSCOPE_TOKENS=f"read:{br.TOKEN}",
                       CONVOSCOPE_STORAGE=f"file://{Path(args.store).resolve()}")
-    serve = b.start([args.bin, "--config", str(conf), "serve"], env=env, log=work / "serve.log")
-    base = f"http://127.0.0.1:{port}"
+    serve, base = br.start_serve(args.bin, work, env, "ab")
     try:
-        b.wait_for(base + "/healthz")
-
         def run(sql):
             req = urllib.request.Request(f"{base}/v1/query", data=json.dumps({"sql": sql}).encode(),
                                          headers={"Authorization": f"Bearer {br.TOKEN}",

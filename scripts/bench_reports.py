@@ -169,18 +169,29 @@ def compare(name, ours, theirs, cols, label="report SQL"):
     return []
 
 
-def time_reports(binary, store, runs, work, env, label):
-    """Times every report on `store` with both engines; (results, failures, DuckDB connection,
-    number of events). results: {report: (convoscope hot, convoscope whole command, DuckDB hot,
-    DuckDB's faster SQL)}."""
+def start_serve(binary, work, env, label):
+    """`convoscope serve` for timing reports, on a free port: no report cache, and no background
+    compaction changing the files under the timings. Returns (process, base URL); `env` must
+    hold the store and a read token."""
     conf = work / "bench.toml"
-    # No report cache, and no background compaction changing the files under the timings.
     conf.write_text("report_cache_secs = 0\ncompact_every_secs = 0\n")
     port = b.free_port()
     env = dict(env, CONVOSCOPE_LISTEN=f"127.0.0.1:{port}")
     serve = b.start([binary, "--config", str(conf), "serve"], env=env, log=work / f"serve-{label}.log")
     base = f"http://127.0.0.1:{port}"
-    b.wait_for(base + "/healthz")
+    try:
+        b.wait_for(base + "/healthz")
+    except BaseException:
+        b.stop(serve)
+        raise
+    return serve, base
+
+
+def time_reports(binary, store, runs, work, env, label):
+    """Times every report on `store` with both engines; (results, failures, DuckDB connection,
+    number of events). results: {report: (convoscope hot, convoscope whole command, DuckDB hot,
+    DuckDB's faster SQL)}."""
+    serve, base = start_serve(binary, work, env, label)
 
     con = duckdb.connect()
     con.execute(f"SET threads TO {os.cpu_count()}")
