@@ -129,39 +129,20 @@ impl Storage {
 
     /// Writes batches of the events table as [`Storage::write_events`] does.
     pub async fn write_batches(&self, batches: Vec<RecordBatch>, name: &str) -> Result<Vec<(ObjPath, usize)>> {
-        let files = tokio::task::spawn_blocking(move || -> Result<Vec<(NaiveDate, usize, Vec<u8>)>> {
-            let all = concat_batches(&event::schema(), &batches)?;
-            drop(batches);
-            // One date per row; the dates lead the sort, so each date's rows are one slice.
-            let occurred = all
-                .column_by_name("occurred_at")
-                .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
-                .ok_or_else(|| Error::Invalid("events without occurred_at".into()))?;
-            let dates: Vec<NaiveDate> = occurred.values().iter().map(|m| event::partition_date(*m)).collect();
-            let one_date = dates.windows(2).all(|w| w[0] == w[1]);
-            let days = (!one_date).then(|| {
-                Arc::new(Int32Array::from_iter_values(dates.iter().map(|d| d.num_days_from_ce()))) as ArrayRef
-            });
-            let order = stored_order(&all, days)?;
-            let sorted = take_record_batch(&all, &order)?;
-            drop(all);
-            let mut files = Vec::new();
-            let mut start = 0;
-            while start < sorted.num_rows() {
-                let date = dates[order.value(start) as usize];
-                let len = order.values()[start..].iter().take_while(|&&i| dates[i as usize] == date).count();
-                files.push((date, len, parquet_bytes(&sorted.slice(start, len), writer_properties())?));
-                start += len;
-            }
-            Ok(files)
-        })
-        .await
-        .map_err(|e| Error::Invalid(format!("parquet encoder task failed: {e}")))??;
+        let files = tokio::task::spawn_blocking(move || encode_event_files(batches))
+            .await
+            .map_err(|e| Error::Invalid(format!("parquet encoder task failed: {e}")))??;
+        self.put_event_files(files, name).await
+    }
+
+    /// Uploads files [`encode_event_files`] made, each as `events/date=<date>/<name>.parquet`.
+    /// Returns the paths written with their row counts.
+    pub async fn put_event_files(&self, files: Vec<EventFile>, name: &str) -> Result<Vec<(ObjPath, usize)>> {
         let mut written = Vec::new();
-        for (date, rows, bytes) in files {
-            let path = self.event_file(date, name);
-            self.store.put(&path, PutPayload::from(bytes)).await?;
-            written.push((path, rows));
+        for f in files {
+            let path = self.event_file(f.date, name);
+            self.store.put(&path, PutPayload::from(f.bytes)).await?;
+            written.push((path, f.rows));
         }
         Ok(written)
     }
@@ -195,6 +176,46 @@ impl Storage {
         self.store.delete(&p).await?;
         Ok(())
     }
+}
+
+/// One day's events encoded as a Parquet file, not yet uploaded.
+pub struct EventFile {
+    /// The `occurred_at` date every row falls on.
+    pub date: NaiveDate,
+    pub rows: usize,
+    pub bytes: Vec<u8>,
+}
+
+/// Encodes batches of the events table as Parquet in memory, one file per `occurred_at` date,
+/// each sorted by [`STORED_ORDER`]. CPU-bound: call it off the async runtime.
+pub fn encode_event_files(batches: Vec<RecordBatch>) -> Result<Vec<EventFile>> {
+    let all = concat_batches(&event::schema(), &batches)?;
+    drop(batches);
+    // One date per row; the dates lead the sort, so each date's rows are one slice.
+    let occurred = all
+        .column_by_name("occurred_at")
+        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+        .ok_or_else(|| Error::Invalid("events without occurred_at".into()))?;
+    let dates: Vec<NaiveDate> = occurred.values().iter().map(|m| event::partition_date(*m)).collect();
+    let one_date = dates.windows(2).all(|w| w[0] == w[1]);
+    let days = (!one_date)
+        .then(|| Arc::new(Int32Array::from_iter_values(dates.iter().map(|d| d.num_days_from_ce()))) as ArrayRef);
+    let order = stored_order(&all, days)?;
+    let sorted = take_record_batch(&all, &order)?;
+    drop(all);
+    let mut files = Vec::new();
+    let mut start = 0;
+    while start < sorted.num_rows() {
+        let date = dates[order.value(start) as usize];
+        let len = order.values()[start..].iter().take_while(|&&i| dates[i as usize] == date).count();
+        files.push(EventFile {
+            date,
+            rows: len,
+            bytes: parquet_bytes(&sorted.slice(start, len), writer_properties())?,
+        });
+        start += len;
+    }
+    Ok(files)
 }
 
 /// Encodes one batch as a Parquet file in memory with `properties` ([`writer_properties`] for
@@ -283,15 +304,68 @@ pub struct Flusher {
     log_id: String,
     last_error: Mutex<Option<String>>,
     busy: tokio::sync::Mutex<()>,
+    thread: FlushThread,
+}
+
+/// The one thread that does the flusher's CPU work: reading a segment, sorting it, encoding
+/// Parquet.
+///
+/// One long-lived thread rather than tokio's blocking pool, for memory: mimalloc keeps the
+/// pages a thread freed for that thread's next allocations, and the pool's threads take turns,
+/// so each of them held a segment's worth of freed memory that no other thread could reuse. On
+/// one thread each segment reuses the pages of the one before (BENCHMARKS.md, ninth round).
+struct FlushThread {
+    jobs: std::sync::mpsc::Sender<FlushJob>,
+}
+
+type FlushJob = Box<dyn FnOnce() + Send>;
+
+impl FlushThread {
+    fn spawn() -> Result<Self> {
+        let (jobs, queue) = std::sync::mpsc::channel::<FlushJob>();
+        std::thread::Builder::new()
+            .name("convoscope-flush".into())
+            .spawn(move || {
+                // Ends when the flusher, and with it the sender, is dropped.
+                for job in queue {
+                    job();
+                }
+            })
+            .map_err(|e| Error::io("starting the flush thread", e))?;
+        Ok(FlushThread { jobs })
+    }
+
+    /// Runs `f` on the thread. A panic in `f` is an error here and leaves the thread running.
+    async fn run<R: Send + 'static>(&self, f: impl FnOnce() -> Result<R> + Send + 'static) -> Result<R> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job = move || {
+            let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+        };
+        let stopped = || Error::Invalid("the flush thread has stopped".into());
+        self.jobs.send(Box::new(job)).map_err(|_| stopped())?;
+        match result.await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(Error::Invalid("flush task panicked".into())),
+            Err(_) => Err(stopped()),
+        }
+    }
 }
 
 /// Longest pause between retries while the object store keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Flusher {
-    /// A flusher for this log and store.
-    pub fn new(wal: Arc<Wal>, storage: Storage, metrics: Arc<Metrics>, log_id: String) -> Self {
-        Flusher { wal, storage, metrics, log_id, last_error: Mutex::new(None), busy: tokio::sync::Mutex::new(()) }
+    /// A flusher for this log and store, with the thread it encodes on.
+    pub fn new(wal: Arc<Wal>, storage: Storage, metrics: Arc<Metrics>, log_id: String) -> Result<Self> {
+        Ok(Flusher {
+            wal,
+            storage,
+            metrics,
+            log_id,
+            last_error: Mutex::new(None),
+            busy: tokio::sync::Mutex::new(()),
+            thread: FlushThread::spawn()?,
+        })
     }
 
     /// The last flush error, if the last attempt failed.
@@ -328,19 +402,22 @@ impl Flusher {
 
     async fn flush_one(&self, seq: u64, path: std::path::PathBuf) -> Result<usize> {
         let p = path.clone();
-        let seg = tokio::task::spawn_blocking(move || crate::wal::read_segment(&p))
-            .await
-            .map_err(|e| Error::Invalid(format!("segment reader task failed: {e}")))??;
-        if let Some(at) = seg.cut_at {
+        let (cut_at, n, record, files) = self
+            .thread
+            .run(move || {
+                let seg = crate::wal::read_segment(&p)?;
+                let n = seg.rows();
+                // Taken before encoding, which consumes the events; written only after the upload.
+                let record = crate::wal::dedup_record(&seg.batches)?;
+                let files = if n > 0 { encode_event_files(seg.batches)? } else { Vec::new() };
+                Ok((seg.cut_at, n, record, files))
+            })
+            .await?;
+        if let Some(at) = cut_at {
             tracing::warn!(segment = %path.display(), offset = at, "segment has a corrupt tail; flushing the frames before it");
         }
-        let n = seg.rows();
         let name = format!("wal-{}-{seq:020}", self.log_id);
-        // Taken before the upload, which consumes the events; written only after it succeeds.
-        let record = crate::wal::dedup_record(&seg.batches)?;
-        if n > 0 {
-            self.storage.write_batches(seg.batches, &name).await?;
-        }
+        self.storage.put_event_files(files, &name).await?;
         let wal = self.wal.clone();
         tokio::task::spawn_blocking(move || wal.finish_segment(&path, record))
             .await

@@ -91,7 +91,7 @@ impl App {
             );
         }
         let wal = Arc::new(wal);
-        let flusher = Arc::new(Flusher::new(wal.clone(), storage.clone(), metrics.clone(), wal.log_id().to_string()));
+        let flusher = Arc::new(Flusher::new(wal.clone(), storage.clone(), metrics.clone(), wal.log_id().to_string())?);
         if rec.segments > 0
             && let Err(e) = flusher.flush_sealed().await
         {
