@@ -5,14 +5,16 @@
 //! 18 bytes per hash (one control byte per slot, load factor between 7/16 and 7/8) and briefly
 //! holds its old and new tables together while it grows, ~27 bytes per hash at that moment.
 //!
-//! [`IdSet`] keeps most hashes in sorted arrays (8 bytes each, plus a bucket table of about half
-//! a byte) and only the newest in a small hash set, which is merged into the arrays when it
+//! [`IdSet`] keeps most hashes in sorted arrays (6 bytes each, plus a bucket table of half a
+//! byte to a byte) and only the newest in a small hash set, which is merged into the arrays when it
 //! reaches an eighth of them. The hashes are xxh3 outputs, uniform over `u64`, so
 //! - they need no second hashing: the small set passes them through ([`nohash_hasher`]);
 //! - their top bits split the arrays into [`SHARDS`] shards of similar size, so a merge copies
 //!   one shard at a time and never holds two copies of the whole index;
 //! - the next bits index a bucket table per shard, so a lookup reads one cache line or two
-//!   instead of binary-searching millions of entries.
+//!   instead of binary-searching millions of entries;
+//! - a hash's shard and bucket give its top 16 bits or more, so the arrays keep only the low
+//!   48 bits: the set stays exact, in three quarters of the memory.
 
 use nohash_hasher::IntSet;
 
@@ -22,9 +24,17 @@ const SHARDS: usize = 1 << SHARD_BITS;
 /// The newest hashes stay in the hash set until there are at least this many; merging fewer
 /// would copy the arrays too often for the memory it saves.
 const MIN_RECENT: usize = 16 * 1024;
-/// Average hashes per bucket of a shard's bucket table: four hashes (32 bytes) fit in one or
-/// two cache lines, and the table costs 4 bytes per bucket (one byte per hash).
+/// Fewest hashes per bucket of a shard's bucket table, on average (the table has a power of two
+/// buckets, so 4 to 8): up to 8 hashes (48 bytes) sit in one cache line or two, and the table
+/// costs 4 bytes per bucket (half a byte to one byte per hash).
 const PER_BUCKET: usize = 4;
+/// Fewest bits (after the shard bits) that select a bucket: with them, shard and bucket fix a
+/// hash's top 16 bits, which is what lets the arrays store only [`Low48`]. A shard's table is
+/// then at least 16 KiB, 256 KiB for the set.
+const MIN_BUCKET_BITS: u32 = 16 - SHARD_BITS;
+/// The low 48 bits of a hash, most significant part first (so arrays compare as the numbers do).
+type Low48 = [u16; 3];
+const LOW48_MASK: u64 = (1 << 48) - 1;
 
 /// A set of uniformly distributed `u64`s (hashes), compact in memory.
 #[derive(Default)]
@@ -36,7 +46,8 @@ pub struct IdSet {
 /// The hashes of one shard, sorted, and where each bucket of them starts.
 #[derive(Default)]
 struct Shard {
-    ids: Vec<u64>,
+    /// Low bits of the hashes; their shard and bucket give the rest.
+    ids: Vec<Low48>,
     /// `starts[b]..starts[b + 1]` is bucket `b` of `ids`; empty when `ids` is.
     starts: Vec<u32>,
     /// How many bits (after the shard bits) select a bucket.
@@ -102,66 +113,86 @@ impl IdSet {
             let (mine, after) = rest.split_at(n);
             rest = after;
             if !mine.is_empty() {
-                shard.merge(mine);
+                shard.merge(i, mine);
             }
         }
     }
 }
 
 impl Shard {
-    fn bucket(&self, h: u64) -> usize {
-        if self.bucket_bits == 0 { 0 } else { ((h << SHARD_BITS) >> (64 - self.bucket_bits)) as usize }
-    }
-
     fn contains(&self, h: u64) -> bool {
         if self.ids.is_empty() {
             return false;
         }
-        let b = self.bucket(h);
+        let b = bucket(h, self.bucket_bits);
         let (from, to) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-        self.ids[from..to].binary_search(&h).is_ok()
+        // A bucket holds a few hashes in one or two cache lines: a scan beats a binary search.
+        self.ids[from..to].contains(&low48(h))
     }
 
-    /// Merges sorted hashes of this shard into it: one new array, the old one freed after.
-    fn merge(&mut self, new: &[u64]) {
-        let old = std::mem::take(&mut self.ids);
-        let mut ids = Vec::with_capacity(old.len() + new.len());
-        let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
-        while let (Some(&&x), Some(&&y)) = (a.peek(), b.peek()) {
+    /// The whole hashes of shard `shard`, in order.
+    fn hashes(&self, shard: usize) -> impl Iterator<Item = u64> + '_ {
+        let bits = self.bucket_bits;
+        self.starts.windows(2).enumerate().flat_map(move |(b, w)| {
+            // The bucket number's top bits are the hash's bits 48..60 (there are at least 12).
+            let top = ((shard as u64) << (64 - SHARD_BITS) | (b as u64) << (64 - SHARD_BITS - bits)) & !LOW48_MASK;
+            self.ids[w[0] as usize..w[1] as usize].iter().map(move |e| top | from_low48(*e))
+        })
+    }
+
+    /// Merges sorted hashes of shard `shard` into it: one new array, the old one freed after.
+    fn merge(&mut self, shard: usize, new: &[u64]) {
+        let total = self.ids.len() + new.len();
+        // Rounded down to a power of two, so buckets hold PER_BUCKET to twice that.
+        let bits =
+            (usize::BITS - 1 - (total / PER_BUCKET).max(1).leading_zeros()).clamp(MIN_BUCKET_BITS, 64 - SHARD_BITS);
+        let buckets = 1usize << bits;
+        let mut ids = Vec::with_capacity(total);
+        let mut starts = Vec::with_capacity(buckets + 1);
+        let mut push = |h: u64| {
+            let b = bucket(h, bits);
+            while starts.len() <= b {
+                starts.push(ids.len() as u32);
+            }
+            ids.push(low48(h));
+        };
+        let (mut a, mut b) = (self.hashes(shard).peekable(), new.iter().copied().peekable());
+        while let (Some(&x), Some(&y)) = (a.peek(), b.peek()) {
             if x <= y {
-                ids.push(x);
+                push(x);
                 a.next();
                 if x == y {
                     b.next();
                 }
             } else {
-                ids.push(y);
+                push(y);
                 b.next();
             }
         }
-        ids.extend(a);
-        ids.extend(b);
-        drop(old);
-        self.ids = ids;
-        self.reindex();
-    }
-
-    fn reindex(&mut self) {
+        a.for_each(&mut push);
+        b.for_each(&mut push);
         // Buckets are indexed with u32 offsets; a shard of 4 billion hashes is far beyond any
         // week of events one collector takes.
-        let buckets = (self.ids.len() / PER_BUCKET).max(1).next_power_of_two();
-        self.bucket_bits = buckets.trailing_zeros().min(64 - SHARD_BITS);
-        let mut starts = Vec::with_capacity(buckets + 1);
-        let mut at = 0usize;
-        for b in 0..buckets {
-            starts.push(at as u32);
-            while at < self.ids.len() && self.bucket(self.ids[at]) == b {
-                at += 1;
-            }
+        while starts.len() <= buckets {
+            starts.push(ids.len() as u32);
         }
-        starts.push(self.ids.len() as u32);
+        self.ids = ids;
         self.starts = starts;
+        self.bucket_bits = bits;
     }
+}
+
+/// Bucket of `h` in a shard whose table has `bits` bits.
+fn bucket(h: u64, bits: u32) -> usize {
+    ((h << SHARD_BITS) >> (64 - bits)) as usize
+}
+
+fn low48(h: u64) -> Low48 {
+    [(h >> 32) as u16, (h >> 16) as u16, h as u16]
+}
+
+fn from_low48(e: Low48) -> u64 {
+    (e[0] as u64) << 32 | (e[1] as u64) << 16 | e[2] as u64
 }
 
 fn shard_of(h: u64) -> usize {
@@ -201,6 +232,41 @@ mod tests {
         }
         assert!(!set.contains(1) && !set.contains(u64::MAX - 1));
         assert!(!IdSet::new().contains(0));
+    }
+
+    #[test]
+    fn sorted_arrays_take_under_seven_bytes_per_hash() {
+        let n = 1_000_000;
+        let set = IdSet::from_vec(hashes(n, 6));
+        let bytes: usize = set
+            .shards
+            .iter()
+            .map(|s| s.ids.capacity() * size_of::<Low48>() + s.starts.capacity() * size_of::<u32>())
+            .sum();
+        let per = bytes as f64 / n as f64;
+        assert!(per < 7.0, "{per:.2} bytes per hash");
+    }
+
+    #[test]
+    fn hashes_alike_in_their_low_48_bits_stay_apart() {
+        // Enough hashes that they all reach the sorted arrays, which store only the low bits.
+        let ins = hashes(100_000, 5);
+        let twins: Vec<u64> = ins.iter().map(|h| h ^ (1 << 48)).collect();
+        let set = IdSet::from_vec(ins.clone());
+        assert_eq!(set.sorted_len(), ins.len());
+        assert!(ins.iter().all(|h| set.contains(*h)));
+        assert!(
+            twins.iter().all(|h| !set.contains(*h)),
+            "same shard and low bits; bit 48 is only in the bucket number"
+        );
+        let other_shard: Vec<u64> = ins.iter().map(|h| h ^ (1 << 62)).collect();
+        assert!(other_shard.iter().all(|h| !set.contains(*h)));
+        let mut grown = IdSet::from_vec(ins.clone());
+        for h in &twins {
+            assert!(grown.insert(*h));
+        }
+        assert_eq!(grown.len(), 2 * ins.len());
+        assert!(ins.iter().chain(&twins).all(|h| grown.contains(*h)), "merges rebuild the whole hashes");
     }
 
     #[test]
