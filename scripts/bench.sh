@@ -6,7 +6,8 @@
 #   scripts/bench_reports.py  every report vs DuckDB at 1, 3 and 10 million events, as generated
 #                             and after `convoscope compact`; storage size
 # and prints markdown tables. `--smoke` runs both in their tiny CI mode (100,000 events, 5 s of
-# load), and scripts/bench_ab.py for one round on a small store so it keeps working; with
+# load), and scripts/bench_ab.py and scripts/bench_ingest_ab.py (builds compared on a fresh
+# `serve` per run) for one round each on small inputs so they keep working; with
 # CONVOSCOPE_BIN set it uses that binary instead of building release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,4 +39,6 @@ if [ ${#smoke[@]} -gt 0 ]; then
   python3 scripts/bench_ab.py --store "$ab/store" --bin "$CONVOSCOPE_BIN" --rounds 1 \
     queries/failures.sql queries/failures.sql
   rm -rf "$ab"
+  echo "== bench_ingest_ab (smoke)"
+  python3 scripts/bench_ingest_ab.py --load 10 --duration 2 --rounds 1 --bin "$CONVOSCOPE_BIN"
 fi
