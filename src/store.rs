@@ -313,7 +313,7 @@ pub struct Flusher {
 /// One long-lived thread rather than tokio's blocking pool, for memory: mimalloc keeps the
 /// pages a thread freed for that thread's next allocations, and the pool's threads take turns,
 /// so each of them held a segment's worth of freed memory that no other thread could reuse. On
-/// one thread each segment reuses the pages of the one before (BENCHMARKS.md, ninth round).
+/// one thread each segment reuses the pages of the one before (BENCHMARKS.md, ingest, fourth round).
 struct FlushThread {
     jobs: std::sync::mpsc::Sender<FlushJob>,
 }
@@ -480,6 +480,15 @@ mod tests {
         assert_eq!(files.len(), 2);
         assert_eq!(files[1].0.to_string(), "2026-01-02");
         s.probe().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_panicking_flush_job_is_an_error_and_the_thread_goes_on() {
+        let thread = FlushThread::spawn().unwrap();
+        let panicked = thread.run(|| -> Result<()> { panic!("bad segment") }).await;
+        assert!(matches!(panicked, Err(Error::Invalid(m)) if m.contains("panicked")));
+        let name = thread.run(|| Ok(std::thread::current().name().map(str::to_string))).await.unwrap();
+        assert_eq!(name.as_deref(), Some("convoscope-flush"), "the same thread takes the next job");
     }
 
     #[test]
