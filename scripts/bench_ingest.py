@@ -67,6 +67,28 @@ def wrk(url, script, args, duration, conns, threads=2):
     return r
 
 
+def start_collector(binary, work, args=()):
+    """A `serve` storing under `work` with the benchmark's Meta secret and ingest token, once it
+    answers its health check, its peak-RSS mark reset. Returns the process and its base URL."""
+    port = b.free_port()
+    env = b.serve_env(work, port, CONVOSCOPE_META_APP_SECRET=SECRET, CONVOSCOPE_TOKENS=f"ingest:{TOKEN}")
+    serve = b.start([binary, *args, "serve"], env=env, log=work / "serve.log")
+    base = f"http://127.0.0.1:{port}"
+    b.wait_for(base + "/healthz")
+    b.reset_peak_rss(serve.pid)
+    return serve, base
+
+
+def statuses_load(base, n, run_id, duration, conns):
+    """Signed Meta webhooks of `n` statuses each, new message ids per request."""
+    return wrk(base + "/webhooks/meta", "meta_statuses.lua", [n, SECRET, run_id], duration, conns)
+
+
+def events_load(base, run_id, duration):
+    """First-party NDJSON batches of 1,000 events to /v1/events, 8 connections."""
+    return wrk(base + "/v1/events", "events_ndjson.lua", [1000, TOKEN, run_id], duration, 8)
+
+
 def compaction_load(binary, work, duration, conns, every, day_events, run_id):
     """The 10-status load against a fresh `serve` whose store holds one finished day in 10
     files (`generate` with 10 seeds), background compaction every `every` seconds (0: off)."""
@@ -86,13 +108,8 @@ def compaction_load(binary, work, duration, conns, every, day_events, run_id):
     # A 1 s request timeout keeps merged-away files 2 s instead of 31 (webhooks take ms), so
     # the merges' deletes happen within the load too.
     conf.write_text(f"compact_every_secs = {every}\nrequest_timeout_secs = 1.0\n")
-    port = b.free_port()
-    env = b.serve_env(work, port, CONVOSCOPE_META_APP_SECRET=SECRET)
-    serve = b.start([binary, "--config", str(conf), "serve"], env=env, log=work / "serve.log")
-    base = f"http://127.0.0.1:{port}"
-    b.wait_for(base + "/healthz")
-    b.reset_peak_rss(serve.pid)
-    r = wrk(base + "/webhooks/meta", "meta_statuses.lua", [10, SECRET, f"d{run_id}-{every}"], duration, conns)
+    serve, base = start_collector(binary, work, ["--config", str(conf)])
+    r = statuses_load(base, 10, f"d{run_id}-{every}", duration, conns)
     r["rss"] = b.peak_rss_mib(serve.pid)
     r["exit"] = b.stop(serve)
     r["files"] = (before, files())
@@ -124,16 +141,12 @@ def main():
     b.stop(ceiling)
 
     # (b) the collector, fsync before every acknowledgement (the only mode it has)
-    port = b.free_port()
-    env = b.serve_env(work, port, CONVOSCOPE_META_APP_SECRET=SECRET, CONVOSCOPE_TOKENS=f"ingest:{TOKEN}")
-    serve = b.start([args.bin, "serve"], env=env, log=work / "serve.log")
-    base = f"http://127.0.0.1:{port}"
-    b.wait_for(base + "/healthz")
+    serve, base = start_collector(args.bin, work)
     rows = []
     sent_events = 0
     for n in sizes:
         b.reset_peak_rss(serve.pid)
-        r = wrk(base + "/webhooks/meta", "meta_statuses.lua", [n, SECRET, f"b{run_id}-{n}"], args.duration, args.connections)
+        r = statuses_load(base, n, f"b{run_id}-{n}", args.duration, args.connections)
         r["rss"] = b.peak_rss_mib(serve.pid)
         a = base_a[n]
         if r["non2xx"] or r["errors"]:
@@ -144,7 +157,7 @@ def main():
 
     # 2. first-party batches
     b.reset_peak_rss(serve.pid)
-    fp = wrk(base + "/v1/events", "events_ndjson.lua", [1000, TOKEN, f"c{run_id}"], args.duration, 8)
+    fp = events_load(base, f"c{run_id}", args.duration)
     fp_rss = b.peak_rss_mib(serve.pid)
     # A 503 here is back-pressure (the log's budget is full because the flusher is behind), the
     # documented answer; the sustained rate is what was accepted over the whole run.

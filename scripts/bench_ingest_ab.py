@@ -23,19 +23,14 @@ import bench_ingest as bi
 
 def run(binary, load, duration):
     work = Path(tempfile.mkdtemp(prefix="convoscope-bench-ingest-ab-"))
-    port = b.free_port()
-    env = b.serve_env(work, port, CONVOSCOPE_META_APP_SECRET=bi.SECRET, CONVOSCOPE_TOKENS=f"ingest:{bi.TOKEN}")
-    serve = b.start([binary, "serve"], env=env, log=work / "serve.log")
-    base = f"http://127.0.0.1:{port}"
+    serve, base = bi.start_collector(binary, work)
     try:
-        b.wait_for(base + "/healthz")
-        b.reset_peak_rss(serve.pid)
         run_id = str(int(time.time() * 1000))
         if load == "events":
-            w = bi.wrk(base + "/v1/events", "events_ndjson.lua", [1000, bi.TOKEN, run_id], duration, 8)
+            w = bi.events_load(base, run_id, duration)
             rate = (w["requests"] - w["non2xx"]) * 1000 / duration
         else:
-            w = bi.wrk(base + "/webhooks/meta", "meta_statuses.lua", [int(load), bi.SECRET, run_id], duration, 64)
+            w = bi.statuses_load(base, int(load), run_id, duration, 64)
             rate = w["rps"]
         rss = b.peak_rss_mib(serve.pid)
         time.sleep(3)
