@@ -542,11 +542,11 @@ impl Writer {
                 }
             }
         }
-        let mut buf: Vec<u8> = Vec::new();
+        // Sized once from the frames' upper bound, not grown by doubling through a 4 MiB frame.
+        let mut buf: Vec<u8> = Vec::with_capacity(usize::try_from(group_bytes).unwrap_or(0));
         let encoded = frames.iter().filter(|f| !f.is_empty()).try_for_each(|frame| {
             let events: Vec<&Event> = frame.iter().map(|&(a, i)| &answers[a].2[i]).collect();
-            let payload = self.frames.batch(&crate::event::to_record_batch(&events)?)?;
-            encode_frame(&mut buf, &payload)
+            self.frames.append_batch(&mut buf, &crate::event::to_record_batch(&events)?)
         });
         if let Err(e) = encoded {
             // Only a bug can get here (events always fit the schema); nothing of the group
@@ -755,16 +755,36 @@ impl FrameEncoder {
         &self.header
     }
 
-    /// The payload of one frame holding `batch` (of the events table's schema).
-    pub fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>> {
+    /// Appends one frame holding `batch` (of the events table's schema) to `buf`. The message
+    /// is written in place and its length and checksum filled in after, rather than written to
+    /// a payload of its own and copied: frames are up to 4 MiB, and every copy is memory the
+    /// allocator holds for a while after it is freed.
+    pub fn append_batch(&mut self, buf: &mut Vec<u8>, batch: &RecordBatch) -> Result<()> {
         let (dictionaries, message) =
             self.generator.encode(batch, &mut self.dictionaries, &self.options, &mut self.context)?;
-        let mut payload = Vec::with_capacity(message.ipc_message.len() + message.arrow_data.len() + 16);
-        for d in dictionaries {
-            write_message(&mut payload, d, &self.options)?;
+        let start = buf.len();
+        buf.reserve(FRAME_HEADER + message.ipc_message.len() + message.arrow_data.len() + 16);
+        buf.extend_from_slice(&[0; FRAME_HEADER]);
+        let written = dictionaries
+            .into_iter()
+            .try_for_each(|d| write_message(&mut *buf, d, &self.options).map(drop))
+            .and_then(|()| write_message(&mut *buf, message, &self.options).map(drop));
+        let len = buf.len() - start - FRAME_HEADER;
+        if let Err(e) = written {
+            buf.truncate(start);
+            return Err(e.into());
         }
-        write_message(&mut payload, message, &self.options)?;
-        Ok(payload)
+        if len > MAX_FRAME_BYTES {
+            buf.truncate(start);
+            return Err(Error::Invalid(format!(
+                "request too large for one log frame ({len} bytes of events, limit {MAX_FRAME_BYTES})"
+            )));
+        }
+        let crc = crc32fast::hash(&buf[start + FRAME_HEADER..]);
+        // Fits: MAX_FRAME_BYTES is below u32::MAX.
+        buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+        buf[start + 4..start + FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
+        Ok(())
     }
 }
 
@@ -1076,8 +1096,7 @@ mod tests {
     fn segment_of(events: &[Event]) -> Vec<u8> {
         let mut enc = FrameEncoder::new().unwrap();
         let mut data = enc.header().to_vec();
-        let payload = enc.batch(&crate::event::to_record_batch(events).unwrap()).unwrap();
-        encode_frame(&mut data, &payload).unwrap();
+        enc.append_batch(&mut data, &crate::event::to_record_batch(events).unwrap()).unwrap();
         data
     }
 
