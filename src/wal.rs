@@ -663,17 +663,32 @@ impl Writer {
 /// Refuses a payload over [`MAX_FRAME_BYTES`]: [`decode_segment`] would take it for a torn
 /// frame and cut it, losing what was acknowledged.
 pub fn encode_frame(buf: &mut Vec<u8>, payload: &[u8]) -> Result<()> {
-    if payload.len() > MAX_FRAME_BYTES {
+    let start = begin_frame(buf);
+    buf.extend_from_slice(payload);
+    end_frame(buf, start)
+}
+
+/// Starts a frame at the end of `buf`: room for its header, filled in by [`end_frame`].
+fn begin_frame(buf: &mut Vec<u8>) -> usize {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; FRAME_HEADER]);
+    start
+}
+
+/// Fills in the length and checksum of the frame begun at `start`, or takes the frame back
+/// out of `buf` when it is over [`MAX_FRAME_BYTES`].
+fn end_frame(buf: &mut Vec<u8>, start: usize) -> Result<()> {
+    let len = buf.len() - start - FRAME_HEADER;
+    if len > MAX_FRAME_BYTES {
+        buf.truncate(start);
         return Err(Error::Invalid(format!(
-            "request too large for one log frame ({} bytes of events, limit {MAX_FRAME_BYTES})",
-            payload.len()
+            "request too large for one log frame ({len} bytes of events, limit {MAX_FRAME_BYTES})"
         )));
     }
+    let crc = crc32fast::hash(&buf[start + FRAME_HEADER..]);
     // Fits: MAX_FRAME_BYTES is below u32::MAX.
-    let len = payload.len() as u32;
-    buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    buf.extend_from_slice(payload);
+    buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    buf[start + 4..start + FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
     Ok(())
 }
 
@@ -762,29 +777,17 @@ impl FrameEncoder {
     pub fn append_batch(&mut self, buf: &mut Vec<u8>, batch: &RecordBatch) -> Result<()> {
         let (dictionaries, message) =
             self.generator.encode(batch, &mut self.dictionaries, &self.options, &mut self.context)?;
-        let start = buf.len();
         buf.reserve(FRAME_HEADER + message.ipc_message.len() + message.arrow_data.len() + 16);
-        buf.extend_from_slice(&[0; FRAME_HEADER]);
+        let start = begin_frame(buf);
         let written = dictionaries
             .into_iter()
             .try_for_each(|d| write_message(&mut *buf, d, &self.options).map(drop))
             .and_then(|()| write_message(&mut *buf, message, &self.options).map(drop));
-        let len = buf.len() - start - FRAME_HEADER;
         if let Err(e) = written {
             buf.truncate(start);
             return Err(e.into());
         }
-        if len > MAX_FRAME_BYTES {
-            buf.truncate(start);
-            return Err(Error::Invalid(format!(
-                "request too large for one log frame ({len} bytes of events, limit {MAX_FRAME_BYTES})"
-            )));
-        }
-        let crc = crc32fast::hash(&buf[start + FRAME_HEADER..]);
-        // Fits: MAX_FRAME_BYTES is below u32::MAX.
-        buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
-        buf[start + 4..start + FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
-        Ok(())
+        end_frame(buf, start)
     }
 }
 

@@ -5,7 +5,7 @@
 use convoscope::event::{EVENT_TYPES, Event, to_record_batch};
 use convoscope::ingest::Normalizer;
 use convoscope::pii::PiiKey;
-use convoscope::wal::{FrameEncoder, decode_segment, encode_frame};
+use convoscope::wal::{FrameEncoder, decode_segment};
 
 /// One normaliser for the whole run: building one derives a key, which would otherwise
 /// dominate each iteration.
@@ -22,8 +22,7 @@ pub fn check(events: &[Event]) {
     let batch = to_record_batch(events).expect("accepted events convert to Arrow for the log and Parquet");
     let mut enc = FrameEncoder::new().expect("the events schema encodes");
     let mut segment = enc.header().to_vec();
-    encode_frame(&mut segment, &enc.batch(&batch).expect("accepted events encode as a log frame"))
-        .expect("accepted events fit one log frame");
+    enc.append_batch(&mut segment, &batch).expect("accepted events encode as one log frame");
     let back = decode_segment(segment).expect("log frames read back");
     assert_eq!(back.cut_at, None, "log frame cut: {:?}", back.cut_reason);
     assert_eq!(back.batches, [batch], "log round trip changed the events");

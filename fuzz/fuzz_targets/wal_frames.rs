@@ -29,8 +29,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut again = enc.header().to_vec();
     for b in &decoded.batches {
-        let payload = enc.batch(b).expect("decoded batches encode");
-        encode_frame(&mut again, &payload).expect("decoded events fit one frame");
+        enc.append_batch(&mut again, b).expect("decoded batches encode into one frame");
     }
     let re = quietly(|| decode_segment(again)).expect("re-encoded segment decodes");
     assert_eq!(re.cut_at, None);
