@@ -15,6 +15,9 @@
 //!   per frame; they are still read, so an upgrade flushes what the old build left.
 //! - `dedup/<day>.ids`: 8-byte hashes of the event ids already flushed, per day received, so
 //!   duplicates are recognised across restarts for [`DEDUP_DAYS`].
+//! - `dedup/index/`: where the in-memory index of those ids (and of the segments' ids) keeps
+//!   its sorted arrays, in files unlinked as soon as they are created ([`crate::idset`]);
+//!   cleared at every start.
 //! - `corrupt/`: segments whose header is unreadable (or whose schema is another build's), set
 //!   aside so they never block the rest.
 
@@ -392,10 +395,21 @@ pub fn id_hash(event_id: &str) -> u64 {
 /// Event ids seen in the last [`DEDUP_DAYS`], by day received.
 struct DedupIndex {
     days: BTreeMap<i64, IdSet>,
+    /// Where the sets keep their (unlinked) files: `dedup/index/`.
+    files: PathBuf,
 }
 
 impl DedupIndex {
     fn load(dir: &Path, today: i64) -> Result<Self> {
+        // Whatever an earlier run left here is stale: the sets are rebuilt from the records.
+        let files = dir.join("index");
+        match fs::remove_dir_all(&files) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(format!("clearing {}", files.display()), e));
+            }
+            _ => {}
+        }
+        fs::create_dir_all(&files).map_err(|e| Error::io(format!("creating {}", files.display()), e))?;
         let mut days = BTreeMap::new();
         for entry in fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))? {
             let entry = entry.map_err(|e| Error::io("listing dedup/", e))?;
@@ -410,21 +424,36 @@ impl DedupIndex {
             let bytes = fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
             // A torn last record (crash mid-append) is ignored: its segment was not deleted.
             let ids = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())).collect();
-            days.insert(day, IdSet::from_vec(ids));
+            days.insert(day, IdSet::from_vec(&files, ids));
         }
-        Ok(DedupIndex { days })
+        Ok(DedupIndex { days, files })
     }
 
-    fn contains(&self, h: u64) -> bool {
-        self.days.values().any(|s| s.contains(h))
+    fn contains(&self, h: u64) -> Result<bool> {
+        for set in self.days.values() {
+            if set.contains(h).map_err(|e| Error::io("reading the deduplication index", e))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn insert(&mut self, h: u64, day: i64) {
-        self.days.entry(day).or_default().insert(h);
+        self.days.entry(day).or_insert_with(|| IdSet::new(&self.files)).insert(h);
     }
 
     fn evict_before(&mut self, day: i64) {
         self.days.retain(|d, _| *d >= day);
+    }
+
+    /// One due merge of a day's newest ids into its files ([`IdSet::merge_one`]).
+    fn merge_one(&mut self) {
+        // Newest day first: that is the one that grows.
+        for set in self.days.values_mut().rev() {
+            if set.merge_one() {
+                return;
+            }
+        }
     }
 }
 
@@ -496,14 +525,28 @@ impl Writer {
                     let mut mine = Vec::new();
                     let mut mine_set = IntSet::with_capacity_and_hasher(events.len(), Default::default());
                     let mut bytes = 0usize;
+                    let mut unreadable = None;
                     for e in &events {
                         let h = id_hash(&e.event_id);
-                        let dup = self.dedup.contains(h) || pending.contains(&h) || !mine_set.insert(h);
+                        let dup = match self.dedup.contains(h) {
+                            Ok(seen) => seen || pending.contains(&h) || !mine_set.insert(h),
+                            Err(err) => {
+                                unreadable = Some(err);
+                                break;
+                            }
+                        };
                         mask.push(dup);
                         if !dup {
                             bytes += frame_bytes_of(e);
                             mine.push((h, e.received_at.div_euclid(MICROS_PER_DAY)));
                         }
+                    }
+                    if let Some(err) = unreadable {
+                        // Without the index a redelivery would be stored twice: refused, the
+                        // provider retries.
+                        tracing::error!(error = %err, "deduplication index unreadable; refusing the request");
+                        answers.push((reply, Err(err), events));
+                        continue;
                     }
                     if mine.is_empty() {
                         answers.push((reply, Ok(mask), events));
@@ -583,13 +626,18 @@ impl Writer {
                 return;
             }
             self.shared.healthy.store(true, Ordering::Relaxed);
+        }
+        for (reply, res, events) in answers {
+            let _ = reply.send(res.map(|duplicate| Appended { events, duplicate }));
+        }
+        // After the answers: a merge of the index into its files takes a few milliseconds, and
+        // the next group (whose lookups need these ids) waits for it anyway.
+        if !to_insert.is_empty() {
             for (h, d) in to_insert {
                 self.dedup.insert(h, d);
             }
             self.dedup.evict_before(now_day - DEDUP_DAYS);
-        }
-        for (reply, res, events) in answers {
-            let _ = reply.send(res.map(|duplicate| Appended { events, duplicate }));
+            self.dedup.merge_one();
         }
         if !seals.is_empty() {
             self.rotate();
@@ -1186,6 +1234,6 @@ mod tests {
         append_dedup(dir.path(), &rec).unwrap();
         assert_eq!(std::fs::metadata(&file).unwrap().len(), 16);
         let idx = DedupIndex::load(dir.path(), day).unwrap();
-        assert!(idx.contains(id_hash("a")) && idx.contains(id_hash("b")));
+        assert!(idx.contains(id_hash("a")).unwrap() && idx.contains(id_hash("b")).unwrap());
     }
 }
