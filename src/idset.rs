@@ -481,6 +481,22 @@ mod tests {
     }
 
     #[test]
+    fn memory_as_the_log_grows_it_stays_under_five_bytes_per_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut set = IdSet::new(dir.path());
+        let mut worst: f64 = 0.0;
+        // As the log's writer does: a group commit's ids, then one merge.
+        for (k, group) in hashes(1_000_000, 10).chunks(1000).enumerate() {
+            group.iter().for_each(|h| set.insert(*h));
+            set.merge_one();
+            if k >= 200 {
+                worst = worst.max(set.memory_bytes() as f64 / ((k + 1) * 1000) as f64);
+            }
+        }
+        assert!(worst < 5.0, "{worst:.2} bytes per hash in memory at worst");
+    }
+
+    #[test]
     fn hashes_alike_in_their_low_48_bits_stay_apart() {
         let dir = tempfile::tempdir().unwrap();
         let ins = hashes(100_000, 5);
