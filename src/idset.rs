@@ -180,10 +180,9 @@ impl Shard {
     /// Merges the newest hashes of shard `shard` into its file.
     fn merge_recent(&mut self, dir: &Path, shard: usize) {
         let started = std::time::Instant::now();
-        let new: Vec<u64> = self.recent.drain().collect();
+        let mut new: Vec<u64> = self.recent.drain().collect();
         self.recent.shrink_to(MIN_RECENT);
         let n = new.len();
-        let mut new = new;
         new.sort_unstable();
         self.merge_or_keep(dir, shard, new);
         tracing::debug!(
@@ -387,11 +386,19 @@ impl<'a> OldHashes<'a> {
 
 const LOW48_MASK: u64 = (1 << 48) - 1;
 
-/// A new file in `dir`, already unlinked: it lives as long as its descriptor.
+/// A new file in `dir` (created if missing: it could not be at start on a read-only disk),
+/// already unlinked: it lives as long as its descriptor.
 fn unlinked_file(dir: &Path) -> io::Result<File> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let path = dir.join(format!("{}-{}.ids.tmp", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
-    let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+    let open = || OpenOptions::new().read(true).write(true).create_new(true).open(&path);
+    let file = match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir)?;
+            open()?
+        }
+        other => other?,
+    };
     fs::remove_file(&path)?;
     Ok(file)
 }
@@ -531,10 +538,11 @@ mod tests {
     fn a_merge_that_cannot_write_keeps_the_hashes_in_memory() {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("index");
+        // A file where the directory should be: every merge fails, and nothing is lost.
+        fs::write(&dir, b"").unwrap();
         let mut set = IdSet::new(&dir);
         let ins = hashes(16 * 3 * MIN_RECENT as u64, 7);
         let (first, rest) = ins.split_at(ins.len() / 2);
-        // The directory is missing: every merge fails, and nothing is lost.
         for h in first {
             set.insert(*h);
         }
@@ -543,7 +551,7 @@ mod tests {
         assert!(set.shards.iter().all(|s| s.retry_at > MIN_RECENT), "not retried at every call");
         assert!(first.iter().all(|h| has(&set, *h)));
         // Once it can write again, the merges take everything.
-        fs::create_dir(&dir).unwrap();
+        fs::remove_file(&dir).unwrap();
         for h in rest {
             set.insert(*h);
         }

@@ -402,14 +402,16 @@ struct DedupIndex {
 impl DedupIndex {
     fn load(dir: &Path, today: i64) -> Result<Self> {
         // Whatever an earlier run left here is stale: the sets are rebuilt from the records.
+        // If the directory cannot be made (a read-only disk), the sets keep their ids in memory
+        // until it can (the log answers 503 meanwhile).
         let files = dir.join("index");
-        match fs::remove_dir_all(&files) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io(format!("clearing {}", files.display()), e));
-            }
-            _ => {}
+        let cleared = match fs::remove_dir_all(&files) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => fs::create_dir_all(&files),
+        };
+        if let Err(e) = cleared {
+            tracing::warn!(error = %e, dir = %files.display(), "cannot prepare the deduplication index's files; keeping it in memory");
         }
-        fs::create_dir_all(&files).map_err(|e| Error::io(format!("creating {}", files.display()), e))?;
         let mut days = BTreeMap::new();
         for entry in fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))? {
             let entry = entry.map_err(|e| Error::io("listing dedup/", e))?;
@@ -1073,7 +1075,11 @@ mod tests {
         }
         assert!(wal.sealed_segments().unwrap().is_empty());
         drop(wal);
+        // What a crash between creating and unlinking an index file would leave.
+        let stale = dir.path().join("dedup/index/1-1.ids.tmp");
+        std::fs::write(&stale, [0u8; 6]).unwrap();
         let (wal, rec) = Wal::open(cfg(dir.path())).unwrap();
+        assert!(!stale.exists() && dir.path().join("dedup/index").is_dir());
         assert_eq!(rec.segments, 0);
         assert_eq!(wal.append(vec![ev("a"), ev("d"), ev("e")]).await.unwrap().duplicate, [true, true, false]);
     }
