@@ -105,7 +105,7 @@ impl IdSet {
         for (i, shard) in set.shards.iter_mut().enumerate() {
             let (mine, after) = rest.split_at(rest.partition_point(|h| shard_of(*h) == i));
             rest = after;
-            shard.merge_or_keep(&set.dir, i, mine.to_vec());
+            shard.merge_or_keep(&set.dir, i, mine);
         }
         set
     }
@@ -184,7 +184,7 @@ impl Shard {
         self.recent.shrink_to(MIN_RECENT);
         let n = new.len();
         new.sort_unstable();
-        self.merge_or_keep(dir, shard, new);
+        self.merge_or_keep(dir, shard, &new);
         tracing::debug!(
             shard,
             new = n,
@@ -196,16 +196,16 @@ impl Shard {
 
     /// Merges sorted, distinct hashes into the file, or keeps them in memory if it cannot be
     /// written.
-    fn merge_or_keep(&mut self, dir: &Path, shard: usize, new: Vec<u64>) {
+    fn merge_or_keep(&mut self, dir: &Path, shard: usize, new: &[u64]) {
         if new.is_empty() {
             return;
         }
-        match self.merge(dir, shard, &new) {
+        match self.merge(dir, shard, new) {
             Ok(()) => self.retry_at = 0,
             Err(e) => {
                 tracing::warn!(error = %e, dir = %dir.display(),
                     "cannot write the deduplication index to disk; keeping its newest ids in memory until it can");
-                self.recent.extend(new);
+                self.recent.extend(new.iter().copied());
                 self.retry_at = 2 * self.recent.len();
             }
         }
