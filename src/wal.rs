@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,6 +89,8 @@ pub struct WalShared {
     /// True after an append was refused for the budget, until a flush frees space.
     full: AtomicBool,
     last_error: Mutex<Option<String>>,
+    /// Size of the write that failed last: what readiness must find room for.
+    failed_bytes: AtomicUsize,
     /// Woken when a segment is sealed.
     pub sealed: Notify,
     /// Byte budget of the log.
@@ -96,8 +98,13 @@ pub struct WalShared {
     dir: PathBuf,
 }
 
-/// Size of the readiness probe's file: one page, as a small append would need.
+/// Smallest readiness probe: one page, as a small append would need.
 const PROBE_BYTES: usize = 4096;
+
+/// Largest readiness probe. A failed group commit can be bigger (a frame may reach
+/// [`MAX_FRAME_BYTES`]), but writing that much on every probe of an unhealthy log would cost
+/// more than it tells: a disk with this much room takes the usual request again.
+const MAX_PROBE_BYTES: usize = 8 << 20;
 
 impl WalShared {
     /// False after a write failed, until a write or [`Wal::probe_disk`] succeeds.
@@ -207,6 +214,7 @@ impl Wal {
             healthy: AtomicBool::new(true),
             full: AtomicBool::new(false),
             last_error: Mutex::new(None),
+            failed_bytes: AtomicUsize::new(0),
             sealed: Notify::new(),
             budget: cfg.budget_bytes,
             dir: cfg.dir.clone(),
@@ -279,13 +287,15 @@ impl Wal {
         }
     }
 
-    /// Writes, syncs and deletes a small file in the log directory; on success the log counts
-    /// as healthy again. Readiness calls it after a write failed, so a server that a load
-    /// balancer took out of rotation for a disk problem sees the fix without waiting for a
-    /// request that would never come.
+    /// Writes, syncs and deletes a file in the log directory as large as the write that failed
+    /// (within [`PROBE_BYTES`]..=[`MAX_PROBE_BYTES`]); on success the log counts as healthy
+    /// again. Readiness calls it after a write failed, so a server that a load balancer took
+    /// out of rotation for a disk problem sees the fix without waiting for a request that
+    /// would never come, and is not put back while the failed write still would not fit.
     pub fn probe_disk(&self) -> Result<()> {
         let p = self.shared.dir.join(".probe");
-        let res = File::create(&p).and_then(|mut f| f.write_all(&[0u8; PROBE_BYTES]).and_then(|_| f.sync_data()));
+        let n = self.shared.failed_bytes.load(Ordering::Relaxed).clamp(PROBE_BYTES, MAX_PROBE_BYTES);
+        let res = File::create(&p).and_then(|mut f| f.write_all(&vec![0u8; n]).and_then(|_| f.sync_data()));
         let _ = fs::remove_file(&p);
         res.map_err(|e| Error::io(format!("probing {}", self.shared.dir.display()), e))?;
         self.shared.healthy.store(true, Ordering::Relaxed);
@@ -610,6 +620,7 @@ impl Writer {
             if let Err(err) = self.write_and_sync(&buf) {
                 tracing::error!(error = %err, "write-ahead log write failed; answering 503 until it recovers");
                 self.shared.healthy.store(false, Ordering::Relaxed);
+                self.shared.failed_bytes.store(buf.len(), Ordering::Relaxed);
                 if let Ok(mut last) = self.shared.last_error.lock() {
                     *last = Some(err.to_string());
                 }

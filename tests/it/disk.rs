@@ -64,9 +64,14 @@ struct Client {
 }
 
 impl Client {
-    /// Posts a batch of new events; returns the status, the answer and the batch's ids.
+    /// Posts a batch of 40 new events; returns the status, the answer and the batch's ids.
     async fn post(&mut self) -> (u16, Value, Vec<String>) {
-        let ids: Vec<String> = (0..40)
+        self.post_n(40).await
+    }
+
+    /// Posts a batch of `n` new events.
+    async fn post_n(&mut self, n: usize) -> (u16, Value, Vec<String>) {
+        let ids: Vec<String> = (0..n)
             .map(|_| {
                 self.next += 1;
                 format!("disk-{}", self.next)
@@ -135,6 +140,10 @@ async fn full_or_read_only_log_answers_503_recovers_and_loses_nothing() {
     let wal = dir.path().join("wal");
     std::fs::create_dir_all(&wal).unwrap();
     let Some(mount) = Mount::tmpfs(&wal, "256k") else { return };
+    // The object store on its own file system, so step 1 can hold the flusher back.
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let Some(store_mount) = Mount::tmpfs(&store, "64m") else { return };
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let env = [("CONVOSCOPE_WAL_DIR", wal.to_str().unwrap()), ("CONVOSCOPE_FLUSH_INTERVAL_SECS", "3600")];
@@ -144,12 +153,26 @@ async fn full_or_read_only_log_answers_503_recovers_and_loses_nothing() {
     let mut cl = Client { c, base: base.clone(), next: 0, acked: BTreeSet::new() };
 
     // 1. The log's disk fills: 503, and readiness says why. The failed segment is sealed and
-    //    flushed, which makes room, so the log takes writes again on its own.
+    //    flushed, which makes room, so the log takes writes again on its own. The object store
+    //    is read-only until readiness has been read: otherwise the flusher can make room first
+    //    and readiness rightly says 200.
+    store_mount.remount("ro");
+    let reserve = wal.join("reserve");
+    std::fs::write(&reserve, [1u8; 8192]).unwrap();
     let msg = cl.post_until_refused().await;
     assert!(msg.contains("No space left on device"), "{msg}");
     let (status, why) = cl.readyz().await;
     assert_eq!(status, 503, "{why}");
     assert!(why.contains("No space left on device"), "{why}");
+    // Two pages free again, too few for a big batch: readiness stays 503 while the write that
+    // failed still would not fit, though a one-page probe would pass.
+    std::fs::remove_file(&reserve).unwrap();
+    let (status, v, _) = cl.post_n(400).await;
+    assert_eq!(status, 503, "{v}");
+    let (status, why) = cl.readyz().await;
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("No space left on device"), "{why}");
+    store_mount.remount("rw");
     // This batch lands in the segment that step 2 flushes with the disk full.
     let before_full = cl.post_until_accepted().await;
     assert_eq!(cl.readyz().await.0, 200);
@@ -213,4 +236,5 @@ async fn full_or_read_only_log_answers_503_recovers_and_loses_nothing() {
     }
     assert!(!log.contains("panicked"), "{log}");
     drop(mount);
+    drop(store_mount);
 }
