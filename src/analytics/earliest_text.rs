@@ -86,10 +86,10 @@ impl AggregateUDFImpl for EarliestText {
 
 /// Whether (`at`, `value`) comes before the held (`held_at`, `held`): earlier, or as early and
 /// smaller.
-fn earlier(at: i64, value: &str, held_at: i64, held: Option<&str>) -> bool {
+fn earlier(at: i64, value: &str, held_at: i64, held: Option<&[u8]>) -> bool {
     match held {
         None => true,
-        Some(held) => at < held_at || (at == held_at && value < held),
+        Some(held) => at < held_at || (at == held_at && value.as_bytes() < held),
     }
 }
 
@@ -191,7 +191,7 @@ impl Accumulator for EarliestRow {
             }
             let (t, value) = (at.value(row), texts.value(row));
             let (held_at, held) = match &self.best {
-                Some((held_at, held)) => (*held_at, Some(held.as_str())),
+                Some((held_at, held)) => (*held_at, Some(held.as_bytes())),
                 None => (i64::MAX, None),
             };
             if earlier(t, value, held_at, held) {
@@ -226,8 +226,11 @@ mod tests {
     use super::*;
     use datafusion::prelude::SessionContext;
 
+    // Group 5's texts are longer than a string view holds inline, and tie at one instant.
     const ROWS: &str = "(VALUES (1, 'b', 5), (1, 'a', 7), (1, 'c', 5), (2, NULL, 1), (2, 'z', 9),
-                               (3, NULL, 2), (4, 'q', NULL), (4, 'p', 3)) AS t(g, v, at)";
+                               (3, NULL, 2), (4, 'q', NULL), (4, 'p', 3),
+                               (5, 'variant_b_long_name', 4), (5, 'variant_a_long_name', 4), (5, 'a', 6))
+                        AS t(g, v, at)";
 
     async fn strings(ctx: &SessionContext, sql: &str) -> Vec<Option<String>> {
         let batches = ctx.sql(sql).await.expect("plan").collect().await.expect("run");
@@ -255,7 +258,8 @@ mod tests {
             ),
         )
         .await;
-        let want = vec![Some("b".to_string()), Some("z".into()), None, Some("p".into())];
+        let want =
+            vec![Some("b".to_string()), Some("z".into()), None, Some("p".into()), Some("variant_a_long_name".into())];
         assert_eq!(ours, want);
         assert_eq!(theirs, want);
         let at_timestamps = strings(
