@@ -6,9 +6,9 @@
 //! allocation; grouping 2.4 million messages by key with three such columns took the cohort's
 //! aggregation from 0.33 to 1.06 s at 10 million events (BENCHMARKS.md, sixth round). These
 //! columns hold a handful of distinct values, so this aggregate keeps each distinct value once
-//! and a 32-bit index per group. Same answers as `MAX` and `MIN` (the largest or smallest value by bytes, null when every
-//! value is null); on a column of many distinct long values they cost what `MAX` and `MIN`
-//! cost.
+//! and a 32-bit index per group. Same answers as `MAX` and `MIN` (the largest or smallest
+//! value by bytes, null when every value is null); on a column of many distinct values they
+//! cost what `MAX` and `MIN` cost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -100,6 +100,8 @@ pub(crate) struct Interner {
     /// Every long text once, back to back.
     long: String,
     index: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
+    /// Bytes of the keys of `index`: every distinct text once.
+    key_bytes: usize,
 }
 
 impl Interner {
@@ -114,8 +116,9 @@ impl Interner {
         let offset = if value.len() <= INLINE {
             0
         } else {
-            let offset = u32::try_from(self.long.len()).ok().filter(|o| o.checked_add(value.len() as u32).is_some());
-            let offset = offset.ok_or_else(|| {
+            // A view's offset is 32 bits: the buffer must end below 4 GiB.
+            let offset = u32::try_from(self.long.len() + value.len()).and_then(|_| u32::try_from(self.long.len()));
+            let offset = offset.map_err(|_| {
                 DataFusionError::ResourcesExhausted("text aggregate: over 4 GiB of distinct text".into())
             })?;
             self.long.push_str(value);
@@ -123,6 +126,7 @@ impl Interner {
         };
         self.views.push(make_view(value.as_bytes(), 0, offset).to_le_bytes());
         self.index.insert(value.into(), i);
+        self.key_bytes += value.len();
         Ok(i)
     }
 
@@ -156,7 +160,7 @@ impl Interner {
         self.views.capacity() * size_of::<[u8; 16]>()
             + self.index.capacity() * (size_of::<Box<str>>() + size_of::<u32>())
             + self.long.capacity()
-            + self.long.len()
+            + self.key_bytes
     }
 }
 
