@@ -18,7 +18,9 @@ fn main() -> std::process::ExitCode {
 /// (the kernel uses them anyway where they are `always`), and a 2 MiB page counts whole in RSS
 /// once any byte of it is touched: with them, `serve` peaked at 241-249 MiB under `/v1/events`,
 /// without them at 210-225 MiB, for the same CPU per event (BENCHMARKS.md, section 1, fifth
-/// round).
+/// round). The price is in reports, which share the process: `cost` runs 18-25% faster
+/// without them, but five others 8-26% slower (section 2, ninth round); the README says when
+/// to set `MIMALLOC_ALLOW_THP=1`.
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
