@@ -23,9 +23,11 @@
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`config`]: settings from defaults, file, environment and flags.
 //! - [`demo`]: the whole loop against the sandbox, in one command.
+//! - [`alloc`]: the memory allocator (mimalloc, huge pages on large allocations).
 //! - [`bench`]: the ingest benchmark's baseline server.
 //! - [`cli`]: the commands of the `convoscope` binary.
 
+pub mod alloc;
 pub mod analytics;
 pub mod bench;
 pub mod cli;
