@@ -7,8 +7,9 @@
 //! slower, and raised the peak RSS of `serve` under ingest by ~30 MiB: a 2 MiB page counts
 //! whole once any byte of it is touched, and the ingest path's memory is many small objects.
 //! Asking for them only on mimalloc's large blocks (`madvise` on the block, taken back on
-//! free) was slower still on `cost` and `sla`: mimalloc returns freed memory in pieces smaller
-//! than a huge page, which makes the kernel split it (BENCHMARKS.md, section 2, tenth round).
+//! free) made `cost` and `sla` slower still, likely because mimalloc returns freed memory in
+//! pieces smaller than a huge page, which the kernel must split to take back (BENCHMARKS.md,
+//! section 2, tenth round).
 //!
 //! So mimalloc is built not to ask for huge pages at all (its `no_thp` feature), and a block of
 //! at least [`LARGE_BYTES`] is a mapping of its own, with huge pages where [`init`] allows
@@ -18,13 +19,13 @@
 //! way is small beside filling it.
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use mimalloc::MiMalloc;
 
 /// Blocks at least this large get a mapping of their own. Smaller blocks come and go too often
-/// for a mapping's system calls and fresh (zeroed) pages: at 1 MiB, reports were slower than
-/// with mimalloc alone; at 4 MiB, `cost` was (BENCHMARKS.md, section 2, tenth round).
+/// for a mapping's system calls and fresh (zeroed) pages: at 1 MiB, four reports were slower
+/// than with mimalloc alone; at 4 MiB, `cost` was (BENCHMARKS.md, section 2, tenth round).
 pub const LARGE_BYTES: usize = 16 << 20;
 
 /// The largest alignment a mapping gives without asking: the smallest page size of the
@@ -33,6 +34,9 @@ const MAPPING_ALIGN: usize = 4096;
 
 /// Whether large blocks ask for huge pages; set once by [`init`].
 static HUGE: AtomicBool = AtomicBool::new(false);
+
+/// What [`init`] settled, as [`HugePages`]' index plus one; 0 before it runs.
+static MODE: AtomicU8 = AtomicU8::new(0);
 
 /// The global allocator of the `convoscope` binary: mimalloc, and a mapping of its own for
 /// each large block (see the module doc).
@@ -195,7 +199,16 @@ pub fn init() -> HugePages {
         HugePages::Off => disable_for_process(),
         HugePages::Unavailable => {}
     }
+    MODE.store(mode as u8 + 1, Ordering::Relaxed);
     mode
+}
+
+/// What [`init`] settled; None where it has not run (a process whose allocator is not
+/// [`Allocator`], such as the tests). `serve` logs it at start.
+pub fn mode() -> Option<HugePages> {
+    [HugePages::Large, HugePages::Off, HugePages::Unavailable]
+        .into_iter()
+        .find(|&m| m as u8 + 1 == MODE.load(Ordering::Relaxed))
 }
 
 fn disable_for_process() {
@@ -234,8 +247,11 @@ mod tests {
     }
 
     #[test]
-    fn a_large_block_is_a_mapping_of_its_own_with_huge_pages_unmapped_when_freed() {
+    fn a_large_block_is_a_zeroed_mapping_of_its_own_with_huge_pages() {
         let huge = kernel_setting().as_deref() == Some("madvise");
+        let settled = init();
+        assert_eq!(settled == HugePages::Large, huge && std::env::var_os("CONVOSCOPE_HUGE_PAGES").is_none());
+        assert_eq!(mode(), Some(settled));
         HUGE.store(huge, Ordering::Relaxed);
         let large = layout(LARGE_BYTES + 12345);
         // SAFETY: a non-zero size; freed below with the same layout.

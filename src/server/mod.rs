@@ -286,6 +286,7 @@ pub async fn run(
         ultramsg = app.config.ultramsg_token.is_some(),
         api_tokens = app.config.tokens.len(),
         send = app.sender.is_some(),
+        huge_pages = ?crate::alloc::mode(),
         "convoscope listening: webhooks at /webhooks/meta and /webhooks/ultramsg, API at /v1"
     );
     let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));
