@@ -13,13 +13,15 @@
 //!
 //! So mimalloc is built not to ask for huge pages at all (its `no_thp` feature), and a block of
 //! at least [`LARGE_BYTES`] is a mapping of its own, with huge pages where [`init`] allows
-//! them, unmapped whole when freed, grown by `mremap` without copying. Such blocks are group
-//! tables, their value arrays and join tables: few, long-lived within a query, and mostly
-//! written by their owner, so a huge page in one costs little memory, and a system call each
-//! way is small beside filling it.
+//! them, unmapped whole when freed, grown by `mremap` without copying. Blocks that large are
+//! rare on the ingest path (its peak RSS and speed did not change) and in reports include the
+//! hash tables over a million keys or more and the arrays beside them: filled by their owner,
+//! so a huge page in one costs little memory, and a system call each way is small beside
+//! filling it.
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use mimalloc::MiMalloc;
 
@@ -35,8 +37,8 @@ const MAPPING_ALIGN: usize = 4096;
 /// Whether large blocks ask for huge pages; set once by [`init`].
 static HUGE: AtomicBool = AtomicBool::new(false);
 
-/// What [`init`] settled, as [`HugePages`]' index plus one; 0 before it runs.
-static MODE: AtomicU8 = AtomicU8::new(0);
+/// What [`init`] settled.
+static MODE: OnceLock<HugePages> = OnceLock::new();
 
 /// The global allocator of the `convoscope` binary: mimalloc, and a mapping of its own for
 /// each large block (see the module doc).
@@ -199,16 +201,15 @@ pub fn init() -> HugePages {
         HugePages::Off => disable_for_process(),
         HugePages::Unavailable => {}
     }
-    MODE.store(mode as u8 + 1, Ordering::Relaxed);
+    // `main` calls this once; a second call (none does) would not be recorded.
+    let _ = MODE.set(mode);
     mode
 }
 
 /// What [`init`] settled; None where it has not run (a process whose allocator is not
 /// [`Allocator`], such as the tests). `serve` logs it at start.
 pub fn mode() -> Option<HugePages> {
-    [HugePages::Large, HugePages::Off, HugePages::Unavailable]
-        .into_iter()
-        .find(|&m| m as u8 + 1 == MODE.load(Ordering::Relaxed))
+    MODE.get().copied()
 }
 
 fn disable_for_process() {
