@@ -21,7 +21,6 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use mimalloc::MiMalloc;
 
@@ -34,10 +33,7 @@ pub const LARGE_BYTES: usize = 16 << 20;
 /// platforms Linux runs on. Blocks that need more stay with mimalloc.
 const MAPPING_ALIGN: usize = 4096;
 
-/// Whether large blocks ask for huge pages; set once by [`init`].
-static HUGE: AtomicBool = AtomicBool::new(false);
-
-/// What [`init`] settled.
+/// What [`init`] settled; large blocks ask for huge pages where it is [`HugePages::Large`].
 static MODE: OnceLock<HugePages> = OnceLock::new();
 
 /// The global allocator of the `convoscope` binary: mimalloc, and a mapping of its own for
@@ -123,7 +119,7 @@ fn map(len: usize) -> *mut u8 {
     if mapping == libc::MAP_FAILED {
         return std::ptr::null_mut();
     }
-    if HUGE.load(Ordering::Relaxed) {
+    if mode() == Some(HugePages::Large) {
         // SAFETY: the whole of the mapping just made. On failure (an old kernel) the block has
         // small pages, which is correct, only slower.
         unsafe { libc::madvise(mapping, len, libc::MADV_HUGEPAGE) };
@@ -196,10 +192,8 @@ pub fn init() -> HugePages {
         Some("madvise" | "always") => HugePages::Off,
         _ => HugePages::Unavailable,
     };
-    match mode {
-        HugePages::Large => HUGE.store(true, Ordering::Relaxed),
-        HugePages::Off => disable_for_process(),
-        HugePages::Unavailable => {}
+    if mode == HugePages::Off {
+        disable_for_process();
     }
     // `main` calls this once; a second call (none does) would not be recorded.
     let _ = MODE.set(mode);
@@ -253,7 +247,6 @@ mod tests {
         let settled = init();
         assert_eq!(settled == HugePages::Large, huge && std::env::var_os("CONVOSCOPE_HUGE_PAGES").is_none());
         assert_eq!(mode(), Some(settled));
-        HUGE.store(huge, Ordering::Relaxed);
         let large = layout(LARGE_BYTES + 12345);
         // SAFETY: a non-zero size; freed below with the same layout.
         let block = unsafe { Allocator.alloc_zeroed(large) };
@@ -264,7 +257,7 @@ mod tests {
         assert!(bytes.iter().all(|&b| b == 0));
         bytes[large.size() - 1] = 7;
         let flags = vm_flags(block as usize).unwrap_or_else(|| panic!("block not mapped"));
-        if huge {
+        if settled == HugePages::Large {
             assert!(flags.iter().any(|f| f == "hg"), "{flags:?}");
         }
         // SAFETY: allocated above with this layout.

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::builder::make_view;
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringViewArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, ByteView, StringViewArray};
 use arrow::buffer::{Buffer, NullBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{DataFusionError, Result};
@@ -132,13 +132,13 @@ impl Interner {
 
     /// The text at `i`, as bytes; `None` for [`NONE`].
     pub(crate) fn get(&self, i: u32) -> Option<&[u8]> {
-        let view = self.views.get(i as usize)?;
-        let field = |at: usize| u32::from_le_bytes([view[at], view[at + 1], view[at + 2], view[at + 3]]) as usize;
-        let len = field(0);
+        let bytes = self.views.get(i as usize)?;
+        let view = ByteView::from(u128::from_le_bytes(*bytes));
+        let len = view.length as usize;
         if len <= INLINE {
-            view.get(4..4 + len)
+            bytes.get(4..4 + len)
         } else {
-            let offset = field(12);
+            let offset = view.offset as usize;
             self.long.as_bytes().get(offset..offset + len)
         }
     }
