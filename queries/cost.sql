@@ -33,7 +33,9 @@ msg AS (
     FROM message_events
     GROUP BY id_key(message_id)
 ),
-priced AS (
+-- Read twice (the message totals and the attribution join): MATERIALIZED computes the
+-- messages' aggregation once.
+priced AS MATERIALIZED (
     SELECT m.message_key, m.campaign, m.contact, m.sent_at, m.category,
            COALESCE(CAST(m.cost_micros AS DOUBLE) / 1000000,
                     CASE WHEN m.billable = 1 THEN COALESCE(r.price, d.price, 0) ELSE 0 END) AS cost
@@ -69,12 +71,6 @@ resolved AS (
     FROM conversations
     WHERE resolved_at IS NOT NULL AND opened_at IS NOT NULL AND contact IS NOT NULL
 ),
--- Conversions and resolutions are attributed to messages in one join, and every total is read
--- from one GROUPING SETS aggregation of it: each set is a distinct count the totals need
--- (messages, with their cost and whether any outcome was a conversion; distinct conversions and
--- resolutions with their value).
--- A CTE referenced twice is computed twice by DataFusion, and this report used to reference its
--- priced messages three times: 2.3x slower at 3 million events.
 outcomes AS (
     SELECT 'conversion' AS kind, id, contact, occurred_at AS at, revenue AS value
     FROM conversion_events
@@ -82,31 +78,51 @@ outcomes AS (
     SELECT 'resolution' AS kind, id, contact, opened_at AS at, support_cost AS value
     FROM resolved
 ),
-joined AS (
-    SELECT p.campaign, p.category, p.message_key, p.cost, COALESCE(o.kind, '-') AS kind, o.id, o.value
-    FROM priced p
-    LEFT JOIN outcomes o ON o.contact = p.contact
+-- Conversions and resolutions attributed to messages: only the pairs that match (outcomes
+-- first: DataFusion builds its hash table from the left input, and they are the smaller side).
+matched AS (
+    SELECT p.campaign, p.category, p.message_key, o.kind, o.id, o.value
+    FROM outcomes o
+    JOIN priced p ON o.contact = p.contact
         AND o.at >= p.sent_at
         AND date_part('epoch', o.at) <= date_part('epoch', p.sent_at) + $window_s
 ),
-sets AS (
-    SELECT campaign, category, message_key, kind, id, MAX(cost) AS cost,
-           MAX(CASE WHEN kind = 'conversion' THEN 1 ELSE 0 END) AS converted, MAX(value) AS value
-    FROM joined
-    GROUP BY GROUPING SETS ((campaign, category, message_key), (campaign, category, kind, id))
+-- Each conversion or resolution counts once per row, however many of the row's messages it
+-- follows.
+outcome_values AS (
+    SELECT campaign, category, kind, id, MAX(value) AS value
+    FROM matched
+    GROUP BY campaign, category, kind, id
 ),
--- Set (campaign, category, message_key) has kind NULL; set (..., kind, id) has message_key NULL
--- and kind '-', 'conversion' or 'resolution' (COALESCE above). Two sets, not a third of
--- (..., kind, message_key) for the converted messages: 3.6 s, not 4.4, at 10 million events.
+-- Every total is a sum over one of three parts: the messages, the converted messages, the
+-- distinct outcomes. Unioned and summed rather than joined, so a null campaign or category is
+-- one row like any other. The messages are not grouped by message (each is one row of
+-- priced): the form before this, one GROUPING SETS aggregation of every message joined with
+-- its outcomes, spent most of its time on that 2.4-million-group table (10 million events:
+-- 21-29% less time, paired runs; DuckDB's 16% less).
+parts AS (
+    SELECT campaign, category, 1 AS messages, cost AS messaging_cost, 0 AS conversions,
+           0.0 AS revenue, 0 AS resolutions, 0.0 AS support_cost
+    FROM priced
+    UNION ALL
+    SELECT campaign, category, 0, 0.0, 1, 0.0, 0, 0.0
+    FROM (SELECT DISTINCT campaign, category, message_key FROM matched WHERE kind = 'conversion') converted
+    UNION ALL
+    SELECT campaign, category, 0, 0.0, 0,
+           CASE WHEN kind = 'conversion' THEN value ELSE 0 END,
+           CASE WHEN kind = 'resolution' THEN 1 ELSE 0 END,
+           CASE WHEN kind = 'resolution' THEN value ELSE 0 END
+    FROM outcome_values
+),
 totals0 AS (
     SELECT campaign, category,
-           SUM(CASE WHEN kind IS NULL THEN 1 ELSE 0 END) AS messages,
-           SUM(CASE WHEN kind IS NULL THEN cost ELSE 0 END) AS messaging_cost,
-           SUM(CASE WHEN kind IS NULL THEN converted ELSE 0 END) AS conversions,
-           SUM(CASE WHEN message_key IS NULL AND kind = 'conversion' THEN value ELSE 0 END) AS revenue,
-           SUM(CASE WHEN message_key IS NULL AND kind = 'resolution' THEN 1 ELSE 0 END) AS resolutions,
-           SUM(CASE WHEN message_key IS NULL AND kind = 'resolution' THEN value ELSE 0 END) AS support_cost
-    FROM sets
+           SUM(messages) AS messages,
+           SUM(messaging_cost) AS messaging_cost,
+           SUM(conversions) AS conversions,
+           SUM(revenue) AS revenue,
+           SUM(resolutions) AS resolutions,
+           SUM(support_cost) AS support_cost
+    FROM parts
     GROUP BY campaign, category
 ),
 totals AS (

@@ -7,6 +7,7 @@
 pub mod earliest_text;
 pub mod format;
 pub mod id_key;
+pub mod materialize;
 pub mod reports;
 pub mod stats;
 pub mod text_extreme;
@@ -247,7 +248,7 @@ impl Analytics {
     pub async fn query(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let ctx = self.context().await?;
         let opts = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        let df = ctx.sql_with_options(sql, opts).await?;
+        let df = materialize::plan(&ctx, sql, opts, Vec::<(&str, datafusion::scalar::ScalarValue)>::new()).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         Ok((schema, df.collect().await?))
     }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, SecondsFormat, Utc};
+use datafusion::execution::context::SQLOptions;
 use datafusion::scalar::ScalarValue;
 use serde_json::{Map, Value, json};
 
@@ -185,7 +186,7 @@ impl Analytics {
         // Bind only the parameters this report uses: DataFusion refuses unknown ones.
         let used: Vec<(&str, ScalarValue)> =
             values.into_iter().filter(|(k, _)| sql.contains(&format!("${k}"))).collect();
-        let df = ctx.sql(&sql).await?.with_param_values(used)?;
+        let df = super::materialize::plan(&ctx, &sql, SQLOptions::new(), used).await?;
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
         let columns = format::columns(&schema);
