@@ -180,7 +180,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn options_are_checked_on_the_materialized_part_too() {
+    async fn read_only_options_allow_a_materialized_query_and_still_refuse_ddl() {
         let ctx = context(Arc::new(AtomicUsize::new(0)));
         let no_ddl = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let ok = plan(
