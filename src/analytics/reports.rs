@@ -183,10 +183,9 @@ impl Analytics {
             ("bot_cost", ScalarValue::Float64(Some(self.costs.bot_cost_per_conversation))),
             ("agent_cost_per_hour", ScalarValue::Float64(Some(self.costs.agent_cost_per_hour))),
         ];
-        // Bind only the parameters this report uses: DataFusion refuses unknown ones.
-        let used: Vec<(&str, ScalarValue)> =
-            values.into_iter().filter(|(k, _)| sql.contains(&format!("${k}"))).collect();
-        let df = super::materialize::plan(&ctx, &sql, SQLOptions::new(), used).await?;
+        // Every report gets every parameter: names its SQL does not use are ignored (the plans
+        // of materialized CTEs already get parameters only the rest of the query uses).
+        let df = super::materialize::plan(&ctx, &sql, SQLOptions::new(), values).await?;
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
         let columns = format::columns(&schema);
