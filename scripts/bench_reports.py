@@ -8,10 +8,13 @@ For each size: `convoscope generate` N events, then for every report of the cont
     planning, scan), one run;
   - DuckDB hot: the same SQL from `queries/` in-process on the same files, after one warm-up,
     median of R runs; where scripts/bench/duckdb/ has DuckDB's own CTEs for a report, the
-    report with those in place of its own too, and the faster of the two counts;
+    report with those in place of its own too, and the faster of the two counts. DuckDB reads
+    the events files only, as a team without convoscope would; convoscope's message reports
+    read its message rollup beside them (queries/rollup/, src/rollup.rs), written when the
+    events files were, so the check below also checks the rollup against the events;
 and checks both engines give the same numbers (the benchmark fails if they differ). Then bytes
 per event of convoscope's Parquet vs DuckDB's own `COPY ... (FORMAT parquet, COMPRESSION zstd)`
-of the same rows; then `convoscope compact` (one file per day, as past days are in a deployment
+of the same rows (and the bytes of the message rollup, listed apart); then `convoscope compact` (one file per day, as past days are in a deployment
 that runs it), its bytes per event, and every report timed again on that layout; and how report
 time grows with the number of events (as generated).
 
@@ -263,8 +266,10 @@ def time_reports(binary, store, runs, work, env, label):
 
 
 def store_files(store):
-    files = list(store.rglob("*.parquet"))
-    return len(files), sum(f.stat().st_size for f in files)
+    """(events files, their bytes, bytes of the message rollup beside them)."""
+    files = list((store / "events").rglob("*.parquet"))
+    rollups = list((store / "rollups").rglob("*.parquet")) if (store / "rollups").exists() else []
+    return len(files), sum(f.stat().st_size for f in files), sum(f.stat().st_size for f in rollups)
 
 
 def bench_size(binary, n, runs, work):
@@ -276,7 +281,7 @@ def bench_size(binary, n, runs, work):
     gen_s = time.time() - t
 
     results, failures, con, n_events = time_reports(binary, store, runs, work, env, "as generated")
-    files, parquet_bytes = store_files(store)
+    files, parquet_bytes, rollup_bytes = store_files(store)
     duck_file = work / "duckdb.parquet"
     con.execute(f"COPY (SELECT * EXCLUDE (date) FROM events) TO '{duck_file}' (FORMAT parquet, COMPRESSION zstd)")
     duck_bytes = duck_file.stat().st_size
@@ -302,9 +307,10 @@ def bench_size(binary, n, runs, work):
     con.close()
     if n_after != n_events:
         more.append(f"compact left {n_after} events of {n_events}")
-    files_c, bytes_c = store_files(store)
+    files_c, bytes_c, rollup_c = store_files(store)
     return dict(n=n_events, gen_s=gen_s, results=results, failures=failures + more, files=files,
                 ours_bpe=parquet_bytes / n_events, duck_bpe=duck_bytes / n_events,
+                rollup_bpe=rollup_bytes / n_events, rollup_bpe_c=rollup_c / n_events,
                 compacted=compacted, files_c=files_c, bpe_c=bytes_c / n_events, compact_s=compact_s,
                 compact_rss=compact_rss)
 
@@ -341,7 +347,9 @@ def main():
         report_table(d["results"])
         print(f"\n| storage | bytes/event |\n| --- | --- |\n| convoscope Parquet | {d['ours_bpe']:.1f} |"
               f"\n| DuckDB COPY zstd | {d['duck_bpe']:.1f} |\n| ratio | {d['ours_bpe'] / d['duck_bpe']:.2f} |"
-              f"\n| convoscope Parquet after `compact` | {d['bpe_c']:.1f} |")
+              f"\n| convoscope Parquet after `compact` | {d['bpe_c']:.1f} |"
+              f"\n| message rollup beside it (as generated / compacted) | {d['rollup_bpe']:.1f} / {d['rollup_bpe_c']:.1f} |"
+              f"\n| events and rollup, compacted, over DuckDB's file | {(d['bpe_c'] + d['rollup_bpe_c']) / d['duck_bpe']:.2f} |")
         rss = f"peak RSS {d['compact_rss']:.0f} MiB" if d["compact_rss"] else "too short to sample its RSS"
         print(f"\nAfter `convoscope compact` ({d['compact_s']:.1f} s, {rss}; {d['files_c']} files):\n")
         report_table(d["compacted"])

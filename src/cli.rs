@@ -135,7 +135,8 @@ pub enum Command {
         #[arg(long, default_value_t = 0.01)]
         time_scale: f64,
     },
-    /// Merges small Parquet files per date partition, dropping duplicate event ids.
+    /// Merges small Parquet files per date partition, dropping duplicate event ids, and writes
+    /// the message rollup of any events file without one (files of earlier versions).
     Compact {
         /// Only partitions from this date.
         #[arg(long)]
@@ -315,6 +316,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             println!("wrote {} merged files", done.len());
+            let rollups = crate::maintenance::write_missing_rollups(&storage).await?;
+            if rollups > 0 {
+                println!("wrote the message rollup of {rollups} files that had none");
+            }
             Ok(())
         }
         Command::Retention { keep_days } => {

@@ -12,6 +12,8 @@
 //! - [`wal`]: the fsynced, checksummed write-ahead log behind every 200, with deduplication.
 //! - [`idset`]: the compact set of id hashes behind the log's deduplication.
 //! - [`store`]: object storage by URL, the Parquet writer, and the flusher from log to store.
+//! - [`rollup`]: the per-message rollup written beside every events file, read by the
+//!   message reports.
 //! - [`maintenance`]: `compact` and `retention`.
 //! - [`analytics`]: DataFusion over the stored `events` table.
 //! - [`experiments`]: experiment definitions and deterministic assignment.
@@ -43,6 +45,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod pii;
 pub mod report;
+pub mod rollup;
 pub mod sandbox;
 pub mod send;
 pub mod server;

@@ -247,18 +247,21 @@ async fn merge_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMeta
     }
     // Decoding, merging and encoding a day is seconds of CPU: off the async runtime, where
     // `serve`'s background compaction would otherwise stall requests.
-    let (bytes, rows_before, rows_after) = tokio::task::spawn_blocking(move || merge_files(raw))
+    let (bytes, rollup, rows_before, rows_after) = tokio::task::spawn_blocking(move || merge_files(raw))
         .await
         .map_err(|e| Error::Invalid(format!("compaction task failed: {e}")))??;
     let mut id = [0u8; 8];
     rand::fill(&mut id);
     let name = format!("compact-{}", hex::encode(id));
     let path = storage.event_file(date, &name);
+    // The rollup first, as the flusher does: a listed events file has its rollup.
+    storage.store.put(&storage.rollup_file(date, &name), rollup.into()).await?;
     storage.store.put(&path, bytes.into()).await?;
     // Check what landed before anything is deleted.
     let footer_rows = file_rows(storage, &storage.store.head(&path).await?).await? as usize;
     if footer_rows != rows_after {
         let _ = storage.store.delete(&path).await;
+        delete_rollup_of(storage, &path).await;
         return Err(Error::Invalid(format!(
             "compacted file of {date} has {footer_rows} rows, expected {rows_after}; kept the originals"
         )));
@@ -274,8 +277,11 @@ async fn delete_replaced(storage: &Storage, merged: Vec<Merged>) -> Result<Vec<C
     let mut failed = None;
     for Merged { compacted: c, replaced } in merged {
         for f in &replaced {
-            if let Err(e) = storage.store.delete(&f.location).await {
-                failed.get_or_insert(e);
+            match storage.store.delete(&f.location).await {
+                Ok(()) => delete_rollup_of(storage, &f.location).await,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
         }
         tracing::info!(date = %c.date, files = c.files_before, rows_before = c.rows_before, rows_after = c.rows_after, "compacted partition");
@@ -287,25 +293,71 @@ async fn delete_replaced(storage: &Storage, merged: Vec<Merged>) -> Result<Vec<C
     }
 }
 
+/// Deletes the rollup of the events file at `events`, after the events file: a rollup without
+/// its events file changes no report (its rows repeat the merged file's rollup), so a failure
+/// here is only logged, and a missing rollup (a file of an older version) is not one.
+async fn delete_rollup_of(storage: &Storage, events: &ObjPath) {
+    let Some(rollup) = crate::rollup::path_of(events.as_ref()) else { return };
+    match storage.store.delete(&ObjPath::from(rollup.as_str())).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => tracing::warn!(file = %rollup, error = %e, "could not delete a replaced rollup file"),
+    }
+}
+
+/// The rows of an events file, in the events table's schema.
+fn decode_events(path: &ObjPath, bytes: Bytes) -> Result<Vec<RecordBatch>> {
+    let schema = event::schema();
+    let mut batches = Vec::new();
+    for b in decode_file(bytes)? {
+        // Files written by other versions may order columns differently: select by name.
+        let cols = schema
+            .fields()
+            .iter()
+            .map(|fld| {
+                b.column_by_name(fld.name())
+                    .cloned()
+                    .ok_or_else(|| Error::Invalid(format!("{path} lacks column {}", fld.name())))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        batches.push(RecordBatch::try_new(schema.clone(), cols)?);
+    }
+    Ok(batches)
+}
+
+/// Writes the message rollup ([`crate::rollup`]) of every events file that has none: files of
+/// versions before rollups, or written by another tool. Until every file has one, reports read
+/// the events instead. Returns how many were written.
+pub async fn write_missing_rollups(storage: &Storage) -> Result<usize> {
+    let have: std::collections::HashSet<String> =
+        storage.list_rollup_files().await?.into_iter().map(|(_, m)| m.location.to_string()).collect();
+    let mut written = 0;
+    for (_, file) in storage.list_event_files().await? {
+        let Some(rollup) = crate::rollup::path_of(file.location.as_ref()) else { continue };
+        if have.contains(&rollup) {
+            continue;
+        }
+        let bytes = storage.store.get(&file.location).await?.bytes().await?;
+        let path = file.location.clone();
+        let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+            let events = concat_batches(&event::schema(), &decode_events(&path, bytes)?)?;
+            parquet_bytes(&crate::rollup::of_events(&events)?, crate::rollup::writer_properties())
+        })
+        .await
+        .map_err(|e| Error::Invalid(format!("rollup task failed: {e}")))??;
+        storage.store.put(&ObjPath::from(rollup.as_str()), encoded.into()).await?;
+        written += 1;
+    }
+    Ok(written)
+}
+
 /// One Parquet file of the rows of `files` (path, contents), duplicates of an event id dropped
-/// (the copy received first is kept), in the stored order; with the row counts before and after.
-fn merge_files(files: Vec<(ObjPath, Bytes)>) -> Result<(Vec<u8>, usize, usize)> {
+/// (the copy received first is kept), in the stored order, and its message rollup; with the row
+/// counts before and after.
+fn merge_files(files: Vec<(ObjPath, Bytes)>) -> Result<(Vec<u8>, Vec<u8>, usize, usize)> {
     let schema = event::schema();
     let mut batches = Vec::new();
     for (path, bytes) in files {
-        for b in decode_file(bytes)? {
-            // Files written by other versions may order columns differently: select by name.
-            let cols = schema
-                .fields()
-                .iter()
-                .map(|fld| {
-                    b.column_by_name(fld.name())
-                        .cloned()
-                        .ok_or_else(|| Error::Invalid(format!("{path} lacks column {}", fld.name())))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            batches.push(RecordBatch::try_new(schema.clone(), cols)?);
-        }
+        batches.extend(decode_events(&path, bytes)?);
     }
     // Each copy of a day is ~500 bytes per event: the files' batches go as soon as they are
     // one, and the dedup and the sort take rows once, not once each.
@@ -335,7 +387,8 @@ fn merge_files(files: Vec<(ObjPath, Bytes)>) -> Result<(Vec<u8>, usize, usize)> 
     let sorted = take_record_batch(&all, &kept)?;
     drop(all);
     let rows_after = sorted.num_rows();
-    Ok((parquet_bytes(&sorted, compacted_writer_properties())?, rows_before, rows_after))
+    let rollup = parquet_bytes(&crate::rollup::of_events(&sorted)?, crate::rollup::writer_properties())?;
+    Ok((parquet_bytes(&sorted, compacted_writer_properties())?, rollup, rows_before, rows_after))
 }
 
 /// What retention deleted.
@@ -366,6 +419,7 @@ pub async fn retention(storage: &Storage, keep_days: u32, min_days: u32, today: 
         let bytes = files.iter().map(|f| f.size).sum();
         for f in &files {
             storage.store.delete(&f.location).await?;
+            delete_rollup_of(storage, &f.location).await;
         }
         deleted.push(Deleted { date, files: files.len(), bytes });
     }

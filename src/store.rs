@@ -118,6 +118,11 @@ impl Storage {
         self.path(&format!("events/date={date}/{name}.parquet"))
     }
 
+    /// Path of the message rollup of one events file ([`crate::rollup`]).
+    pub fn rollup_file(&self, date: NaiveDate, name: &str) -> ObjPath {
+        self.path(&format!("{}/date={date}/{name}.parquet", crate::rollup::DIR))
+    }
+
     /// Writes events as Parquet, one file per `occurred_at` date named `<name>.parquet`, each
     /// sorted by [`STORED_ORDER`]. Returns the paths written with their row counts.
     pub async fn write_events(&self, events: Vec<Event>, name: &str) -> Result<Vec<(ObjPath, usize)>> {
@@ -135,11 +140,13 @@ impl Storage {
         self.put_event_files(files, name).await
     }
 
-    /// Uploads files [`encode_event_files`] made, each as `events/date=<date>/<name>.parquet`.
-    /// Returns the paths written with their row counts.
+    /// Uploads files [`encode_event_files`] made, each as `events/date=<date>/<name>.parquet`
+    /// with its rollup. Returns the paths written with their row counts.
     pub async fn put_event_files(&self, files: Vec<EventFile>, name: &str) -> Result<Vec<(ObjPath, usize)>> {
         let mut written = Vec::new();
         for f in files {
+            // The rollup first: an events file listed is one whose rollup is in place.
+            self.store.put(&self.rollup_file(f.date, name), PutPayload::from(f.rollup)).await?;
             let path = self.event_file(f.date, name);
             self.store.put(&path, PutPayload::from(f.bytes)).await?;
             written.push((path, f.rows));
@@ -149,7 +156,17 @@ impl Storage {
 
     /// Every events file, with its partition date.
     pub async fn list_event_files(&self) -> Result<Vec<(NaiveDate, ObjectMeta)>> {
-        let prefix = self.path("events");
+        self.list_partitioned("events").await
+    }
+
+    /// Every message rollup file ([`crate::rollup`]), with its partition date.
+    pub async fn list_rollup_files(&self) -> Result<Vec<(NaiveDate, ObjectMeta)>> {
+        self.list_partitioned(crate::rollup::DIR).await
+    }
+
+    /// The Parquet files under `dir`'s `date=` partitions, with their dates, by path.
+    async fn list_partitioned(&self, dir: &str) -> Result<Vec<(NaiveDate, ObjectMeta)>> {
+        let prefix = self.path(dir);
         let metas: Vec<ObjectMeta> = self.store.list(Some(&prefix)).try_collect().await?;
         let mut out = Vec::new();
         for m in metas {
@@ -184,6 +201,8 @@ pub struct EventFile {
     pub date: NaiveDate,
     pub rows: usize,
     pub bytes: Vec<u8>,
+    /// Its message rollup ([`crate::rollup`]), as Parquet.
+    pub rollup: Vec<u8>,
 }
 
 /// Encodes batches of the events table as Parquet in memory, one file per `occurred_at` date,
@@ -208,10 +227,12 @@ pub fn encode_event_files(batches: Vec<RecordBatch>) -> Result<Vec<EventFile>> {
     while start < sorted.num_rows() {
         let date = dates[order.value(start) as usize];
         let len = order.values()[start..].iter().take_while(|&&i| dates[i as usize] == date).count();
+        let slice = sorted.slice(start, len);
         files.push(EventFile {
             date,
             rows: len,
-            bytes: parquet_bytes(&sorted.slice(start, len), writer_properties())?,
+            bytes: parquet_bytes(&slice, writer_properties())?,
+            rollup: parquet_bytes(&crate::rollup::of_events(&slice)?, crate::rollup::writer_properties())?,
         });
         start += len;
     }

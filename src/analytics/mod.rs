@@ -2,7 +2,9 @@
 //! (in [`reports`]) the report jobs whose SQL lives in `queries/`.
 //!
 //! `events` is a listing table over `events/date=*/` with `date` as a hive partition column,
-//! so a filter on `date` skips whole directories.
+//! so a filter on `date` skips whole directories. `messages` is the same over the message
+//! rollup ([`crate::rollup`]): one row per message and events file, to be merged per
+//! `message_key`; the message reports read it where every events file has its rollup.
 
 pub mod earliest_text;
 pub mod format;
@@ -79,19 +81,22 @@ fn engine_runtime() -> Result<Arc<RuntimeEnv>> {
 /// less time per report at 3 million events (BENCHMARKS.md, fourth round). DataFusion reads
 /// strings as views only when it infers a file's schema, not with a schema given.
 fn read_schema() -> SchemaRef {
-    use arrow::datatypes::{Field, Schema};
-    static READ: std::sync::LazyLock<SchemaRef> = std::sync::LazyLock::new(|| {
-        let fields: Vec<Field> = event::schema()
-            .fields()
-            .iter()
-            .map(|f| match f.data_type() {
-                DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
-                _ => f.as_ref().clone(),
-            })
-            .collect();
-        Arc::new(Schema::new(fields))
-    });
+    static READ: std::sync::LazyLock<SchemaRef> = std::sync::LazyLock::new(|| views(event::schema()));
     READ.clone()
+}
+
+/// `schema` with its strings as `Utf8View` (see [`read_schema`]).
+fn views(schema: SchemaRef) -> SchemaRef {
+    use arrow::datatypes::{Field, Schema};
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 /// Query access to stored events.
@@ -108,6 +113,9 @@ pub struct Analytics {
     pub costs: Arc<Costs>,
     /// Experiment definitions: the experiment report's control and weights.
     pub experiments: Arc<crate::experiments::Experiments>,
+    /// Whether reports read the message rollup ([`crate::rollup`]) where every events file has
+    /// one; false reads the events always (the same answers, slower).
+    pub rollups: bool,
 }
 
 /// What messages and support cost, in the account's currency.
@@ -168,12 +176,19 @@ impl Analytics {
             attribution_days,
             costs: Arc::new(Costs::default()),
             experiments: Arc::default(),
+            rollups: true,
         })
     }
 
     /// The same analytics with these experiment definitions.
     pub fn with_experiments(mut self, experiments: crate::experiments::Experiments) -> Self {
         self.experiments = Arc::new(experiments);
+        self
+    }
+
+    /// The same analytics reading the events even where the message rollup could answer.
+    pub fn without_rollups(mut self) -> Self {
+        self.rollups = false;
         self
     }
 
@@ -196,30 +211,63 @@ impl Analytics {
                 agent_cost_per_hour: config.agent_cost_per_hour,
                 bot_cost_per_conversation: config.bot_cost_per_conversation,
             }),
+            rollups: true,
         })
     }
 
-    /// A session with `events` registered.
+    /// A session with `events` and `messages` (the message rollup, [`crate::rollup`])
+    /// registered.
     pub async fn context(&self) -> Result<SessionContext> {
         let ctx = SessionContext::new_with_config_rt(self.session.clone(), self.runtime.clone());
         let url = url::Url::parse(STORE_URL).map_err(|e| Error::Invalid(e.to_string()))?;
         ctx.register_object_store(&url, self.storage.store.clone());
-        let prefix = self.storage.prefix.as_ref();
-        let table_url =
-            if prefix.is_empty() { format!("{STORE_URL}/events/") } else { format!("{STORE_URL}/{prefix}/events/") };
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(vec![("date".to_string(), DataType::Utf8)]);
-        let cfg = ListingTableConfig::new(ListingTableUrl::parse(&table_url)?)
-            .with_listing_options(options)
-            .with_schema(read_schema());
-        ctx.register_table("events", Arc::new(ListingTable::try_new(cfg)?))?;
+        ctx.register_table("events", self.partitioned_table("events", read_schema())?)?;
+        ctx.register_table("messages", self.partitioned_table(crate::rollup::DIR, views(crate::rollup::schema()))?)?;
         ctx.register_table("rate_card", self.rate_card_table()?)?;
         ctx.register_udf(id_key::udf());
         ctx.register_udaf(text_extreme::udaf(true));
         ctx.register_udaf(text_extreme::udaf(false));
         ctx.register_udaf(earliest_text::udaf());
         Ok(ctx)
+    }
+
+    /// A listing table over the Parquet files of `dir`'s `date=` partitions, `date` a column.
+    fn partitioned_table(&self, dir: &str, schema: SchemaRef) -> Result<Arc<ListingTable>> {
+        let prefix = self.storage.prefix.as_ref();
+        let table_url =
+            if prefix.is_empty() { format!("{STORE_URL}/{dir}/") } else { format!("{STORE_URL}/{prefix}/{dir}/") };
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![("date".to_string(), DataType::Utf8)]);
+        let cfg = ListingTableConfig::new(ListingTableUrl::parse(&table_url)?)
+            .with_listing_options(options)
+            .with_schema(schema);
+        Ok(Arc::new(ListingTable::try_new(cfg)?))
+    }
+
+    /// Whether reports can read the message rollup: it is wanted, and every events file has its
+    /// rollup file. A store written before rollups (until `convoscope compact` writes them) or
+    /// by another tool has files without one, and its reports read the events.
+    pub async fn rollups_cover(&self) -> Result<bool> {
+        if !self.rollups {
+            return Ok(false);
+        }
+        let events = self.storage.list_event_files().await?;
+        let rollups = self.storage.list_rollup_files().await?;
+        let covered = crate::rollup::covers(
+            events.iter().map(|(_, m)| m.location.as_ref()),
+            rollups.iter().map(|(_, m)| m.location.as_ref()),
+        );
+        if !covered {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "some events files have no message rollup: reports read the events, which is slower; \
+                     `convoscope compact` writes the missing rollups"
+                )
+            });
+        }
+        Ok(covered)
     }
 
     fn rate_card_table(&self) -> Result<Arc<datafusion::datasource::MemTable>> {

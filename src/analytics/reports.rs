@@ -30,9 +30,29 @@ pub const REPORTS: &[(&str, &str)] = &[
 /// The send cohort shared by the message reports, spliced in where a report says `{{cohort}}`.
 const COHORT: &str = include_str!("../../queries/cohort.sql");
 
-/// A report's SQL with the shared pieces spliced in.
+/// The reports with a form that reads the message rollup (`messages`, [`crate::rollup`]),
+/// used where every events file has its rollup. Each gives the same rows as its form over the
+/// events (tests/it/reports.rs checks both on every report). `failures` reads only the cohort
+/// from the rollup, and its SQL is the events form's with the rollup's cohort spliced in.
+pub const ROLLUP_REPORTS: &[(&str, &str)] = &[
+    ("funnel", include_str!("../../queries/rollup/funnel.sql")),
+    ("delivery", include_str!("../../queries/rollup/delivery.sql")),
+    ("failures", include_str!("../../queries/failures.sql")),
+    ("engagement", include_str!("../../queries/rollup/engagement.sql")),
+    ("cost", include_str!("../../queries/rollup/cost.sql")),
+];
+
+/// The cohort from the message rollup, with each message's receipts, replies and billing.
+const ROLLUP_COHORT: &str = include_str!("../../queries/rollup/cohort.sql");
+
+/// A report's SQL over the events, with the shared pieces spliced in.
 pub fn sql_of(name: &str) -> Option<String> {
     REPORTS.iter().find(|(n, _)| *n == name).map(|(_, s)| s.replace("{{cohort}}", COHORT))
+}
+
+/// A report's SQL over the message rollup, where it has one.
+pub fn rollup_sql_of(name: &str) -> Option<String> {
+    ROLLUP_REPORTS.iter().find(|(n, _)| *n == name).map(|(_, s)| s.replace("{{cohort}}", ROLLUP_COHORT))
 }
 
 /// Names of the reports, for help texts and errors.
@@ -170,6 +190,10 @@ impl Analytics {
     pub async fn report(&self, name: &str, params: &Params) -> Result<Report> {
         let sql = sql_of(name)
             .ok_or_else(|| Error::NotFound(format!("no report {name:?}; reports are {}", names().join(", "))))?;
+        let sql = match rollup_sql_of(name) {
+            Some(rollup) if self.rollups_cover().await? => rollup,
+            _ => sql,
+        };
         let ctx = self.context().await?;
         let values: Vec<(&str, ScalarValue)> = vec![
             (

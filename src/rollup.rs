@@ -1,0 +1,329 @@
+//! The per-message rollup: one row per message and events file, written beside every events
+//! file, from which the message reports read their cohort and receipts instead of the events.
+//!
+//! Every message report groups the sends and statuses of millions of messages by message id
+//! after scanning every event; that grouping and the 64-character ids it reads were most of
+//! their time (BENCHMARKS.md, sections 2's rounds). The writer of an events file already holds
+//! its rows in memory, so it also writes their partial aggregate per message to
+//! `rollups/messages/date=<date>/<name>.parquet`: first send time and the send's attributes,
+//! first delivered and read times, whether it failed and whether it was replied to. A report
+//! merges these per message (`MIN`/`MAX` again), which reads a quarter of the rows, as numbers.
+//!
+//! Every column is a `MIN`, `MAX` or "any" of the file's events, so merging the rows of several
+//! files gives what aggregating their events at once gives, and a row repeated (a file both
+//! before and after compaction replaced it, an events file flushed twice after a crash) changes
+//! nothing. Reports use the rollup only when every events file has its rollup file
+//! ([`covers`]); otherwise they read the events (`convoscope compact` writes missing rollups).
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+
+use crate::analytics::id_key;
+use crate::error::{Error, Result};
+
+/// Directory of the message rollup under the store's prefix, with `date=` partitions as `events/`.
+pub const DIR: &str = "rollups/messages";
+
+/// The send events that put a message in a cohort.
+const SENDS: [&str; 2] = ["send.accepted", "message.sent"];
+/// The receipts the rollup keeps.
+const STATUSES: [&str; 3] = ["message.delivered", "message.read", "message.failed"];
+/// The events that count as a reply to the message named in their `reply_to`.
+const REPLIES: [&str; 2] = ["interaction.reply", "message.inbound"];
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("message_key", id_key::data_type(), false),
+        Field::new("sent_at", ts(), true),
+        Field::new("campaign", DataType::Utf8, true),
+        Field::new("template", DataType::Utf8, true),
+        Field::new("locale", DataType::Utf8, true),
+        Field::new("contact", id_key::data_type(), true),
+        Field::new("delivered_at", ts(), true),
+        Field::new("read_at", ts(), true),
+        Field::new("failed", DataType::Boolean, false),
+        Field::new("replied", DataType::Boolean, false),
+        Field::new("billable", DataType::Boolean, false),
+        Field::new("category", DataType::Utf8, true),
+        Field::new("country", DataType::Utf8, true),
+        Field::new("cost_micros", DataType::Int64, true),
+    ]))
+});
+
+/// The rollup's stored schema (without the `date` partition column):
+///
+/// - `message_key`: `id_key(message_id)` (of `reply_to` for replies);
+/// - `sent_at`: first `occurred_at` of its send events (`send.accepted`, `message.sent`), null
+///   when the file has none; `campaign`, `template`, `locale`: the largest value of its send
+///   events; `contact`: the largest `id_key(contact_key)` of its send events;
+/// - `delivered_at`, `read_at`: first `message.delivered`, `message.read`;
+/// - `failed`: it has a `message.failed`; `replied`: an `interaction.reply` or `message.inbound`
+///   names it in `reply_to`;
+/// - for the `cost` report, over its send, delivered and read events: `billable`, any of them
+///   billable; `category`, `country`, `cost_micros`: the largest value.
+pub fn schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+/// One message's partial aggregate over a file. Strings borrow from the file's batch.
+#[derive(Default)]
+struct Partial<'a> {
+    /// First seen, for the order of rows in the file.
+    first_at: i64,
+    sent_at: Option<i64>,
+    campaign: Option<&'a str>,
+    template: Option<&'a str>,
+    locale: Option<&'a str>,
+    contact: Option<i128>,
+    delivered_at: Option<i64>,
+    read_at: Option<i64>,
+    failed: bool,
+    replied: bool,
+    billable: bool,
+    category: Option<&'a str>,
+    country: Option<&'a str>,
+    cost_micros: Option<i64>,
+}
+
+fn min_of(slot: &mut Option<i64>, v: i64) {
+    *slot = Some(slot.map_or(v, |s| s.min(v)));
+}
+
+fn max_of<T: Ord + Copy>(slot: &mut Option<T>, v: Option<T>) {
+    if let Some(v) = v {
+        *slot = Some(slot.map_or(v, |s| s.max(v)));
+    }
+}
+
+fn text(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+fn utf8<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| Error::Invalid(format!("events batch without a text column {name}")))
+}
+
+/// The rollup rows of `events` (a batch of the events table, usually one date's rows of one
+/// file), ordered by when each message was first seen.
+pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
+    let event_type = utf8(events, "event_type")?;
+    let message_id = utf8(events, "message_id")?;
+    let reply_to = utf8(events, "reply_to")?;
+    let campaign = utf8(events, "campaign")?;
+    let template = utf8(events, "template")?;
+    let locale = utf8(events, "locale")?;
+    let contact_key = utf8(events, "contact_key")?;
+    let category = utf8(events, "category")?;
+    let country = utf8(events, "country")?;
+    let billable = events
+        .column_by_name("billable")
+        .and_then(|c| c.as_boolean_opt())
+        .ok_or_else(|| Error::Invalid("events batch without billable".into()))?;
+    let cost_micros = events
+        .column_by_name("cost_micros")
+        .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>())
+        .ok_or_else(|| Error::Invalid("events batch without cost_micros".into()))?;
+    let occurred = events
+        .column_by_name("occurred_at")
+        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+        .ok_or_else(|| Error::Invalid("events batch without occurred_at".into()))?;
+    let mut by_key: HashMap<i128, Partial> = HashMap::new();
+    for i in 0..events.num_rows() {
+        let kind = event_type.value(i);
+        let at = occurred.value(i);
+        let (id, is_reply) = if REPLIES.contains(&kind) {
+            (text(reply_to, i), true)
+        } else if SENDS.contains(&kind) || STATUSES.contains(&kind) {
+            (text(message_id, i), false)
+        } else {
+            continue;
+        };
+        let Some(id) = id else { continue };
+        let p = by_key.entry(id_key::key(id)).or_insert_with(|| Partial { first_at: at, ..Default::default() });
+        p.first_at = p.first_at.min(at);
+        if is_reply {
+            p.replied = true;
+            continue;
+        }
+        if kind != "message.failed" {
+            p.billable |= billable.is_valid(i) && billable.value(i);
+            max_of(&mut p.category, text(category, i));
+            max_of(&mut p.country, text(country, i));
+            max_of(&mut p.cost_micros, cost_micros.is_valid(i).then(|| cost_micros.value(i)));
+        }
+        match kind {
+            "message.delivered" => min_of(&mut p.delivered_at, at),
+            "message.read" => min_of(&mut p.read_at, at),
+            "message.failed" => p.failed = true,
+            k if SENDS.contains(&k) => {
+                min_of(&mut p.sent_at, at);
+                max_of(&mut p.campaign, text(campaign, i));
+                max_of(&mut p.template, text(template, i));
+                max_of(&mut p.locale, text(locale, i));
+                max_of(&mut p.contact, text(contact_key, i).map(id_key::key));
+            }
+            _ => {}
+        }
+    }
+    let mut rows: Vec<(i128, Partial)> = by_key.into_iter().collect();
+    // First seen, then key: timestamps that follow each other delta-encode into a few bits.
+    rows.sort_unstable_by_key(|(k, p)| (p.first_at, *k));
+
+    let key = |v: Decimal128Array| -> Result<ArrayRef> { Ok(Arc::new(v.with_data_type(id_key::data_type()))) };
+    let ts = |f: &dyn Fn(&Partial) -> Option<i64>| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from_iter(rows.iter().map(|(_, p)| f(p))).with_timezone("UTC"))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        key(rows.iter().map(|(k, _)| Some(*k)).collect())?,
+        ts(&|p| p.sent_at),
+        text_column(&rows, |p| p.campaign),
+        text_column(&rows, |p| p.template),
+        text_column(&rows, |p| p.locale),
+        key(rows.iter().map(|(_, p)| p.contact).collect())?,
+        ts(&|p| p.delivered_at),
+        ts(&|p| p.read_at),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(p.failed)))),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(p.replied)))),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(p.billable)))),
+        text_column(&rows, |p| p.category),
+        text_column(&rows, |p| p.country),
+        Arc::new(arrow::array::Int64Array::from_iter(rows.iter().map(|(_, p)| p.cost_micros))),
+    ];
+    Ok(RecordBatch::try_new(schema(), columns)?)
+}
+
+fn text_column<'a>(rows: &[(i128, Partial<'a>)], f: impl Fn(&Partial<'a>) -> Option<&'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter(rows.iter().map(|(_, p)| f(p))))
+}
+
+/// zstd; the keys (random 16-byte numbers, one per row) kept out of dictionaries, where they
+/// would only add size; timestamps delta-encoded.
+pub fn writer_properties() -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(crate::store::COMPACT_ROW_GROUP_ROWS))
+        .set_column_dictionary_enabled(ColumnPath::from("message_key"), false);
+    for col in ["sent_at", "delivered_at", "read_at"] {
+        b = b
+            .set_column_dictionary_enabled(ColumnPath::from(col), false)
+            .set_column_encoding(ColumnPath::from(col), Encoding::DELTA_BINARY_PACKED);
+    }
+    b.build()
+}
+
+/// The rollup file of the events file at `events_path` (a path under the store's prefix):
+/// the same date and name under [`DIR`]. `None` for a path that is not an events file.
+pub fn path_of(events_path: &str) -> Option<String> {
+    let (before, after) = events_path.rsplit_once("events/date=")?;
+    if !(before.is_empty() || before.ends_with('/')) {
+        return None;
+    }
+    Some(format!("{before}{DIR}/date={after}"))
+}
+
+/// Whether every events file (paths under the store) has its rollup file among `rollups`.
+pub fn covers<'a>(events: impl IntoIterator<Item = &'a str>, rollups: impl IntoIterator<Item = &'a str>) -> bool {
+    let have: std::collections::HashSet<&str> = rollups.into_iter().collect();
+    events.into_iter().all(|e| path_of(e).is_some_and(|r| have.contains(r.as_str())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{self, Event};
+
+    fn ev(kind: &str, id: &str, at: i64) -> Event {
+        let mut e = Event::new(format!("{kind}-{id}-{at}"), kind, at, at, "test");
+        e.message_id = Some(id.to_string());
+        e
+    }
+
+    #[test]
+    fn one_row_per_message_with_first_times_and_largest_attributes() {
+        let mut accepted = ev("send.accepted", "m1", 10);
+        accepted.template = Some("b".into());
+        accepted.contact_key = Some("c1".into());
+        let mut sent = ev("message.sent", "m1", 5);
+        sent.template = Some("a".into());
+        sent.billable = Some(true);
+        sent.category = Some("utility".into());
+        let mut failed = ev("message.failed", "m2", 60);
+        failed.billable = Some(true);
+        failed.cost_micros = Some(7);
+        sent.campaign = Some("spring".into());
+        let mut reply = ev("message.inbound", "in1", 40);
+        reply.reply_to = Some("m1".into());
+        let events = vec![
+            accepted,
+            sent,
+            ev("message.delivered", "m1", 30),
+            ev("message.delivered", "m1", 20),
+            ev("message.read", "m2", 50),
+            failed,
+            reply,
+            ev("conversion", "m3", 70),
+        ];
+        let batch = event::to_record_batch(&events).expect("batch");
+        let r = of_events(&batch).expect("rollup");
+        assert_eq!(r.num_rows(), 2, "m1 and m2; the inbound message and the conversion make no row");
+        let col = |n: &str| r.column_by_name(n).expect(n).clone();
+        let keys = col("message_key");
+        let keys = keys.as_primitive::<arrow::datatypes::Decimal128Type>();
+        assert_eq!(keys.value(0), id_key::key("m1"));
+        assert_eq!(keys.value(1), id_key::key("m2"));
+        let ts = |n: &str, i: usize| {
+            let c = col(n);
+            let a = c.as_primitive::<TimestampMicrosecondType>();
+            a.is_valid(i).then(|| a.value(i))
+        };
+        assert_eq!((ts("sent_at", 0), ts("delivered_at", 0), ts("read_at", 0)), (Some(5), Some(20), None));
+        assert_eq!((ts("sent_at", 1), ts("delivered_at", 1), ts("read_at", 1)), (None, None, Some(50)));
+        let template = col("template");
+        assert_eq!(template.as_string::<i32>().value(0), "b");
+        assert_eq!(col("campaign").as_string::<i32>().value(0), "spring");
+        assert!(col("locale").is_null(0));
+        let contact = col("contact");
+        assert_eq!(contact.as_primitive::<arrow::datatypes::Decimal128Type>().value(0), id_key::key("c1"));
+        assert!(contact.is_null(1));
+        let flags = |n: &str| {
+            let c = col(n);
+            (c.as_boolean().value(0), c.as_boolean().value(1))
+        };
+        assert_eq!(flags("failed"), (false, true));
+        assert_eq!(flags("replied"), (true, false));
+        assert_eq!(flags("billable"), (true, false), "a failure's billing is not the message's");
+        assert_eq!(col("category").as_string::<i32>().value(0), "utility");
+        assert!(col("cost_micros").is_null(1));
+    }
+
+    #[test]
+    fn rollup_paths_mirror_events_paths() {
+        assert_eq!(
+            path_of("events/date=2026-01-02/wal-a-1.parquet").as_deref(),
+            Some("rollups/messages/date=2026-01-02/wal-a-1.parquet")
+        );
+        assert_eq!(
+            path_of("pre/fix/events/date=2026-01-02/x.parquet").as_deref(),
+            Some("pre/fix/rollups/messages/date=2026-01-02/x.parquet")
+        );
+        assert_eq!(path_of("myevents/date=2026-01-02/x.parquet"), None);
+        assert_eq!(path_of("other/x.parquet"), None);
+        let events = ["events/date=2026-01-02/a.parquet", "events/date=2026-01-03/b.parquet"];
+        let all = ["rollups/messages/date=2026-01-02/a.parquet", "rollups/messages/date=2026-01-03/b.parquet"];
+        assert!(covers(events, all));
+        assert!(!covers(events, all[..1].iter().copied()));
+        assert!(covers([], []));
+    }
+}
