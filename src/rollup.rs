@@ -3,7 +3,7 @@
 //!
 //! Every message report groups the sends and statuses of millions of messages by message id
 //! after scanning every event; that grouping and the 64-character ids it reads were most of
-//! their time (BENCHMARKS.md, sections 2's rounds). The writer of an events file already holds
+//! their time (BENCHMARKS.md, section 2). The writer of an events file already holds
 //! its rows in memory, so it also writes their partial aggregate per message to
 //! `rollups/messages/date=<date>/<name>.parquet`: first send time and the send's attributes,
 //! first delivered and read times, whether it failed and whether it was replied to. A report

@@ -1,4 +1,5 @@
-//! Object storage: where events end up, as Parquet under `events/date=YYYY-MM-DD/`.
+//! Object storage: where events end up, as Parquet under `events/date=YYYY-MM-DD/`, each file
+//! with its message rollup ([`crate::rollup`]) under `rollups/messages/date=YYYY-MM-DD/`.
 //!
 //! [`Storage`] wraps any `object_store` backend chosen by URL. [`Flusher`] is the background
 //! task that moves sealed write-ahead log segments into Parquet and deletes them only after

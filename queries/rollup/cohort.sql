@@ -1,6 +1,6 @@
 -- cohort, from the message rollup (src/rollup.rs): the messages of ../cohort.sql, one row each,
--- with their receipts, billing and replies, spliced in where a report's rollup form says
--- `{{cohort}}`.
+-- with their receipts, billing and replies, spliced into the reports' rollup forms as
+-- ../cohort.sql is into theirs.
 --
 -- The rollup holds one row per message and events file, each a MIN, MAX or "any" of that file's
 -- events of the message; merged here per message over the files of dates >= $from, as the

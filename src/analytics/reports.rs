@@ -32,12 +32,11 @@ const COHORT: &str = include_str!("../../queries/cohort.sql");
 
 /// The reports with a form that reads the message rollup (`messages`, [`crate::rollup`]),
 /// used where every events file has its rollup. Each gives the same rows as its form over the
-/// events (tests/it/reports.rs checks both on every report). `failures` reads only the cohort
-/// from the rollup, and its SQL is the events form's with the rollup's cohort spliced in.
+/// events (tests/it/reports.rs checks both on every report).
 pub const ROLLUP_REPORTS: &[(&str, &str)] = &[
     ("funnel", include_str!("../../queries/rollup/funnel.sql")),
     ("delivery", include_str!("../../queries/rollup/delivery.sql")),
-    ("failures", include_str!("../../queries/failures.sql")),
+    ("failures", include_str!("../../queries/rollup/failures.sql")),
     ("engagement", include_str!("../../queries/rollup/engagement.sql")),
     ("cost", include_str!("../../queries/rollup/cost.sql")),
 ];
