@@ -26,9 +26,9 @@ import benchlib as b
 
 
 def literal_sql(path):
-    """The SQL of `path` with the shared cohort spliced in and the benchmark's parameters as
+    """The SQL of `path` with the shared pieces (cohort, cost totals) spliced in and the benchmark's parameters as
     literals (`/v1/query` takes no parameters)."""
-    sql = Path(path).read_text().replace("{{cohort}}", (br.ROOT / "queries" / "cohort.sql").read_text())
+    sql = br.splice(Path(path).read_text())
     params = br.params_for(sql)
     for name in sorted(params, key=len, reverse=True):
         value = params[name]

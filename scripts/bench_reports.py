@@ -122,12 +122,17 @@ def with_ctes(sql, overrides):
     return sql
 
 
+def splice(sql):
+    """`sql` with the shared pieces of queries/ spliced in where it says `{{name}}`, as
+    convoscope does (src/analytics/reports.rs)."""
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: (ROOT / "queries" / f"{m.group(1)}.sql").read_text(), sql)
+
+
 def duck_sqls(name):
     """(label, SQL) for every formulation DuckDB is timed on: the report's own SQL, with the
-    shared cohort spliced in as convoscope does, then the same with DuckDB's own CTEs from
+    shared pieces (cohort, cost totals) spliced in as convoscope does, then the same with DuckDB's own CTEs from
     scripts/bench/duckdb/ where it has any; each also in plain SQL where it uses convoscope's
     functions."""
-    cohort = (ROOT / "queries" / "cohort.sql").read_text()
     sql = (ROOT / "queries" / f"{name}.sql").read_text()
     forms = [("report SQL", sql)]
     own = DUCKDB_DIR / f"{name}.sql"
@@ -140,7 +145,7 @@ def duck_sqls(name):
             forms.append((f"{label}, not materialized", MATERIALIZED.sub(r"\1 AS (", form)))
     out = []
     for label, form in forms:
-        form = form.replace("{{cohort}}", cohort)
+        form = splice(form)
         out.append((label, form))
         standard = plain(form)
         if standard != form:

@@ -44,14 +44,23 @@ pub const ROLLUP_REPORTS: &[(&str, &str)] = &[
 /// The cohort from the message rollup, with each message's receipts, replies and billing.
 const ROLLUP_COHORT: &str = include_str!("../../queries/rollup/cohort.sql");
 
+/// What `cost` computes from its messages, the same from the events and from the rollup,
+/// spliced in where its two forms say `{{cost_totals}}`.
+const COST_TOTALS: &str = include_str!("../../queries/cost_totals.sql");
+
+/// `sql` with `cohort` and the other shared pieces spliced in.
+fn splice(sql: &str, cohort: &str) -> String {
+    sql.replace("{{cohort}}", cohort).replace("{{cost_totals}}", COST_TOTALS)
+}
+
 /// A report's SQL over the events, with the shared pieces spliced in.
 pub fn sql_of(name: &str) -> Option<String> {
-    REPORTS.iter().find(|(n, _)| *n == name).map(|(_, s)| s.replace("{{cohort}}", COHORT))
+    REPORTS.iter().find(|(n, _)| *n == name).map(|(_, s)| splice(s, COHORT))
 }
 
 /// A report's SQL over the message rollup, where it has one.
 pub fn rollup_sql_of(name: &str) -> Option<String> {
-    ROLLUP_REPORTS.iter().find(|(n, _)| *n == name).map(|(_, s)| s.replace("{{cohort}}", ROLLUP_COHORT))
+    ROLLUP_REPORTS.iter().find(|(n, _)| *n == name).map(|(_, s)| splice(s, ROLLUP_COHORT))
 }
 
 /// Names of the reports, for help texts and errors.
