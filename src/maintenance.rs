@@ -419,9 +419,16 @@ pub async fn retention(storage: &Storage, keep_days: u32, min_days: u32, today: 
         let bytes = files.iter().map(|f| f.size).sum();
         for f in &files {
             storage.store.delete(&f.location).await?;
-            delete_rollup_of(storage, &f.location).await;
         }
         deleted.push(Deleted { date, files: files.len(), bytes });
+    }
+    // Every rollup file of those dates, not only those of the files just deleted: a rollup
+    // left without its events file (a failed delete after compaction) would otherwise bring
+    // deleted messages back into the reports that read the rollup.
+    for (d, m) in storage.list_rollup_files().await? {
+        if d < cutoff {
+            storage.store.delete(&m.location).await?;
+        }
     }
     if !deleted.is_empty() {
         let record = serde_json::json!({"at": chrono::Utc::now().to_rfc3339(), "keep_days": keep_days,
@@ -552,10 +559,15 @@ mod tests {
         for (i, date) in [d(2026, 1, 1), d(2026, 1, 20), d(2026, 2, 1)].into_iter().enumerate() {
             s.write_events(vec![ev(&format!("e{i}"), at(date), 0)], "x").await.unwrap();
         }
+        // A rollup whose events file is already gone.
+        let orphan = s.rollup_file(d(2026, 1, 2), "orphan");
+        s.store.put(&orphan, bytes::Bytes::from_static(b"x").into()).await.unwrap();
         assert!(retention(&s, 3, 7, d(2026, 2, 2)).await.unwrap_err().to_string().contains("minimum"));
         let gone = retention(&s, 14, 7, d(2026, 2, 2)).await.unwrap();
         assert_eq!(gone.iter().map(|g| g.date).collect::<Vec<_>>(), [d(2026, 1, 1)]);
         let left: Vec<NaiveDate> = s.list_event_files().await.unwrap().into_iter().map(|f| f.0).collect();
         assert_eq!(left, [d(2026, 1, 20), d(2026, 2, 1)]);
+        let rollups: Vec<NaiveDate> = s.list_rollup_files().await.unwrap().into_iter().map(|f| f.0).collect();
+        assert_eq!(rollups, [d(2026, 1, 20), d(2026, 2, 1)], "the old file's rollup and the orphan are gone");
     }
 }

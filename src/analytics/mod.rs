@@ -291,7 +291,8 @@ impl Analytics {
     }
 
     /// Runs one read-only SQL statement: DDL, DML, `COPY`, `SET` and the like are refused,
-    /// and no table but `events` is reachable (no URL tables, no file functions).
+    /// and no tables are reachable but `events`, `messages` and `rate_card` (no URL tables, no
+    /// file functions).
     /// Returns the result's schema too, so an empty result still has its columns.
     pub async fn query(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let ctx = self.context().await?;
