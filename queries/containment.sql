@@ -5,6 +5,7 @@
 --
 -- Conversations are grouped by id_key(conversation_id) (src/analytics/id_key.rs): a number
 -- hashes and compares faster than the string (10 million events: 21% less time, paired runs).
+-- rollup/containment.sql gives the same rows from the conversation rollup.
 WITH conv AS (
     SELECT MIN(CASE WHEN event_type = 'conversation.opened' THEN occurred_at END) AS opened_at,
            min_text(CASE WHEN event_type = 'conversation.opened' THEN date END) AS day,
@@ -15,16 +16,4 @@ WITH conv AS (
     WHERE event_type LIKE 'conversation.%' AND conversation_id IS NOT NULL AND date >= $from
     GROUP BY id_key(conversation_id)
 )
-SELECT day,
-       queue,
-       COUNT(*) AS conversations,
-       SUM(resolved) AS resolved,
-       SUM(CASE WHEN resolved = 1 AND handed_off = 0 THEN 1 ELSE 0 END) AS contained,
-       SUM(handed_off) AS handed_off,
-       CASE WHEN SUM(resolved) = 0 THEN NULL
-            ELSE CAST(SUM(CASE WHEN resolved = 1 AND handed_off = 0 THEN 1 ELSE 0 END) AS DOUBLE) / SUM(resolved)
-       END AS containment_rate
-FROM conv
-WHERE opened_at IS NOT NULL AND day <= $to
-GROUP BY day, queue
-ORDER BY day, queue
+{{containment_rates}}

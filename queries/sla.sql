@@ -6,7 +6,9 @@
 -- first_contact_resolution_rate: resolved conversations not reopened within 7 days of the
 -- first resolution / resolved conversations.
 -- Conversations are grouped and joined as conv_key, id_key() of their ids: 20% less time than
--- on the strings at 10 million events (paired runs).
+-- on the strings at 10 million events (paired runs). rollup/sla.sql gives the same rows from
+-- the conversation rollup; both end in sla_times.sql and
+-- sla_summary.sql.
 WITH ev AS (
     SELECT id_key(conversation_id) AS conv_key, event_type, occurred_at, date, queue, actor
     FROM events
@@ -22,45 +24,12 @@ conv AS (
     FROM ev
     GROUP BY conv_key
 ),
-start AS (
-    SELECT conv_key, day, queue, opened_at, resolved_at,
-           COALESCE(first_customer_at, opened_at) AS customer_at
-    FROM conv
-    WHERE opened_at IS NOT NULL AND day <= $to
+-- Each conversation's replies (reopen false) and reopenings (true).
+touches AS (
+    SELECT conv_key, occurred_at AS at, event_type = 'conversation.reopened' AS reopen
+    FROM ev
+    WHERE event_type IN ('conversation.bot_reply', 'conversation.agent_reply', 'conversation.reopened')
 ),
--- First reply and reopening come from one join of the conversations with their reply and
--- reopen events (a LEFT JOIN, so conversations with neither stay): DataFusion computes a CTE
--- once per reference, and separate first_reply and reopened CTEs cost two more scans and
--- aggregations of every conversation event (2x slower at 3 million events).
-per_conv AS (
-    SELECT s.conv_key,
-           max_text(s.day) AS day,
-           max_text(s.queue) AS queue,
-           date_part('epoch', MIN(CASE WHEN e.event_type IN ('conversation.bot_reply', 'conversation.agent_reply')
-                                        AND e.occurred_at >= s.customer_at THEN e.occurred_at END))
-             - date_part('epoch', MAX(s.customer_at)) AS first_response_s,
-           date_part('epoch', MAX(s.resolved_at)) - date_part('epoch', MAX(s.opened_at)) AS resolution_s,
-           CASE WHEN MAX(s.resolved_at) IS NULL THEN 0 ELSE 1 END AS resolved,
-           CASE WHEN MAX(s.resolved_at) IS NOT NULL
-                 AND MAX(CASE WHEN e.event_type = 'conversation.reopened'
-                               AND e.occurred_at >= s.resolved_at
-                               AND date_part('epoch', e.occurred_at) <= date_part('epoch', s.resolved_at) + 604800
-                          THEN 1 ELSE 0 END) = 0
-                THEN 1 ELSE 0 END AS fcr
-    FROM start s
-    LEFT JOIN ev e ON e.conv_key = s.conv_key
-                  AND e.event_type IN ('conversation.bot_reply', 'conversation.agent_reply', 'conversation.reopened')
-    GROUP BY s.conv_key
-)
-SELECT day,
-       queue,
-       COUNT(*) AS conversations,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY first_response_s) AS p50_first_response_s,
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY first_response_s) AS p90_first_response_s,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY resolution_s) AS p50_resolution_s,
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY resolution_s) AS p90_resolution_s,
-       CASE WHEN SUM(resolved) = 0 THEN NULL ELSE CAST(SUM(fcr) AS DOUBLE) / SUM(resolved) END
-           AS first_contact_resolution_rate
-FROM per_conv
-GROUP BY day, queue
-ORDER BY day, queue
+{{sla_times}},
+per_conv AS (SELECT * FROM joined)
+{{sla_summary}}

@@ -9,12 +9,12 @@ For each size: `convoscope generate` N events, then for every report of the cont
   - DuckDB hot: the same SQL from `queries/` in-process on the same files, after one warm-up,
     median of R runs; where scripts/bench/duckdb/ has DuckDB's own CTEs for a report, the
     report with those in place of its own too, and the faster of the two counts. DuckDB reads
-    the events files only, as a team without convoscope would; convoscope's message reports
-    read its message rollup beside them (queries/rollup/, src/rollup.rs), written when the
-    events files were, so the check below also checks the rollup against the events;
+    the events files only, as a team without convoscope would; convoscope's reports read its
+    message and conversation rollups beside them (queries/rollup/, src/rollup/), written when
+    the events files were, so the check below also checks the rollups against the events;
 and checks both engines give the same numbers (the benchmark fails if they differ). Then bytes
 per event of convoscope's Parquet vs DuckDB's own `COPY ... (FORMAT parquet, COMPRESSION zstd)`
-of the same rows (and the bytes of the message rollup, listed apart); then `convoscope compact` (one file per day, as past days are in a deployment
+of the same rows (and the bytes of the rollups, listed apart); then `convoscope compact` (one file per day, as past days are in a deployment
 that runs it), its bytes per event, and every report timed again on that layout; and how report
 time grows with the number of events (as generated).
 
@@ -271,7 +271,7 @@ def time_reports(binary, store, runs, work, env, label):
 
 
 def store_files(store):
-    """(events files, their bytes, bytes of the message rollup beside them)."""
+    """(events files, their bytes, bytes of the rollups beside them)."""
     files = list((store / "events").rglob("*.parquet"))
     rollups = list((store / "rollups").rglob("*.parquet")) if (store / "rollups").exists() else []
     return len(files), sum(f.stat().st_size for f in files), sum(f.stat().st_size for f in rollups)
@@ -353,8 +353,8 @@ def main():
         print(f"\n| storage | bytes/event |\n| --- | --- |\n| convoscope Parquet | {d['ours_bpe']:.1f} |"
               f"\n| DuckDB COPY zstd | {d['duck_bpe']:.1f} |\n| ratio | {d['ours_bpe'] / d['duck_bpe']:.2f} |"
               f"\n| convoscope Parquet after `compact` | {d['bpe_c']:.1f} |"
-              f"\n| message rollup beside it (as generated / compacted) | {d['rollup_bpe']:.1f} / {d['rollup_bpe_c']:.1f} |"
-              f"\n| events and rollup, compacted, over DuckDB's file | {(d['bpe_c'] + d['rollup_bpe_c']) / d['duck_bpe']:.2f} |")
+              f"\n| rollups beside it (as generated / compacted) | {d['rollup_bpe']:.1f} / {d['rollup_bpe_c']:.1f} |"
+              f"\n| events and rollups, compacted, over DuckDB's file | {(d['bpe_c'] + d['rollup_bpe_c']) / d['duck_bpe']:.2f} |")
         rss = f"peak RSS {d['compact_rss']:.0f} MiB" if d["compact_rss"] else "too short to sample its RSS"
         print(f"\nAfter `convoscope compact` ({d['compact_s']:.1f} s, {rss}; {d['files_c']} files):\n")
         report_table(d["compacted"])

@@ -136,7 +136,7 @@ pub enum Command {
         time_scale: f64,
     },
     /// Merges small Parquet files per date partition, dropping duplicate event ids, and writes
-    /// the message rollup of any events file without one (files of earlier versions).
+    /// the rollups of any events file without them (files of earlier versions).
     Compact {
         /// Only partitions from this date.
         #[arg(long)]
@@ -318,7 +318,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {} merged files", done.len());
             let rollups = crate::maintenance::write_missing_rollups(&storage).await?;
             if rollups > 0 {
-                println!("wrote the message rollup of {rollups} files that had none");
+                println!("wrote {rollups} rollup files that events files lacked");
             }
             Ok(())
         }

@@ -12,8 +12,8 @@
 //! - [`wal`]: the fsynced, checksummed write-ahead log behind every 200, with deduplication.
 //! - [`idset`]: the compact set of id hashes behind the log's deduplication.
 //! - [`store`]: object storage by URL, the Parquet writer, and the flusher from log to store.
-//! - [`rollup`]: the per-message rollup written beside every events file, read by the
-//!   message reports.
+//! - [`rollup`]: the per-message and per-conversation rollups written beside every events
+//!   file, read by the reports.
 //! - [`maintenance`]: `compact` and `retention`.
 //! - [`analytics`]: DataFusion over the stored `events` table.
 //! - [`experiments`]: experiment definitions and deterministic assignment.

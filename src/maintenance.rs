@@ -28,6 +28,7 @@ use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 
 use crate::error::{Error, Result};
 use crate::event;
+use crate::rollup::Kind;
 use crate::store::{Storage, compacted_writer_properties, parquet_bytes, stored_order};
 
 /// What compaction did to one partition.
@@ -247,21 +248,20 @@ async fn merge_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMeta
     }
     // Decoding, merging and encoding a day is seconds of CPU: off the async runtime, where
     // `serve`'s background compaction would otherwise stall requests.
-    let (bytes, rollup, rows_before, rows_after) = tokio::task::spawn_blocking(move || merge_files(raw))
+    let (bytes, rollups, rows_before, rows_after) = tokio::task::spawn_blocking(move || merge_files(raw))
         .await
         .map_err(|e| Error::Invalid(format!("compaction task failed: {e}")))??;
     let mut id = [0u8; 8];
     rand::fill(&mut id);
     let name = format!("compact-{}", hex::encode(id));
     let path = storage.event_file(date, &name);
-    // The rollup first, as the flusher does: a listed events file has its rollup.
-    storage.store.put(&storage.rollup_file(date, &name), rollup.into()).await?;
+    storage.put_rollups(rollups, date, &name).await?;
     storage.store.put(&path, bytes.into()).await?;
     // Check what landed before anything is deleted.
     let footer_rows = file_rows(storage, &storage.store.head(&path).await?).await? as usize;
     if footer_rows != rows_after {
         let _ = storage.store.delete(&path).await;
-        delete_rollup_of(storage, &path).await;
+        delete_rollups_of(storage, &path).await;
         return Err(Error::Invalid(format!(
             "compacted file of {date} has {footer_rows} rows, expected {rows_after}; kept the originals"
         )));
@@ -278,7 +278,7 @@ async fn delete_replaced(storage: &Storage, merged: Vec<Merged>) -> Result<Vec<C
     for Merged { compacted: c, replaced } in merged {
         for f in &replaced {
             match storage.store.delete(&f.location).await {
-                Ok(()) => delete_rollup_of(storage, &f.location).await,
+                Ok(()) => delete_rollups_of(storage, &f.location).await,
                 Err(e) => {
                     failed.get_or_insert(e);
                 }
@@ -293,14 +293,16 @@ async fn delete_replaced(storage: &Storage, merged: Vec<Merged>) -> Result<Vec<C
     }
 }
 
-/// Deletes the rollup of the events file at `events`, after the events file: a rollup without
+/// Deletes the rollups of the events file at `events`, after the events file: a rollup without
 /// its events file changes no report (its rows repeat the merged file's rollup), so a failure
 /// here is only logged, and a missing rollup (a file of an older version) is not one.
-async fn delete_rollup_of(storage: &Storage, events: &ObjPath) {
-    let Some(rollup) = crate::rollup::path_of(events.as_ref()) else { return };
-    match storage.store.delete(&ObjPath::from(rollup.as_str())).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => tracing::warn!(file = %rollup, error = %e, "could not delete a replaced rollup file"),
+async fn delete_rollups_of(storage: &Storage, events: &ObjPath) {
+    for kind in Kind::ALL {
+        let Some(rollup) = kind.path_of(events.as_ref()) else { return };
+        match storage.store.delete(&ObjPath::from(rollup.as_str())).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(file = %rollup, error = %e, "could not delete a replaced rollup file"),
+        }
     }
 }
 
@@ -324,36 +326,45 @@ fn decode_events(path: &ObjPath, bytes: Bytes) -> Result<Vec<RecordBatch>> {
     Ok(batches)
 }
 
-/// Writes the message rollup ([`crate::rollup`]) of every events file that has none: files of
-/// versions before rollups, or written by another tool. Until every file has one, reports read
-/// the events instead. Returns how many were written.
+/// Writes each rollup ([`crate::rollup`]) that an events file lacks: files of versions before
+/// that rollup, or written by another tool. Until every file has every rollup, reports read
+/// the events instead. Returns how many rollup files were written.
 pub async fn write_missing_rollups(storage: &Storage) -> Result<usize> {
     let have: std::collections::HashSet<String> =
         storage.list_rollup_files().await?.into_iter().map(|(_, m)| m.location.to_string()).collect();
     let mut written = 0;
     for (_, file) in storage.list_event_files().await? {
-        let Some(rollup) = crate::rollup::path_of(file.location.as_ref()) else { continue };
-        if have.contains(&rollup) {
+        let missing: Vec<(Kind, String)> = Kind::ALL
+            .into_iter()
+            .filter_map(|k| k.path_of(file.location.as_ref()).map(|p| (k, p)))
+            .filter(|(_, p)| !have.contains(p))
+            .collect();
+        if missing.is_empty() {
             continue;
         }
         let bytes = storage.store.get(&file.location).await?.bytes().await?;
         let path = file.location.clone();
-        let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+        let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<(String, Vec<u8>)>> {
             let events = concat_batches(&event::schema(), &decode_events(&path, bytes)?)?;
-            parquet_bytes(&crate::rollup::of_events(&events)?, crate::rollup::writer_properties())
+            missing
+                .into_iter()
+                .map(|(k, p)| Ok((p, parquet_bytes(&k.of_events(&events)?, k.writer_properties())?)))
+                .collect()
         })
         .await
         .map_err(|e| Error::Invalid(format!("rollup task failed: {e}")))??;
-        storage.store.put(&ObjPath::from(rollup.as_str()), encoded.into()).await?;
-        written += 1;
+        for (p, bytes) in encoded {
+            storage.store.put(&ObjPath::from(p.as_str()), bytes.into()).await?;
+            written += 1;
+        }
     }
     Ok(written)
 }
 
 /// One Parquet file of the rows of `files` (path, contents), duplicates of an event id dropped
-/// (the copy received first is kept), in the stored order, and its message rollup; with the row
-/// counts before and after.
-fn merge_files(files: Vec<(ObjPath, Bytes)>) -> Result<(Vec<u8>, Vec<u8>, usize, usize)> {
+/// (the copy received first is kept), in the stored order, and its rollups; with the row counts
+/// before and after.
+fn merge_files(files: Vec<(ObjPath, Bytes)>) -> Result<(Vec<u8>, crate::rollup::Encoded, usize, usize)> {
     let schema = event::schema();
     let mut batches = Vec::new();
     for (path, bytes) in files {
@@ -387,8 +398,8 @@ fn merge_files(files: Vec<(ObjPath, Bytes)>) -> Result<(Vec<u8>, Vec<u8>, usize,
     let sorted = take_record_batch(&all, &kept)?;
     drop(all);
     let rows_after = sorted.num_rows();
-    let rollup = parquet_bytes(&crate::rollup::of_events(&sorted)?, crate::rollup::writer_properties())?;
-    Ok((parquet_bytes(&sorted, compacted_writer_properties())?, rollup, rows_before, rows_after))
+    let rollups = crate::rollup::encode(&sorted)?;
+    Ok((parquet_bytes(&sorted, compacted_writer_properties())?, rollups, rows_before, rows_after))
 }
 
 /// What retention deleted.
@@ -560,7 +571,7 @@ mod tests {
             s.write_events(vec![ev(&format!("e{i}"), at(date), 0)], "x").await.unwrap();
         }
         // A rollup whose events file is already gone.
-        let orphan = s.rollup_file(d(2026, 1, 2), "orphan");
+        let orphan = s.rollup_file(Kind::Conversations, d(2026, 1, 2), "orphan");
         s.store.put(&orphan, bytes::Bytes::from_static(b"x").into()).await.unwrap();
         assert!(retention(&s, 3, 7, d(2026, 2, 2)).await.unwrap_err().to_string().contains("minimum"));
         let gone = retention(&s, 14, 7, d(2026, 2, 2)).await.unwrap();
@@ -568,6 +579,7 @@ mod tests {
         let left: Vec<NaiveDate> = s.list_event_files().await.unwrap().into_iter().map(|f| f.0).collect();
         assert_eq!(left, [d(2026, 1, 20), d(2026, 2, 1)]);
         let rollups: Vec<NaiveDate> = s.list_rollup_files().await.unwrap().into_iter().map(|f| f.0).collect();
-        assert_eq!(rollups, [d(2026, 1, 20), d(2026, 2, 1)], "the old file's rollup and the orphan are gone");
+        let kept = [d(2026, 1, 20), d(2026, 2, 1)];
+        assert_eq!(rollups, [kept, kept].concat(), "the old file's rollups and the orphan are gone, per kind");
     }
 }

@@ -1,5 +1,5 @@
 //! Object storage: where events end up, as Parquet under `events/date=YYYY-MM-DD/`, each file
-//! with its message rollup ([`crate::rollup`]) under `rollups/messages/date=YYYY-MM-DD/`.
+//! with its rollups ([`crate::rollup`]) under `rollups/<kind>/date=YYYY-MM-DD/`.
 //!
 //! [`Storage`] wraps any `object_store` backend chosen by URL. [`Flusher`] is the background
 //! task that moves sealed write-ahead log segments into Parquet and deletes them only after
@@ -25,6 +25,7 @@ use parquet::schema::types::ColumnPath;
 use crate::error::{Error, Result};
 use crate::event::{self, Event};
 use crate::metrics::Metrics;
+use crate::rollup::Kind;
 use crate::wal::Wal;
 
 /// Rows per Parquet row group. Large enough for good compression and few footer entries,
@@ -119,9 +120,18 @@ impl Storage {
         self.path(&format!("events/date={date}/{name}.parquet"))
     }
 
-    /// Path of the message rollup of one events file ([`crate::rollup`]).
-    pub fn rollup_file(&self, date: NaiveDate, name: &str) -> ObjPath {
-        self.path(&format!("{}/date={date}/{name}.parquet", crate::rollup::DIR))
+    /// Path of one rollup of one events file ([`crate::rollup`]).
+    pub fn rollup_file(&self, kind: Kind, date: NaiveDate, name: &str) -> ObjPath {
+        self.path(&format!("{}/date={date}/{name}.parquet", kind.dir()))
+    }
+
+    /// Uploads the rollups of the events file `name` of `date`, before that file: an events
+    /// file listed is one whose rollups are in place.
+    pub async fn put_rollups(&self, rollups: crate::rollup::Encoded, date: NaiveDate, name: &str) -> Result<()> {
+        for (kind, bytes) in rollups {
+            self.store.put(&self.rollup_file(kind, date, name), PutPayload::from(bytes)).await?;
+        }
+        Ok(())
     }
 
     /// Writes events as Parquet, one file per `occurred_at` date named `<name>.parquet`, each
@@ -146,8 +156,7 @@ impl Storage {
     pub async fn put_event_files(&self, files: Vec<EventFile>, name: &str) -> Result<Vec<(ObjPath, usize)>> {
         let mut written = Vec::new();
         for f in files {
-            // The rollup first: an events file listed is one whose rollup is in place.
-            self.store.put(&self.rollup_file(f.date, name), PutPayload::from(f.rollup)).await?;
+            self.put_rollups(f.rollups, f.date, name).await?;
             let path = self.event_file(f.date, name);
             self.store.put(&path, PutPayload::from(f.bytes)).await?;
             written.push((path, f.rows));
@@ -160,9 +169,13 @@ impl Storage {
         self.list_partitioned("events").await
     }
 
-    /// Every message rollup file ([`crate::rollup`]), with its partition date.
+    /// Every rollup file of every kind ([`crate::rollup`]), with its partition date.
     pub async fn list_rollup_files(&self) -> Result<Vec<(NaiveDate, ObjectMeta)>> {
-        self.list_partitioned(crate::rollup::DIR).await
+        let mut all = Vec::new();
+        for kind in Kind::ALL {
+            all.extend(self.list_partitioned(kind.dir()).await?);
+        }
+        Ok(all)
     }
 
     /// The Parquet files under `dir`'s `date=` partitions, with their dates, by path.
@@ -202,8 +215,8 @@ pub struct EventFile {
     pub date: NaiveDate,
     pub rows: usize,
     pub bytes: Vec<u8>,
-    /// Its message rollup ([`crate::rollup`]), as Parquet.
-    pub rollup: Vec<u8>,
+    /// Its rollups ([`crate::rollup`]), as Parquet.
+    pub rollups: crate::rollup::Encoded,
 }
 
 /// Encodes batches of the events table as Parquet in memory, one file per `occurred_at` date,
@@ -233,7 +246,7 @@ pub fn encode_event_files(batches: Vec<RecordBatch>) -> Result<Vec<EventFile>> {
             date,
             rows: len,
             bytes: parquet_bytes(&slice, writer_properties())?,
-            rollup: parquet_bytes(&crate::rollup::of_events(&slice)?, crate::rollup::writer_properties())?,
+            rollups: crate::rollup::encode(&slice)?,
         });
         start += len;
     }

@@ -2,9 +2,9 @@
 //! (in [`reports`]) the report jobs whose SQL lives in `queries/`.
 //!
 //! `events` is a listing table over `events/date=*/` with `date` as a hive partition column,
-//! so a filter on `date` skips whole directories. `messages` is the same over the message
-//! rollup ([`crate::rollup`]): one row per message and events file, to be merged per
-//! `message_key`; the message reports read it where every events file has its rollup.
+//! so a filter on `date` skips whole directories. `messages` and `conversations` are the same
+//! over the rollups ([`crate::rollup`]): one row per message (conversation) and events file, to
+//! be merged per key; reports read them where every events file has its rollups.
 
 pub mod earliest_text;
 pub mod format;
@@ -113,8 +113,8 @@ pub struct Analytics {
     pub costs: Arc<Costs>,
     /// Experiment definitions: the experiment report's control and weights.
     pub experiments: Arc<crate::experiments::Experiments>,
-    /// Whether reports read the message rollup ([`crate::rollup`]) where every events file has
-    /// one; false reads the events always (the same answers, slower).
+    /// Whether reports read the rollups ([`crate::rollup`]) where every events file has them;
+    /// false reads the events always (the same answers, slower).
     pub rollups: bool,
 }
 
@@ -186,7 +186,7 @@ impl Analytics {
         self
     }
 
-    /// The same analytics reading the events even where the message rollup could answer.
+    /// The same analytics reading the events even where the rollups could answer.
     pub fn without_rollups(mut self) -> Self {
         self.rollups = false;
         self
@@ -215,14 +215,16 @@ impl Analytics {
         })
     }
 
-    /// A session with `events` and `messages` (the message rollup, [`crate::rollup`])
-    /// registered.
+    /// A session with `events`, `messages` and `conversations` (the rollups, [`crate::rollup`])
+    /// and `rate_card` registered.
     pub async fn context(&self) -> Result<SessionContext> {
         let ctx = SessionContext::new_with_config_rt(self.session.clone(), self.runtime.clone());
         let url = url::Url::parse(STORE_URL).map_err(|e| Error::Invalid(e.to_string()))?;
         ctx.register_object_store(&url, self.storage.store.clone());
         ctx.register_table("events", self.partitioned_table("events", read_schema())?)?;
-        ctx.register_table("messages", self.partitioned_table(crate::rollup::DIR, views(crate::rollup::schema()))?)?;
+        for kind in crate::rollup::Kind::ALL {
+            ctx.register_table(kind.table(), self.partitioned_table(kind.dir(), views(kind.schema()))?)?;
+        }
         ctx.register_table("rate_card", self.rate_card_table()?)?;
         ctx.register_udf(id_key::udf());
         ctx.register_udaf(text_extreme::udaf(true));
@@ -245,8 +247,8 @@ impl Analytics {
         Ok(Arc::new(ListingTable::try_new(cfg)?))
     }
 
-    /// Whether reports can read the message rollup: it is wanted, and every events file has its
-    /// rollup file. A store written before rollups (until `convoscope compact` writes them) or
+    /// Whether reports can read the rollups: they are wanted, and every events file has every
+    /// rollup file. A store written before a rollup (until `convoscope compact` writes them) or
     /// by another tool has files without one, and its reports read the events.
     pub async fn rollups_cover(&self) -> Result<bool> {
         if !self.rollups {
@@ -262,7 +264,7 @@ impl Analytics {
             static WARNED: std::sync::Once = std::sync::Once::new();
             WARNED.call_once(|| {
                 tracing::warn!(
-                    "some events files have no message rollup: reports read the events, which is slower; \
+                    "some events files lack a rollup: reports read the events, which is slower; \
                      `convoscope compact` writes the missing rollups"
                 )
             });
@@ -291,7 +293,7 @@ impl Analytics {
     }
 
     /// Runs one read-only SQL statement: DDL, DML, `COPY`, `SET` and the like are refused,
-    /// and no tables are reachable but `events`, `messages` and `rate_card` (no URL tables, no
+    /// and no tables are reachable but `events`, `messages`, `conversations` and `rate_card` (no URL tables, no
     /// file functions).
     /// Returns the result's schema too, so an empty result still has its columns.
     pub async fn query(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {

@@ -30,8 +30,8 @@ pub const REPORTS: &[(&str, &str)] = &[
 /// The send cohort shared by the message reports, spliced in where a report says `{{cohort}}`.
 const COHORT: &str = include_str!("../../queries/cohort.sql");
 
-/// The reports with a form that reads the message rollup (`messages`, [`crate::rollup`]),
-/// used where every events file has its rollup. Each gives the same rows as its form over the
+/// The reports with a form that reads the rollups (`messages`, `conversations`,
+/// [`crate::rollup`]), used where every events file has its rollups. Each gives the same rows as its form over the
 /// events (tests/it/reports.rs checks both on every report).
 pub const ROLLUP_REPORTS: &[(&str, &str)] = &[
     ("funnel", include_str!("../../queries/rollup/funnel.sql")),
@@ -39,18 +39,25 @@ pub const ROLLUP_REPORTS: &[(&str, &str)] = &[
     ("failures", include_str!("../../queries/rollup/failures.sql")),
     ("engagement", include_str!("../../queries/rollup/engagement.sql")),
     ("cost", include_str!("../../queries/rollup/cost.sql")),
+    ("containment", include_str!("../../queries/rollup/containment.sql")),
+    ("sla", include_str!("../../queries/rollup/sla.sql")),
 ];
 
 /// The cohort from the message rollup, with each message's receipts, replies and billing.
 const ROLLUP_COHORT: &str = include_str!("../../queries/rollup/cohort.sql");
 
-/// What `cost` computes from its messages, the same from the events and from the rollup,
-/// spliced in where its two forms say `{{cost_totals}}`.
-const COST_TOTALS: &str = include_str!("../../queries/cost_totals.sql");
+/// What a report computes from its messages or conversations, the same whether they come from
+/// the events or the rollups: spliced in where both forms of the report say `{{name}}`.
+const PIECES: &[(&str, &str)] = &[
+    ("{{cost_totals}}", include_str!("../../queries/cost_totals.sql")),
+    ("{{containment_rates}}", include_str!("../../queries/containment_rates.sql")),
+    ("{{sla_times}}", include_str!("../../queries/sla_times.sql")),
+    ("{{sla_summary}}", include_str!("../../queries/sla_summary.sql")),
+];
 
 /// `sql` with `cohort` and the other shared pieces spliced in.
 fn splice(sql: &str, cohort: &str) -> String {
-    sql.replace("{{cohort}}", cohort).replace("{{cost_totals}}", COST_TOTALS)
+    PIECES.iter().fold(sql.replace("{{cohort}}", cohort), |s, (name, piece)| s.replace(name, piece))
 }
 
 /// A report's SQL over the events, with the shared pieces spliced in.
@@ -58,7 +65,7 @@ pub fn sql_of(name: &str) -> Option<String> {
     REPORTS.iter().find(|(n, _)| *n == name).map(|(_, s)| splice(s, COHORT))
 }
 
-/// A report's SQL over the message rollup, where it has one.
+/// A report's SQL over the rollups, where it has one.
 pub fn rollup_sql_of(name: &str) -> Option<String> {
     ROLLUP_REPORTS.iter().find(|(n, _)| *n == name).map(|(_, s)| splice(s, ROLLUP_COHORT))
 }

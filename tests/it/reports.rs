@@ -463,12 +463,44 @@ fn same(what: &str, a: &Report, b: &Report) {
     }
 }
 
-/// Every report with a rollup form gives from the rollup what it gives from the events, on the
-/// hand-built set (its edge cases) and on generated data, over every range and campaign filter.
+/// `from`'s events files (a store directory) shuffled into files of `rows` rows in `to`: each
+/// message's and conversation's events end up in several files, whose rollup rows the reports
+/// must merge.
+async fn split_into_small_files(from: &std::path::Path, to: &Storage, rows: usize) {
+    let mut batches = Vec::new();
+    for f in all_files(from) {
+        if f.to_string_lossy().contains("/events/date=") && f.extension().is_some_and(|e| e == "parquet") {
+            let file = std::fs::File::open(&f).unwrap();
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+            batches.extend(reader.build().unwrap().map(|b| b.unwrap()));
+        }
+    }
+    let all = arrow::compute::concat_batches(&convoscope::event::schema(), &batches).unwrap();
+    let n = all.num_rows() as u64;
+    // Row i to position i * stride mod n: a fixed permutation when stride and n are coprime.
+    let gcd = |mut a: u64, mut b: u64| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let stride = (7919..).find(|s| gcd(*s, n) == 1).unwrap();
+    let order = arrow::array::UInt32Array::from_iter_values((0..n).map(|i| (i * stride % n) as u32));
+    let shuffled = arrow::compute::take_record_batch(&all, &order).unwrap();
+    for (k, start) in (0..shuffled.num_rows()).step_by(rows).enumerate() {
+        let len = rows.min(shuffled.num_rows() - start);
+        to.write_batches(vec![shuffled.slice(start, len)], &format!("split-{k:04}")).await.unwrap();
+    }
+}
+
+/// Every report with a rollup form gives from the rollups what it gives from the events, on the
+/// hand-built set (its edge cases), on generated data, and on that data split into many small
+/// files, over every range and campaign filter.
 #[tokio::test]
-async fn reports_from_the_message_rollup_give_what_the_events_give() {
+async fn reports_from_the_rollups_give_what_the_events_give() {
     let (_dir, fixtures) = loaded().await;
-    let generated = Storage::open("memory://").unwrap();
+    let dir = test_dir();
+    let generated = Storage::open(&format!("file://{}", dir.path().display())).unwrap();
     let spec = convoscope::generate::Spec {
         events: 60_000,
         days: 6,
@@ -476,7 +508,9 @@ async fn reports_from_the_message_rollup_give_what_the_events_give() {
         start: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
     };
     convoscope::generate::generate(&generated, &spec).await.unwrap();
-    let generated = Analytics::new(generated, 2).unwrap();
+    let split = Storage::open("memory://").unwrap();
+    split_into_small_files(dir.path(), &split, 5_000).await;
+    let (generated, split) = (Analytics::new(generated, 2).unwrap(), Analytics::new(split, 2).unwrap());
     let ranges = [
         Params::default(),
         Params::parse(Some("2026-02-02"), Some("2026-02-02"), None, None).unwrap(),
@@ -484,8 +518,8 @@ async fn reports_from_the_message_rollup_give_what_the_events_give() {
         Params::parse(None, Some("2026-01-03"), None, None).unwrap(),
         Params::parse(None, None, Some("spring"), None).unwrap(),
     ];
-    for a in [fixtures, generated] {
-        assert!(a.rollups_cover().await.unwrap(), "every file written has its rollup");
+    for a in [fixtures, generated, split] {
+        assert!(a.rollups_cover().await.unwrap(), "every file written has its rollups");
         let events = a.clone().without_rollups();
         let campaigns = a.query("SELECT DISTINCT campaign FROM events WHERE campaign IS NOT NULL").await.unwrap().1;
         let mut params = ranges.to_vec();
@@ -504,25 +538,40 @@ async fn reports_from_the_message_rollup_give_what_the_events_give() {
     }
 }
 
-/// An events file without its rollup (a store of an earlier version) sends every report to the
-/// events, with the same answers; `compact` writes the missing rollup.
+/// An events file without one of its rollups (a store of an earlier version) sends every report
+/// to the events, with the same answers; `compact` writes the missing rollups.
 #[tokio::test]
 async fn a_file_without_its_rollup_is_read_from_the_events_until_compact_writes_one() {
     let (dir, a) = loaded().await;
-    let all = Params::default();
-    let before = a.report("funnel", &all).await.unwrap();
-    let rollups: Vec<_> = all_files(&dir.path().join("store"))
-        .into_iter()
-        .filter(|f| {
-            f.to_string_lossy().contains("rollups/messages/date=") && f.extension().is_some_and(|e| e == "parquet")
-        })
-        .collect();
-    assert!(!rollups.is_empty());
-    std::fs::remove_file(&rollups[0]).unwrap();
-    assert!(!a.rollups_cover().await.unwrap());
-    same("funnel from the events", &a.report("funnel", &all).await.unwrap(), &before);
+    // One report of each rollup.
+    async fn both(a: &Analytics) -> Vec<Report> {
+        let mut out = Vec::new();
+        for r in ["funnel", "sla"] {
+            out.push(a.report(r, &Params::default()).await.unwrap());
+        }
+        out
+    }
+    let check = |label: &str, now: Vec<Report>, before: &[Report]| {
+        for (x, y) in now.iter().zip(before) {
+            same(&format!("{} {label}", x.name), x, y);
+        }
+    };
+    let before = both(&a).await;
+    let files = all_files(&dir.path().join("store"));
+    for kind in ["messages", "conversations"] {
+        let rollup = files
+            .iter()
+            .find(|f| {
+                f.to_string_lossy().contains(&format!("rollups/{kind}/date="))
+                    && f.extension().is_some_and(|e| e == "parquet")
+            })
+            .unwrap_or_else(|| panic!("a {kind} rollup file"));
+        std::fs::remove_file(rollup).unwrap();
+        assert!(!a.rollups_cover().await.unwrap(), "without a {kind} rollup file");
+    }
+    check("from the events", both(&a).await, &before);
     let storage = Storage::open(&format!("file://{}", dir.path().join("store").display())).unwrap();
-    assert_eq!(convoscope::maintenance::write_missing_rollups(&storage).await.unwrap(), 1);
+    assert_eq!(convoscope::maintenance::write_missing_rollups(&storage).await.unwrap(), 2);
     assert!(a.rollups_cover().await.unwrap());
-    same("funnel from the rewritten rollup", &a.report("funnel", &all).await.unwrap(), &before);
+    check("from the rewritten rollups", both(&a).await, &before);
 }

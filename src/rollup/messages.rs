@@ -1,5 +1,5 @@
-//! The per-message rollup: one row per message and events file, written beside every events
-//! file, from which the message reports read their cohort and receipts instead of the events.
+//! The message rollup: one row per message and events file, from which the message reports
+//! read their cohort and receipts instead of the events.
 //!
 //! Every message report groups the sends and statuses of millions of messages by message id
 //! after scanning every event; that grouping and the 64-character ids it reads were most of
@@ -12,8 +12,7 @@
 //! Every column is a `MIN`, `MAX` or "any" of the file's events, so merging the rows of several
 //! files gives what aggregating their events at once gives, and a row repeated (a file both
 //! before and after compaction replaced it, an events file flushed twice after a crash) changes
-//! nothing. Reports use the rollup only when every events file has its rollup file
-//! ([`covers`]); otherwise they read the events (`convoscope compact` writes missing rollups).
+//! nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -21,16 +20,11 @@ use std::sync::{Arc, LazyLock};
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
-use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::properties::WriterProperties;
-use parquet::schema::types::ColumnPath;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+use super::{max_of, min_of, occurred_at, text, utf8};
 use crate::analytics::id_key;
 use crate::error::{Error, Result};
-
-/// Directory of the message rollup under the store's prefix, with `date=` partitions as `events/`.
-pub const DIR: &str = "rollups/messages";
 
 /// The send events that put a message in a cohort.
 const SENDS: [&str; 2] = ["send.accepted", "message.sent"];
@@ -94,27 +88,6 @@ struct Partial<'a> {
     cost_micros: Option<i64>,
 }
 
-fn min_of(slot: &mut Option<i64>, v: i64) {
-    *slot = Some(slot.map_or(v, |s| s.min(v)));
-}
-
-fn max_of<T: Ord + Copy>(slot: &mut Option<T>, v: Option<T>) {
-    if let Some(v) = v {
-        *slot = Some(slot.map_or(v, |s| s.max(v)));
-    }
-}
-
-fn text(a: &StringArray, i: usize) -> Option<&str> {
-    a.is_valid(i).then(|| a.value(i))
-}
-
-fn utf8<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or_else(|| Error::Invalid(format!("events batch without a text column {name}")))
-}
-
 /// The rollup rows of `events` (a batch of the events table, usually one date's rows of one
 /// file), ordered by when each message was first seen.
 pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
@@ -135,10 +108,7 @@ pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
         .column_by_name("cost_micros")
         .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>())
         .ok_or_else(|| Error::Invalid("events batch without cost_micros".into()))?;
-    let occurred = events
-        .column_by_name("occurred_at")
-        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
-        .ok_or_else(|| Error::Invalid("events batch without occurred_at".into()))?;
+    let occurred = occurred_at(events)?;
     let mut by_key: HashMap<i128, Partial> = HashMap::new();
     for i in 0..events.num_rows() {
         let kind = event_type.value(i);
@@ -208,41 +178,11 @@ fn text_column<'a>(rows: &[(i128, Partial<'a>)], f: impl Fn(&Partial<'a>) -> Opt
     Arc::new(StringArray::from_iter(rows.iter().map(|(_, p)| f(p))))
 }
 
-/// zstd; the keys (random 16-byte numbers, one per row) kept out of dictionaries, where they
-/// would only add size; timestamps delta-encoded.
-pub fn writer_properties() -> WriterProperties {
-    let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-        .set_max_row_group_row_count(Some(crate::store::COMPACT_ROW_GROUP_ROWS))
-        .set_column_dictionary_enabled(ColumnPath::from("message_key"), false);
-    for col in ["sent_at", "delivered_at", "read_at"] {
-        b = b
-            .set_column_dictionary_enabled(ColumnPath::from(col), false)
-            .set_column_encoding(ColumnPath::from(col), Encoding::DELTA_BINARY_PACKED);
-    }
-    b.build()
-}
-
-/// The rollup file of the events file at `events_path` (a path under the store's prefix):
-/// the same date and name under [`DIR`]. `None` for a path that is not an events file.
-pub fn path_of(events_path: &str) -> Option<String> {
-    let (before, after) = events_path.rsplit_once("events/date=")?;
-    if !(before.is_empty() || before.ends_with('/')) {
-        return None;
-    }
-    Some(format!("{before}{DIR}/date={after}"))
-}
-
-/// Whether every events file (paths under the store) has its rollup file among `rollups`.
-pub fn covers<'a>(events: impl IntoIterator<Item = &'a str>, rollups: impl IntoIterator<Item = &'a str>) -> bool {
-    let have: std::collections::HashSet<&str> = rollups.into_iter().collect();
-    events.into_iter().all(|e| path_of(e).is_some_and(|r| have.contains(r.as_str())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::{self, Event};
+    use arrow::datatypes::TimestampMicrosecondType;
 
     fn ev(kind: &str, id: &str, at: i64) -> Event {
         let mut e = Event::new(format!("{kind}-{id}-{at}"), kind, at, at, "test");
@@ -306,24 +246,5 @@ mod tests {
         assert_eq!(flags("billable"), (true, false), "a failure's billing is not the message's");
         assert_eq!(col("category").as_string::<i32>().value(0), "utility");
         assert!(col("cost_micros").is_null(1));
-    }
-
-    #[test]
-    fn rollup_paths_mirror_events_paths() {
-        assert_eq!(
-            path_of("events/date=2026-01-02/wal-a-1.parquet").as_deref(),
-            Some("rollups/messages/date=2026-01-02/wal-a-1.parquet")
-        );
-        assert_eq!(
-            path_of("pre/fix/events/date=2026-01-02/x.parquet").as_deref(),
-            Some("pre/fix/rollups/messages/date=2026-01-02/x.parquet")
-        );
-        assert_eq!(path_of("myevents/date=2026-01-02/x.parquet"), None);
-        assert_eq!(path_of("other/x.parquet"), None);
-        let events = ["events/date=2026-01-02/a.parquet", "events/date=2026-01-03/b.parquet"];
-        let all = ["rollups/messages/date=2026-01-02/a.parquet", "rollups/messages/date=2026-01-03/b.parquet"];
-        assert!(covers(events, all));
-        assert!(!covers(events, all[..1].iter().copied()));
-        assert!(covers([], []));
     }
 }

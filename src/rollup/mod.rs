@@ -1,0 +1,173 @@
+//! Rollups: partial aggregates written beside every events file, from which reports read
+//! instead of grouping millions of events by their text ids.
+//!
+//! Every report groups events by a message or conversation id after scanning them all; that
+//! grouping and the 64-character ids it reads were most of their time (BENCHMARKS.md,
+//! section 2). The writer of an events file already holds its rows in memory, so it also
+//! writes, first, one aggregate row per message ([`messages`]) and per conversation
+//! ([`conversations`]) of that file to `rollups/<kind>/date=<date>/<name>.parquet`. A report
+//! merges those rows per key, which reads a fraction of the rows, as numbers.
+//!
+//! Every column of a rollup is a `MIN`, `MAX`, "any" or set of the file's events, so merging
+//! the rows of several files gives what aggregating their events at once gives, and a row
+//! repeated (a file both before and after compaction replaced it, an events file flushed twice
+//! after a crash) changes nothing. Reports use the rollups only when every events file has
+//! every rollup ([`covers`]); otherwise they read the events (`convoscope compact` writes
+//! missing rollups).
+
+pub mod conversations;
+pub mod messages;
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+
+use crate::error::{Error, Result};
+
+/// A rollup: what it aggregates per key of an events file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// One row per message: [`messages`].
+    Messages,
+    /// One row per conversation: [`conversations`].
+    Conversations,
+}
+
+impl Kind {
+    /// Every rollup, in the order writers write them.
+    pub const ALL: [Kind; 2] = [Kind::Messages, Kind::Conversations];
+
+    /// Its directory under the store's prefix, with `date=` partitions as `events/`.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Kind::Messages => "rollups/messages",
+            Kind::Conversations => "rollups/conversations",
+        }
+    }
+
+    /// The SQL table reports read it as.
+    pub fn table(self) -> &'static str {
+        match self {
+            Kind::Messages => "messages",
+            Kind::Conversations => "conversations",
+        }
+    }
+
+    /// Its stored schema (without the `date` partition column).
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Kind::Messages => messages::schema(),
+            Kind::Conversations => conversations::schema(),
+        }
+    }
+
+    /// Its rows of `events`, a batch of the events table (usually one date's rows of one file).
+    pub fn of_events(self, events: &RecordBatch) -> Result<RecordBatch> {
+        match self {
+            Kind::Messages => messages::of_events(events),
+            Kind::Conversations => conversations::of_events(events),
+        }
+    }
+
+    /// zstd; the key (a random 16-byte number per row) kept out of dictionaries, where it would
+    /// only add size; timestamps delta-encoded.
+    pub fn writer_properties(self) -> WriterProperties {
+        let (key, timestamps): (&str, &[&str]) = match self {
+            Kind::Messages => ("message_key", &["sent_at", "delivered_at", "read_at"]),
+            Kind::Conversations => ("conversation_key", &["opened_at", "customer_at", "resolved_at"]),
+        };
+        let mut b = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+            .set_max_row_group_row_count(Some(crate::store::COMPACT_ROW_GROUP_ROWS))
+            .set_column_dictionary_enabled(ColumnPath::from(key), false);
+        for col in timestamps {
+            b = b
+                .set_column_dictionary_enabled(ColumnPath::from(*col), false)
+                .set_column_encoding(ColumnPath::from(*col), Encoding::DELTA_BINARY_PACKED);
+        }
+        b.build()
+    }
+
+    /// The rollup file of the events file at `events_path` (a path under the store's prefix):
+    /// the same date and name under [`Kind::dir`]. `None` for a path that is not an events file.
+    pub fn path_of(self, events_path: &str) -> Option<String> {
+        let (before, after) = events_path.rsplit_once("events/date=")?;
+        if !(before.is_empty() || before.ends_with('/')) {
+            return None;
+        }
+        Some(format!("{before}{}/date={after}", self.dir()))
+    }
+}
+
+/// The rollups of one events file, each encoded as Parquet.
+pub type Encoded = Vec<(Kind, Vec<u8>)>;
+
+/// Every rollup of `events` (a batch of one events file), encoded as Parquet.
+pub fn encode(events: &RecordBatch) -> Result<Encoded> {
+    Kind::ALL
+        .iter()
+        .map(|k| Ok((*k, crate::store::parquet_bytes(&k.of_events(events)?, k.writer_properties())?)))
+        .collect()
+}
+
+/// Whether every events file (paths under the store) has every rollup among `rollups`.
+pub fn covers<'a>(events: impl IntoIterator<Item = &'a str>, rollups: impl IntoIterator<Item = &'a str>) -> bool {
+    let have: std::collections::HashSet<&str> = rollups.into_iter().collect();
+    events.into_iter().all(|e| Kind::ALL.iter().all(|k| k.path_of(e).is_some_and(|r| have.contains(r.as_str()))))
+}
+
+fn min_of(slot: &mut Option<i64>, v: i64) {
+    *slot = Some(slot.map_or(v, |s| s.min(v)));
+}
+
+fn max_of<T: Ord + Copy>(slot: &mut Option<T>, v: Option<T>) {
+    if let Some(v) = v {
+        *slot = Some(slot.map_or(v, |s| s.max(v)));
+    }
+}
+
+fn text(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+fn utf8<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| Error::Invalid(format!("events batch without a text column {name}")))
+}
+
+fn occurred_at(batch: &RecordBatch) -> Result<&TimestampMicrosecondArray> {
+    batch
+        .column_by_name("occurred_at")
+        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+        .ok_or_else(|| Error::Invalid("events batch without occurred_at".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollup_paths_mirror_events_paths() {
+        let m = Kind::Messages;
+        assert_eq!(
+            m.path_of("events/date=2026-01-02/wal-a-1.parquet").as_deref(),
+            Some("rollups/messages/date=2026-01-02/wal-a-1.parquet")
+        );
+        assert_eq!(
+            Kind::Conversations.path_of("pre/fix/events/date=2026-01-02/x.parquet").as_deref(),
+            Some("pre/fix/rollups/conversations/date=2026-01-02/x.parquet")
+        );
+        assert_eq!(m.path_of("myevents/date=2026-01-02/x.parquet"), None);
+        assert_eq!(m.path_of("other/x.parquet"), None);
+        let events = ["events/date=2026-01-02/a.parquet", "events/date=2026-01-03/b.parquet"];
+        let all: Vec<String> = Kind::ALL.iter().flat_map(|k| events.iter().filter_map(|e| k.path_of(e))).collect();
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        assert!(covers(events, all.iter().copied()));
+        assert!(!covers(events, all[..3].iter().copied()), "one rollup of one file missing");
+        assert!(covers([], []));
+    }
+}
