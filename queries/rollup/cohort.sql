@@ -1,4 +1,4 @@
--- cohort, from the message rollup (src/rollup.rs): the messages of ../cohort.sql, one row each,
+-- cohort, from the message rollup (src/rollup/messages.rs): the messages of ../cohort.sql, one row each,
 -- with their receipts, billing and replies, spliced into the reports' rollup forms as
 -- ../cohort.sql is into theirs.
 --
