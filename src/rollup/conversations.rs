@@ -12,12 +12,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Decimal128Array, ListBuilder, RecordBatch, StringArray, TimestampMicrosecondArray,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BooleanArray, Decimal128Array, ListBuilder, RecordBatch, StringArray, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::{max_of, min_of, occurred_at, text, utf8};
+use super::{first_seen_order, max_of, min_of, occurred_at, text, timestamps, utf8};
 use crate::analytics::id_key;
 use crate::error::Result;
 
@@ -120,9 +119,7 @@ pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
             _ => {}
         }
     }
-    let mut rows: Vec<(i128, Partial)> = by_key.into_iter().collect();
-    // First seen, then key: timestamps that follow each other delta-encode into a few bits.
-    rows.sort_unstable_by_key(|(k, p)| (p.first_at, *k));
+    let mut rows = first_seen_order(by_key, |p| p.first_at);
     for (_, p) in &mut rows {
         for v in [&mut p.replies, &mut p.reopens] {
             v.sort_unstable();
@@ -130,24 +127,22 @@ pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
         }
     }
 
-    let ts = |f: &dyn Fn(&Partial) -> Option<i64>| -> ArrayRef {
-        Arc::new(TimestampMicrosecondArray::from_iter(rows.iter().map(|(_, p)| f(p))).with_timezone("UTC"))
-    };
+    let ts = |f: fn(&Partial) -> Option<i64>| timestamps(&rows, f);
     let text_column = |f: &dyn Fn(&Partial) -> Option<String>| -> ArrayRef {
         Arc::new(StringArray::from_iter(rows.iter().map(|(_, p)| f(p))))
     };
     let keys = Decimal128Array::from_iter_values(rows.iter().map(|(k, _)| *k)).with_data_type(id_key::data_type());
     let columns: Vec<ArrayRef> = vec![
         Arc::new(keys),
-        ts(&|p| p.opened_at),
+        ts(|p| p.opened_at),
         text_column(&|p| p.queue.map(str::to_string)),
         text_column(&|p| p.any_queue.map(str::to_string)),
-        ts(&|p| p.customer_at),
-        ts(&|p| p.resolved_at),
+        ts(|p| p.customer_at),
+        ts(|p| p.resolved_at),
         Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(p.handed_off)))),
         times(rows.iter().map(|(_, p)| p.replies.as_slice())),
         times(rows.iter().map(|(_, p)| p.reopens.as_slice())),
-        ts(&|p| {
+        ts(|p| {
             let from = p.customer_at.or(p.opened_at)?;
             p.replies.iter().copied().filter(|t| *t >= from).min()
         }),

@@ -17,12 +17,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::{max_of, min_of, occurred_at, text, utf8};
+use super::{first_seen_order, max_of, min_of, occurred_at, text, timestamps, utf8};
 use crate::analytics::id_key;
 use crate::error::{Error, Result};
 
@@ -147,23 +145,19 @@ pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
             _ => {}
         }
     }
-    let mut rows: Vec<(i128, Partial)> = by_key.into_iter().collect();
-    // First seen, then key: timestamps that follow each other delta-encode into a few bits.
-    rows.sort_unstable_by_key(|(k, p)| (p.first_at, *k));
+    let rows = first_seen_order(by_key, |p| p.first_at);
 
     let key = |v: Decimal128Array| -> Result<ArrayRef> { Ok(Arc::new(v.with_data_type(id_key::data_type()))) };
-    let ts = |f: &dyn Fn(&Partial) -> Option<i64>| -> ArrayRef {
-        Arc::new(TimestampMicrosecondArray::from_iter(rows.iter().map(|(_, p)| f(p))).with_timezone("UTC"))
-    };
+    let ts = |f: fn(&Partial) -> Option<i64>| timestamps(&rows, f);
     let columns: Vec<ArrayRef> = vec![
         key(rows.iter().map(|(k, _)| Some(*k)).collect())?,
-        ts(&|p| p.sent_at),
+        ts(|p| p.sent_at),
         text_column(&rows, |p| p.campaign),
         text_column(&rows, |p| p.template),
         text_column(&rows, |p| p.locale),
         key(rows.iter().map(|(_, p)| p.contact).collect())?,
-        ts(&|p| p.delivered_at),
-        ts(&|p| p.read_at),
+        ts(|p| p.delivered_at),
+        ts(|p| p.read_at),
         Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(p.failed)))),
         Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(p.replied)))),
         Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(p.billable)))),

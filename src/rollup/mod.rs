@@ -18,7 +18,10 @@
 pub mod conversations;
 pub mod messages;
 
-use arrow::array::{Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -116,6 +119,19 @@ pub fn encode(events: &RecordBatch) -> Result<Encoded> {
 pub fn covers<'a>(events: impl IntoIterator<Item = &'a str>, rollups: impl IntoIterator<Item = &'a str>) -> bool {
     let have: std::collections::HashSet<&str> = rollups.into_iter().collect();
     events.into_iter().all(|e| Kind::ALL.iter().all(|k| k.path_of(e).is_some_and(|r| have.contains(r.as_str()))))
+}
+
+/// `by_key`'s rows by when each was first seen (`first_at`), then by key: timestamps that
+/// follow each other delta-encode into a few bits.
+fn first_seen_order<P>(by_key: HashMap<i128, P>, first_at: impl Fn(&P) -> i64) -> Vec<(i128, P)> {
+    let mut rows: Vec<(i128, P)> = by_key.into_iter().collect();
+    rows.sort_unstable_by_key(|(k, p)| (first_at(p), *k));
+    rows
+}
+
+/// A UTC timestamp column of `f` over `rows`.
+fn timestamps<P>(rows: &[(i128, P)], f: impl Fn(&P) -> Option<i64>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from_iter(rows.iter().map(|(_, p)| f(p))).with_timezone("UTC"))
 }
 
 fn min_of(slot: &mut Option<i64>, v: i64) {
