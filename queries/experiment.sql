@@ -12,28 +12,16 @@
 -- exposure_rows is read twice (exposed, experiment_messages): MATERIALIZED reads the sends once
 -- (src/analytics/materialize.rs; 10 million events, paired runs: 5-14% less time).
 WITH exposure_rows AS MATERIALIZED (
-    SELECT experiment, variant, id_key(contact_key) AS contact, occurred_at, message_id
+    SELECT experiment, variant, id_key(contact_key) AS contact, occurred_at AS exposed_at,
+           id_key(message_id) AS message_key
     FROM events
     WHERE event_type IN ('send.accepted', 'message.sent')
       AND experiment IS NOT NULL AND variant IS NOT NULL AND contact_key IS NOT NULL
       AND ($experiment = '' OR experiment = $experiment)
       AND ($campaign = '' OR campaign = $campaign)
 ),
--- A contact's first exposure and its variant in one pass (the smallest variant among
--- exposures at the same instant): joining the first exposure back to its rows read the
--- exposures once more, 1.44 s instead of 1.10 at 3 million events. earliest_text is
--- first_value(variant ORDER BY occurred_at, variant) without DataFusion's accumulator per
--- contact for text (src/analytics/earliest_text.rs).
-exposed AS (
-    SELECT experiment, contact, MIN(occurred_at) AS exposed_at,
-           earliest_text(variant, occurred_at) AS variant
-    FROM exposure_rows
-    GROUP BY experiment, contact
-    HAVING CAST(MIN(occurred_at) AS DATE) >= CAST($from AS DATE)
-       AND CAST(MIN(occurred_at) AS DATE) <= CAST($to AS DATE)
-),
 experiment_messages AS (
-    SELECT DISTINCT experiment, contact, id_key(message_id) AS message_key FROM exposure_rows WHERE message_id IS NOT NULL
+    SELECT DISTINCT experiment, contact, message_key FROM exposure_rows WHERE message_key IS NOT NULL
 ),
 -- Reads and replies in one join of the experiment's messages: DataFusion computes a CTE once
 -- per reference, and separate read and reply CTEs read experiment_messages (and so the
@@ -47,39 +35,4 @@ engagement AS (
     FROM events
     WHERE event_type IN ('interaction.reply', 'message.inbound') AND reply_to IS NOT NULL AND date >= $from
 ),
-engaged_contacts AS (
-    SELECT m.experiment, m.contact, MAX(g.was_read) AS was_read, MAX(g.replied) AS replied
-    FROM experiment_messages m
-    JOIN engagement g ON g.target = m.message_key
-    GROUP BY m.experiment, m.contact
-),
-conversion_events AS (
-    SELECT event_id, id_key(MAX(contact_key)) AS contact, MIN(occurred_at) AS occurred_at,
-           MAX(COALESCE(revenue_micros, 0)) AS revenue_micros
-    FROM events
-    WHERE event_type = 'conversion' AND contact_key IS NOT NULL AND date >= $from
-    GROUP BY event_id
-),
-per_contact AS (
-    SELECT x.experiment, x.variant, x.contact,
-           COUNT(c.event_id) AS n_conversions,
-           COALESCE(SUM(c.revenue_micros), 0) AS revenue_micros
-    FROM exposed x
-    LEFT JOIN conversion_events c
-      ON c.contact = x.contact
-     AND c.occurred_at >= x.exposed_at
-     AND date_part('epoch', c.occurred_at) <= date_part('epoch', x.exposed_at) + $window_s
-    GROUP BY x.experiment, x.variant, x.contact
-)
-SELECT p.experiment,
-       p.variant,
-       COUNT(*) AS exposures,
-       SUM(CASE WHEN n_conversions > 0 THEN 1 ELSE 0 END) AS conversions,
-       SUM(COALESCE(g.was_read, 0)) AS reads,
-       SUM(COALESCE(g.replied, 0)) AS replies,
-       SUM(CAST(revenue_micros AS DOUBLE) / 1000000) AS revenue_sum,
-       SUM((CAST(revenue_micros AS DOUBLE) / 1000000) * (CAST(revenue_micros AS DOUBLE) / 1000000)) AS revenue_sq_sum
-FROM per_contact p
-LEFT JOIN engaged_contacts g ON g.experiment = p.experiment AND g.contact = p.contact
-GROUP BY p.experiment, p.variant
-ORDER BY p.experiment, p.variant
+{{experiment_totals}}

@@ -2,9 +2,10 @@
 //! (in [`reports`]) the report jobs whose SQL lives in `queries/`.
 //!
 //! `events` is a listing table over `events/date=*/` with `date` as a hive partition column,
-//! so a filter on `date` skips whole directories. `messages` and `conversations` are the same
-//! over the rollups ([`crate::rollup`]): one row per message (conversation) and events file, to
-//! be merged per key; reports read them where every events file has its rollups.
+//! so a filter on `date` skips whole directories. `messages`, `conversations` and `exposures`
+//! are the same over the rollups ([`crate::rollup`]): one row per message (conversation,
+//! experiment exposure) and events file, to be merged per key; reports read them where every
+//! events file has its rollups.
 
 pub mod earliest_text;
 pub mod format;
@@ -215,8 +216,8 @@ impl Analytics {
         })
     }
 
-    /// A session with `events`, `messages` and `conversations` (the rollups, [`crate::rollup`])
-    /// and `rate_card` registered.
+    /// A session with `events`, the rollups (`messages`, `conversations`, `exposures`:
+    /// [`crate::rollup`]) and `rate_card` registered.
     pub async fn context(&self) -> Result<SessionContext> {
         let ctx = SessionContext::new_with_config_rt(self.session.clone(), self.runtime.clone());
         let url = url::Url::parse(STORE_URL).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -293,8 +294,8 @@ impl Analytics {
     }
 
     /// Runs one read-only SQL statement: DDL, DML, `COPY`, `SET` and the like are refused,
-    /// and no tables are reachable but `events`, `messages`, `conversations` and `rate_card` (no URL tables, no
-    /// file functions).
+    /// and no tables are reachable but `events`, the rollups (`messages`, `conversations`,
+    /// `exposures`) and `rate_card` (no URL tables, no file functions).
     /// Returns the result's schema too, so an empty result still has its columns.
     pub async fn query(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let ctx = self.context().await?;

@@ -30,9 +30,9 @@ pub const REPORTS: &[(&str, &str)] = &[
 /// The send cohort shared by the message reports, spliced in where a report says `{{cohort}}`.
 const COHORT: &str = include_str!("../../queries/cohort.sql");
 
-/// The reports with a form that reads the rollups (`messages`, `conversations`,
-/// [`crate::rollup`]), used where every events file has its rollups. Each gives the same rows as its form over the
-/// events (tests/it/reports.rs checks both on every report).
+/// The reports with a form that reads the rollups (`messages`, `conversations`, `exposures`:
+/// [`crate::rollup`]), used where every events file has its rollups. Each gives the same rows
+/// as its form over the events (tests/it/reports.rs checks both on every report).
 pub const ROLLUP_REPORTS: &[(&str, &str)] = &[
     ("funnel", include_str!("../../queries/rollup/funnel.sql")),
     ("delivery", include_str!("../../queries/rollup/delivery.sql")),
@@ -41,6 +41,7 @@ pub const ROLLUP_REPORTS: &[(&str, &str)] = &[
     ("cost", include_str!("../../queries/rollup/cost.sql")),
     ("containment", include_str!("../../queries/rollup/containment.sql")),
     ("sla", include_str!("../../queries/rollup/sla.sql")),
+    ("experiment", include_str!("../../queries/rollup/experiment.sql")),
 ];
 
 /// The cohort from the message rollup, with each message's receipts, replies and billing.
@@ -53,6 +54,7 @@ const PIECES: &[(&str, &str)] = &[
     ("{{containment_rates}}", include_str!("../../queries/containment_rates.sql")),
     ("{{sla_times}}", include_str!("../../queries/sla_times.sql")),
     ("{{sla_summary}}", include_str!("../../queries/sla_summary.sql")),
+    ("{{experiment_totals}}", include_str!("../../queries/experiment_totals.sql")),
 ];
 
 /// `sql` with `cohort` and the other shared pieces spliced in.

@@ -4,9 +4,10 @@
 //! Every report groups events by a message or conversation id after scanning them all; that
 //! grouping and the 64-character ids it reads were most of their time (BENCHMARKS.md,
 //! section 2). The writer of an events file already holds its rows in memory, so it also
-//! writes, first, one aggregate row per message ([`messages`]) and per conversation
-//! ([`conversations`]) of that file to `rollups/<kind>/date=<date>/<name>.parquet`. A report
-//! merges those rows per key, which reads a fraction of the rows, as numbers.
+//! writes, first, one aggregate row per message ([`messages`]), per conversation
+//! ([`conversations`]) and per experiment exposure ([`exposures`]) of that file to
+//! `rollups/<kind>/date=<date>/<name>.parquet`. A report merges those rows per key, which reads
+//! a fraction of the rows, as numbers.
 //!
 //! Every column of a rollup is a `MIN`, `MAX`, "any" or set of the file's events, so merging
 //! the rows of several files gives what aggregating their events at once gives, and a row
@@ -16,6 +17,7 @@
 //! missing rollups).
 
 pub mod conversations;
+pub mod exposures;
 pub mod messages;
 
 use std::collections::HashMap;
@@ -36,17 +38,20 @@ pub enum Kind {
     Messages,
     /// One row per conversation: [`conversations`].
     Conversations,
+    /// One row per experiment exposure: [`exposures`].
+    Exposures,
 }
 
 impl Kind {
     /// Every rollup, in the order writers write them.
-    pub const ALL: [Kind; 2] = [Kind::Messages, Kind::Conversations];
+    pub const ALL: [Kind; 3] = [Kind::Messages, Kind::Conversations, Kind::Exposures];
 
     /// Its directory under the store's prefix, with `date=` partitions as `events/`.
     pub fn dir(self) -> &'static str {
         match self {
             Kind::Messages => "rollups/messages",
             Kind::Conversations => "rollups/conversations",
+            Kind::Exposures => "rollups/exposures",
         }
     }
 
@@ -55,6 +60,7 @@ impl Kind {
         match self {
             Kind::Messages => "messages",
             Kind::Conversations => "conversations",
+            Kind::Exposures => "exposures",
         }
     }
 
@@ -63,6 +69,7 @@ impl Kind {
         match self {
             Kind::Messages => messages::schema(),
             Kind::Conversations => conversations::schema(),
+            Kind::Exposures => exposures::schema(),
         }
     }
 
@@ -71,6 +78,7 @@ impl Kind {
         match self {
             Kind::Messages => messages::of_events(events),
             Kind::Conversations => conversations::of_events(events),
+            Kind::Exposures => exposures::of_events(events),
         }
     }
 
@@ -80,6 +88,7 @@ impl Kind {
         let (key, timestamps): (&str, &[&str]) = match self {
             Kind::Messages => ("message_key", &["sent_at", "delivered_at", "read_at"]),
             Kind::Conversations => ("conversation_key", &["opened_at", "customer_at", "resolved_at"]),
+            Kind::Exposures => ("message_key", &["exposed_at"]),
         };
         let mut b = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))

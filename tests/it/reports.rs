@@ -3,7 +3,7 @@
 //! outside the attribution window, a reopened conversation, and date ranges (one empty).
 
 use convoscope::analytics::Analytics;
-use convoscope::analytics::reports::{Params, Report};
+use convoscope::analytics::reports::{Metric, Params, Report};
 use convoscope::store::Storage;
 use serde_json::{Value, json};
 
@@ -517,6 +517,8 @@ async fn reports_from_the_rollups_give_what_the_events_give() {
         Params::parse(Some("2026-01-02"), Some("2026-01-04"), None, None).unwrap(),
         Params::parse(None, Some("2026-01-03"), None, None).unwrap(),
         Params::parse(None, None, Some("spring"), None).unwrap(),
+        Params::parse(None, None, None, Some("spring_cta")).unwrap(),
+        Params::parse(Some("2026-01-03"), None, None, Some("no_such_experiment")).unwrap(),
     ];
     for a in [fixtures, generated, split] {
         assert!(a.rollups_cover().await.unwrap(), "every file written has its rollups");
@@ -530,9 +532,18 @@ async fn reports_from_the_rollups_give_what_the_events_give() {
             }
         }
         for (name, _) in convoscope::analytics::reports::ROLLUP_REPORTS {
+            // experiment's output shows reads and replies only when they are its metric.
+            let metrics: &[Metric] = if *name == "experiment" {
+                &[Metric::Converted, Metric::Read, Metric::Replied]
+            } else {
+                &[Metric::Converted]
+            };
             for p in &params {
-                let (x, y) = (a.report(name, p).await.unwrap(), events.report(name, p).await.unwrap());
-                same(&format!("{name} {p:?}"), &x, &y);
+                for metric in metrics {
+                    let p = &Params { metric: *metric, ..p.clone() };
+                    let (x, y) = (a.report(name, p).await.unwrap(), events.report(name, p).await.unwrap());
+                    same(&format!("{name} {p:?}"), &x, &y);
+                }
             }
         }
     }
@@ -546,7 +557,7 @@ async fn a_file_without_its_rollup_is_read_from_the_events_until_compact_writes_
     // One report of each rollup.
     async fn both(a: &Analytics) -> Vec<Report> {
         let mut out = Vec::new();
-        for r in ["funnel", "sla"] {
+        for r in ["funnel", "sla", "experiment"] {
             out.push(a.report(r, &Params::default()).await.unwrap());
         }
         out
@@ -558,7 +569,7 @@ async fn a_file_without_its_rollup_is_read_from_the_events_until_compact_writes_
     };
     let before = both(&a).await;
     let files = all_files(&dir.path().join("store"));
-    for kind in ["messages", "conversations"] {
+    for kind in ["messages", "conversations", "exposures"] {
         let rollup = files
             .iter()
             .find(|f| {
@@ -571,7 +582,7 @@ async fn a_file_without_its_rollup_is_read_from_the_events_until_compact_writes_
     }
     check("from the events", both(&a).await, &before);
     let storage = Storage::open(&format!("file://{}", dir.path().join("store").display())).unwrap();
-    assert_eq!(convoscope::maintenance::write_missing_rollups(&storage).await.unwrap(), 2);
+    assert_eq!(convoscope::maintenance::write_missing_rollups(&storage).await.unwrap(), 3);
     assert!(a.rollups_cover().await.unwrap());
     check("from the rewritten rollups", both(&a).await, &before);
 }

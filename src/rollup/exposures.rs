@@ -1,0 +1,139 @@
+//! The exposure rollup: one row per experiment exposure of an events file, from which
+//! `experiment` reads who was exposed to which variant, when, through which message.
+//!
+//! The message rollup's `sent_at` is the first send of any kind, but an exposure is a send that
+//! names its experiment and variant (Meta's `message.sent` status names neither; convoscope's
+//! own `send.accepted` does), and `experiment` keeps each exposure's campaign for its filter.
+//! So the row's key is everything the report reads of an exposure but its time: experiment,
+//! variant, campaign, contact and message. Its one aggregate is the first time, and merging
+//! rows across files (`MIN`, or rows repeated) gives what reading the send events gives.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{ArrayRef, Decimal128Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use super::{occurred_at, text, utf8};
+use crate::analytics::id_key;
+use crate::error::Result;
+
+/// The send events that expose a contact to the variant they name (experiment.sql's
+/// `exposure_rows`).
+const SENDS: [&str; 2] = ["send.accepted", "message.sent"];
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("experiment", DataType::Utf8, false),
+        Field::new("variant", DataType::Utf8, false),
+        Field::new("campaign", DataType::Utf8, true),
+        Field::new("contact", id_key::data_type(), false),
+        Field::new("message_key", id_key::data_type(), true),
+        Field::new("exposed_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+    ]))
+});
+
+/// The rollup's stored schema (without the `date` partition column), over the file's send
+/// events (`send.accepted`, `message.sent`) with an experiment, a variant and a contact:
+///
+/// - `experiment`, `variant`, `campaign`: the send's;
+/// - `contact`: `id_key(contact_key)`; `message_key`: `id_key(message_id)`, null without one;
+/// - `exposed_at`: the first `occurred_at` of the file's sends with these five values.
+pub fn schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+/// What a row is keyed by: experiment, variant, campaign, contact, message. Strings borrow
+/// from the file's batch.
+type Key<'a> = (&'a str, &'a str, Option<&'a str>, i128, Option<i128>);
+
+/// The rollup rows of `events` (a batch of the events table, usually one date's rows of one
+/// file), ordered by exposure time.
+pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
+    let event_type = utf8(events, "event_type")?;
+    let experiment = utf8(events, "experiment")?;
+    let variant = utf8(events, "variant")?;
+    let campaign = utf8(events, "campaign")?;
+    let contact_key = utf8(events, "contact_key")?;
+    let message_id = utf8(events, "message_id")?;
+    let occurred = occurred_at(events)?;
+    let mut first: HashMap<Key, i64> = HashMap::new();
+    for i in 0..events.num_rows() {
+        if !SENDS.contains(&event_type.value(i)) {
+            continue;
+        }
+        let (Some(e), Some(v), Some(c)) = (text(experiment, i), text(variant, i), text(contact_key, i)) else {
+            continue;
+        };
+        let key = (e, v, text(campaign, i), id_key::key(c), text(message_id, i).map(id_key::key));
+        let at = occurred.value(i);
+        first.entry(key).and_modify(|t| *t = (*t).min(at)).or_insert(at);
+    }
+    // By time, so the timestamps delta-encode into a few bits; the rest of the key makes the
+    // order (and so the file) the same on every run.
+    let mut rows: Vec<(Key, i64)> = first.into_iter().collect();
+    rows.sort_unstable_by(|(a, at), (b, bt)| at.cmp(bt).then_with(|| a.cmp(b)));
+
+    let key = |v: Decimal128Array| -> ArrayRef { Arc::new(v.with_data_type(id_key::data_type())) };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|(k, _)| k.0))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|(k, _)| k.1))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|(k, _)| k.2))),
+        key(rows.iter().map(|(k, _)| Some(k.3)).collect()),
+        key(rows.iter().map(|(k, _)| k.4).collect()),
+        Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(_, at)| *at)).with_timezone("UTC")),
+    ];
+    Ok(RecordBatch::try_new(schema(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{self, Event};
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Decimal128Type, TimestampMicrosecondType};
+
+    fn send(kind: &str, message: Option<&str>, variant: Option<&str>, at: i64) -> Event {
+        let mut e = Event::new(format!("{kind}-{message:?}-{at}"), kind, at, at, "test");
+        e.message_id = message.map(str::to_string);
+        e.contact_key = Some("c1".into());
+        e.experiment = variant.map(|_| "exp".to_string());
+        e.variant = variant.map(str::to_string);
+        e
+    }
+
+    #[test]
+    fn one_row_per_exposure_with_its_first_time() {
+        let mut other_campaign = send("send.accepted", Some("m1"), Some("a"), 5);
+        other_campaign.campaign = Some("spring".into());
+        let mut no_contact = send("send.accepted", Some("m4"), Some("a"), 1);
+        no_contact.contact_key = None;
+        let events = vec![
+            send("message.sent", Some("m1"), Some("a"), 30),
+            send("send.accepted", Some("m1"), Some("a"), 20),
+            other_campaign,
+            send("send.accepted", None, Some("b"), 40),
+            send("message.sent", Some("m2"), None, 10),
+            send("message.read", Some("m3"), Some("a"), 2),
+            no_contact,
+        ];
+        let batch = event::to_record_batch(&events).expect("batch");
+        let r = of_events(&batch).expect("rollup");
+        // m1 in two campaigns, and the exposure without a message; not m2 (no variant), m3 (a
+        // read is no exposure) or m4 (no contact).
+        assert_eq!(r.num_rows(), 3);
+        let col = |n: &str| r.column_by_name(n).expect(n).clone();
+        let at = col("exposed_at");
+        let at: Vec<i64> = at.as_primitive::<TimestampMicrosecondType>().values().to_vec();
+        assert_eq!(at, vec![5, 20, 40], "first time per key, rows by time");
+        let campaign = col("campaign");
+        let campaign = campaign.as_string::<i32>();
+        assert_eq!((campaign.value(0), campaign.is_null(1)), ("spring", true));
+        let message = col("message_key");
+        let message = message.as_primitive::<Decimal128Type>();
+        assert_eq!((message.value(0), message.value(1)), (id_key::key("m1"), id_key::key("m1")));
+        assert!(message.is_null(2));
+        assert_eq!(col("variant").as_string::<i32>().value(2), "b");
+        assert_eq!(col("contact").as_primitive::<Decimal128Type>().value(2), id_key::key("c1"));
+    }
+}
