@@ -11,12 +11,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{
-    ArrayRef, BooleanArray, Decimal128Array, ListBuilder, RecordBatch, StringArray, TimestampMicrosecondBuilder,
-};
+use arrow::array::{ArrayRef, BooleanArray, ListBuilder, RecordBatch, StringArray, TimestampMicrosecondBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::{first_seen_order, max_of, min_of, occurred_at, text, timestamps, utf8};
+use super::{first_seen_order, keys, max_of, min_of, occurred_at, text, timestamps, utf8};
 use crate::analytics::id_key;
 use crate::error::Result;
 
@@ -131,9 +129,8 @@ pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
     let text_column = |f: &dyn Fn(&Partial) -> Option<String>| -> ArrayRef {
         Arc::new(StringArray::from_iter(rows.iter().map(|(_, p)| f(p))))
     };
-    let keys = Decimal128Array::from_iter_values(rows.iter().map(|(k, _)| *k)).with_data_type(id_key::data_type());
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(keys),
+        keys(rows.iter().map(|(k, _)| Some(*k))),
         ts(|p| p.opened_at),
         text_column(&|p| p.queue.map(str::to_string)),
         text_column(&|p| p.any_queue.map(str::to_string)),

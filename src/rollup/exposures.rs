@@ -11,16 +11,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{ArrayRef, Decimal128Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::{occurred_at, text, utf8};
+use super::{SENDS, keys, occurred_at, text, utf8};
 use crate::analytics::id_key;
 use crate::error::Result;
-
-/// The send events that expose a contact to the variant they name (experiment.sql's
-/// `exposure_rows`).
-const SENDS: [&str; 2] = ["send.accepted", "message.sent"];
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
@@ -74,13 +70,12 @@ pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
     let mut rows: Vec<(Key, i64)> = first.into_iter().collect();
     rows.sort_unstable_by(|(a, at), (b, bt)| at.cmp(bt).then_with(|| a.cmp(b)));
 
-    let key = |v: Decimal128Array| -> ArrayRef { Arc::new(v.with_data_type(id_key::data_type())) };
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(rows.iter().map(|(k, _)| k.0))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|(k, _)| k.1))),
         Arc::new(StringArray::from_iter(rows.iter().map(|(k, _)| k.2))),
-        key(rows.iter().map(|(k, _)| Some(k.3)).collect()),
-        key(rows.iter().map(|(k, _)| k.4).collect()),
+        keys(rows.iter().map(|(k, _)| Some(k.3))),
+        keys(rows.iter().map(|(k, _)| k.4)),
         Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(_, at)| *at)).with_timezone("UTC")),
     ];
     Ok(RecordBatch::try_new(schema(), columns)?)

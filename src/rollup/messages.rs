@@ -17,15 +17,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::{first_seen_order, max_of, min_of, occurred_at, text, timestamps, utf8};
+use super::{SENDS, first_seen_order, keys, max_of, min_of, occurred_at, text, timestamps, utf8};
 use crate::analytics::id_key;
 use crate::error::{Error, Result};
 
-/// The send events that put a message in a cohort.
-const SENDS: [&str; 2] = ["send.accepted", "message.sent"];
 /// The receipts the rollup keeps.
 const STATUSES: [&str; 3] = ["message.delivered", "message.read", "message.failed"];
 /// The events that count as a reply to the message named in their `reply_to`.
@@ -147,15 +145,14 @@ pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
     }
     let rows = first_seen_order(by_key, |p| p.first_at);
 
-    let key = |v: Decimal128Array| -> Result<ArrayRef> { Ok(Arc::new(v.with_data_type(id_key::data_type()))) };
     let ts = |f: fn(&Partial) -> Option<i64>| timestamps(&rows, f);
     let columns: Vec<ArrayRef> = vec![
-        key(rows.iter().map(|(k, _)| Some(*k)).collect())?,
+        keys(rows.iter().map(|(k, _)| Some(*k))),
         ts(|p| p.sent_at),
         text_column(&rows, |p| p.campaign),
         text_column(&rows, |p| p.template),
         text_column(&rows, |p| p.locale),
-        key(rows.iter().map(|(_, p)| p.contact).collect())?,
+        keys(rows.iter().map(|(_, p)| p.contact)),
         ts(|p| p.delivered_at),
         ts(|p| p.read_at),
         Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(p.failed)))),

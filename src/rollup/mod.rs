@@ -23,7 +23,7 @@ pub mod messages;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -128,6 +128,15 @@ pub fn encode(events: &RecordBatch) -> Result<Encoded> {
 pub fn covers<'a>(events: impl IntoIterator<Item = &'a str>, rollups: impl IntoIterator<Item = &'a str>) -> bool {
     let have: std::collections::HashSet<&str> = rollups.into_iter().collect();
     events.into_iter().all(|e| Kind::ALL.iter().all(|k| k.path_of(e).is_some_and(|r| have.contains(r.as_str()))))
+}
+
+/// The send events: they put a message in the cohort ([`messages`]) and, naming an
+/// experiment, expose its contact to a variant ([`exposures`]).
+const SENDS: [&str; 2] = ["send.accepted", "message.sent"];
+
+/// A key column (`id_key` values, null where `None`).
+fn keys(values: impl IntoIterator<Item = Option<i128>>) -> ArrayRef {
+    Arc::new(Decimal128Array::from_iter(values).with_data_type(crate::analytics::id_key::data_type()))
 }
 
 /// `by_key`'s rows by when each was first seen (`first_at`), then by key: timestamps that
