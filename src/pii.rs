@@ -5,8 +5,10 @@
 //! Keyed (not a plain hash) because the space of phone numbers is small enough to
 //! enumerate: without the key nobody can map a `contact_key` back to a number.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -87,9 +89,15 @@ impl PiiKey {
     fn contact_key_of_digits(&self, digits: &str) -> String {
         let mut mac = self.keyed.clone();
         mac.update(digits.as_bytes());
-        let mut out = hex::encode(mac.finalize().into_bytes());
-        out.truncate(CONTACT_KEY_HEX_CHARS);
-        out
+        let digest = mac.finalize().into_bytes();
+        // Only the bytes kept, into a buffer: `hex::encode` of the whole digest pushed one char
+        // at a time and was 2.6% of `serve`'s CPU under the status load (BENCHMARKS.md, ingest
+        // seventh round).
+        let mut out = [0u8; CONTACT_KEY_HEX_CHARS];
+        // Both lengths are constants, one twice the other, so this cannot fail (and the
+        // known-answer test below would see it if it did).
+        let _ = hex::encode_to_slice(&digest[..CONTACT_KEY_HEX_CHARS / 2], &mut out);
+        out.iter().map(|&b| char::from(b)).collect()
     }
 }
 
@@ -203,12 +211,14 @@ const CALLING_CODES: &[(&str, &str)] = &[
     ("977", "NP"),
 ];
 
+/// [`CALLING_CODES`] by code: every status and message looks its number up, and a scan of the
+/// list for each prefix length was ~0.9% of `serve`'s CPU under the status load.
+static BY_CALLING_CODE: LazyLock<HashMap<&'static str, &'static str>> =
+    LazyLock::new(|| CALLING_CODES.iter().copied().collect());
+
 /// Country of E.164 digits by calling code, longest match first.
 pub fn country_of(digits: &str) -> Option<&'static str> {
-    (1..=3)
-        .rev()
-        .filter(|&n| digits.len() > n)
-        .find_map(|n| CALLING_CODES.iter().find(|(code, _)| *code == &digits[..n]).map(|(_, c)| *c))
+    (1..=3).rev().filter(|&n| digits.len() > n).find_map(|n| BY_CALLING_CODE.get(&digits[..n]).copied())
 }
 
 #[cfg(test)]
@@ -226,6 +236,13 @@ mod tests {
         assert_eq!(a.0.len(), CONTACT_KEY_HEX_CHARS);
         assert_eq!(a.1, Some("US"));
         assert!(!a.0.contains("5550109876"));
+    }
+
+    #[test]
+    fn contact_key_is_the_hmac_sha256_of_the_digits_in_hex() {
+        // Python: hmac.new(b"test-key", b"15550109876", hashlib.sha256).hexdigest()[:32]
+        let (key, _) = PiiKey::from_secret("test-key").contact("+1 555 010 9876").unwrap();
+        assert_eq!(key, "3f7a5ae1adeabea5b951c7185ad2fd3c");
     }
 
     #[test]
