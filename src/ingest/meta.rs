@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Batch, Normalizer, ParseError, UnixTime, parse_callback_data, received_now};
+use super::{Attributes, Batch, Normalizer, ParseError, UnixTime, parse_callback_data, received_now};
 use crate::event::Event;
 
 #[derive(Deserialize)]
@@ -325,19 +325,29 @@ impl Ctx<'_> {
             "failed" => "message.failed",
             _ => "message.other",
         };
-        let mut e = self.base(format!("meta:{}:{}", s.id, raw), event_type, s.timestamp.micros(), pnid);
+        let mut e = self.base(event_id(&s.id, &raw), event_type, s.timestamp.micros(), pnid);
         e.message_id = Some(s.id);
         self.n.set_contact(&mut e, s.recipient_id.as_deref());
-        let mut attrs = Map::new();
-        if event_type == "message.other" {
-            attrs.insert("raw_status".into(), json!(s.status));
-        }
-        if let Some(cb) = s.biz_opaque_callback_data {
-            let (exp, var, camp) = parse_callback_data(&cb);
+        // Keys in ascending order, as `Attributes` needs.
+        let mut attrs = Attributes::default();
+        if let Some(cb) = &s.biz_opaque_callback_data {
+            let (exp, var, camp) = parse_callback_data(cb);
             e.experiment = exp;
             e.variant = var;
             e.campaign = camp;
-            attrs.insert("callback_data".into(), Value::from(cb));
+            attrs.add("callback_data", cb);
+        }
+        if let Some(conv) = s.conversation.as_ref().and_then(|c| c.id.as_deref()) {
+            attrs.add("meta_conversation_id", conv);
+        }
+        let mut errors = s.errors.into_iter();
+        if let Some(first) = errors.next() {
+            e.error_code = first.code.and_then(|c| i32::try_from(c).ok());
+            e.error_title = first.title;
+            let rest: Vec<Value> = errors.map(|x| json!({"code": x.code, "title": x.title})).collect();
+            if !rest.is_empty() {
+                attrs.add("more_errors", &rest);
+            }
         }
         if let Some(p) = s.pricing {
             // Meta is deprecating `billable`; `type == "regular"` is the charge signal now.
@@ -349,53 +359,45 @@ impl Ctx<'_> {
                 let c = c.to_ascii_lowercase();
                 let normal = if c.starts_with("authentication") { "authentication".to_string() } else { c.clone() };
                 if normal != c {
-                    attrs.insert("pricing_category".into(), Value::from(c));
+                    attrs.add("pricing_category", &c);
                 }
                 e.category = Some(normal);
             }
-            if let Some(t) = p.kind {
-                attrs.insert("pricing_type".into(), Value::from(t));
+            if let Some(m) = &p.pricing_model {
+                attrs.add("pricing_model", m);
             }
-            if let Some(m) = p.pricing_model {
-                attrs.insert("pricing_model".into(), Value::from(m));
-            }
-        }
-        if let Some(conv) = s.conversation.and_then(|c| c.id) {
-            attrs.insert("meta_conversation_id".into(), Value::from(conv));
-        }
-        let mut errors = s.errors.into_iter();
-        if let Some(first) = errors.next() {
-            e.error_code = first.code.and_then(|c| i32::try_from(c).ok());
-            e.error_title = first.title;
-            let rest: Vec<Value> = errors.map(|x| json!({"code": x.code, "title": x.title})).collect();
-            if !rest.is_empty() {
-                attrs.insert("more_errors".into(), Value::Array(rest));
+            if let Some(t) = &p.kind {
+                attrs.add("pricing_type", t);
             }
         }
-        e.attributes = attrs_json(attrs);
+        if event_type == "message.other" {
+            attrs.add("raw_status", &s.status);
+        }
+        e.attributes = attrs.finish();
         e
     }
 
     fn message(&self, pnid: Option<&str>, m: Message, out: &mut Vec<Event>) {
-        let mut attrs = Map::new();
+        let mut raw_type = None;
         let (event_type, content_type) = match m.kind.as_str() {
             "button" => ("interaction.reply", "button"),
             "interactive" => ("interaction.reply", "interactive"),
             "text" | "image" | "video" | "audio" | "document" | "sticker" | "location" | "contacts" | "reaction"
             | "order" | "system" | "unsupported" => ("message.inbound", m.kind.as_str()),
             other => {
-                attrs.insert("raw_type".into(), json!(other));
+                raw_type = Some(other);
                 ("message.inbound", "other")
             }
         };
         let kind_suffix = if event_type == "interaction.reply" { "reply" } else { "inbound" };
-        let mut e = self.base(format!("meta:{}:{}", m.id, kind_suffix), event_type, m.timestamp.micros(), pnid);
+        let mut e = self.base(event_id(&m.id, kind_suffix), event_type, m.timestamp.micros(), pnid);
         e.content_type = Some(content_type.to_string());
         e.message_id = Some(m.id.clone());
         e.actor = Some("customer".into());
         e.reply_to = m.context.and_then(|c| c.id);
         self.n.set_contact(&mut e, m.from.as_deref());
         let mut text: Option<String> = None;
+        let mut interactive_type = None;
         if let Some(b) = m.button {
             e.interaction_id = b.payload.or_else(|| b.text.clone());
             e.interaction_title = b.text.clone();
@@ -416,7 +418,7 @@ impl Ctx<'_> {
                     e.interaction_id = i.nfm_reply.and_then(|f| f.name);
                 }
             }
-            attrs.insert("interactive_type".into(), json!(i.kind));
+            interactive_type = Some(i.kind);
         }
         if let Some(t) = m.text {
             text = Some(t.body);
@@ -424,20 +426,28 @@ impl Ctx<'_> {
         if let Some(r) = m.reaction {
             e.reply_to = e.reply_to.or(r.message_id);
         }
-        if m.referral.is_some() {
-            attrs.insert("referral".into(), json!(true));
-        }
         if let Some(err) = m.errors.into_iter().next() {
             e.error_code = err.code.and_then(|c| i32::try_from(c).ok());
             e.error_title = err.title;
         }
         let opt_out = text.as_deref().is_some_and(|t| self.n.is_opt_out(t));
+        // Keys in ascending order, as `Attributes` needs.
+        let mut attrs = Attributes::default();
+        if let Some(t) = &interactive_type {
+            attrs.add("interactive_type", t);
+        }
+        if let Some(t) = raw_type {
+            attrs.add("raw_type", t);
+        }
+        if m.referral.is_some() {
+            attrs.add("referral", &true);
+        }
         if self.n.store_text()
             && let Some(t) = &text
         {
-            attrs.insert("text".into(), json!(t));
+            attrs.add("text", t);
         }
-        e.attributes = attrs_json(attrs);
+        e.attributes = attrs.finish();
         if opt_out {
             out.push(self.n.opt_out_event(&e));
         }
@@ -511,6 +521,12 @@ fn parse_payload_variant(payload: &str) -> Option<(String, String)> {
     None
 }
 
+/// `meta:<id>:<kind>`, the id of an event from a Meta status or message. A `concat`, one
+/// allocation: `format!` was 1.3% of `serve`'s CPU under the status load.
+fn event_id(id: &str, kind: &str) -> String {
+    ["meta:", id, ":", kind].concat()
+}
+
 /// Serialises collected attributes, or `None` when there are none.
 pub(crate) fn attrs_json(attrs: Map<String, Value>) -> Option<String> {
     // `to_string`, not `Value`'s `Display`: the same compact JSON without going through a
@@ -562,6 +578,30 @@ mod tests {
         assert_eq!(b.events[1].interaction_id.as_deref(), Some("exp42-A-plan-annual"));
         // The profile name is personal data and must not survive.
         assert!(!format!("{:?}", b.events).contains("Dana"));
+    }
+
+    #[test]
+    fn status_attributes_are_compact_json_in_key_order() {
+        let status = json!({"id":"wamid.Y","status":"Deleted","timestamp":"1767254400","recipient_id":"15550109876",
+            "biz_opaque_callback_data":"exp=7;variant=\"q\"\n\u{e9}\u{1}",
+            "conversation":{"id":"conv-1"},
+            "pricing":{"pricing_model":"CBP","type":"regular","category":"Authentication_International"},
+            "errors":[{"code":1,"title":"first"},{"code":2,"title":"second"},{"title":"third"}]});
+        let body = json!({"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"statuses":[status]}}]}]});
+        let b = parse(&test_normalizer(), body.to_string().as_bytes()).unwrap();
+        // Written by a `serde_json::Map` before `Attributes` (keys sorted, compact, escaped).
+        let want = r#"{"callback_data":"exp=7;variant=\"q\"\né\u0001","meta_conversation_id":"conv-1","more_errors":[{"code":2,"title":"second"},{"code":null,"title":"third"}],"pricing_category":"authentication_international","pricing_model":"CBP","pricing_type":"regular","raw_status":"Deleted"}"#;
+        assert_eq!(b.events[0].attributes.as_deref(), Some(want));
+    }
+
+    #[test]
+    fn message_attributes_are_compact_json_in_key_order() {
+        let ev = one_message(json!({"from":"15550100001","id":"wamid.N","timestamp":"1767255000","type":"hologram",
+            "referral":{"source_url":"https://x"}}));
+        assert_eq!(ev[0].attributes.as_deref(), Some(r#"{"raw_type":"hologram","referral":true}"#));
+        let ev = one_message(json!({"from":"15550100001","id":"wamid.I","timestamp":"1767255000","type":"interactive",
+            "interactive":{"type":"list_reply","list_reply":{"id":"a","title":"A"}}}));
+        assert_eq!(ev[0].attributes.as_deref(), Some(r#"{"interactive_type":"list_reply"}"#));
     }
 
     fn one_message(msg: Value) -> Vec<Event> {

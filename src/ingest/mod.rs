@@ -230,6 +230,52 @@ pub fn parse_callback_data(s: &str) -> (Option<String>, Option<String>, Option<S
     (exp, var, camp)
 }
 
+/// Bytes reserved for a JSON object of attributes: a status with callback data and pricing
+/// takes ~90.
+const ATTRIBUTES_CAPACITY: usize = 128;
+
+/// Attributes written as JSON while they are collected, for callers that add their keys in
+/// ascending order: the same bytes `attrs_json` writes for a `serde_json::Map` of the same
+/// entries (that map sorts its keys), without building the map. The status webhook, the
+/// busiest path, spent ~3% of `serve`'s CPU on that map and its keys.
+#[derive(Default)]
+pub(crate) struct Attributes {
+    json: Vec<u8>,
+    last: &'static str,
+    failed: bool,
+}
+
+impl Attributes {
+    /// Adds `key`, which must sort after every key added before it.
+    pub(crate) fn add(&mut self, key: &'static str, value: &(impl serde::Serialize + ?Sized)) {
+        debug_assert!(self.json.is_empty() || self.last < key, "attribute {key} added after {}", self.last);
+        // Written as they are, so they must need no escaping.
+        debug_assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "attribute key {key:?}");
+        self.last = key;
+        if self.json.is_empty() {
+            // Room for the usual few attributes at once, rather than growing from 8 bytes.
+            self.json.reserve(ATTRIBUTES_CAPACITY);
+            self.json.push(b'{');
+        } else {
+            self.json.push(b',');
+        }
+        self.json.push(b'"');
+        self.json.extend_from_slice(key.as_bytes());
+        self.json.extend_from_slice(b"\":");
+        self.failed |= serde_json::to_writer(&mut self.json, value).is_err();
+    }
+
+    /// The object, or `None` when nothing was added (or a value could not be written, which
+    /// `attrs_json` also answers with `None`).
+    pub(crate) fn finish(mut self) -> Option<String> {
+        if self.json.is_empty() || self.failed {
+            return None;
+        }
+        self.json.push(b'}');
+        String::from_utf8(self.json).ok()
+    }
+}
+
 /// Current time for `received_at`.
 pub(crate) fn received_now() -> i64 {
     now_micros()
