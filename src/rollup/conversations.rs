@@ -8,13 +8,12 @@
 //! though, and for those the row also holds the answers themselves (`first_response_at`,
 //! `reopened_within_week`): `sla` joins the lists only for conversations of several rows.
 
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{ArrayRef, BooleanArray, ListBuilder, RecordBatch, StringArray, TimestampMicrosecondBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::{first_seen_order, keys, max_of, min_of, occurred_at, text, timestamps, utf8};
+use super::{ByKey, IdKey, first_seen_order, keys, max_of, min_of, occurred_at, text, timestamps, utf8};
 use crate::analytics::id_key;
 use crate::error::Result;
 
@@ -93,12 +92,12 @@ pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
     let queue = utf8(events, "queue")?;
     let actor = utf8(events, "actor")?;
     let occurred = occurred_at(events)?;
-    let mut by_key: HashMap<i128, Partial> = HashMap::new();
+    let mut by_key: ByKey<Partial> = ByKey::default();
     for i in 0..events.num_rows() {
         let Some(id) = text(conversation_id, i) else { continue };
         let kind = event_type.value(i);
         let at = occurred.value(i);
-        let p = by_key.entry(id_key::key(id)).or_insert_with(|| Partial { first_at: at, ..Default::default() });
+        let p = by_key.entry(IdKey(id_key::key(id))).or_insert_with(|| Partial { first_at: at, ..Default::default() });
         p.first_at = p.first_at.min(at);
         let q = text(queue, i);
         max_of(&mut p.any_queue, q);

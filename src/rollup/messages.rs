@@ -14,13 +14,12 @@
 //! before and after compaction replaced it, an events file flushed twice after a crash) changes
 //! nothing.
 
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::{SENDS, first_seen_order, keys, max_of, min_of, occurred_at, text, timestamps, utf8};
+use super::{ByKey, IdKey, SENDS, first_seen_order, keys, max_of, min_of, occurred_at, text, timestamps, utf8};
 use crate::analytics::id_key;
 use crate::error::{Error, Result};
 
@@ -105,7 +104,8 @@ pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
         .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>())
         .ok_or_else(|| Error::Invalid("events batch without cost_micros".into()))?;
     let occurred = occurred_at(events)?;
-    let mut by_key: HashMap<i128, Partial> = HashMap::new();
+    // Sized once: in a file of receipts most rows are a message of their own.
+    let mut by_key: ByKey<Partial> = ByKey::with_capacity_and_hasher(events.num_rows(), Default::default());
     for i in 0..events.num_rows() {
         let kind = event_type.value(i);
         let at = occurred.value(i);
@@ -117,7 +117,7 @@ pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
             continue;
         };
         let Some(id) = id else { continue };
-        let p = by_key.entry(id_key::key(id)).or_insert_with(|| Partial { first_at: at, ..Default::default() });
+        let p = by_key.entry(IdKey(id_key::key(id))).or_insert_with(|| Partial { first_at: at, ..Default::default() });
         p.first_at = p.first_at.min(at);
         if is_reply {
             p.replied = true;
