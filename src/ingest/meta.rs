@@ -42,55 +42,65 @@ struct Change<V> {
     value: V,
 }
 
-/// A change's value, read into the shape its `field` names.
-enum Typed {
-    Messages(MessagesValue),
+/// A change's value, read into the shape its `field` names; statuses borrow their text from
+/// the body (or from its JSON tree).
+enum Typed<'a> {
+    Messages(MessagesValue<'a>),
     Template(TemplateUpdate),
-    Preferences(UserPreferences),
+    Preferences(UserPreferences<'a>),
     Ignored,
 }
 
+/// Statuses, the busiest part of the busiest webhook, borrow their text (`&str`), so the
+/// strings they are normalised from and then dropped are never allocated. A status whose text
+/// has escapes cannot borrow from the body: the typed reading then defers to the tree reading,
+/// whose strings are unescaped already. Messages keep owned strings: their text often has
+/// escapes, and most of it moves into the event as it is.
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct MessagesValue {
-    metadata: Metadata,
-    statuses: Vec<Status>,
+struct MessagesValue<'a> {
+    #[serde(borrow)]
+    metadata: Metadata<'a>,
+    #[serde(borrow)]
+    statuses: Vec<Status<'a>>,
     messages: Vec<Message>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Metadata {
-    phone_number_id: Option<String>,
+struct Metadata<'a> {
+    phone_number_id: Option<&'a str>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Status {
-    id: String,
-    status: String,
+struct Status<'a> {
+    id: &'a str,
+    status: &'a str,
     timestamp: UnixTime,
-    recipient_id: Option<String>,
-    biz_opaque_callback_data: Option<String>,
-    pricing: Option<Pricing>,
+    recipient_id: Option<&'a str>,
+    biz_opaque_callback_data: Option<&'a str>,
+    #[serde(borrow)]
+    pricing: Option<Pricing<'a>>,
     errors: Vec<ErrorObj>,
-    conversation: Option<Conversation>,
+    #[serde(borrow)]
+    conversation: Option<Conversation<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Pricing {
+struct Pricing<'a> {
     billable: Option<bool>,
-    pricing_model: Option<String>,
+    pricing_model: Option<&'a str>,
     #[serde(rename = "type")]
-    kind: Option<String>,
-    category: Option<String>,
+    kind: Option<&'a str>,
+    category: Option<&'a str>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Conversation {
-    id: Option<String>,
+struct Conversation<'a> {
+    id: Option<&'a str>,
 }
 
 #[derive(Deserialize, Default)]
@@ -182,8 +192,9 @@ struct TemplateUpdate {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct UserPreferences {
-    metadata: Metadata,
+struct UserPreferences<'a> {
+    #[serde(borrow)]
+    metadata: Metadata<'a>,
     user_preferences: Vec<UserPreference>,
 }
 
@@ -223,30 +234,33 @@ pub fn parse_both(n: &Normalizer, body: &[u8]) -> (Option<Batch>, Result<Batch, 
 /// skips those without building them: invalid UTF-8, a number out of `f64` range, nesting
 /// deeper than 128. The events it returns then are all from well-formed fields.
 fn parse_typed(n: &Normalizer, body: &[u8], received: i64) -> Option<Batch> {
-    let env: Envelope<Option<MessagesValue>> = serde_json::from_slice(body).ok()?;
+    let mut env: Envelope<Option<MessagesValue>> = serde_json::from_slice(body).ok()?;
     if !env.entry.iter().all(|e| e.changes.iter().all(|c| c.field == "messages" && c.value.is_some())) {
         return None;
     }
-    normalise(n, env, received, |_, v| Ok(Typed::Messages(v.unwrap_or_default()))).ok()
+    normalise(n, &mut env, received, |_, v| Ok(Typed::Messages(v.take().unwrap_or_default()))).ok()
 }
 
 /// The general reading: every change's value as a JSON tree, then into the shape its field
 /// names; unknown fields are skipped whatever their value.
 fn parse_tree(n: &Normalizer, body: &[u8], received: i64) -> Result<Batch, ParseError> {
-    let env: Envelope<Value> =
+    let mut env: Envelope<Value> =
         serde_json::from_slice(body).map_err(|e| ParseError(format!("not a Meta webhook body: {e}")))?;
-    normalise(n, env, received, |field, value| {
+    // Read from `&Value`, so statuses borrow the tree's strings.
+    normalise(n, &mut env, received, |field, value| {
+        let value = &*value;
         Ok(match field {
             "messages" => Typed::Messages(
-                serde_json::from_value(value).map_err(|e| ParseError(format!("malformed messages change: {e}")))?,
+                MessagesValue::deserialize(value).map_err(|e| ParseError(format!("malformed messages change: {e}")))?,
             ),
             "message_template_status_update" | "message_template_quality_update" | "template_category_update" => {
                 Typed::Template(
-                    serde_json::from_value(value).map_err(|e| ParseError(format!("malformed {field} change: {e}")))?,
+                    TemplateUpdate::deserialize(value)
+                        .map_err(|e| ParseError(format!("malformed {field} change: {e}")))?,
                 )
             }
             "user_preferences" => Typed::Preferences(
-                serde_json::from_value(value)
+                UserPreferences::deserialize(value)
                     .map_err(|e| ParseError(format!("malformed user_preferences change: {e}")))?,
             ),
             _ => Typed::Ignored,
@@ -254,25 +268,29 @@ fn parse_tree(n: &Normalizer, body: &[u8], received: i64) -> Result<Batch, Parse
     })
 }
 
-fn normalise<V>(
+/// The events of `env`, each change's value read by `read`. The envelope is borrowed (its
+/// values mutably, so the typed reading can take them) because what `read` returns may borrow
+/// from it.
+fn normalise<'v, V>(
     n: &Normalizer,
-    env: Envelope<V>,
+    env: &'v mut Envelope<V>,
     received: i64,
-    read: impl Fn(&str, V) -> Result<Typed, ParseError>,
+    read: impl Fn(&str, &'v mut V) -> Result<Typed<'v>, ParseError>,
 ) -> Result<Batch, ParseError> {
-    if let Some(o) = env.object.as_deref()
+    let Envelope { object, entry: entries } = env;
+    if let Some(o) = object.as_deref()
         && o != "whatsapp_business_account"
     {
         return Err(ParseError(format!("unexpected object {o:?}; expected \"whatsapp_business_account\"")));
     }
     let mut batch = Batch::default();
-    for entry in env.entry {
-        for change in entry.changes {
-            let ctx = Ctx { n, received, account: entry.id.as_deref(), entry_time: entry.time.micros() };
-            match read(&change.field, change.value)? {
+    for Entry { id, time, changes } in entries {
+        for Change { field, value } in changes {
+            let ctx = Ctx { n, received, account: id.as_deref(), entry_time: time.micros() };
+            match read(field, value)? {
                 Typed::Messages(v) => {
                     batch.events.reserve(v.statuses.len() + v.messages.len());
-                    let pnid = v.metadata.phone_number_id.as_deref();
+                    let pnid = v.metadata.phone_number_id;
                     for s in v.statuses {
                         batch.events.push(ctx.status(pnid, s));
                     }
@@ -280,16 +298,16 @@ fn normalise<V>(
                         ctx.message(pnid, m, &mut batch.events);
                     }
                 }
-                Typed::Template(v) => batch.events.push(ctx.template(&change.field, v)),
+                Typed::Template(v) => batch.events.push(ctx.template(field, v)),
                 Typed::Preferences(v) => {
                     for p in v.user_preferences {
-                        if let Some(e) = ctx.preference(v.metadata.phone_number_id.as_deref(), p) {
+                        if let Some(e) = ctx.preference(v.metadata.phone_number_id, p) {
                             batch.events.push(e);
                         }
                     }
                 }
                 Typed::Ignored => {
-                    tracing::debug!(field = %change.field, "ignoring Meta webhook field convoscope does not store")
+                    tracing::debug!(field = %field, "ignoring Meta webhook field convoscope does not store")
                 }
             }
         }
@@ -314,7 +332,7 @@ impl Ctx<'_> {
         e
     }
 
-    fn status(&self, pnid: Option<&str>, s: Status) -> Event {
+    fn status(&self, pnid: Option<&str>, s: Status<'_>) -> Event {
         let raw = s.status.to_ascii_lowercase();
         let event_type = match raw.as_str() {
             "sent" => "message.sent",
@@ -325,19 +343,19 @@ impl Ctx<'_> {
             "failed" => "message.failed",
             _ => "message.other",
         };
-        let mut e = self.base(event_id(&s.id, &raw), event_type, s.timestamp.micros(), pnid);
-        e.message_id = Some(s.id);
-        self.n.set_contact(&mut e, s.recipient_id.as_deref());
+        let mut e = self.base(event_id(s.id, &raw), event_type, s.timestamp.micros(), pnid);
+        e.message_id = Some(s.id.to_string());
+        self.n.set_contact(&mut e, s.recipient_id);
         // Keys in ascending order, as `Attributes` needs.
         let mut attrs = Attributes::default();
-        if let Some(cb) = &s.biz_opaque_callback_data {
+        if let Some(cb) = s.biz_opaque_callback_data {
             let (exp, var, camp) = parse_callback_data(cb);
             e.experiment = exp;
             e.variant = var;
             e.campaign = camp;
             attrs.add("callback_data", cb);
         }
-        if let Some(conv) = s.conversation.as_ref().and_then(|c| c.id.as_deref()) {
+        if let Some(conv) = s.conversation.and_then(|c| c.id) {
             attrs.add("meta_conversation_id", conv);
         }
         let mut errors = s.errors.into_iter();
@@ -351,7 +369,7 @@ impl Ctx<'_> {
         }
         if let Some(p) = s.pricing {
             // Meta is deprecating `billable`; `type == "regular"` is the charge signal now.
-            e.billable = match p.kind.as_deref() {
+            e.billable = match p.kind {
                 Some(t) => Some(t == "regular"),
                 None => p.billable,
             };
@@ -363,15 +381,15 @@ impl Ctx<'_> {
                 }
                 e.category = Some(normal);
             }
-            if let Some(m) = &p.pricing_model {
+            if let Some(m) = p.pricing_model {
                 attrs.add("pricing_model", m);
             }
-            if let Some(t) = &p.kind {
+            if let Some(t) = p.kind {
                 attrs.add("pricing_type", t);
             }
         }
         if event_type == "message.other" {
-            attrs.add("raw_status", &s.status);
+            attrs.add("raw_status", s.status);
         }
         e.attributes = attrs.finish();
         e
