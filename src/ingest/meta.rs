@@ -545,7 +545,8 @@ fn event_id(id: &str, kind: &str) -> String {
     ["meta:", id, ":", kind].concat()
 }
 
-/// Serialises collected attributes, or `None` when there are none.
+/// Serialises collected attributes, or `None` when there are none: for keys not known in
+/// advance (template updates, first-party events); fixed keys go through `Attributes`.
 pub(crate) fn attrs_json(attrs: Map<String, Value>) -> Option<String> {
     // `to_string`, not `Value`'s `Display`: the same compact JSON without going through a
     // formatter per token (this was ~6% of `serve`'s CPU under a status webhook load).

@@ -4,10 +4,9 @@
 //! UltraMsg signs nothing: the server checks the URL token before this runs.
 
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
-use super::meta::attrs_json;
-use super::{Batch, Normalizer, ParseError, UnixTime, parse_callback_data, received_now};
+use super::{Attributes, Batch, Normalizer, ParseError, UnixTime, parse_callback_data, received_now};
 use crate::event::Event;
 
 #[derive(Deserialize, Default)]
@@ -70,7 +69,8 @@ fn convert(n: &Normalizer, h: Hook, received: i64, out: &mut Vec<Event>) {
         Some(Value::Number(x)) => x.to_string(),
         _ => String::new(),
     };
-    let mut attrs = Map::new();
+    // Keys in ascending order, as `Attributes` needs: `raw_*`, `reference_id`, `text`.
+    let mut attrs = Attributes::default();
     let (event_type, raw) = match h.event_type.as_str() {
         "message_ack" => match ack.as_str() {
             // Numeric acks: third-party mappings agree only on 2 = device and 3 = read.
@@ -78,14 +78,14 @@ fn convert(n: &Normalizer, h: Hook, received: i64, out: &mut Vec<Event>) {
             "device" | "2" => ("message.delivered", "delivered"),
             "read" | "played" | "3" | "4" => ("message.read", "read"),
             other => {
-                attrs.insert("raw_status".into(), json!(other));
+                attrs.add("raw_status", other);
                 ("message.other", "ack_other")
             }
         },
         "message_create" if h.data.from_me => ("message.sent", "sent"),
         "message_received" if !h.data.from_me => ("message.inbound", "inbound"),
         other => {
-            attrs.insert("raw_event_type".into(), json!(other));
+            attrs.add("raw_event_type", other);
             ("message.other", "other")
         }
     };
@@ -104,7 +104,7 @@ fn convert(n: &Normalizer, h: Hook, received: i64, out: &mut Vec<Event>) {
         e.experiment = exp;
         e.variant = var;
         e.campaign = camp;
-        attrs.insert("reference_id".into(), json!(r));
+        attrs.add("reference_id", &r);
     }
     if event_type == "message.inbound" {
         e.actor = Some("customer".into());
@@ -116,13 +116,13 @@ fn convert(n: &Normalizer, h: Hook, received: i64, out: &mut Vec<Event>) {
         e.reply_to = h.data.quoted.as_ref().and_then(|q| q.get("id")).and_then(Value::as_str).map(message_key);
         let body = h.data.body.as_deref().unwrap_or("");
         if n.store_text() && !body.is_empty() {
-            attrs.insert("text".into(), json!(body));
+            attrs.add("text", body);
         }
         if n.is_opt_out(body) {
             out.push(n.opt_out_event(&e));
         }
     }
-    e.attributes = attrs_json(attrs);
+    e.attributes = attrs.finish();
     out.push(e);
 }
 
@@ -136,6 +136,8 @@ fn message_key(id: &str) -> String {
 mod tests {
     use super::*;
     use crate::ingest::test_normalizer;
+    use crate::pii::PiiKey;
+    use serde_json::json;
 
     #[test]
     fn ack_read_joins_by_reference() {
@@ -161,6 +163,31 @@ mod tests {
         assert_eq!(b.events[0].event_type, "consent.opt_out");
         assert_eq!(b.events[1].country.as_deref(), Some("BR"));
         assert_eq!(b.events[1].account_id.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn attributes_are_compact_json_in_key_order() {
+        let n = Normalizer::new(PiiKey::from_secret("test-key"), &[], true, crate::ingest::DEFAULT_MAX_FUTURE_SECS);
+        let hook = |event_type: &str, ack: &str, body: &str| {
+            json!({"event_type": event_type, "referenceId": "exp=e1;variant=\"B\"", "data": {
+                "id": "true_1@c.us_K", "from": "5511987654321@c.us", "to": "1@c.us", "ack": ack,
+                "body": body, "fromMe": false, "time": 1767255000}})
+            .to_string()
+        };
+        let attributes = |body: String| parse(&n, body.as_bytes()).unwrap().events.pop().unwrap().attributes;
+        // The bytes a `serde_json::Map` of the same entries wrote before.
+        assert_eq!(
+            attributes(hook("message_received", "", "olá \"you\"\n")).as_deref(),
+            Some(r#"{"reference_id":"exp=e1;variant=\"B\"","text":"olá \"you\"\n"}"#)
+        );
+        assert_eq!(
+            attributes(hook("message_ack", "pending", "")).as_deref(),
+            Some(r#"{"raw_status":"pending","reference_id":"exp=e1;variant=\"B\""}"#)
+        );
+        assert_eq!(
+            attributes(hook("message_revoked", "", "")).as_deref(),
+            Some(r#"{"raw_event_type":"message_revoked","reference_id":"exp=e1;variant=\"B\""}"#)
+        );
     }
 
     #[test]
