@@ -145,8 +145,8 @@ pub enum Command {
         #[arg(long)]
         to: Option<String>,
         /// Merge only files of fewer than half this many events, into files of at most this
-        /// many (compaction holds what it merges in memory, ~1.3 KB per event); default: each
-        /// day into one file.
+        /// many (compaction holds ~0.5 KB per event it merges at its peak); default: each day
+        /// into one file.
         #[arg(long)]
         max_events: Option<u64>,
     },

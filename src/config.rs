@@ -87,7 +87,7 @@ pub struct Config {
     pub min_retention_days: u32,
     /// Seconds between `serve`'s rounds of merging small files (0: never).
     pub compact_every_secs: u64,
-    /// Most events `serve` merges into one file (it holds them in memory meanwhile).
+    /// Most events `serve` merges into one file (it holds ~0.5 KB per event meanwhile).
     pub compact_max_events: u64,
 }
 
@@ -143,9 +143,10 @@ impl Default for Config {
             // Hourly: today's partition holds at most an hour of flushes besides its merged
             // files, and a day's last files are merged within an hour of its end.
             compact_every_secs: 3600,
-            // Compaction holds what it merges in memory, ~1.3 KB per event at its peak: 200,000
-            // events is ~250 MB, about what `serve` takes under load. A quiet day's 1,440
-            // minute-by-minute files become one; a busy day's, a file per 100,000-200,000 events.
+            // A merge reads its files a few thousand rows at a time, but holds the columns the
+            // rollups read and the Parquet writer's encoded row group: ~0.5 KB per event at its
+            // peak, so 200,000 events is ~100 MB. A quiet day's 1,440 minute-by-minute files
+            // become one; a busy day's, a file per 100,000-200,000 events.
             compact_max_events: 200_000,
         }
     }

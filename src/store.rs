@@ -246,7 +246,7 @@ pub fn encode_event_files(batches: Vec<RecordBatch>) -> Result<Vec<EventFile>> {
             date,
             rows: len,
             bytes: parquet_bytes(&slice, writer_properties())?,
-            rollups: crate::rollup::encode(&slice)?,
+            rollups: crate::rollup::encode(std::slice::from_ref(&slice))?,
         });
         start += len;
     }

@@ -84,36 +84,38 @@ struct Partial<'a> {
     reopens: Vec<i64>,
 }
 
-/// The rollup rows of `events` (a batch of the events table, usually one date's rows of one
-/// file), ordered by when each conversation was first seen.
-pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
-    let event_type = utf8(events, "event_type")?;
-    let conversation_id = utf8(events, "conversation_id")?;
-    let queue = utf8(events, "queue")?;
-    let actor = utf8(events, "actor")?;
-    let occurred = occurred_at(events)?;
+/// The rollup rows of `batches` (of the events table, usually one date's rows of one file), ordered by when each conversation was first seen.
+pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
     let mut by_key: ByKey<Partial> = ByKey::default();
-    for i in 0..events.num_rows() {
-        let Some(id) = text(conversation_id, i) else { continue };
-        let kind = event_type.value(i);
-        let at = occurred.value(i);
-        let p = by_key.entry(IdKey(id_key::key(id))).or_insert_with(|| Partial { first_at: at, ..Default::default() });
-        p.first_at = p.first_at.min(at);
-        let q = text(queue, i);
-        max_of(&mut p.any_queue, q);
-        if kind.starts_with("conversation.") {
-            max_of(&mut p.queue, q);
-        }
-        if kind == "message.inbound" || text(actor, i) == Some("customer") {
-            min_of(&mut p.customer_at, at);
-        }
-        match kind {
-            "conversation.opened" => min_of(&mut p.opened_at, at),
-            "conversation.resolved" => min_of(&mut p.resolved_at, at),
-            "conversation.handoff" => p.handed_off = true,
-            "conversation.reopened" => p.reopens.push(at),
-            k if REPLIES.contains(&k) => p.replies.push(at),
-            _ => {}
+    for events in batches {
+        let event_type = utf8(events, "event_type")?;
+        let conversation_id = utf8(events, "conversation_id")?;
+        let queue = utf8(events, "queue")?;
+        let actor = utf8(events, "actor")?;
+        let occurred = occurred_at(events)?;
+        for i in 0..events.num_rows() {
+            let Some(id) = text(conversation_id, i) else { continue };
+            let kind = event_type.value(i);
+            let at = occurred.value(i);
+            let p =
+                by_key.entry(IdKey(id_key::key(id))).or_insert_with(|| Partial { first_at: at, ..Default::default() });
+            p.first_at = p.first_at.min(at);
+            let q = text(queue, i);
+            max_of(&mut p.any_queue, q);
+            if kind.starts_with("conversation.") {
+                max_of(&mut p.queue, q);
+            }
+            if kind == "message.inbound" || text(actor, i) == Some("customer") {
+                min_of(&mut p.customer_at, at);
+            }
+            match kind {
+                "conversation.opened" => min_of(&mut p.opened_at, at),
+                "conversation.resolved" => min_of(&mut p.resolved_at, at),
+                "conversation.handoff" => p.handed_off = true,
+                "conversation.reopened" => p.reopens.push(at),
+                k if REPLIES.contains(&k) => p.replies.push(at),
+                _ => {}
+            }
         }
     }
     let mut rows = first_seen_order(by_key, |p| p.first_at);
@@ -194,7 +196,7 @@ mod tests {
             ev("message.delivered", None, 1),
         ];
         let batch = event::to_record_batch(&events).expect("batch");
-        let r = of_events(&batch).expect("rollup");
+        let r = of_events(std::slice::from_ref(&batch)).expect("rollup");
         assert_eq!(r.num_rows(), 2, "c2 first (seen at 5), then c1; no row for the event without a conversation");
         let col = |n: &str| r.column_by_name(n).expect(n).clone();
         let keys = col("conversation_key");

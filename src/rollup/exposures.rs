@@ -43,27 +43,28 @@ pub fn schema() -> SchemaRef {
 /// from the file's batch.
 type Key<'a> = (&'a str, &'a str, Option<&'a str>, i128, Option<i128>);
 
-/// The rollup rows of `events` (a batch of the events table, usually one date's rows of one
-/// file), ordered by exposure time.
-pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
-    let event_type = utf8(events, "event_type")?;
-    let experiment = utf8(events, "experiment")?;
-    let variant = utf8(events, "variant")?;
-    let campaign = utf8(events, "campaign")?;
-    let contact_key = utf8(events, "contact_key")?;
-    let message_id = utf8(events, "message_id")?;
-    let occurred = occurred_at(events)?;
+/// The rollup rows of `batches` (of the events table, usually one date's rows of one file), ordered by exposure time.
+pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
     let mut first: HashMap<Key, i64> = HashMap::new();
-    for i in 0..events.num_rows() {
-        if !SENDS.contains(&event_type.value(i)) {
-            continue;
+    for events in batches {
+        let event_type = utf8(events, "event_type")?;
+        let experiment = utf8(events, "experiment")?;
+        let variant = utf8(events, "variant")?;
+        let campaign = utf8(events, "campaign")?;
+        let contact_key = utf8(events, "contact_key")?;
+        let message_id = utf8(events, "message_id")?;
+        let occurred = occurred_at(events)?;
+        for i in 0..events.num_rows() {
+            if !SENDS.contains(&event_type.value(i)) {
+                continue;
+            }
+            let (Some(e), Some(v), Some(c)) = (text(experiment, i), text(variant, i), text(contact_key, i)) else {
+                continue;
+            };
+            let key = (e, v, text(campaign, i), id_key::key(c), text(message_id, i).map(id_key::key));
+            let at = occurred.value(i);
+            first.entry(key).and_modify(|t| *t = (*t).min(at)).or_insert(at);
         }
-        let (Some(e), Some(v), Some(c)) = (text(experiment, i), text(variant, i), text(contact_key, i)) else {
-            continue;
-        };
-        let key = (e, v, text(campaign, i), id_key::key(c), text(message_id, i).map(id_key::key));
-        let at = occurred.value(i);
-        first.entry(key).and_modify(|t| *t = (*t).min(at)).or_insert(at);
     }
     // By time, so the timestamps delta-encode into a few bits; the rest of the key makes the
     // order (and so the file) the same on every run.
@@ -113,7 +114,7 @@ mod tests {
             no_contact,
         ];
         let batch = event::to_record_batch(&events).expect("batch");
-        let r = of_events(&batch).expect("rollup");
+        let r = of_events(std::slice::from_ref(&batch)).expect("rollup");
         // m1 in two campaigns, and the exposure without a message; not m2 (no variant), m3 (a
         // read is no exposure) or m4 (no contact).
         assert_eq!(r.num_rows(), 3);

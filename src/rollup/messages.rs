@@ -83,65 +83,67 @@ struct Partial<'a> {
     cost_micros: Option<i64>,
 }
 
-/// The rollup rows of `events` (a batch of the events table, usually one date's rows of one
-/// file), ordered by when each message was first seen.
-pub fn of_events(events: &RecordBatch) -> Result<RecordBatch> {
-    let event_type = utf8(events, "event_type")?;
-    let message_id = utf8(events, "message_id")?;
-    let reply_to = utf8(events, "reply_to")?;
-    let campaign = utf8(events, "campaign")?;
-    let template = utf8(events, "template")?;
-    let locale = utf8(events, "locale")?;
-    let contact_key = utf8(events, "contact_key")?;
-    let category = utf8(events, "category")?;
-    let country = utf8(events, "country")?;
-    let billable = events
-        .column_by_name("billable")
-        .and_then(|c| c.as_boolean_opt())
-        .ok_or_else(|| Error::Invalid("events batch without billable".into()))?;
-    let cost_micros = events
-        .column_by_name("cost_micros")
-        .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>())
-        .ok_or_else(|| Error::Invalid("events batch without cost_micros".into()))?;
-    let occurred = occurred_at(events)?;
+/// The rollup rows of `batches` (of the events table, usually one date's rows of one file), ordered by when each message was first seen.
+pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
     // Not sized from the rows up front: in a file of first-party events few rows are messages,
     // and a table for every row added ~25 MiB to `serve`'s peak under `/v1/events`.
     let mut by_key: ByKey<Partial> = ByKey::default();
-    for i in 0..events.num_rows() {
-        let kind = event_type.value(i);
-        let at = occurred.value(i);
-        let (id, is_reply) = if REPLIES.contains(&kind) {
-            (text(reply_to, i), true)
-        } else if SENDS.contains(&kind) || STATUSES.contains(&kind) {
-            (text(message_id, i), false)
-        } else {
-            continue;
-        };
-        let Some(id) = id else { continue };
-        let p = by_key.entry(IdKey(id_key::key(id))).or_insert_with(|| Partial { first_at: at, ..Default::default() });
-        p.first_at = p.first_at.min(at);
-        if is_reply {
-            p.replied = true;
-            continue;
-        }
-        if kind != "message.failed" {
-            p.billable |= billable.is_valid(i) && billable.value(i);
-            max_of(&mut p.category, text(category, i));
-            max_of(&mut p.country, text(country, i));
-            max_of(&mut p.cost_micros, cost_micros.is_valid(i).then(|| cost_micros.value(i)));
-        }
-        match kind {
-            "message.delivered" => min_of(&mut p.delivered_at, at),
-            "message.read" => min_of(&mut p.read_at, at),
-            "message.failed" => p.failed = true,
-            k if SENDS.contains(&k) => {
-                min_of(&mut p.sent_at, at);
-                max_of(&mut p.campaign, text(campaign, i));
-                max_of(&mut p.template, text(template, i));
-                max_of(&mut p.locale, text(locale, i));
-                max_of(&mut p.contact, text(contact_key, i).map(id_key::key));
+    for events in batches {
+        let event_type = utf8(events, "event_type")?;
+        let message_id = utf8(events, "message_id")?;
+        let reply_to = utf8(events, "reply_to")?;
+        let campaign = utf8(events, "campaign")?;
+        let template = utf8(events, "template")?;
+        let locale = utf8(events, "locale")?;
+        let contact_key = utf8(events, "contact_key")?;
+        let category = utf8(events, "category")?;
+        let country = utf8(events, "country")?;
+        let billable = events
+            .column_by_name("billable")
+            .and_then(|c| c.as_boolean_opt())
+            .ok_or_else(|| Error::Invalid("events batch without billable".into()))?;
+        let cost_micros = events
+            .column_by_name("cost_micros")
+            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>())
+            .ok_or_else(|| Error::Invalid("events batch without cost_micros".into()))?;
+        let occurred = occurred_at(events)?;
+        for i in 0..events.num_rows() {
+            let kind = event_type.value(i);
+            let at = occurred.value(i);
+            let (id, is_reply) = if REPLIES.contains(&kind) {
+                (text(reply_to, i), true)
+            } else if SENDS.contains(&kind) || STATUSES.contains(&kind) {
+                (text(message_id, i), false)
+            } else {
+                continue;
+            };
+            let Some(id) = id else { continue };
+            let p =
+                by_key.entry(IdKey(id_key::key(id))).or_insert_with(|| Partial { first_at: at, ..Default::default() });
+            p.first_at = p.first_at.min(at);
+            if is_reply {
+                p.replied = true;
+                continue;
             }
-            _ => {}
+            if kind != "message.failed" {
+                p.billable |= billable.is_valid(i) && billable.value(i);
+                max_of(&mut p.category, text(category, i));
+                max_of(&mut p.country, text(country, i));
+                max_of(&mut p.cost_micros, cost_micros.is_valid(i).then(|| cost_micros.value(i)));
+            }
+            match kind {
+                "message.delivered" => min_of(&mut p.delivered_at, at),
+                "message.read" => min_of(&mut p.read_at, at),
+                "message.failed" => p.failed = true,
+                k if SENDS.contains(&k) => {
+                    min_of(&mut p.sent_at, at);
+                    max_of(&mut p.campaign, text(campaign, i));
+                    max_of(&mut p.template, text(template, i));
+                    max_of(&mut p.locale, text(locale, i));
+                    max_of(&mut p.contact, text(contact_key, i).map(id_key::key));
+                }
+                _ => {}
+            }
         }
     }
     let rows = first_seen_order(by_key, |p| p.first_at);
@@ -208,7 +210,7 @@ mod tests {
             ev("conversion", "m3", 70),
         ];
         let batch = event::to_record_batch(&events).expect("batch");
-        let r = of_events(&batch).expect("rollup");
+        let r = of_events(std::slice::from_ref(&batch)).expect("rollup");
         assert_eq!(r.num_rows(), 2, "m1 and m2; the inbound message and the conversion make no row");
         let col = |n: &str| r.column_by_name(n).expect(n).clone();
         let keys = col("message_key");

@@ -73,8 +73,9 @@ impl Kind {
         }
     }
 
-    /// Its rows of `events`, a batch of the events table (usually one date's rows of one file).
-    pub fn of_events(self, events: &RecordBatch) -> Result<RecordBatch> {
+    /// Its rows of `events`, batches of the events table (usually one date's rows of one file):
+    /// one row per key of all of them.
+    pub fn of_events(self, events: &[RecordBatch]) -> Result<RecordBatch> {
         match self {
             Kind::Messages => messages::of_events(events),
             Kind::Conversations => conversations::of_events(events),
@@ -113,11 +114,34 @@ impl Kind {
     }
 }
 
+/// The columns of the events table the rollups read: a merge of events files reads only these
+/// for the rollups of the merged file (`maintenance`). A rollup reading another column fails
+/// on such a batch (every merge test would).
+pub const EVENT_COLUMNS: [&str; 17] = [
+    "event_type",
+    "occurred_at",
+    "message_id",
+    "reply_to",
+    "conversation_id",
+    "contact_key",
+    "country",
+    "campaign",
+    "template",
+    "locale",
+    "category",
+    "experiment",
+    "variant",
+    "billable",
+    "cost_micros",
+    "actor",
+    "queue",
+];
+
 /// The rollups of one events file, each encoded as Parquet.
 pub type Encoded = Vec<(Kind, Vec<u8>)>;
 
-/// Every rollup of `events` (a batch of one events file), encoded as Parquet.
-pub fn encode(events: &RecordBatch) -> Result<Encoded> {
+/// Every rollup of `events` (the batches of one events file), encoded as Parquet.
+pub fn encode(events: &[RecordBatch]) -> Result<Encoded> {
     Kind::ALL
         .iter()
         .map(|k| Ok((*k, crate::store::parquet_bytes(&k.of_events(events)?, k.writer_properties())?)))

@@ -12,12 +12,12 @@
 //! at worst old and new files both exist, the reports count each event once, and the next run
 //! merges them again.
 
+mod merge;
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use arrow::array::{AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, take_record_batch};
-use arrow::datatypes::TimestampMicrosecondType;
+use arrow::array::RecordBatch;
 use bytes::Bytes;
 use chrono::NaiveDate;
 use object_store::path::Path as ObjPath;
@@ -29,7 +29,7 @@ use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 use crate::error::{Error, Result};
 use crate::event;
 use crate::rollup::Kind;
-use crate::store::{Storage, compacted_writer_properties, parquet_bytes, stored_order};
+use crate::store::{Storage, parquet_bytes};
 
 /// What compaction did to one partition.
 #[derive(Debug, Clone, PartialEq)]
@@ -248,9 +248,13 @@ async fn merge_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMeta
     }
     // Decoding, merging and encoding a day is seconds of CPU: off the async runtime, where
     // `serve`'s background compaction would otherwise stall requests.
-    let (bytes, rollups, rows_before, rows_after) = tokio::task::spawn_blocking(move || merge_files(raw))
-        .await
-        .map_err(|e| Error::Invalid(format!("compaction task failed: {e}")))??;
+    let merge::Merged { bytes, rollups, rows_before, rows_after } = tokio::task::spawn_blocking(move || {
+        let merged = merge::merge(raw);
+        crate::alloc::release_freed();
+        merged
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("compaction task failed: {e}")))??;
     let mut id = [0u8; 8];
     rand::fill(&mut id);
     let name = format!("compact-{}", hex::encode(id));
@@ -308,22 +312,24 @@ async fn delete_rollups_of(storage: &Storage, events: &ObjPath) {
 
 /// The rows of an events file, in the events table's schema.
 fn decode_events(path: &ObjPath, bytes: Bytes) -> Result<Vec<RecordBatch>> {
+    decode_file(bytes)?.into_iter().map(|b| in_events_schema(path, b)).collect()
+}
+
+/// A batch read from the events file at `path` in the events table's schema: files written by
+/// other versions may order columns differently, so they are selected by name.
+fn in_events_schema(path: &ObjPath, batch: RecordBatch) -> Result<RecordBatch> {
     let schema = event::schema();
-    let mut batches = Vec::new();
-    for b in decode_file(bytes)? {
-        // Files written by other versions may order columns differently: select by name.
-        let cols = schema
-            .fields()
-            .iter()
-            .map(|fld| {
-                b.column_by_name(fld.name())
-                    .cloned()
-                    .ok_or_else(|| Error::Invalid(format!("{path} lacks column {}", fld.name())))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        batches.push(RecordBatch::try_new(schema.clone(), cols)?);
-    }
-    Ok(batches)
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|fld| {
+            batch
+                .column_by_name(fld.name())
+                .cloned()
+                .ok_or_else(|| Error::Invalid(format!("{path} lacks column {}", fld.name())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema, cols)?)
 }
 
 /// Writes each rollup ([`crate::rollup`]) that an events file lacks: files of versions before
@@ -345,7 +351,7 @@ pub async fn write_missing_rollups(storage: &Storage) -> Result<usize> {
         let bytes = storage.store.get(&file.location).await?.bytes().await?;
         let path = file.location.clone();
         let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<(String, Vec<u8>)>> {
-            let events = concat_batches(&event::schema(), &decode_events(&path, bytes)?)?;
+            let events = decode_events(&path, bytes)?;
             missing
                 .into_iter()
                 .map(|(k, p)| Ok((p, parquet_bytes(&k.of_events(&events)?, k.writer_properties())?)))
@@ -359,47 +365,6 @@ pub async fn write_missing_rollups(storage: &Storage) -> Result<usize> {
         }
     }
     Ok(written)
-}
-
-/// One Parquet file of the rows of `files` (path, contents), duplicates of an event id dropped
-/// (the copy received first is kept), in the stored order, and its rollups; with the row counts
-/// before and after.
-fn merge_files(files: Vec<(ObjPath, Bytes)>) -> Result<(Vec<u8>, crate::rollup::Encoded, usize, usize)> {
-    let schema = event::schema();
-    let mut batches = Vec::new();
-    for (path, bytes) in files {
-        batches.extend(decode_events(&path, bytes)?);
-    }
-    // Each copy of a day is ~500 bytes per event: the files' batches go as soon as they are
-    // one, and the dedup and the sort take rows once, not once each.
-    let all = concat_batches(&schema, &batches)?;
-    drop(batches);
-    let rows_before = all.num_rows();
-    // Keep, per event id, the copy received first.
-    let ids = all.column_by_name("event_id").map(|c| c.as_string::<i32>().clone());
-    let received = all.column_by_name("received_at").map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
-    let (Some(ids), Some(received)) = (ids, received) else {
-        return Err(Error::Invalid("events without event_id or received_at".into()));
-    };
-    let mut keep: HashMap<&str, u32> = HashMap::with_capacity(rows_before);
-    for i in 0..rows_before as u32 {
-        let id = ids.value(i as usize);
-        match keep.get(id) {
-            Some(&j) if received.value(j as usize) <= received.value(i as usize) => {}
-            _ => {
-                keep.insert(id, i);
-            }
-        }
-    }
-    let order = stored_order(&all, None)?;
-    let kept: UInt32Array =
-        order.values().iter().copied().filter(|&i| keep.get(ids.value(i as usize)) == Some(&i)).collect();
-    drop(keep);
-    let sorted = take_record_batch(&all, &kept)?;
-    drop(all);
-    let rows_after = sorted.num_rows();
-    let rollups = crate::rollup::encode(&sorted)?;
-    Ok((parquet_bytes(&sorted, compacted_writer_properties())?, rollups, rows_before, rows_after))
 }
 
 /// What retention deleted.
@@ -455,6 +420,7 @@ pub async fn retention(storage: &Storage, keep_days: u32, min_days: u32, today: 
 mod tests {
     use super::*;
     use crate::event::Event;
+    use arrow::array::AsArray;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     fn ev(id: &str, occurred: i64, received: i64) -> Event {
