@@ -4,7 +4,7 @@
 //! flusher and compaction both write them so. Merging them is then a k-way merge that reads
 //! each file a few thousand rows at a time and writes the merged rows to the Parquet writer as
 //! they come. Sorting in memory instead holds the files decoded and a sorted copy: `compact` of
-//! the generator's 10 million events peaked at 430-509 MiB that way, 233-239 MiB this way
+//! the generator's 10 million events peaked at 430-509 MiB that way, 233-236 MiB this way
 //! (BENCHMARKS.md, ingest eighth round).
 //!
 //! What the merge holds instead, one after the other:
