@@ -87,6 +87,11 @@ fn first_received(files: &[(ObjPath, Bytes)]) -> Result<(usize, Vec<Option<Boole
             ids.push(column("event_id")?);
             received.push(column("received_at")?);
         }
+        if ids.is_empty() {
+            // A file without rows: `concat` wants at least one array.
+            columns.push((StringArray::new_null(0), TimestampMicrosecondArray::new_null(0)));
+            continue;
+        }
         let ids = concat(&ids.iter().map(|a| a.as_ref()).collect::<Vec<_>>())?;
         let received = concat(&received.iter().map(|a| a.as_ref()).collect::<Vec<_>>())?;
         let (Some(ids), Some(received)) =
@@ -386,7 +391,8 @@ mod tests {
 
     /// One day's files of three generated data sets, then: a second copy of the first file (all
     /// its rows dropped, as received no earlier), and copies of a second file's first rows
-    /// received a microsecond earlier (the originals dropped from the middle of that file).
+    /// received a microsecond earlier (the originals dropped from the middle of that file); and
+    /// a file without rows among them.
     async fn day_files() -> Vec<(ObjPath, Bytes)> {
         let s = Storage::open("memory://").unwrap();
         let start = chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
@@ -413,6 +419,8 @@ mod tests {
         let early = RecordBatch::try_new(early.schema(), columns).unwrap();
         let file = crate::store::encode_event_files(vec![early]).unwrap().remove(0);
         files.push((ObjPath::from("earlier.parquet"), Bytes::from(file.bytes)));
+        let empty = parquet_bytes(&RecordBatch::new_empty(event::schema()), compacted_writer_properties()).unwrap();
+        files.insert(1, (ObjPath::from("empty.parquet"), Bytes::from(empty)));
         files
     }
 
