@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::{
     SortOptions, concat, concat_batches, filter_record_batch, interleave_record_batch, take_record_batch,
@@ -345,36 +345,19 @@ fn rollups_of(files: &[(ObjPath, Bytes)], keep: &[Option<BooleanBuffer>]) -> Res
 /// [`merge`] by decoding every file, then sorting: for files not in the stored order.
 fn merge_in_memory(files: Vec<(ObjPath, Bytes)>) -> Result<Merged> {
     let schema = event::schema();
+    let (rows_before, keep) = first_received(&files)?;
     let mut batches = Vec::new();
-    for (path, bytes) in files {
-        batches.extend(decode_events(&path, bytes)?);
+    for ((path, bytes), keep) in files.into_iter().zip(keep) {
+        let file = concat_batches(&schema, &decode_events(&path, bytes)?)?;
+        batches.push(match keep {
+            Some(keep) => filter_record_batch(&file, &BooleanArray::new(keep, None))?,
+            None => file,
+        });
     }
-    // Each copy of a day is ~500 bytes per event: the files' batches go as soon as they are
-    // one, and the dedup and the sort take rows once, not once each.
+    // The files' batches go as soon as they are one, so the sort takes the rows once.
     let all = concat_batches(&schema, &batches)?;
     drop(batches);
-    let rows_before = all.num_rows();
-    // Keep, per event id, the copy received first.
-    let ids = all.column_by_name("event_id").map(|c| c.as_string::<i32>().clone());
-    let received = all.column_by_name("received_at").map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
-    let (Some(ids), Some(received)) = (ids, received) else {
-        return Err(Error::Invalid("events without event_id or received_at".into()));
-    };
-    let mut keep: HashMap<&str, u32> = HashMap::with_capacity(rows_before);
-    for i in 0..rows_before as u32 {
-        let id = ids.value(i as usize);
-        match keep.get(id) {
-            Some(&j) if received.value(j as usize) <= received.value(i as usize) => {}
-            _ => {
-                keep.insert(id, i);
-            }
-        }
-    }
-    let order = stored_order(&all, None)?;
-    let kept: UInt32Array =
-        order.values().iter().copied().filter(|&i| keep.get(ids.value(i as usize)) == Some(&i)).collect();
-    drop(keep);
-    let sorted = take_record_batch(&all, &kept)?;
+    let sorted = take_record_batch(&all, &stored_order(&all, None)?)?;
     drop(all);
     let rows_after = sorted.num_rows();
     let rollups = crate::rollup::encode(std::slice::from_ref(&sorted))?;
@@ -386,6 +369,7 @@ mod tests {
     use super::*;
     use crate::generate::{Spec, generate};
     use crate::store::Storage;
+    use arrow::array::UInt32Array;
     use arrow::datatypes::TimestampMicrosecondType;
     use object_store::ObjectStoreExt;
 
