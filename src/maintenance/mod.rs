@@ -115,11 +115,11 @@ pub async fn compact(
 
 /// Merges the small files of every day, in groups of at most `max_events` events (counted
 /// from the files' footers), since a merge holds part of what it merges in memory (the
-/// rollups' columns, the new file's pages): a quiet day's
-/// files become one, a busy day's many minute-by-minute files a few. Today's files are merged
-/// as they come (the small merged file again with the next ones, until it is half of
-/// `max_events`), so reports over today read tens of files, not a file per flush. Files of at
-/// least half of `max_events` are left as they are; `convoscope compact` merges whole days.
+/// rollups' columns, the new file's pages): a quiet day's files become one, a busy day's many
+/// minute-by-minute files a few. Today's files are merged as they come (the small merged file
+/// again with the next ones, until it is half of `max_events`), so reports over today read tens
+/// of files, not a file per flush. Files of at least half of `max_events` are left as they are;
+/// `convoscope compact` merges whole days.
 ///
 /// `settled` remembers the file count of days with nothing to merge, so their footers are read
 /// again only when files are added. The files a merge replaced are deleted after `grace`; once
