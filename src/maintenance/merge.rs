@@ -34,7 +34,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
-use super::{decode_events, in_events_schema};
+use super::in_events_schema;
 use crate::error::{Error, Result};
 use crate::event;
 use crate::store::{STORED_ORDER, compacted_writer_properties, parquet_bytes, stored_order};
@@ -75,11 +75,8 @@ pub(super) fn merge(files: Vec<(ObjPath, Bytes)>) -> Result<Merged> {
 fn first_received(files: &[(ObjPath, Bytes)]) -> Result<(usize, Vec<Option<BooleanBuffer>>)> {
     let mut columns: Vec<(StringArray, TimestampMicrosecondArray)> = Vec::with_capacity(files.len());
     for (path, bytes) in files {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
-        let mask = ProjectionMask::columns(builder.parquet_schema(), ["event_id", "received_at"]);
-        let batches = builder.with_projection(mask).with_batch_size(64 * 1024).build()?.collect::<Vec<_>>();
         let (mut ids, mut received) = (Vec::new(), Vec::new());
-        for b in batches {
+        for b in read_columns(bytes, &["event_id", "received_at"])? {
             let b = b?;
             let column = |name: &str| {
                 b.column_by_name(name).cloned().ok_or_else(|| Error::Invalid(format!("{path} lacks column {name}")))
@@ -317,29 +314,48 @@ fn merge_sorted(files: &[(ObjPath, Bytes)], batch_rows: usize, write_rows: usize
     Ok(Some(Merged { bytes, rollups, rows_before, rows_after }))
 }
 
+/// A reader of the columns `names` of an events file, 64k rows at a time.
+fn read_columns(bytes: &Bytes, names: &[&str]) -> Result<ParquetRecordBatchReader> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
+    Ok(builder.with_projection(mask).with_batch_size(64 * 1024).build()?)
+}
+
 /// The rollups of the rows of `files` that `keep` keeps, from the columns the rollups read
 /// (read again rather than kept from the merge: held beside the merge's batches, which come
 /// and go, they raised its peak RSS by their size again).
 fn rollups_of(files: &[(ObjPath, Bytes)], keep: &[Option<BooleanBuffer>]) -> Result<crate::rollup::Encoded> {
     let mut batches = Vec::new();
     for ((path, bytes), keep) in files.iter().zip(keep) {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
-        let mask = ProjectionMask::columns(builder.parquet_schema(), crate::rollup::EVENT_COLUMNS);
-        let mut start = 0;
-        for batch in builder.with_projection(mask).with_batch_size(64 * 1024).build()? {
-            let batch = batch?;
-            let rows = batch.num_rows();
-            if batch.num_columns() < crate::rollup::EVENT_COLUMNS.len() {
-                return Err(Error::Invalid(format!("{path} lacks a column the rollups read")));
-            }
-            batches.push(match keep {
-                Some(keep) => filter_record_batch(&batch, &BooleanArray::new(keep.slice(start, rows), None))?,
-                None => batch,
-            });
-            start += rows;
-        }
+        batches.extend(kept_rows(path, bytes, &crate::rollup::EVENT_COLUMNS, keep.as_ref())?);
     }
     crate::rollup::encode(&batches)
+}
+
+/// The columns `names` of the rows of the events file at `path` that `keep` keeps (all without
+/// it). With [`crate::rollup::EVENT_COLUMNS`], what a rollup of the file needs, at about a
+/// third of the file's decoded size.
+pub(super) fn kept_rows(
+    path: &ObjPath,
+    bytes: &Bytes,
+    names: &[&str],
+    keep: Option<&BooleanBuffer>,
+) -> Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    let mut start = 0;
+    for batch in read_columns(bytes, names)? {
+        let batch = batch?;
+        let rows = batch.num_rows();
+        if batch.num_columns() < names.len() {
+            return Err(Error::Invalid(format!("{path} lacks one of the columns {names:?}")));
+        }
+        batches.push(match keep {
+            Some(keep) => filter_record_batch(&batch, &BooleanArray::new(keep.slice(start, rows), None))?,
+            None => batch,
+        });
+        start += rows;
+    }
+    Ok(batches)
 }
 
 /// [`merge`] by decoding every file, then sorting: for files not in the stored order.
@@ -347,12 +363,10 @@ fn merge_in_memory(files: Vec<(ObjPath, Bytes)>) -> Result<Merged> {
     let schema = event::schema();
     let (rows_before, keep) = first_received(&files)?;
     let mut batches = Vec::new();
-    for ((path, bytes), keep) in files.into_iter().zip(keep) {
-        let file = concat_batches(&schema, &decode_events(&path, bytes)?)?;
-        batches.push(match keep {
-            Some(keep) => filter_record_batch(&file, &BooleanArray::new(keep, None))?,
-            None => file,
-        });
+    for ((path, bytes), keep) in files.iter().zip(&keep) {
+        for batch in kept_rows(path, bytes, event::COLUMNS, keep.as_ref())? {
+            batches.push(in_events_schema(path, batch)?);
+        }
     }
     // The files' batches go as soon as they are one, so the sort takes the rows once.
     let all = concat_batches(&schema, &batches)?;
@@ -366,6 +380,7 @@ fn merge_in_memory(files: Vec<(ObjPath, Bytes)>) -> Result<Merged> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::decode_events;
     use super::*;
     use crate::generate::{Spec, generate};
     use crate::store::Storage;

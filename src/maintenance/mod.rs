@@ -18,11 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use bytes::Bytes;
 use chrono::NaiveDate;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectMeta, ObjectStoreExt};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::FOOTER_SIZE;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 
@@ -39,16 +37,6 @@ pub struct Compacted {
     pub rows_before: usize,
     pub rows_after: usize,
     pub file: String,
-}
-
-/// The rows of one Parquet file.
-fn decode_file(bytes: Bytes) -> Result<Vec<RecordBatch>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(64 * 1024).build()?;
-    let mut out = Vec::new();
-    for b in reader {
-        out.push(b?);
-    }
-    Ok(out)
 }
 
 /// How long the files a merge replaced outlive it. A query lists the files it reads when it
@@ -312,8 +300,9 @@ async fn delete_rollups_of(storage: &Storage, events: &ObjPath) {
 }
 
 /// The rows of an events file, in the events table's schema.
-fn decode_events(path: &ObjPath, bytes: Bytes) -> Result<Vec<RecordBatch>> {
-    decode_file(bytes)?.into_iter().map(|b| in_events_schema(path, b)).collect()
+#[cfg(test)]
+fn decode_events(path: &ObjPath, bytes: bytes::Bytes) -> Result<Vec<RecordBatch>> {
+    merge::kept_rows(path, &bytes, event::COLUMNS, None)?.into_iter().map(|b| in_events_schema(path, b)).collect()
 }
 
 /// A batch read from the events file at `path` in the events table's schema: files written by
@@ -352,7 +341,7 @@ pub async fn write_missing_rollups(storage: &Storage) -> Result<usize> {
         let bytes = storage.store.get(&file.location).await?.bytes().await?;
         let path = file.location.clone();
         let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<(String, Vec<u8>)>> {
-            let events = decode_events(&path, bytes)?;
+            let events = merge::kept_rows(&path, &bytes, &crate::rollup::EVENT_COLUMNS, None)?;
             missing
                 .into_iter()
                 .map(|(k, p)| Ok((p, parquet_bytes(&k.of_events(&events)?, k.writer_properties())?)))
@@ -445,7 +434,7 @@ mod tests {
         let files = s.list_event_files().await.unwrap();
         assert_eq!(files.len(), 2);
         let merged = &files.iter().find(|f| f.1.location.as_ref().contains("compact-")).unwrap().1.location;
-        let batches = decode_file(s.store.get(merged).await.unwrap().bytes().await.unwrap()).unwrap();
+        let batches = decode_events(merged, s.store.get(merged).await.unwrap().bytes().await.unwrap()).unwrap();
         let b = &batches[0];
         let ids: Vec<&str> = b.column_by_name("event_id").unwrap().as_string::<i32>().iter().flatten().collect();
         assert_eq!(ids, ["r", "b", "c", "a"], "sorted by event type, then occurred_at");
