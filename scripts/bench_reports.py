@@ -122,10 +122,15 @@ def with_ctes(sql, overrides):
     return sql
 
 
-def splice(sql):
+def splice(sql, rollup=False):
     """`sql` with the shared pieces of queries/ spliced in where it says `{{name}}`, as
-    convoscope does (src/analytics/reports.rs)."""
-    return re.sub(r"\{\{(\w+)\}\}", lambda m: (ROOT / "queries" / f"{m.group(1)}.sql").read_text(), sql)
+    convoscope does (src/analytics/reports.rs): in a report's rollup form (`rollup`), the
+    cohort is queries/rollup/cohort.sql, every other piece is shared by both forms."""
+    def piece(m):
+        name = m.group(1)
+        path = ROOT / "queries" / ("rollup" if rollup and name == "cohort" else "") / f"{name}.sql"
+        return path.read_text()
+    return re.sub(r"\{\{(\w+)\}\}", piece, sql)
 
 
 def duck_sqls(name):
