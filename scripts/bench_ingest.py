@@ -6,6 +6,10 @@
    (b) `convoscope serve`, which verifies, normalises, deduplicates and fsyncs before it
    answers. Requests/s, events/s, p50/p99 latency, peak RSS of serve, ratio b/a.
 2. First-party NDJSON batches of 1,000 events to /v1/events: events/s.
+   Then what bounds the ratio at 10 statuses: CPU time per request of each server and of
+   everything else on the machine (wrk, the kernel), and the ratio a floor of the collector's
+   cost would allow: the ceiling's handler plus 10 events at what an event costs under
+   /v1/events (BENCHMARKS.md, section 1, ninth round).
 3. What `serve`'s background compaction costs ingest: the 10-status load against a fresh
    `serve` whose store holds a finished day in 10 generated files, with compaction every 3 s
    (it merges them during the load) and off. Requests/s, p50/p99, peak RSS, files left.
@@ -116,6 +120,37 @@ def compaction_load(binary, work, duration, conns, every, day_events, run_id):
     return r
 
 
+def settled_cpu(pid, meter):
+    """`meter`'s reading once `pid` is idle after a load (at most 5 s), so the flusher's work on
+    the load's sealed segments is counted. The open segment is flushed later (on seal or age),
+    so this counts a little less than the load's whole cost."""
+    b.wait_idle(pid, quiet=0.2, limit=5.0)
+    return meter.stop()
+
+
+def bound_table(ceiling, collector, fp_us_per_event_s, n=10):
+    """Markdown: CPU time per request of both sides at `n` statuses/request, and the ratio a
+    floor of the collector's cost would allow. Both runs keep the 2 cores busy, so each side's
+    rate is the cores divided by the CPU time per request of the server and of everything else
+    (wrk, the kernel); the floor is the ceiling's handler plus `n` events at what an event costs
+    the collector under /v1/events, whose batches of 1,000 spread the per-request work thin."""
+    def per_request(r):
+        done = max(r["requests"] - r.get("non2xx", 0), 1)
+        return r["cpu"][0] / done * 1e6, r["cpu"][1] / done * 1e6
+    a_srv, a_else = per_request(ceiling)
+    b_srv, b_else = per_request(collector)
+    floor = a_srv + n * fp_us_per_event_s * 1e6
+    return (f"\n| CPU µs per request at {n} statuses/request (/proc) | server | everything else on the machine (wrk, kernel, any other process) |\n"
+            f"| --- | --- | --- |\n"
+            f"| ceiling | {a_srv:.1f} | {a_else:.1f} |\n"
+            f"| collector | {b_srv:.1f} | {b_else:.1f} |\n"
+            f"| floor: the ceiling's handler + {n} events at /v1/events' {fp_us_per_event_s * 1e6:.2f} µs/event "
+            f"| {floor:.1f} | |\n\n"
+            f"ratio the floor allows, everything else at the ceiling's cost: "
+            f"({a_srv:.1f} + {a_else:.1f}) / ({floor:.1f} + {a_else:.1f}) = {(a_srv + a_else) / (floor + a_else):.2f}; "
+            f"measured {collector['rps'] / ceiling['rps']:.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=int, default=30)
@@ -136,18 +171,24 @@ def main():
     b.wait_for(f"http://127.0.0.1:{port}/")
     base_a = {}
     for n in sizes:
+        meter = b.CpuMeter(ceiling.pid).start()
         base_a[n] = wrk(f"http://127.0.0.1:{port}/webhooks/meta", "meta_statuses.lua", [n, SECRET, f"a{run_id}-{n}"],
                         args.duration, args.connections)
+        base_a[n]["cpu"] = meter.stop()
     b.stop(ceiling)
 
     # (b) the collector, fsync before every acknowledgement (the only mode it has)
     serve, base = start_collector(args.bin, work)
     rows = []
+    collector = {}
     sent_events = 0
     for n in sizes:
         b.reset_peak_rss(serve.pid)
+        meter = b.CpuMeter(serve.pid).start()
         r = statuses_load(base, n, f"b{run_id}-{n}", args.duration, args.connections)
         r["rss"] = b.peak_rss_mib(serve.pid)
+        r["cpu"] = settled_cpu(serve.pid, meter)
+        collector[n] = r
         a = base_a[n]
         if r["non2xx"] or r["errors"]:
             failures.append(f"{n} statuses/request: {r['non2xx']} non-2xx answers, {r['errors']} socket errors")
@@ -157,8 +198,10 @@ def main():
 
     # 2. first-party batches
     b.reset_peak_rss(serve.pid)
+    meter = b.CpuMeter(serve.pid).start()
     fp = events_load(base, f"c{run_id}", args.duration)
     fp_rss = b.peak_rss_mib(serve.pid)
+    fp_cpu = settled_cpu(serve.pid, meter)
     # A 503 here is back-pressure (the log's budget is full because the flusher is behind), the
     # documented answer; the sustained rate is what was accepted over the whole run.
     fp_accepted = (fp["requests"] - fp["non2xx"]) * 1000
@@ -200,6 +243,7 @@ def main():
           f"| p50 / p99 ms per batch | {fp['p50']:.1f} / {fp['p99']:.1f} |\n"
           f"| serve peak RSS MiB | {fp_rss:.0f} |")
     print(f"\nstored {ingested:,.0f} events; acknowledged at least {counted:,}; duplicates {dups:.0f}")
+    print(bound_table(base_a[10], collector[10], fp_cpu[0] / max(fp_accepted, 1)))
     print(f"\n| 10 statuses/request, the store holding {day_events:,} generated events of one day in 10 files "
           "(and their late events' days) | compaction off "
           "| compaction every 3 s |\n| --- | --- | --- |")

@@ -85,6 +85,30 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_seconds():
+    """CPU time every process of the machine has used (busy, not idle or waiting on I/O), in
+    seconds: /proc/stat's first line."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle, iowait = ticks[3], ticks[4]
+    return (sum(ticks) - idle - iowait) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU used by one process and by the whole machine between `start` and `stop`."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def start(self):
+        self.proc0, self.all0 = cpu_seconds(self.pid), machine_cpu_seconds()
+        return self
+
+    def stop(self):
+        """(seconds of the process, seconds of everything else on the machine)."""
+        proc, every = cpu_seconds(self.pid) - self.proc0, machine_cpu_seconds() - self.all0
+        return proc, max(every - proc, 0.0)
+
+
 def wait_idle(pid, quiet=0.05, limit=2.0):
     """Waits until `pid` has used no CPU for `quiet` seconds (at most `limit` seconds): a
     server may still be freeing a query's memory after it answered."""
