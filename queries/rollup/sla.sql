@@ -7,7 +7,7 @@
 -- their reply and reopening times unnested.
 --
 -- The rollup is read once (`rollup_rows`): merged, and the lists of the conversations of several
--- rows, both come from it. Reading the files once per use (three times) took ~1.5x the time
+-- rows, both come from it. Reading the files once per use (three times) took ~1.4x the time
 -- where a day has ten files, since each read pays for every file (BENCHMARKS.md, section 2,
 -- fifteenth round); unnesting only those conversations' lists, not every row's, is the rest.
 WITH rollup_rows AS MATERIALIZED (
