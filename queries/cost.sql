@@ -44,4 +44,15 @@ priced AS MATERIALIZED (
     LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'
     WHERE m.sent_at IS NOT NULL AND ($campaign = '' OR m.campaign = $campaign)
 ),
+per_conversation AS (
+    SELECT id_key(conversation_id) AS id,
+           MAX(id_key(contact_key)) AS contact,
+           MIN(CASE WHEN event_type = 'conversation.opened' THEN occurred_at END) AS opened_at,
+           MIN(CASE WHEN event_type = 'conversation.handoff' THEN occurred_at END) AS handoff_at,
+           MIN(CASE WHEN event_type = 'conversation.resolved' THEN occurred_at END) AS resolved_at,
+           MAX(CASE WHEN event_type = 'conversation.bot_reply' THEN 1 ELSE 0 END) AS bot
+    FROM events
+    WHERE conversation_id IS NOT NULL AND date >= $from
+    GROUP BY id_key(conversation_id)
+),
 {{cost_totals}}

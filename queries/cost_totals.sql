@@ -1,6 +1,7 @@
 -- cost_totals: the part of the cost report after `priced` (one row per message of the cohort
--- with its campaign, category, contact, send time and cost), spliced into queries/cost.sql and
--- queries/rollup/cost.sql after their `priced`.
+-- with its campaign, category, contact, send time and cost) and `per_conversation` (one row per
+-- conversation: its contact, opening, handoff and resolution times, and whether the bot
+-- replied), spliced into queries/cost.sql and queries/rollup/cost.sql after them.
 conversion_events AS (
     SELECT id_key(event_id) AS id, MAX(id_key(contact_key)) AS contact, MIN(occurred_at) AS occurred_at,
            MAX(CAST(COALESCE(revenue_micros, 0) AS DOUBLE) / 1000000) AS revenue
@@ -8,24 +9,13 @@ conversion_events AS (
     WHERE event_type = 'conversion' AND contact_key IS NOT NULL AND date >= $from
     GROUP BY id_key(event_id)
 ),
-conversations AS (
-    SELECT id_key(conversation_id) AS id,
-           MAX(id_key(contact_key)) AS contact,
-           MIN(CASE WHEN event_type = 'conversation.opened' THEN occurred_at END) AS opened_at,
-           MIN(CASE WHEN event_type = 'conversation.handoff' THEN occurred_at END) AS handoff_at,
-           MIN(CASE WHEN event_type = 'conversation.resolved' THEN occurred_at END) AS resolved_at,
-           MAX(CASE WHEN event_type = 'conversation.bot_reply' THEN 1 ELSE 0 END) AS bot
-    FROM events
-    WHERE conversation_id IS NOT NULL AND date >= $from
-    GROUP BY id_key(conversation_id)
-),
 resolved AS (
     SELECT id, contact, opened_at,
            bot * $bot_cost
              + CASE WHEN handoff_at IS NULL THEN 0
                     ELSE (date_part('epoch', resolved_at) - date_part('epoch', handoff_at)) / 3600 * $agent_cost_per_hour
                END AS support_cost
-    FROM conversations
+    FROM per_conversation
     WHERE resolved_at IS NOT NULL AND opened_at IS NOT NULL AND contact IS NOT NULL
 ),
 outcomes AS (

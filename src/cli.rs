@@ -320,6 +320,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if rollups > 0 {
                 println!("wrote {rollups} rollup files that events files lacked");
             }
+            let retired = crate::maintenance::delete_retired_rollups(&storage).await?;
+            if retired > 0 {
+                println!("deleted {retired} rollup files of an older layout");
+            }
             Ok(())
         }
         Command::Retention { keep_days } => {

@@ -6,7 +6,7 @@ WITH conv AS (
            min_text(CASE WHEN opened_at IS NOT NULL THEN date END) AS day,
            max_text(queue) AS queue,
            MAX(CASE WHEN resolved_at IS NOT NULL THEN 1 ELSE 0 END) AS resolved,
-           MAX(CASE WHEN handed_off THEN 1 ELSE 0 END) AS handed_off
+           MAX(CASE WHEN handoff_at IS NOT NULL THEN 1 ELSE 0 END) AS handed_off
     FROM conversations
     WHERE date >= $from
     GROUP BY conversation_key

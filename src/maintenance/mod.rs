@@ -357,6 +357,24 @@ pub async fn write_missing_rollups(storage: &Storage) -> Result<usize> {
     Ok(written)
 }
 
+/// Deletes the files of rollups in a layout no report reads ([`crate::rollup::RETIRED_DIRS`]),
+/// which retention, listing only the current rollups, would never delete. Returns how many.
+pub async fn delete_retired_rollups(storage: &Storage) -> Result<usize> {
+    use futures::TryStreamExt;
+    let mut deleted = 0;
+    for dir in crate::rollup::RETIRED_DIRS {
+        let files: Vec<ObjectMeta> = storage.store.list(Some(&storage.path(dir))).try_collect().await?;
+        for f in files {
+            match storage.store.delete(&f.location).await {
+                Ok(()) => deleted += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(deleted)
+}
+
 /// What retention deleted.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Deleted {

@@ -18,7 +18,7 @@ use crate::analytics::id_key;
 use crate::error::Result;
 
 /// The events that answer the customer: the first one after the customer's first message is
-/// the first response.
+/// the first response. The bot's comes first (`bot_replied`).
 const REPLIES: [&str; 2] = ["conversation.bot_reply", "conversation.agent_reply"];
 
 /// How long after its first resolution a reopening means the conversation was not resolved at
@@ -37,12 +37,14 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let list = DataType::List(times_field());
     Arc::new(Schema::new(vec![
         Field::new("conversation_key", id_key::data_type(), false),
+        Field::new("contact_key", id_key::data_type(), true),
         Field::new("opened_at", timestamp(), true),
         Field::new("queue", DataType::Utf8, true),
         Field::new("any_queue", DataType::Utf8, true),
         Field::new("customer_at", timestamp(), true),
         Field::new("resolved_at", timestamp(), true),
-        Field::new("handed_off", DataType::Boolean, false),
+        Field::new("handoff_at", timestamp(), true),
+        Field::new("bot_replied", DataType::Boolean, false),
         Field::new("replies", list.clone(), false),
         Field::new("reopens", list, false),
         Field::new("first_response_at", timestamp(), true),
@@ -54,11 +56,13 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// with a `conversation_id`:
 ///
 /// - `conversation_key`: `id_key(conversation_id)`;
-/// - `opened_at`, `resolved_at`: first `conversation.opened`, `conversation.resolved`;
+/// - `contact_key`: the largest `id_key(contact_key)` of its events (as `cost` reads it);
+/// - `opened_at`, `resolved_at`, `handoff_at`: first `conversation.opened`,
+///   `conversation.resolved`, `conversation.handoff`;
 /// - `queue`: the largest `queue` of its `conversation.*` events (as `containment` reads it);
 ///   `any_queue`: of all its events (as `sla` reads it);
 /// - `customer_at`: first event of actor `customer` or of type `message.inbound`;
-/// - `handed_off`: it has a `conversation.handoff`;
+/// - `bot_replied`: it has a `conversation.bot_reply`;
 /// - `replies`, `reopens`: the distinct times of its bot and agent replies, and of its
 ///   `conversation.reopened`, ascending;
 /// - over this file's events alone, what `sla` computes per conversation: `first_response_at`,
@@ -74,12 +78,14 @@ pub fn schema() -> SchemaRef {
 struct Partial<'a> {
     /// First seen, for the order of rows in the file.
     first_at: i64,
+    contact: Option<i128>,
     opened_at: Option<i64>,
     queue: Option<&'a str>,
     any_queue: Option<&'a str>,
     customer_at: Option<i64>,
     resolved_at: Option<i64>,
-    handed_off: bool,
+    handoff_at: Option<i64>,
+    bot_replied: bool,
     replies: Vec<i64>,
     reopens: Vec<i64>,
 }
@@ -92,6 +98,7 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
         let conversation_id = utf8(events, "conversation_id")?;
         let queue = utf8(events, "queue")?;
         let actor = utf8(events, "actor")?;
+        let contact = utf8(events, "contact_key")?;
         let occurred = occurred_at(events)?;
         for i in 0..events.num_rows() {
             let Some(id) = text(conversation_id, i) else { continue };
@@ -100,6 +107,7 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
             let p =
                 by_key.entry(IdKey(id_key::key(id))).or_insert_with(|| Partial { first_at: at, ..Default::default() });
             p.first_at = p.first_at.min(at);
+            max_of(&mut p.contact, text(contact, i).map(id_key::key));
             let q = text(queue, i);
             max_of(&mut p.any_queue, q);
             if kind.starts_with("conversation.") {
@@ -111,9 +119,12 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
             match kind {
                 "conversation.opened" => min_of(&mut p.opened_at, at),
                 "conversation.resolved" => min_of(&mut p.resolved_at, at),
-                "conversation.handoff" => p.handed_off = true,
+                "conversation.handoff" => min_of(&mut p.handoff_at, at),
                 "conversation.reopened" => p.reopens.push(at),
-                k if REPLIES.contains(&k) => p.replies.push(at),
+                k if REPLIES.contains(&k) => {
+                    p.bot_replied |= k == REPLIES[0];
+                    p.replies.push(at)
+                }
                 _ => {}
             }
         }
@@ -132,12 +143,14 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
     };
     let columns: Vec<ArrayRef> = vec![
         keys(rows.iter().map(|(k, _)| Some(*k))),
+        keys(rows.iter().map(|(_, p)| p.contact)),
         ts(|p| p.opened_at),
         text_column(&|p| p.queue.map(str::to_string)),
         text_column(&|p| p.any_queue.map(str::to_string)),
         ts(|p| p.customer_at),
         ts(|p| p.resolved_at),
-        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(p.handed_off)))),
+        ts(|p| p.handoff_at),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(p.bot_replied)))),
         times(rows.iter().map(|(_, p)| p.replies.as_slice())),
         times(rows.iter().map(|(_, p)| p.reopens.as_slice())),
         ts(|p| {
@@ -180,6 +193,9 @@ mod tests {
         opened.queue = Some("billing".into());
         let mut inbound = ev("message.inbound", Some("c1"), 20);
         inbound.queue = Some("zz-only-on-inbound".into());
+        inbound.contact_key = Some("+15550001".into());
+        let mut handoff = ev("conversation.handoff", Some("c1"), 25);
+        handoff.contact_key = Some("+15550002".into());
         let mut customer = ev("csat.submitted", Some("c2"), 5);
         customer.actor = Some("customer".into());
         let events = vec![
@@ -188,7 +204,8 @@ mod tests {
             inbound,
             ev("conversation.agent_reply", Some("c1"), 30),
             ev("conversation.agent_reply", Some("c1"), 30),
-            ev("conversation.handoff", Some("c1"), 25),
+            handoff,
+            ev("conversation.handoff", Some("c1"), 35),
             ev("conversation.resolved", Some("c1"), 50),
             ev("conversation.resolved", Some("c1"), 40),
             ev("conversation.reopened", Some("c1"), 60),
@@ -211,8 +228,13 @@ mod tests {
         assert_eq!((ts("opened_at", 0), ts("customer_at", 0)), (None, Some(5)), "a customer actor counts");
         assert_eq!(col("queue").as_string::<i32>().value(1), "billing");
         assert_eq!(col("any_queue").as_string::<i32>().value(1), "zz-only-on-inbound");
-        let flags = col("handed_off");
-        assert_eq!((flags.as_boolean().value(0), flags.as_boolean().value(1)), (false, true));
+        assert_eq!((ts("handoff_at", 0), ts("handoff_at", 1)), (None, Some(25)));
+        let bot = col("bot_replied");
+        assert_eq!((bot.as_boolean().value(0), bot.as_boolean().value(1)), (false, true));
+        let contacts = col("contact_key");
+        let contacts = contacts.as_primitive::<Decimal128Type>();
+        assert!(contacts.is_null(0), "c2's events name no contact");
+        assert_eq!(contacts.value(1), id_key::key("+15550002").max(id_key::key("+15550001")), "the largest key");
         let times = |n: &str, i: usize| -> Vec<i64> {
             let c = col(n);
             let v = c.as_list::<i32>().value(i);

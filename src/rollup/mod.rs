@@ -46,11 +46,15 @@ impl Kind {
     /// Every rollup, in the order writers write them.
     pub const ALL: [Kind; 3] = [Kind::Messages, Kind::Conversations, Kind::Exposures];
 
-    /// Its directory under the store's prefix, with `date=` partitions as `events/`.
+    /// Its directory under the store's prefix, with `date=` partitions as `events/`. A rollup
+    /// whose columns change moves to a new directory (the old one goes to [`RETIRED_DIRS`]):
+    /// read as the new layout, an old file would give its new columns as nulls, and a report
+    /// would count them as answers; in a new directory, the old files are simply missing, and
+    /// reports read the events until `convoscope compact` writes them.
     pub fn dir(self) -> &'static str {
         match self {
             Kind::Messages => "rollups/messages",
-            Kind::Conversations => "rollups/conversations",
+            Kind::Conversations => "rollups/conversations-v2",
             Kind::Exposures => "rollups/exposures",
         }
     }
@@ -88,7 +92,7 @@ impl Kind {
     pub fn writer_properties(self) -> WriterProperties {
         let (key, timestamps): (&str, &[&str]) = match self {
             Kind::Messages => ("message_key", &["sent_at", "delivered_at", "read_at"]),
-            Kind::Conversations => ("conversation_key", &["opened_at", "customer_at", "resolved_at"]),
+            Kind::Conversations => ("conversation_key", &["opened_at", "customer_at", "resolved_at", "handoff_at"]),
             Kind::Exposures => ("message_key", &["exposed_at"]),
         };
         let mut b = WriterProperties::builder()
@@ -113,6 +117,12 @@ impl Kind {
         Some(format!("{before}{}/date={after}", self.dir()))
     }
 }
+
+/// Directories of rollups in a layout no report reads any more ([`Kind::dir`]):
+/// `convoscope compact` deletes their files once it has written the current ones.
+/// `rollups/conversations`: before the conversation rollup had `contact_key`, `handoff_at` and
+/// `bot_replied` (for `cost`).
+pub const RETIRED_DIRS: [&str; 1] = ["rollups/conversations"];
 
 /// The columns of the events table the rollups read: a merge of events files reads only these
 /// for the rollups of the merged file (`maintenance`). A rollup reading another column fails
@@ -234,7 +244,7 @@ mod tests {
         );
         assert_eq!(
             Kind::Conversations.path_of("pre/fix/events/date=2026-01-02/x.parquet").as_deref(),
-            Some("pre/fix/rollups/conversations/date=2026-01-02/x.parquet")
+            Some("pre/fix/rollups/conversations-v2/date=2026-01-02/x.parquet")
         );
         assert_eq!(m.path_of("myevents/date=2026-01-02/x.parquet"), None);
         assert_eq!(m.path_of("other/x.parquet"), None);

@@ -550,7 +550,8 @@ async fn reports_from_the_rollups_give_what_the_events_give() {
 }
 
 /// An events file without one of its rollups (a store of an earlier version) sends every report
-/// to the events, with the same answers; `compact` writes the missing rollups.
+/// to the events, with the same answers; `compact` writes the missing rollups and deletes those
+/// of a retired layout.
 #[tokio::test]
 async fn a_file_without_its_rollup_is_read_from_the_events_until_compact_writes_one() {
     let (dir, a) = loaded().await;
@@ -569,20 +570,34 @@ async fn a_file_without_its_rollup_is_read_from_the_events_until_compact_writes_
     };
     let before = both(&a).await;
     let files = all_files(&dir.path().join("store"));
-    for kind in ["messages", "conversations", "exposures"] {
+    let mut retired = None;
+    for kind in convoscope::rollup::Kind::ALL {
+        let dir = kind.dir();
         let rollup = files
             .iter()
             .find(|f| {
-                f.to_string_lossy().contains(&format!("rollups/{kind}/date="))
-                    && f.extension().is_some_and(|e| e == "parquet")
+                f.to_string_lossy().contains(&format!("{dir}/date=")) && f.extension().is_some_and(|e| e == "parquet")
             })
-            .unwrap_or_else(|| panic!("a {kind} rollup file"));
-        std::fs::remove_file(rollup).unwrap();
-        assert!(!a.rollups_cover().await.unwrap(), "without a {kind} rollup file");
+            .unwrap_or_else(|| panic!("a {dir} file"));
+        if kind == convoscope::rollup::Kind::Conversations {
+            // As a store of the version before the conversation rollup's layout changed has it:
+            // the file in the old directory, which no report reads.
+            let old = rollup.to_string_lossy().replace(dir, convoscope::rollup::RETIRED_DIRS[0]);
+            std::fs::create_dir_all(std::path::Path::new(&old).parent().unwrap()).unwrap();
+            std::fs::rename(rollup, &old).unwrap();
+            retired = Some(old);
+        } else {
+            std::fs::remove_file(rollup).unwrap();
+        }
+        assert!(!a.rollups_cover().await.unwrap(), "without a {dir} file");
     }
     check("from the events", both(&a).await, &before);
     let storage = Storage::open(&format!("file://{}", dir.path().join("store").display())).unwrap();
     assert_eq!(convoscope::maintenance::write_missing_rollups(&storage).await.unwrap(), 3);
     assert!(a.rollups_cover().await.unwrap());
     check("from the rewritten rollups", both(&a).await, &before);
+    let retired = retired.expect("a conversation rollup file");
+    assert_eq!(convoscope::maintenance::delete_retired_rollups(&storage).await.unwrap(), 1);
+    assert!(!std::path::Path::new(&retired).exists(), "the old layout's file is gone");
+    assert!(a.rollups_cover().await.unwrap(), "and the current rollups are all there");
 }
