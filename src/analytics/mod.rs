@@ -266,7 +266,7 @@ impl Analytics {
             WARNED.call_once(|| {
                 tracing::warn!(
                     "some events files lack a rollup: reports read the events, which is slower; \
-                     `convoscope compact` writes the missing rollups"
+                     `serve` (each compaction round) and `convoscope compact` write the missing rollups"
                 )
             });
         }

@@ -4,7 +4,9 @@
 //! `serve` also merges small files on its own ([`compact_every`]), today's included, a bounded
 //! number of events at a time, so the files a flush writes every minute do not pile up:
 //! every file costs each report a footer and a reader (reports over 10 million events in 422
-//! files took about twice as long as over the same events in 43; BENCHMARKS.md).
+//! files took about twice as long as over the same events in 43; BENCHMARKS.md). Each round
+//! also writes the rollups an events file lacks and deletes those of a retired layout, as
+//! `convoscope compact` does, so a store of an older version heals without it.
 //!
 //! Compaction writes the merged file first, checks its row count from the footer, and only then
 //! deletes the files it merged, listed when it started; files the flusher writes meanwhile are
@@ -197,9 +199,10 @@ async fn file_rows(storage: &Storage, file: &ObjectMeta) -> Result<u64> {
     Ok(ParquetMetaDataReader::decode_metadata(&meta)?.file_metadata().num_rows().max(0) as u64)
 }
 
-/// Runs [`compact_small_files_of_every_day`] every `every` (first after one interval) until
-/// `stop` turns true, keeping replaced files for `wait` (see [`Grace`]); a failed round is logged
-/// and the next one tries again (compaction loses nothing when it stops half-way).
+/// Runs [`compact_small_files_of_every_day`], then [`write_missing_rollups`] and
+/// [`delete_retired_rollups`], every `every` (first after one interval) until `stop` turns
+/// true, keeping replaced files for `wait` (see [`Grace`]); a failed round is logged and the
+/// next one tries again (compaction loses nothing when it stops half-way).
 pub async fn compact_every(
     storage: Storage,
     every: Duration,
@@ -218,6 +221,18 @@ pub async fn compact_every(
         }
         if let Err(e) = compact_small_files_of_every_day(&storage, max_events, &grace, &mut settled).await {
             tracing::warn!(error = %e, "background compaction failed; the next round retries");
+        }
+        // A store of an older version heals on its own: until every events file has every
+        // rollup, reports read the events (right, but slower).
+        match write_missing_rollups(&storage).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "wrote rollups that events files lacked"),
+            Err(e) => tracing::warn!(error = %e, "could not write missing rollups; the next round retries"),
+        }
+        match delete_retired_rollups(&storage).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "deleted rollup files of an older layout"),
+            Err(e) => tracing::warn!(error = %e, "could not delete rollups of an older layout; the next round retries"),
         }
     }
 }
@@ -324,7 +339,9 @@ fn in_events_schema(path: &ObjPath, batch: RecordBatch) -> Result<RecordBatch> {
 
 /// Writes each rollup ([`crate::rollup`]) that an events file lacks: files of versions before
 /// that rollup, or written by another tool. Until every file has every rollup, reports read
-/// the events instead. Returns how many rollup files were written.
+/// the events instead. Returns how many rollup files were written. Safe beside `serve`: a
+/// writer puts a file's rollups before the file, so a file it is writing is never missing one
+/// (at worst, one listed between the two listings here gets the same rollups again).
 pub async fn write_missing_rollups(storage: &Storage) -> Result<usize> {
     let have: std::collections::HashSet<String> =
         storage.list_rollup_files().await?.into_iter().map(|(_, m)| m.location.to_string()).collect();
@@ -338,7 +355,12 @@ pub async fn write_missing_rollups(storage: &Storage) -> Result<usize> {
         if missing.is_empty() {
             continue;
         }
-        let bytes = storage.store.get(&file.location).await?.bytes().await?;
+        // Compaction (beside `serve`) may have replaced it since the listing: it needs none.
+        let bytes = match storage.store.get(&file.location).await {
+            Ok(got) => got.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
         let path = file.location.clone();
         let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<(String, Vec<u8>)>> {
             let events = merge::kept_rows(&path, &bytes, &crate::rollup::EVENT_COLUMNS, None)?;

@@ -355,6 +355,7 @@ async fn compaction_beside_ingest_loses_and_duplicates_nothing() {
 
 /// `serve` merges small files on its own, today's too, at most `compact_max_events` into one
 /// file, and again when late events add a file; files of half that size or more are left alone.
+/// It also writes the rollups a file lacks and deletes those of a retired layout.
 /// A server config merging small files every second, at most 1,000 events into one, keeping the
 /// files a round replaced for `request_timeout_secs` (plus a second); and its storage holding,
 /// per `(date, files, events per file)`, that many files of conversions.
@@ -395,6 +396,14 @@ async fn serve_compacts_small_files_in_the_background() {
     let files_of = async |date: chrono::NaiveDate| {
         storage.list_event_files().await.unwrap().iter().filter(|(d, _)| *d == date).count()
     };
+    // As a store of an older version: a file never merged without its message rollup, and a
+    // rollup of a retired layout.
+    use convoscope::rollup::{Kind, RETIRED_DIRS};
+    use object_store::ObjectStoreExt;
+    let lacking = storage.rollup_file(Kind::Messages, day("2026-03-02"), "f0");
+    storage.store.delete(&lacking).await.unwrap();
+    let retired = storage.path(&format!("{}/date=2026-03-02/f0.parquet", RETIRED_DIRS[0]));
+    storage.store.put(&retired, bytes::Bytes::from_static(b"old layout").into()).await.unwrap();
     let s = TestServer::start(cfg).await;
     // The merged file is there before the files it merged go, so a query that listed them
     // still finds them.
@@ -403,6 +412,9 @@ async fn serve_compacts_small_files_in_the_background() {
     assert!(eventually(async || files_of(day("2026-03-03")).await == 2, Duration::from_secs(30)).await);
     assert_eq!(files_of(day("2026-03-02")).await, 2, "files of half compact_max_events are left alone");
     assert!(eventually(async || files_of(today).await == 1, Duration::from_secs(30)).await);
+    let exists = async |p: &object_store::path::Path| storage.store.head(p).await.is_ok();
+    assert!(eventually(async || exists(&lacking).await, Duration::from_secs(30)).await, "the rollup is written");
+    assert!(eventually(async || !exists(&retired).await, Duration::from_secs(30)).await, "the old one deleted");
 
     // A late event for the compacted day is merged in the next round.
     let late = json!({"event_id": "late-1", "event_type": "conversion", "occurred_at": "2026-03-01T13:00:00Z"});
