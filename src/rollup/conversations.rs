@@ -18,7 +18,7 @@ use crate::analytics::id_key;
 use crate::error::Result;
 
 /// The events that answer the customer: the first one after the customer's first message is
-/// the first response. The bot's comes first (`bot_replied`).
+/// the first response.
 const REPLIES: [&str; 2] = ["conversation.bot_reply", "conversation.agent_reply"];
 
 /// How long after its first resolution a reopening means the conversation was not resolved at
@@ -122,7 +122,7 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
                 "conversation.handoff" => min_of(&mut p.handoff_at, at),
                 "conversation.reopened" => p.reopens.push(at),
                 k if REPLIES.contains(&k) => {
-                    p.bot_replied |= k == REPLIES[0];
+                    p.bot_replied |= k == "conversation.bot_reply";
                     p.replies.push(at)
                 }
                 _ => {}

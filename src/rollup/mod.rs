@@ -50,7 +50,8 @@ impl Kind {
     /// whose columns change moves to a new directory (the old one goes to [`RETIRED_DIRS`]):
     /// read as the new layout, an old file would give its new columns as nulls, and a report
     /// would count them as answers; in a new directory, the old files are simply missing, and
-    /// reports read the events until `convoscope compact` writes them.
+    /// reports read the events until `serve`'s compaction round or `convoscope compact` writes
+    /// them.
     pub fn dir(self) -> &'static str {
         match self {
             Kind::Messages => "rollups/messages",
