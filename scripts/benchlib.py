@@ -86,11 +86,12 @@ def cpu_seconds(pid):
 
 
 def machine_cpu_seconds():
-    """CPU time every process of the machine has used (busy, not idle or waiting on I/O), in
-    seconds: /proc/stat's first line."""
-    ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle, iowait = ticks[3], ticks[4]
-    return (sum(ticks) - idle - iowait) / os.sysconf("SC_CLK_TCK")
+    """CPU time every process of the machine has used (user, nice, system, irq, softirq: not
+    idle, I/O wait or steal; guest time is already inside user), in seconds: /proc/stat's
+    first line."""
+    user, nice, system, _idle, _iowait, irq, softirq = (
+        int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:

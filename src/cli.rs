@@ -316,13 +316,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             println!("wrote {} merged files", done.len());
-            let rollups = crate::maintenance::write_missing_rollups(&storage).await?;
-            if rollups > 0 {
-                println!("wrote {rollups} rollup files that events files lacked");
+            let healed = crate::maintenance::heal_rollups(&storage).await?;
+            if healed.written > 0 {
+                println!("wrote {} rollup files that events files lacked", healed.written);
             }
-            let retired = crate::maintenance::delete_retired_rollups(&storage).await?;
-            if retired > 0 {
-                println!("deleted {retired} rollup files of an older layout");
+            if healed.deleted > 0 {
+                println!("deleted {} rollup files of an older layout", healed.deleted);
             }
             Ok(())
         }

@@ -199,8 +199,7 @@ async fn file_rows(storage: &Storage, file: &ObjectMeta) -> Result<u64> {
     Ok(ParquetMetaDataReader::decode_metadata(&meta)?.file_metadata().num_rows().max(0) as u64)
 }
 
-/// Runs [`compact_small_files_of_every_day`], then [`write_missing_rollups`] and
-/// [`delete_retired_rollups`], every `every` (first after one interval) until `stop` turns
+/// Runs [`compact_small_files_of_every_day`], then [`heal_rollups`], every `every` (first after one interval) until `stop` turns
 /// true, keeping replaced files for `wait` (see [`Grace`]); a failed round is logged and the
 /// next one tries again (compaction loses nothing when it stops half-way).
 pub async fn compact_every(
@@ -224,17 +223,29 @@ pub async fn compact_every(
         }
         // A store of an older version heals on its own: until every events file has every
         // rollup, reports read the events (right, but slower).
-        match write_missing_rollups(&storage).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(files = n, "wrote rollups that events files lacked"),
-            Err(e) => tracing::warn!(error = %e, "could not write missing rollups; the next round retries"),
-        }
-        match delete_retired_rollups(&storage).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(files = n, "deleted rollup files of an older layout"),
-            Err(e) => tracing::warn!(error = %e, "could not delete rollups of an older layout; the next round retries"),
+        match heal_rollups(&storage).await {
+            Ok(Healed { written: 0, deleted: 0 }) => {}
+            Ok(h) => tracing::info!(written = h.written, deleted = h.deleted, "rollups brought up to date"),
+            Err(e) => tracing::warn!(error = %e, "could not bring the rollups up to date; the next round retries"),
         }
     }
+}
+
+/// What [`heal_rollups`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Healed {
+    /// Rollup files written for events files that lacked them.
+    pub written: usize,
+    /// Rollup files of a retired layout deleted.
+    pub deleted: usize,
+}
+
+/// Brings the rollups up to date with the events files: [`write_missing_rollups`], then
+/// [`delete_retired_rollups`] (after, so reports never lose a rollup they could read).
+pub async fn heal_rollups(storage: &Storage) -> Result<Healed> {
+    let written = write_missing_rollups(storage).await?;
+    let deleted = delete_retired_rollups(storage).await?;
+    Ok(Healed { written, deleted })
 }
 
 /// A merged file written and checked, and the files it replaces, still in place.

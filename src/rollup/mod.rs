@@ -120,7 +120,8 @@ impl Kind {
 }
 
 /// Directories of rollups in a layout no report reads any more ([`Kind::dir`]):
-/// `convoscope compact` deletes their files once it has written the current ones.
+/// `convoscope compact` and `serve`'s compaction round delete their files once they have
+/// written the current ones (`maintenance::heal_rollups`).
 /// `rollups/conversations`: before the conversation rollup had `contact_key`, `handoff_at` and
 /// `bot_replied` (for `cost`).
 pub const RETIRED_DIRS: [&str; 1] = ["rollups/conversations"];

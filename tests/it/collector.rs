@@ -353,9 +353,6 @@ async fn compaction_beside_ingest_loses_and_duplicates_nothing() {
     s.stop().await;
 }
 
-/// `serve` merges small files on its own, today's too, at most `compact_max_events` into one
-/// file, and again when late events add a file; files of half that size or more are left alone.
-/// It also writes the rollups a file lacks and deletes those of a retired layout.
 /// A server config merging small files every second, at most 1,000 events into one, keeping the
 /// files a round replaced for `request_timeout_secs` (plus a second); and its storage holding,
 /// per `(date, files, events per file)`, that many files of conversions.
@@ -384,6 +381,9 @@ async fn compacting_store(
     (cfg, storage)
 }
 
+/// `serve` merges small files on its own, today's too, at most `compact_max_events` into one
+/// file, and again when late events add a file; files of half that size or more are left alone.
+/// It also writes the rollups a file lacks and deletes those of a retired layout.
 #[tokio::test]
 async fn serve_compacts_small_files_in_the_background() {
     let dir = test_dir();
