@@ -1,4 +1,4 @@
-//! Prometheus metrics (contract section 4).
+//! Prometheus metrics.
 //!
 //! Every label is a bounded set: sources and event types are fixed lists, error codes and
 //! categories are capped with an `other` bucket, so a hostile or buggy sender cannot blow up
@@ -20,8 +20,6 @@ const LATENCY_BUCKETS: &[f64] =
     &[0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 43200.0, 86400.0];
 /// Buckets for internal operations (flush, provider calls): milliseconds to a minute.
 const OP_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
-/// Distinct error codes that get their own series; the rest count under `other`.
-pub const DEFAULT_MAX_ERROR_CODES: usize = 50;
 /// Messages whose status times are remembered to measure latency at ingest. At 32 bytes an
 /// entry, in a table sized for twice as many (see [`LatencyTracker::new`]), this bounds the
 /// tracker near 19 MB.
@@ -359,7 +357,7 @@ impl LatencyTracker {
     }
 
     fn observe(&mut self, id: &str, status: &str, at: i64) -> Observed {
-        let id = crate::wal::id_hash(id);
+        let id = crate::ids::hash64(id);
         // One lookup for the id, then the eviction of the oldest if the id was new: the table
         // is sized for twice `cap`, so holding one more for a moment never grows it. (A lookup
         // before inserting, as before, was a third cache miss per status.)

@@ -1,16 +1,6 @@
-//! `id_key(text)`: a 126-bit number standing for an id, so reports group and join message
-//! ids and contacts as numbers instead of strings.
-//!
-//! DataFusion groups strings in a byte map that stores, compares and copies every distinct
-//! value; at 10 million events that map was the largest item in `funnel`'s profile, and the
-//! aggregations and joins over 2.4 million message ids grew 10-19× for 10× the events
-//! (BENCHMARKS.md, fifth round). A 128-bit integer goes through the primitive group table and
-//! hash join instead (BENCHMARKS.md, sixth round).
-//!
-//! The key is xxh3-128 of the id's bytes with the top two bits cleared, as a `Decimal128(38, 0)`:
-//! the widest integer DataFusion groups natively, and 126 bits keep every value inside 38
-//! digits. Two different ids share a key with probability about n²/2¹²⁷: for a billion ids,
-//! under 10⁻²⁰, so counting distinct keys is counting distinct ids.
+//! `id_key(text)` as a DataFusion function: the key of [`crate::ids::key`], so reports group
+//! and join message ids and contacts as numbers instead of strings (the module [`crate::ids`]
+//! says why and how it is made).
 
 use std::sync::Arc;
 
@@ -19,25 +9,10 @@ use arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 
+use crate::ids::{KEY_PRECISION as PRECISION, key, key_type as data_type};
+
 /// The SQL name of the function.
 pub const NAME: &str = "id_key";
-
-/// Precision of the key's type: the largest a `Decimal128` has.
-const PRECISION: u8 = 38;
-
-/// Keeps 126 of the hash's 128 bits: 2¹²⁶ < 10³⁸, so every key is a valid `Decimal128(38, 0)`.
-const MASK: u128 = (1 << 126) - 1;
-
-/// The key of one id.
-pub fn key(id: &str) -> i128 {
-    // The mask leaves the sign bit clear, so the cast never wraps.
-    (xxhash_rust::xxh3::xxh3_128(id.as_bytes()) & MASK) as i128
-}
-
-/// The key's SQL type.
-pub fn data_type() -> DataType {
-    DataType::Decimal128(PRECISION, 0)
-}
 
 /// `id_key` as a DataFusion function: text in (strings are read as views; other string types
 /// are coerced), its key out, null for null.
@@ -74,20 +49,6 @@ fn invoke(args: &[ColumnarValue]) -> datafusion::common::Result<ColumnarValue> {
 mod tests {
     use super::*;
     use arrow::array::Array;
-
-    #[test]
-    fn keys_are_stable_distinct_and_fit_the_type() {
-        // Fixed by the algorithm (xxh3-128, top two bits cleared; checked against Python's
-        // `xxhash`): a key a user saved from one build must mean the same id in the next.
-        assert_eq!(key("wamid.A"), 75772337754330038444029943432968319820);
-        assert_eq!(key(""), 34113528772569770473377261714909514111);
-        assert_ne!(key("wamid.A"), key("wamid.B"));
-        let max = 10i128.pow(38) - 1;
-        for id in ["", "wamid.HBgLMTU1NTAwMDAwMDAVAgARGBI", "conv-1", "é"] {
-            let k = key(id);
-            assert!((0..=max).contains(&k), "{id}: {k}");
-        }
-    }
 
     #[tokio::test]
     async fn sql_keys_match_the_function_and_keep_nulls() {

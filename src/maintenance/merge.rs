@@ -4,8 +4,7 @@
 //! flusher and compaction both write them so. Merging them is then a k-way merge that reads
 //! each file a few thousand rows at a time and writes the merged rows to the Parquet writer as
 //! they come. Sorting in memory instead holds the files decoded and a sorted copy: `compact` of
-//! the generator's 10 million events peaked at 430-509 MiB that way, 233-236 MiB this way
-//! (BENCHMARKS.md, ingest eighth round).
+//! the generator's 10 million events peaked at 430-509 MiB that way, 233-236 MiB this way.
 //!
 //! What the merge holds instead, one after the other:
 //! - for dropping duplicates, the files' `event_id` and `received_at` ([`first_received`]),
@@ -329,7 +328,7 @@ fn rollups_of(files: &[(ObjPath, Bytes)], keep: &[Option<BooleanBuffer>]) -> Res
     for ((path, bytes), keep) in files.iter().zip(keep) {
         batches.extend(kept_rows(path, bytes, &crate::rollup::EVENT_COLUMNS, keep.as_ref())?);
     }
-    crate::rollup::encode(&batches)
+    crate::store::encode_rollups(&batches)
 }
 
 /// The columns `names` of the rows of the events file at `path` that `keep` keeps (all without
@@ -374,7 +373,7 @@ fn merge_in_memory(files: Vec<(ObjPath, Bytes)>) -> Result<Merged> {
     let sorted = take_record_batch(&all, &stored_order(&all, None)?)?;
     drop(all);
     let rows_after = sorted.num_rows();
-    let rollups = crate::rollup::encode(std::slice::from_ref(&sorted))?;
+    let rollups = crate::store::encode_rollups(std::slice::from_ref(&sorted))?;
     Ok(Merged { bytes: parquet_bytes(&sorted, compacted_writer_properties())?, rollups, rows_before, rows_after })
 }
 

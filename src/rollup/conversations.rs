@@ -14,8 +14,8 @@ use arrow::array::{ArrayRef, BooleanArray, ListBuilder, RecordBatch, StringArray
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::{ByKey, IdKey, first_seen_order, keys, max_of, min_of, occurred_at, text, timestamps, utf8};
-use crate::analytics::id_key;
 use crate::error::Result;
+use crate::ids;
 
 /// The events that answer the customer: the first one after the customer's first message is
 /// the first response.
@@ -36,8 +36,8 @@ fn times_field() -> Arc<Field> {
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let list = DataType::List(times_field());
     Arc::new(Schema::new(vec![
-        Field::new("conversation_key", id_key::data_type(), false),
-        Field::new("contact_key", id_key::data_type(), true),
+        Field::new("conversation_key", ids::key_type(), false),
+        Field::new("contact_key", ids::key_type(), true),
         Field::new("opened_at", timestamp(), true),
         Field::new("queue", DataType::Utf8, true),
         Field::new("any_queue", DataType::Utf8, true),
@@ -104,10 +104,9 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
             let Some(id) = text(conversation_id, i) else { continue };
             let kind = event_type.value(i);
             let at = occurred.value(i);
-            let p =
-                by_key.entry(IdKey(id_key::key(id))).or_insert_with(|| Partial { first_at: at, ..Default::default() });
+            let p = by_key.entry(IdKey(ids::key(id))).or_insert_with(|| Partial { first_at: at, ..Default::default() });
             p.first_at = p.first_at.min(at);
-            max_of(&mut p.contact, text(contact, i).map(id_key::key));
+            max_of(&mut p.contact, text(contact, i).map(ids::key));
             let q = text(queue, i);
             max_of(&mut p.any_queue, q);
             if kind.starts_with("conversation.") {
@@ -218,7 +217,7 @@ mod tests {
         let col = |n: &str| r.column_by_name(n).expect(n).clone();
         let keys = col("conversation_key");
         let keys = keys.as_primitive::<Decimal128Type>();
-        assert_eq!((keys.value(0), keys.value(1)), (id_key::key("c2"), id_key::key("c1")));
+        assert_eq!((keys.value(0), keys.value(1)), (ids::key("c2"), ids::key("c1")));
         let ts = |n: &str, i: usize| {
             let c = col(n);
             let a = c.as_primitive::<TimestampMicrosecondType>();
@@ -234,7 +233,7 @@ mod tests {
         let contacts = col("contact_key");
         let contacts = contacts.as_primitive::<Decimal128Type>();
         assert!(contacts.is_null(0), "c2's events name no contact");
-        assert_eq!(contacts.value(1), id_key::key("+15550002").max(id_key::key("+15550001")), "the largest key");
+        assert_eq!(contacts.value(1), ids::key("+15550002").max(ids::key("+15550001")), "the largest key");
         let times = |n: &str, i: usize| -> Vec<i64> {
             let c = col(n);
             let v = c.as_list::<i32>().value(i);

@@ -15,16 +15,16 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::{SENDS, keys, occurred_at, text, utf8};
-use crate::analytics::id_key;
 use crate::error::Result;
+use crate::ids;
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         Field::new("experiment", DataType::Utf8, false),
         Field::new("variant", DataType::Utf8, false),
         Field::new("campaign", DataType::Utf8, true),
-        Field::new("contact", id_key::data_type(), false),
-        Field::new("message_key", id_key::data_type(), true),
+        Field::new("contact", ids::key_type(), false),
+        Field::new("message_key", ids::key_type(), true),
         Field::new("exposed_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
     ]))
 });
@@ -61,7 +61,7 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
             let (Some(e), Some(v), Some(c)) = (text(experiment, i), text(variant, i), text(contact_key, i)) else {
                 continue;
             };
-            let key = (e, v, text(campaign, i), id_key::key(c), text(message_id, i).map(id_key::key));
+            let key = (e, v, text(campaign, i), ids::key(c), text(message_id, i).map(ids::key));
             let at = occurred.value(i);
             first.entry(key).and_modify(|t| *t = (*t).min(at)).or_insert(at);
         }
@@ -127,9 +127,9 @@ mod tests {
         assert_eq!((campaign.value(0), campaign.is_null(1)), ("spring", true));
         let message = col("message_key");
         let message = message.as_primitive::<Decimal128Type>();
-        assert_eq!((message.value(0), message.value(1)), (id_key::key("m1"), id_key::key("m1")));
+        assert_eq!((message.value(0), message.value(1)), (ids::key("m1"), ids::key("m1")));
         assert!(message.is_null(2));
         assert_eq!(col("variant").as_string::<i32>().value(2), "b");
-        assert_eq!(col("contact").as_primitive::<Decimal128Type>().value(2), id_key::key("c1"));
+        assert_eq!(col("contact").as_primitive::<Decimal128Type>().value(2), ids::key("c1"));
     }
 }

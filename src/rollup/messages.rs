@@ -3,7 +3,7 @@
 //!
 //! Every message report groups the sends and statuses of millions of messages by message id
 //! after scanning every event; that grouping and the 64-character ids it reads were most of
-//! their time (BENCHMARKS.md, section 2). The writer of an events file already holds
+//! their time. The writer of an events file already holds
 //! its rows in memory, so it also writes their partial aggregate per message to
 //! `rollups/messages/date=<date>/<name>.parquet`: first send time and the send's attributes,
 //! first delivered and read times, whether it failed and whether it was replied to. A report
@@ -20,8 +20,8 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringAr
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::{ByKey, IdKey, SENDS, first_seen_order, keys, max_of, min_of, occurred_at, text, timestamps, utf8};
-use crate::analytics::id_key;
 use crate::error::{Error, Result};
+use crate::ids;
 
 /// The receipts the rollup keeps.
 const STATUSES: [&str; 3] = ["message.delivered", "message.read", "message.failed"];
@@ -31,12 +31,12 @@ const REPLIES: [&str; 2] = ["interaction.reply", "message.inbound"];
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     Arc::new(Schema::new(vec![
-        Field::new("message_key", id_key::data_type(), false),
+        Field::new("message_key", ids::key_type(), false),
         Field::new("sent_at", ts(), true),
         Field::new("campaign", DataType::Utf8, true),
         Field::new("template", DataType::Utf8, true),
         Field::new("locale", DataType::Utf8, true),
-        Field::new("contact", id_key::data_type(), true),
+        Field::new("contact", ids::key_type(), true),
         Field::new("delivered_at", ts(), true),
         Field::new("read_at", ts(), true),
         Field::new("failed", DataType::Boolean, false),
@@ -118,8 +118,7 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
                 continue;
             };
             let Some(id) = id else { continue };
-            let p =
-                by_key.entry(IdKey(id_key::key(id))).or_insert_with(|| Partial { first_at: at, ..Default::default() });
+            let p = by_key.entry(IdKey(ids::key(id))).or_insert_with(|| Partial { first_at: at, ..Default::default() });
             p.first_at = p.first_at.min(at);
             if is_reply {
                 p.replied = true;
@@ -140,7 +139,7 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
                     max_of(&mut p.campaign, text(campaign, i));
                     max_of(&mut p.template, text(template, i));
                     max_of(&mut p.locale, text(locale, i));
-                    max_of(&mut p.contact, text(contact_key, i).map(id_key::key));
+                    max_of(&mut p.contact, text(contact_key, i).map(ids::key));
                 }
                 _ => {}
             }
@@ -215,8 +214,8 @@ mod tests {
         let col = |n: &str| r.column_by_name(n).expect(n).clone();
         let keys = col("message_key");
         let keys = keys.as_primitive::<arrow::datatypes::Decimal128Type>();
-        assert_eq!(keys.value(0), id_key::key("m1"));
-        assert_eq!(keys.value(1), id_key::key("m2"));
+        assert_eq!(keys.value(0), ids::key("m1"));
+        assert_eq!(keys.value(1), ids::key("m2"));
         let ts = |n: &str, i: usize| {
             let c = col(n);
             let a = c.as_primitive::<TimestampMicrosecondType>();
@@ -229,7 +228,7 @@ mod tests {
         assert_eq!(col("campaign").as_string::<i32>().value(0), "spring");
         assert!(col("locale").is_null(0));
         let contact = col("contact");
-        assert_eq!(contact.as_primitive::<arrow::datatypes::Decimal128Type>().value(0), id_key::key("c1"));
+        assert_eq!(contact.as_primitive::<arrow::datatypes::Decimal128Type>().value(0), ids::key("c1"));
         assert!(contact.is_null(1));
         let flags = |n: &str| {
             let c = col(n);

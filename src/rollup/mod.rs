@@ -2,12 +2,12 @@
 //! instead of grouping millions of events by their text ids.
 //!
 //! Every report groups events by a message or conversation id after scanning them all; that
-//! grouping and the 64-character ids it reads were most of their time (BENCHMARKS.md,
-//! section 2). The writer of an events file already holds its rows in memory, so it also
-//! writes, first, one aggregate row per message ([`messages`]), per conversation
-//! ([`conversations`]) and per experiment exposure ([`exposures`]) of that file to
-//! `rollups/<kind>/date=<date>/<name>.parquet`. A report merges those rows per key, which reads
-//! a fraction of the rows, as numbers.
+//! grouping and the 64-character ids it reads were most of their time. The writer of an
+//! events file already holds its rows in memory, so it also writes, first, one aggregate row
+//! per message ([`messages`]), per conversation ([`conversations`]) and per experiment
+//! exposure ([`exposures`]) of that file to `rollups/<kind>/date=<date>/<name>.parquet`. A
+//! report merges those rows per key (through the facts tables, `crate::analytics::facts`),
+//! which reads a fraction of the rows, as numbers.
 //!
 //! Every column of a rollup is a `MIN`, `MAX`, "any" or set of the file's events, so merging
 //! the rows of several files gives what aggregating their events at once gives, and a row
@@ -25,9 +25,6 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
-use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::properties::WriterProperties;
-use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
 
@@ -88,26 +85,6 @@ impl Kind {
         }
     }
 
-    /// zstd; the key (a random 16-byte number per row) kept out of dictionaries, where it would
-    /// only add size; timestamps delta-encoded.
-    pub fn writer_properties(self) -> WriterProperties {
-        let (key, timestamps): (&str, &[&str]) = match self {
-            Kind::Messages => ("message_key", &["sent_at", "delivered_at", "read_at"]),
-            Kind::Conversations => ("conversation_key", &["opened_at", "customer_at", "resolved_at", "handoff_at"]),
-            Kind::Exposures => ("message_key", &["exposed_at"]),
-        };
-        let mut b = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-            .set_max_row_group_row_count(Some(crate::store::COMPACT_ROW_GROUP_ROWS))
-            .set_column_dictionary_enabled(ColumnPath::from(key), false);
-        for col in timestamps {
-            b = b
-                .set_column_dictionary_enabled(ColumnPath::from(*col), false)
-                .set_column_encoding(ColumnPath::from(*col), Encoding::DELTA_BINARY_PACKED);
-        }
-        b.build()
-    }
-
     /// The rollup file of the events file at `events_path` (a path under the store's prefix):
     /// the same date and name under [`Kind::dir`]. `None` for a path that is not an events file.
     pub fn path_of(self, events_path: &str) -> Option<String> {
@@ -149,16 +126,8 @@ pub const EVENT_COLUMNS: [&str; 17] = [
     "queue",
 ];
 
-/// The rollups of one events file, each encoded as Parquet.
+/// The rollups of one events file, each encoded as Parquet (by `crate::store`).
 pub type Encoded = Vec<(Kind, Vec<u8>)>;
-
-/// Every rollup of `events` (the batches of one events file), encoded as Parquet.
-pub fn encode(events: &[RecordBatch]) -> Result<Encoded> {
-    Kind::ALL
-        .iter()
-        .map(|k| Ok((*k, crate::store::parquet_bytes(&k.of_events(events)?, k.writer_properties())?)))
-        .collect()
-}
 
 /// Whether every events file (paths under the store) has every rollup among `rollups`.
 pub fn covers<'a>(events: impl IntoIterator<Item = &'a str>, rollups: impl IntoIterator<Item = &'a str>) -> bool {
@@ -172,12 +141,12 @@ const SENDS: [&str; 2] = ["send.accepted", "message.sent"];
 
 /// A key column (`id_key` values, null where `None`).
 fn keys(values: impl IntoIterator<Item = Option<i128>>) -> ArrayRef {
-    Arc::new(Decimal128Array::from_iter(values).with_data_type(crate::analytics::id_key::data_type()))
+    Arc::new(Decimal128Array::from_iter(values).with_data_type(crate::ids::key_type()))
 }
 
 /// An `id_key` as a hash-map key. It is an xxh3 hash already, so its low 64 bits serve as the
 /// map's hash: SipHash of it was ~1.9% of `serve`'s CPU under the status load, in the message
-/// rollup alone (BENCHMARKS.md, ingest seventh round).
+/// rollup alone.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct IdKey(i128);
 

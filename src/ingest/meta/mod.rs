@@ -4,208 +4,20 @@
 //! sent) and `messages[]` (what customers sent), up to 1000 of them. Every level is iterated;
 //! unknown JSON fields are ignored; an unknown status or message type is kept with its raw
 //! type in `attributes`.
+//!
+//! The JSON is read into the structs of `wire.rs`; this file turns them into events.
+
+mod wire;
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Attributes, Batch, Normalizer, ParseError, UnixTime, parse_callback_data, received_now};
+use super::{Attributes, Batch, Normalizer, ParseError, received_now};
 use crate::event::Event;
-
-#[derive(Deserialize)]
-#[serde(bound = "V: Deserialize<'de> + Default")]
-struct Envelope<V> {
-    #[serde(default)]
-    object: Option<String>,
-    entry: Vec<Entry<V>>,
-}
-
-#[derive(Deserialize)]
-#[serde(bound = "V: Deserialize<'de> + Default")]
-struct Entry<V> {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    time: UnixTime,
-    #[serde(default)]
-    changes: Vec<Change<V>>,
-}
-
-/// One change. Meta sends `value` before `field`, so the type of `value` cannot be chosen from
-/// `field` while reading: [`parse`] reads it either as the messages shape straight away (the
-/// common case) or as a JSON tree to be read again once `field` is known.
-#[derive(Deserialize)]
-#[serde(bound = "V: Deserialize<'de> + Default")]
-struct Change<V> {
-    #[serde(default)]
-    field: String,
-    #[serde(default)]
-    value: V,
-}
-
-/// A change's value, read into the shape its `field` names; statuses borrow their text from
-/// the body (or from its JSON tree).
-enum Typed<'a> {
-    Messages(MessagesValue<'a>),
-    Template(TemplateUpdate),
-    Preferences(UserPreferences<'a>),
-    Ignored,
-}
-
-/// Statuses, the busiest part of the busiest webhook, borrow their text (`&str`), so the
-/// strings they are normalised from and then dropped are never allocated. A status whose text
-/// has escapes cannot borrow from the body: the typed reading then defers to the tree reading,
-/// whose strings are unescaped already. Messages keep owned strings: their text often has
-/// escapes, and most of it moves into the event as it is.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct MessagesValue<'a> {
-    #[serde(borrow)]
-    metadata: Metadata<'a>,
-    #[serde(borrow)]
-    statuses: Vec<Status<'a>>,
-    messages: Vec<Message>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Metadata<'a> {
-    phone_number_id: Option<&'a str>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Status<'a> {
-    id: &'a str,
-    status: &'a str,
-    timestamp: UnixTime,
-    recipient_id: Option<&'a str>,
-    biz_opaque_callback_data: Option<&'a str>,
-    #[serde(borrow)]
-    pricing: Option<Pricing<'a>>,
-    errors: Vec<ErrorObj>,
-    #[serde(borrow)]
-    conversation: Option<Conversation<'a>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Pricing<'a> {
-    billable: Option<bool>,
-    pricing_model: Option<&'a str>,
-    #[serde(rename = "type")]
-    kind: Option<&'a str>,
-    category: Option<&'a str>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Conversation<'a> {
-    id: Option<&'a str>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ErrorObj {
-    code: Option<i64>,
-    title: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Message {
-    from: Option<String>,
-    id: String,
-    timestamp: UnixTime,
-    #[serde(rename = "type")]
-    kind: String,
-    context: Option<Context>,
-    text: Option<Text>,
-    button: Option<ButtonReply>,
-    interactive: Option<Interactive>,
-    reaction: Option<Reaction>,
-    referral: Option<Value>,
-    errors: Vec<ErrorObj>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Context {
-    id: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Text {
-    body: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ButtonReply {
-    payload: Option<String>,
-    text: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Interactive {
-    #[serde(rename = "type")]
-    kind: String,
-    button_reply: Option<Choice>,
-    list_reply: Option<Choice>,
-    nfm_reply: Option<FlowReply>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Choice {
-    id: Option<String>,
-    title: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct FlowReply {
-    name: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Reaction {
-    message_id: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct TemplateUpdate {
-    event: Option<String>,
-    message_template_id: Option<Value>,
-    message_template_name: Option<String>,
-    message_template_language: Option<String>,
-    message_template_category: Option<String>,
-    reason: Option<String>,
-    new_quality_score: Option<String>,
-    previous_quality_score: Option<String>,
-    new_category: Option<String>,
-    previous_category: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct UserPreferences<'a> {
-    #[serde(borrow)]
-    metadata: Metadata<'a>,
-    user_preferences: Vec<UserPreference>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct UserPreference {
-    wa_id: Option<String>,
-    category: Option<String>,
-    value: Option<String>,
-    timestamp: UnixTime,
-}
+use crate::experiments::parse_callback_data;
+use wire::{
+    Change, Entry, Envelope, Message, MessagesValue, Status, TemplateUpdate, Typed, UserPreference, UserPreferences,
+};
 
 /// Normalises one verified Meta webhook body.
 pub fn parse(n: &Normalizer, body: &[u8]) -> Result<Batch, ParseError> {
@@ -558,8 +370,8 @@ mod tests {
     use super::*;
     use crate::ingest::test_normalizer;
 
-    const STATUS_BATCH: &str = include_str!("../../fixtures/meta/status_batch.json");
-    const INBOUND: &str = include_str!("../../fixtures/meta/inbound_interactive.json");
+    const STATUS_BATCH: &str = include_str!("../../../fixtures/meta/status_batch.json");
+    const INBOUND: &str = include_str!("../../../fixtures/meta/inbound_interactive.json");
 
     #[test]
     fn status_batch_normalises_every_status() {

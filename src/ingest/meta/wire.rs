@@ -1,0 +1,204 @@
+//! The wire format of Meta's webhooks: the serde structs their JSON is read into, before
+//! normalisation (the parent module) turns them into events. Only the fields convoscope reads
+//! are declared; serde skips the rest.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::ingest::UnixTime;
+
+#[derive(Deserialize)]
+#[serde(bound = "V: Deserialize<'de> + Default")]
+pub(super) struct Envelope<V> {
+    #[serde(default)]
+    pub(super) object: Option<String>,
+    pub(super) entry: Vec<Entry<V>>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound = "V: Deserialize<'de> + Default")]
+pub(super) struct Entry<V> {
+    #[serde(default)]
+    pub(super) id: Option<String>,
+    #[serde(default)]
+    pub(super) time: UnixTime,
+    #[serde(default)]
+    pub(super) changes: Vec<Change<V>>,
+}
+
+/// One change. Meta sends `value` before `field`, so the type of `value` cannot be chosen from
+/// `field` while reading: [`super::parse`] reads it either as the messages shape straight away
+/// (the common case) or as a JSON tree to be read again once `field` is known.
+#[derive(Deserialize)]
+#[serde(bound = "V: Deserialize<'de> + Default")]
+pub(super) struct Change<V> {
+    #[serde(default)]
+    pub(super) field: String,
+    #[serde(default)]
+    pub(super) value: V,
+}
+
+/// A change's value, read into the shape its `field` names; statuses borrow their text from
+/// the body (or from its JSON tree).
+pub(super) enum Typed<'a> {
+    Messages(MessagesValue<'a>),
+    Template(TemplateUpdate),
+    Preferences(UserPreferences<'a>),
+    Ignored,
+}
+
+/// Statuses, the busiest part of the busiest webhook, borrow their text (`&str`), so the
+/// strings they are normalised from and then dropped are never allocated. A status whose text
+/// has escapes cannot borrow from the body: the typed reading then defers to the tree reading,
+/// whose strings are unescaped already. Messages keep owned strings: their text often has
+/// escapes, and most of it moves into the event as it is.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct MessagesValue<'a> {
+    #[serde(borrow)]
+    pub(super) metadata: Metadata<'a>,
+    #[serde(borrow)]
+    pub(super) statuses: Vec<Status<'a>>,
+    pub(super) messages: Vec<Message>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Metadata<'a> {
+    pub(super) phone_number_id: Option<&'a str>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Status<'a> {
+    pub(super) id: &'a str,
+    pub(super) status: &'a str,
+    pub(super) timestamp: UnixTime,
+    pub(super) recipient_id: Option<&'a str>,
+    pub(super) biz_opaque_callback_data: Option<&'a str>,
+    #[serde(borrow)]
+    pub(super) pricing: Option<Pricing<'a>>,
+    pub(super) errors: Vec<ErrorObj>,
+    #[serde(borrow)]
+    pub(super) conversation: Option<Conversation<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Pricing<'a> {
+    pub(super) billable: Option<bool>,
+    pub(super) pricing_model: Option<&'a str>,
+    #[serde(rename = "type")]
+    pub(super) kind: Option<&'a str>,
+    pub(super) category: Option<&'a str>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Conversation<'a> {
+    pub(super) id: Option<&'a str>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct ErrorObj {
+    pub(super) code: Option<i64>,
+    pub(super) title: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Message {
+    pub(super) from: Option<String>,
+    pub(super) id: String,
+    pub(super) timestamp: UnixTime,
+    #[serde(rename = "type")]
+    pub(super) kind: String,
+    pub(super) context: Option<Context>,
+    pub(super) text: Option<Text>,
+    pub(super) button: Option<ButtonReply>,
+    pub(super) interactive: Option<Interactive>,
+    pub(super) reaction: Option<Reaction>,
+    pub(super) referral: Option<Value>,
+    pub(super) errors: Vec<ErrorObj>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Context {
+    pub(super) id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Text {
+    pub(super) body: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct ButtonReply {
+    pub(super) payload: Option<String>,
+    pub(super) text: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Interactive {
+    #[serde(rename = "type")]
+    pub(super) kind: String,
+    pub(super) button_reply: Option<Choice>,
+    pub(super) list_reply: Option<Choice>,
+    pub(super) nfm_reply: Option<FlowReply>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Choice {
+    pub(super) id: Option<String>,
+    pub(super) title: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct FlowReply {
+    pub(super) name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Reaction {
+    pub(super) message_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct TemplateUpdate {
+    pub(super) event: Option<String>,
+    pub(super) message_template_id: Option<Value>,
+    pub(super) message_template_name: Option<String>,
+    pub(super) message_template_language: Option<String>,
+    pub(super) message_template_category: Option<String>,
+    pub(super) reason: Option<String>,
+    pub(super) new_quality_score: Option<String>,
+    pub(super) previous_quality_score: Option<String>,
+    pub(super) new_category: Option<String>,
+    pub(super) previous_category: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct UserPreferences<'a> {
+    #[serde(borrow)]
+    pub(super) metadata: Metadata<'a>,
+    pub(super) user_preferences: Vec<UserPreference>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct UserPreference {
+    pub(super) wa_id: Option<String>,
+    pub(super) category: Option<String>,
+    pub(super) value: Option<String>,
+    pub(super) timestamp: UnixTime,
+}

@@ -1,0 +1,87 @@
+//! `retention`: deletes whole partitions past the retention period, with their rollups, and
+//! records what it deleted.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use object_store::{ObjectMeta, ObjectStoreExt};
+
+use crate::error::{Error, Result};
+use crate::store::Storage;
+
+/// What retention deleted.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Deleted {
+    pub date: NaiveDate,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Deletes whole partitions dated before `today - keep_days`, and records what it deleted
+/// under `_convoscope/retention/`.
+pub async fn retention(storage: &Storage, keep_days: u32, min_days: u32, today: NaiveDate) -> Result<Vec<Deleted>> {
+    if keep_days < min_days {
+        return Err(Error::Config(format!(
+            "--keep-days {keep_days} is below the configured minimum of {min_days} (min_retention_days)"
+        )));
+    }
+    let cutoff = today - chrono::Duration::days(keep_days as i64);
+    let mut by_date: BTreeMap<NaiveDate, Vec<ObjectMeta>> = BTreeMap::new();
+    for (d, m) in storage.list_event_files().await? {
+        if d < cutoff {
+            by_date.entry(d).or_default().push(m);
+        }
+    }
+    let mut deleted = Vec::new();
+    for (date, files) in by_date {
+        let bytes = files.iter().map(|f| f.size).sum();
+        for f in &files {
+            storage.store.delete(&f.location).await?;
+        }
+        deleted.push(Deleted { date, files: files.len(), bytes });
+    }
+    // Every rollup file of those dates, not only those of the files just deleted: a rollup
+    // left without its events file (a failed delete after compaction) would otherwise bring
+    // deleted messages back into the reports that read the rollup.
+    for (d, m) in storage.list_rollup_files().await? {
+        if d < cutoff {
+            storage.store.delete(&m.location).await?;
+        }
+    }
+    if !deleted.is_empty() {
+        let record = serde_json::json!({"at": chrono::Utc::now().to_rfc3339(), "keep_days": keep_days,
+                                        "cutoff": cutoff.to_string(), "deleted": deleted});
+        let path =
+            storage.path(&format!("_convoscope/retention/{}.json", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+        storage.store.put(&path, record.to_string().into()).await?;
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maintenance::ev;
+    use crate::rollup::Kind;
+
+    #[tokio::test]
+    async fn retention_deletes_old_partitions_and_refuses_short_periods() {
+        let s = Storage::open("memory://").unwrap();
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
+        let at = |date: NaiveDate| date.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
+        for (i, date) in [d(2026, 1, 1), d(2026, 1, 20), d(2026, 2, 1)].into_iter().enumerate() {
+            s.write_events(vec![ev(&format!("e{i}"), at(date), 0)], "x").await.unwrap();
+        }
+        // A rollup whose events file is already gone.
+        let orphan = s.rollup_file(Kind::Conversations, d(2026, 1, 2), "orphan");
+        s.store.put(&orphan, bytes::Bytes::from_static(b"x").into()).await.unwrap();
+        assert!(retention(&s, 3, 7, d(2026, 2, 2)).await.unwrap_err().to_string().contains("minimum"));
+        let gone = retention(&s, 14, 7, d(2026, 2, 2)).await.unwrap();
+        assert_eq!(gone.iter().map(|g| g.date).collect::<Vec<_>>(), [d(2026, 1, 1)]);
+        let left: Vec<NaiveDate> = s.list_event_files().await.unwrap().into_iter().map(|f| f.0).collect();
+        assert_eq!(left, [d(2026, 1, 20), d(2026, 2, 1)]);
+        let rollups: Vec<NaiveDate> = s.list_rollup_files().await.unwrap().into_iter().map(|f| f.0).collect();
+        let kept = [d(2026, 1, 20), d(2026, 2, 1)];
+        assert_eq!(rollups, kept.repeat(Kind::ALL.len()), "the old file's rollups and the orphan are gone, per kind");
+    }
+}

@@ -1,0 +1,119 @@
+//! `serve`'s own compaction: a round every interval merges the small files of every day
+//! ([`compact_small_files_of_every_day`]) and brings the rollups up to date ([`heal_rollups`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use object_store::ObjectMeta;
+
+use super::Grace;
+use super::compact::{Compacted, delete_replaced, merge_small_files};
+use super::heal::{Healed, heal_rollups};
+use crate::error::Result;
+use crate::store::Storage;
+
+/// Merges the small files of every day, in groups of at most `max_events` events (counted
+/// from the files' footers), since a merge holds part of what it merges in memory (the
+/// rollups' columns, the new file's pages): a quiet day's files become one, a busy day's many
+/// minute-by-minute files a few. Today's files are merged as they come (the small merged file
+/// again with the next ones, until it is half of `max_events`), so reports over today read tens
+/// of files, not a file per flush. Files of at least half of `max_events` are left as they are;
+/// `convoscope compact` merges whole days.
+///
+/// `settled` remembers the file count of days with nothing to merge, so their footers are read
+/// again only when files are added. The files a merge replaced are deleted after `grace`; once
+/// `grace` says `serve` is stopping, no further merge starts.
+pub async fn compact_small_files_of_every_day(
+    storage: &Storage,
+    max_events: u64,
+    grace: &Grace,
+    settled: &mut HashMap<NaiveDate, usize>,
+) -> Result<Vec<Compacted>> {
+    let mut by_date: BTreeMap<NaiveDate, Vec<ObjectMeta>> = BTreeMap::new();
+    for (d, m) in storage.list_event_files().await? {
+        by_date.entry(d).or_default().push(m);
+    }
+    settled.retain(|d, _| by_date.contains_key(d));
+    let mut merged = Vec::new();
+    for (date, files) in by_date {
+        if grace.stopped() {
+            break;
+        }
+        if files.len() < 2 || settled.get(&date) == Some(&files.len()) {
+            continue;
+        }
+        // One day's unreadable file must not keep the other days from being merged.
+        let before = merged.len();
+        match merge_small_files(storage, date, &files, max_events, grace, &mut merged).await {
+            Ok(()) if merged.len() == before => {
+                settled.insert(date, files.len());
+            }
+            Ok(()) => {}
+            Err(e) => tracing::warn!(%date, error = %e, "could not compact the day; the next round retries"),
+        }
+    }
+    // One grace period for the whole round, not one per merge.
+    if !merged.is_empty() {
+        grace.elapse().await;
+    }
+    delete_replaced(storage, merged).await
+}
+
+/// Runs [`compact_small_files_of_every_day`], then [`heal_rollups`], every `every` (first after one interval) until `stop` turns
+/// true, keeping replaced files for `wait` (see [`Grace`]); a failed round is logged and the
+/// next one tries again (compaction loses nothing when it stops half-way).
+pub async fn compact_every(
+    storage: Storage,
+    every: Duration,
+    max_events: u64,
+    wait: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let grace = Grace { wait, stop: Some(stop.clone()) };
+    let mut settled = HashMap::new();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = compact_small_files_of_every_day(&storage, max_events, &grace, &mut settled).await {
+            tracing::warn!(error = %e, "background compaction failed; the next round retries");
+        }
+        // A store of an older version heals on its own: until every events file has every
+        // rollup, reports read the events (right, but slower).
+        match heal_rollups(&storage).await {
+            Ok(Healed { written: 0, deleted: 0 }) => {}
+            Ok(h) => tracing::info!(written = h.written, deleted = h.deleted, "rollups brought up to date"),
+            Err(e) => tracing::warn!(error = %e, "could not bring the rollups up to date; the next round retries"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::ObjectStoreExt;
+
+    use super::*;
+    use crate::maintenance::ev;
+
+    #[tokio::test]
+    async fn an_unreadable_file_holds_back_its_day_only() {
+        let s = Storage::open("memory://").unwrap();
+        let d = |dd| NaiveDate::from_ymd_opt(2026, 1, dd).unwrap();
+        let at = |date: NaiveDate| date.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
+        for (date, name) in [(d(1), "a"), (d(1), "b"), (d(2), "a"), (d(2), "b")] {
+            s.write_events(vec![ev(&format!("{date}-{name}"), at(date), 0)], name).await.unwrap();
+        }
+        s.store.put(&s.event_file(d(1), "torn"), b"PAR1 not a parquet file".to_vec().into()).await.unwrap();
+        let mut settled = HashMap::new();
+        let done = compact_small_files_of_every_day(&s, 1000, &Grace::default(), &mut settled).await.unwrap();
+        assert_eq!(done.iter().map(|c| (c.date, c.files_before)).collect::<Vec<_>>(), [(d(2), 2)]);
+        assert!(settled.is_empty(), "the failed day is tried again next round");
+        // Next round: day 2 is one file now, day 1 still fails and is still not settled.
+        assert!(compact_small_files_of_every_day(&s, 1000, &Grace::default(), &mut settled).await.unwrap().is_empty());
+        assert!(!settled.contains_key(&d(1)));
+    }
+}
