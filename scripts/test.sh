@@ -55,6 +55,9 @@ CONVOSCOPE_TEST_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/convoscope-tests.XXXXXX")"
 echo "== promtool check rules"
 promtool check rules dashboards/alerts.yml
 
+echo "== import layers (data flows down: scripts/check_imports.py)"
+python3 scripts/check_imports.py
+
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"

@@ -1,4 +1,4 @@
-//! The commands of the `convoscope` binary (contract section 1).
+//! The commands of the `convoscope` binary.
 
 use std::path::PathBuf;
 
@@ -35,10 +35,10 @@ pub enum Command {
         #[arg(long, env = "CONVOSCOPE_WAL_DIR")]
         wal_dir: Option<PathBuf>,
     },
-    /// Runs one report over the stored events (funnel, delivery, failures, containment, sla,
-    /// experiment, engagement).
+    /// Runs one report over the stored events.
     Report {
         /// Report name.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::analytics::reports::names()))]
         name: String,
         /// First date of the cohort (inclusive, UTC), e.g. 2026-01-01.
         #[arg(long)]
@@ -251,21 +251,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 metric: crate::analytics::reports::Metric::parse(&metric)?,
                 ..params
             };
-            let analytics = Analytics::from_config(Storage::open(&config.storage)?, &config)?;
+            let analytics = Analytics::from_settings(Storage::open(&config.storage)?, &config.reports())?;
             let report = analytics.report(&name, &params).await?;
             let text = match fmt {
                 ReportFormat::Table => report.to_table(),
                 ReportFormat::Csv => report.to_csv(),
                 ReportFormat::Json => format!("{}\n", serde_json::to_string_pretty(&report.to_json())?),
                 ReportFormat::Html => {
-                    crate::report::html::single(&report, crate::report::chart::for_report(&report)?.as_deref())
+                    crate::render::html::single(&report, crate::render::chart::for_report(&report)?.as_deref())
                 }
-                ReportFormat::Svg => crate::report::chart::for_report(&report)?
+                ReportFormat::Svg => crate::render::chart::for_report(&report)?
                     .ok_or_else(|| anyhow::anyhow!("the {name} report has no rows to chart for these filters"))?,
                 ReportFormat::Png => {
-                    let svg = crate::report::chart::for_report(&report)?
+                    let svg = crate::render::chart::for_report(&report)?
                         .ok_or_else(|| anyhow::anyhow!("the {name} report has no rows to chart for these filters"))?;
-                    let png = crate::report::chart::png(&svg)?;
+                    let png = crate::render::chart::png(&svg)?;
                     let path = out.ok_or_else(|| anyhow::anyhow!("--format png needs --out FILE"))?;
                     std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
                     return Ok(());
@@ -365,12 +365,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener =
                 tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(%listen, "benchmark baseline: every request answered 200 after reading its body");
-            crate::bench::ceiling(listener, crate::server::shutdown_signal()).await?;
+            crate::util::ceiling::serve(listener, crate::server::shutdown_signal()).await?;
             Ok(())
         }
         Command::Query { sql, format: fmt } => {
             let config = Config::load(cli.config.as_deref(), &flags)?;
-            let analytics = Analytics::from_config(Storage::open(&config.storage)?, &config)?;
+            let analytics = Analytics::from_settings(Storage::open(&config.storage)?, &config.reports())?;
             let (schema, batches) = analytics.query(&sql).await?;
             let (columns, rows) = (format::columns(&schema), format::rows(&batches)?);
             let out = match fmt {

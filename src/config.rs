@@ -119,8 +119,11 @@ impl Default for Config {
             wal_budget_bytes: 1 << 30,
             opt_out_keywords: vec!["STOP".into(), "UNSUBSCRIBE".into(), "CANCEL".into()],
             store_message_text: false,
-            max_future_secs: crate::ingest::DEFAULT_MAX_FUTURE_SECS,
-            max_error_codes: crate::metrics::DEFAULT_MAX_ERROR_CODES,
+            // Provider clocks drift by seconds, never by minutes, so an event further in the
+            // future is a bug or a forgery.
+            max_future_secs: 300,
+            // Distinct error codes that get their own series; the rest count under `other`.
+            max_error_codes: 50,
             attribution_days: 7,
             experiments: PathBuf::from("experiments.toml"),
             rate_card: None,
@@ -152,38 +155,43 @@ impl Default for Config {
     }
 }
 
+/// The settings the reports read ([`Config::reports`]): one small struct, so the analytics
+/// depend on what they use and not on every setting of the service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportSettings {
+    /// Days after a send in which a conversion is attributed to it.
+    pub attribution_days: i64,
+    /// Experiment definitions (read when the file exists).
+    pub experiments: PathBuf,
+    /// CSV `category,country,price` replacing the shipped rate card.
+    pub rate_card: Option<PathBuf>,
+    /// Cost of an hour of agent time.
+    pub agent_cost_per_hour: f64,
+    /// Cost of a bot-answered conversation.
+    pub bot_cost_per_conversation: f64,
+}
+
+/// The settings a provider client is built from ([`Config::provider`]; the send path builds
+/// it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderSettings {
+    /// `meta` or `ultramsg`; `None`: no client, `/v1/send` answers 503.
+    pub provider: Option<String>,
+    pub meta_api_base: String,
+    pub meta_api_version: String,
+    pub meta_phone_number_id: Option<String>,
+    pub meta_access_token: Option<String>,
+    pub ultramsg_api_base: String,
+    pub ultramsg_instance: Option<String>,
+    pub ultramsg_api_token: Option<String>,
+}
+
 /// Flag values that override everything else (`None`: not given).
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub storage: Option<String>,
     pub listen: Option<String>,
     pub wal_dir: Option<PathBuf>,
-}
-
-/// What a token lets its holder do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Ingest,
-    Read,
-    Send,
-    Admin,
-}
-
-impl Role {
-    fn parse(s: &str) -> Option<Role> {
-        Some(match s {
-            "ingest" => Role::Ingest,
-            "read" => Role::Read,
-            "send" => Role::Send,
-            "admin" => Role::Admin,
-            _ => return None,
-        })
-    }
-
-    /// Whether a token of this role may act as `needed` (admin may do everything).
-    pub fn allows(self, needed: Role) -> bool {
-        self == Role::Admin || self == needed
-    }
 }
 
 const ENV: &[(&str, &str)] = &[
@@ -265,7 +273,6 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
-        self.tokens()?;
         if self.flush_interval_secs <= 0.0 || !self.flush_interval_secs.is_finite() {
             return Err(Error::Config("flush_interval_secs must be a positive number".into()));
         }
@@ -278,38 +285,29 @@ impl Config {
         Ok(())
     }
 
-    /// The experiment definitions, or none when the file does not exist.
-    pub fn load_experiments(&self) -> Result<crate::experiments::Experiments> {
-        if self.experiments.exists() {
-            crate::experiments::Experiments::load(&self.experiments)
-        } else {
-            Ok(Default::default())
+    /// What the reports need: attribution, costs and where the experiments are defined.
+    pub fn reports(&self) -> ReportSettings {
+        ReportSettings {
+            attribution_days: self.attribution_days,
+            experiments: self.experiments.clone(),
+            rate_card: self.rate_card.clone(),
+            agent_cost_per_hour: self.agent_cost_per_hour,
+            bot_cost_per_conversation: self.bot_cost_per_conversation,
         }
     }
 
-    /// The provider client the send path uses, when one is configured.
-    pub fn provider(&self) -> Result<Option<std::sync::Arc<dyn crate::send::provider::Provider>>> {
-        use crate::send::provider::{MetaClient, UltraMsgClient};
-        let timeout = Duration::from_secs(10);
-        let need =
-            |v: &Option<String>, name: &str| v.clone().ok_or_else(|| Error::Config(format!("provider needs {name}")));
-        Ok(match self.provider.as_deref() {
-            None | Some("") => None,
-            Some("meta") => Some(std::sync::Arc::new(MetaClient::new(
-                &self.meta_api_base,
-                &self.meta_api_version,
-                &need(&self.meta_phone_number_id, "meta_phone_number_id")?,
-                &need(&self.meta_access_token, "meta_access_token")?,
-                timeout,
-            ))),
-            Some("ultramsg") => Some(std::sync::Arc::new(UltraMsgClient::new(
-                &self.ultramsg_api_base,
-                &need(&self.ultramsg_instance, "ultramsg_instance")?,
-                &need(&self.ultramsg_api_token, "ultramsg_api_token")?,
-                timeout,
-            ))),
-            Some(other) => return Err(Error::Config(format!("unknown provider {other:?}; use meta or ultramsg"))),
-        })
+    /// What the send path needs to build its provider client.
+    pub fn provider(&self) -> ProviderSettings {
+        ProviderSettings {
+            provider: self.provider.clone().filter(|p| !p.is_empty()),
+            meta_api_base: self.meta_api_base.clone(),
+            meta_api_version: self.meta_api_version.clone(),
+            meta_phone_number_id: self.meta_phone_number_id.clone(),
+            meta_access_token: self.meta_access_token.clone(),
+            ultramsg_api_base: self.ultramsg_api_base.clone(),
+            ultramsg_instance: self.ultramsg_instance.clone(),
+            ultramsg_api_token: self.ultramsg_api_token.clone(),
+        }
     }
 
     /// The log directory.
@@ -320,25 +318,6 @@ impl Config {
     /// Seal age of log segments.
     pub fn flush_interval(&self) -> Duration {
         Duration::from_secs_f64(self.flush_interval_secs)
-    }
-
-    /// Parsed API tokens.
-    pub fn tokens(&self) -> Result<Vec<(Role, String)>> {
-        self.tokens
-            .iter()
-            .map(|t| {
-                let (role, token) = t.split_once(':').ok_or_else(|| {
-                    Error::Config("a token is written role:token (roles ingest, read, send, admin)".into())
-                })?;
-                let role = Role::parse(role.trim()).ok_or_else(|| {
-                    Error::Config(format!("unknown token role {role:?}; roles are ingest, read, send, admin"))
-                })?;
-                if token.trim().len() < 8 {
-                    return Err(Error::Config(format!("the {role:?} token is shorter than 8 characters")));
-                }
-                Ok((role, token.trim().to_string()))
-            })
-            .collect()
     }
 }
 
@@ -366,15 +345,12 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:9100");
         assert_eq!(c.storage, "file:///tmp/x");
         assert_eq!(c.flush_interval(), Duration::from_secs(2));
-        assert_eq!(c.tokens().unwrap(), vec![(Role::Read, "abcdefgh".into()), (Role::Ingest, "ijklmnop".into())]);
+        assert_eq!(c.tokens, vec!["read:abcdefgh".to_string(), "ingest:ijklmnop".to_string()]);
         assert_eq!(c.wal_dir(), PathBuf::from("./data/wal"));
     }
 
     #[test]
     fn errors_name_the_setting() {
-        let env = |k: &str| (k == "CONVOSCOPE_TOKENS").then(|| "reader:abcdefgh".to_string());
-        let e = Config::load_with_env(None, &Overrides::default(), env).unwrap_err().to_string();
-        assert!(e.contains("role"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
         std::fs::write(&f, "lisen = 1").unwrap();

@@ -1,4 +1,4 @@
-//! The one event schema every source is normalised into (contract section 3), and its
+//! The one event schema every source is normalised into, and its
 //! Arrow form.
 //!
 //! An [`Event`] is one row of the `events` table. It is what the write-ahead log stores
@@ -15,11 +15,11 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Every event type the contract defines.
+/// Every event type (docs/reference.md, "Event schema", says what each means).
 ///
 /// `message.other` is the one addition: a provider status convoscope does not know
 /// (Meta's `deleted`, `warning`, UltraMsg's `pending`) is kept under it with the raw
-/// status in `attributes`, because the contract forbids dropping it and none of the
+/// status in `attributes`, because nothing a provider sends may be dropped and none of the
 /// listed types fits.
 pub const EVENT_TYPES: &[&str] = &[
     "send.accepted",

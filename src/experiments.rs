@@ -20,6 +20,11 @@
 //! Assignment hashes `salt:contact_key` into buckets laid out by weight, so a contact gets the
 //! same variant across restarts and machines, and changing one experiment's salt reshuffles
 //! only that experiment.
+//!
+//! The send path attaches the experiment, variant and campaign to every message it sends as
+//! callback data ([`callback_data`], [`button_payload`]); providers echo it in their receipts
+//! and quick-reply payloads, and ingest reads it back ([`parse_callback_data`]), so receipts
+//! and replies join back to the variant. Writer and reader of that format live here, together.
 
 use std::path::Path;
 
@@ -99,6 +104,11 @@ impl Experiments {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The definitions in `path`, or none when the file does not exist.
+    pub fn load_if_present(path: &Path) -> Result<Self> {
+        if path.exists() { Self::load(path) } else { Ok(Self::default()) }
     }
 
     /// Parses and validates TOML text; `origin` names it in errors.
@@ -182,9 +192,62 @@ impl Experiment {
     }
 }
 
+/// The callback data the send path attaches to a message of `experiment`'s `variant`:
+/// `exp=<experiment>;variant=<variant>[;campaign=<campaign>]`.
+pub fn callback_data(experiment: &str, variant: &str, campaign: Option<&str>) -> String {
+    match campaign {
+        Some(c) => format!("exp={experiment};variant={variant};campaign={c}"),
+        None => format!("exp={experiment};variant={variant}"),
+    }
+}
+
+/// The payload of a quick-reply button of `experiment`'s `variant`, which a reply echoes:
+/// `exp=<experiment>;variant=<variant>;choice=<button>`.
+pub fn button_payload(experiment: &str, variant: &str, choice: &str) -> String {
+    format!("exp={experiment};variant={variant};choice={choice}")
+}
+
+/// Parses `callback data` a sender attached (`exp=42;variant=B;campaign=spring`), into
+/// experiment, variant and campaign. Unknown keys are ignored; `None` for each absent one.
+pub fn parse_callback_data(s: &str) -> (Option<String>, Option<String>, Option<String>) {
+    let (mut exp, mut var, mut camp) = (None, None, None);
+    for part in s.split([';', '&', ',']) {
+        let Some((k, v)) = part.split_once('=') else { continue };
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        match k.trim() {
+            "exp" | "experiment" => exp = Some(v.to_string()),
+            "variant" | "var" => var = Some(v.to_string()),
+            "campaign" | "camp" => camp = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    (exp, var, camp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callback_data_forms() {
+        assert_eq!(
+            parse_callback_data(&callback_data("spring", "B", Some("c1"))),
+            (Some("spring".into()), Some("B".into()), Some("c1".into()))
+        );
+        assert_eq!(
+            parse_callback_data(&button_payload("spring", "B", "Yes")),
+            (Some("spring".into()), Some("B".into()), None)
+        );
+        assert_eq!(parse_callback_data("exp=42;variant=B;assign=000017"), (Some("42".into()), Some("B".into()), None));
+        assert_eq!(
+            parse_callback_data("experiment=spring&variant=control&campaign=c1"),
+            (Some("spring".into()), Some("control".into()), Some("c1".into()))
+        );
+        assert_eq!(parse_callback_data("garbage"), (None, None, None));
+    }
 
     const FILE: &str = r#"
 [[experiment]]

@@ -4,11 +4,11 @@ use clap::Parser;
 
 // The ingest path makes many small allocations: under glibc's allocator a profile of `serve`
 // spent ~25% of its CPU in malloc/free, and mimalloc raised 10-status webhook throughput by
-// 55% (BENCHMARKS.md). The wrapper adds huge pages on large allocations (`convoscope::alloc`).
+// 55%. The wrapper adds huge pages on large allocations (`convoscope::util::alloc`).
 #[global_allocator]
-static GLOBAL: convoscope::alloc::Allocator = convoscope::alloc::Allocator;
+static GLOBAL: convoscope::util::alloc::Allocator = convoscope::util::alloc::Allocator;
 
 fn main() -> std::process::ExitCode {
-    convoscope::alloc::init();
+    convoscope::util::alloc::init();
     convoscope::cli::main(convoscope::cli::Cli::parse())
 }

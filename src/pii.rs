@@ -91,8 +91,7 @@ impl PiiKey {
         mac.update(digits.as_bytes());
         let digest = mac.finalize().into_bytes();
         // Only the bytes kept, into a buffer: `hex::encode` of the whole digest pushed one char
-        // at a time and was 2.6% of `serve`'s CPU under the status load (BENCHMARKS.md, ingest
-        // seventh round).
+        // at a time and was 2.6% of `serve`'s CPU under the status load.
         let mut out = [0u8; CONTACT_KEY_HEX_CHARS];
         // Both lengths are constants, one twice the other, so this cannot fail (and the
         // known-answer test below would see it if it did).

@@ -1,6 +1,6 @@
 //! What every parser target checks about what a parser accepted: each event has an id and a
-//! contract type, and the batch can be written to the log and to Parquet (a parser must never
-//! accept what the storage path would then fail on).
+//! documented event type, and the batch can be written to the log and to Parquet (a parser
+//! must never accept what the storage path would then fail on).
 
 use convoscope::event::{EVENT_TYPES, Event, to_record_batch};
 use convoscope::ingest::Normalizer;

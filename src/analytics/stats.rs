@@ -1,4 +1,4 @@
-//! Experiment statistics (contract section 5), computed in Rust over the per-variant counts
+//! Experiment statistics, computed in Rust over the per-variant counts
 //! the `experiment` SQL produces.
 //!
 //! All p-values are upper tails computed directly (`erfc`, `sf`), never `1 - cdf`, so values

@@ -4,7 +4,7 @@
 //!
 //! DataFusion's `MAX` over strings keeps each group's current value in its own heap
 //! allocation; grouping 2.4 million messages by key with three such columns took the cohort's
-//! aggregation from 0.33 to 1.06 s at 10 million events (BENCHMARKS.md, sixth round). These
+//! aggregation from 0.33 to 1.06 s at 10 million events. These
 //! columns hold a handful of distinct values, so this aggregate keeps each distinct value once
 //! and a 32-bit index per group. Same answers as `MAX` and `MIN` (the largest or smallest
 //! value by bytes, null when every value is null); on a column of many distinct values they

@@ -1,5 +1,5 @@
 //! First-party events (`POST /v1/events`): a JSON array or NDJSON of objects keyed by column
-//! name (contract section 3). Each item stands alone: a bad one is refused with its index and
+//! name. Each item stands alone: a bad one is refused with its index and
 //! the others are kept.
 
 use serde_json::{Map, Value};

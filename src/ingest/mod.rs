@@ -14,10 +14,6 @@ use serde::Deserialize;
 use crate::event::{Event, now_micros};
 use crate::pii::PiiKey;
 
-/// How far in the future an event's timestamp may lie before it is refused: provider clocks
-/// drift by seconds, never by minutes, so anything further is a bug or a forgery.
-pub const DEFAULT_MAX_FUTURE_SECS: i64 = 300;
-
 /// Settings and secrets normalisation needs.
 #[derive(Debug, Clone)]
 pub struct Normalizer {
@@ -210,26 +206,6 @@ impl UnixTime {
     }
 }
 
-/// Parses `callback data` a sender attached (`exp=42;variant=B;campaign=spring`), into
-/// experiment, variant and campaign. Unknown keys are ignored; `None` for each absent one.
-pub fn parse_callback_data(s: &str) -> (Option<String>, Option<String>, Option<String>) {
-    let (mut exp, mut var, mut camp) = (None, None, None);
-    for part in s.split([';', '&', ',']) {
-        let Some((k, v)) = part.split_once('=') else { continue };
-        let v = v.trim();
-        if v.is_empty() {
-            continue;
-        }
-        match k.trim() {
-            "exp" | "experiment" => exp = Some(v.to_string()),
-            "variant" | "var" => var = Some(v.to_string()),
-            "campaign" | "camp" => camp = Some(v.to_string()),
-            _ => {}
-        }
-    }
-    (exp, var, camp)
-}
-
 /// Bytes reserved for a JSON object of attributes: a status with callback data and pricing
 /// takes ~90.
 const ATTRIBUTES_CAPACITY: usize = 128;
@@ -287,23 +263,13 @@ pub(crate) fn test_normalizer() -> Normalizer {
         PiiKey::from_secret("test-key"),
         &["STOP".into(), "UNSUBSCRIBE".into(), "CANCEL".into()],
         false,
-        DEFAULT_MAX_FUTURE_SECS,
+        crate::config::Config::default().max_future_secs,
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn callback_data_forms() {
-        assert_eq!(parse_callback_data("exp=42;variant=B;assign=000017"), (Some("42".into()), Some("B".into()), None));
-        assert_eq!(
-            parse_callback_data("experiment=spring&variant=control&campaign=c1"),
-            (Some("spring".into()), Some("control".into()), Some("c1".into()))
-        );
-        assert_eq!(parse_callback_data("garbage"), (None, None, None));
-    }
 
     #[test]
     fn unix_time_forms() {

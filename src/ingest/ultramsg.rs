@@ -6,8 +6,9 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Attributes, Batch, Normalizer, ParseError, UnixTime, parse_callback_data, received_now};
+use super::{Attributes, Batch, Normalizer, ParseError, UnixTime, received_now};
 use crate::event::Event;
+use crate::experiments::parse_callback_data;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -167,7 +168,12 @@ mod tests {
 
     #[test]
     fn attributes_are_compact_json_in_key_order() {
-        let n = Normalizer::new(PiiKey::from_secret("test-key"), &[], true, crate::ingest::DEFAULT_MAX_FUTURE_SECS);
+        let n = Normalizer::new(
+            PiiKey::from_secret("test-key"),
+            &[],
+            true,
+            crate::config::Config::default().max_future_secs,
+        );
         let hook = |event_type: &str, ack: &str, body: &str| {
             json!({"event_type": event_type, "referenceId": "exp=e1;variant=\"B\"", "data": {
                 "id": "true_1@c.us_K", "from": "5511987654321@c.us", "to": "1@c.us", "ack": ack,

@@ -229,7 +229,7 @@ async fn send(
     let n = sb.shared.counter.fetch_add(1, Ordering::SeqCst) + 1;
     let wamid = format!("wamid.SBX{:x}{:010}", sb.cfg.seed, n);
     let callback = body["biz_opaque_callback_data"].as_str().unwrap_or_default().to_string();
-    let (_, variant, _) = crate::ingest::parse_callback_data(&callback);
+    let (_, variant, _) = crate::experiments::parse_callback_data(&callback);
     let variant = variant.unwrap_or_else(|| "control".into());
     let category = if template.contains("otp") { "authentication" } else { "marketing" };
     simulate(&sb, n, wamid.clone(), to, callback, variant, category);
@@ -298,7 +298,7 @@ fn simulate(sb: &Arc<Sandbox>, n: u64, wamid: String, to: String, callback: Stri
                 let at = chrono::DateTime::from_timestamp(stamp(now, t), 0).unwrap_or_default().to_rfc3339();
                 plan.push((t, Outgoing::Event(json!({"event_id": format!("sandbox:{wamid}:conversion"), "event_type": "conversion",
                     "occurred_at": at, "contact": to, "revenue_micros": rng.random_range(10..80) * 1_000_000, "currency": "USD",
-                    "campaign": crate::ingest::parse_callback_data(&callback).2}))));
+                    "campaign": crate::experiments::parse_callback_data(&callback).2}))));
                 st.converted = 1;
             }
             if rng.random_bool(0.15) {
@@ -397,7 +397,7 @@ async fn dispatch(cfg: SandboxConfig, shared: Arc<Shared>, mut rx: mpsc::Unbound
                  "metadata": {"display_phone_number": "15550000000", "phone_number_id": "600700800900111"},
                  "statuses": statuses, "messages": messages}}]}]})
             .to_string();
-            let sig = crate::server::webhooks::sign_meta(&cfg.app_secret, body.as_bytes());
+            let sig = crate::signature::sign_meta(&cfg.app_secret, body.as_bytes());
             deliver(&http, &format!("{}/webhooks/meta", cfg.collector_url), body, Some(sig), None).await;
             shared.pending.fetch_sub(n_hooks, Ordering::SeqCst);
         }

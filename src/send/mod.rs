@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use self::provider::{Outbound, Provider, ProviderError};
 use crate::event::{Event, now_micros};
-use crate::experiments::{Experiments, Status};
+use crate::experiments::{self, Experiments, Status};
 use crate::metrics::Metrics;
 use crate::pii::PiiKey;
 
@@ -327,22 +327,13 @@ impl Sender {
             }
             s
         };
-        let callback = format!(
-            "exp={};variant={}{}",
-            exp.name,
-            variant.name,
-            exp.campaign.as_ref().map(|c| format!(";campaign={c}")).unwrap_or_default()
-        );
+        let callback = experiments::callback_data(&exp.name, &variant.name, exp.campaign.as_deref());
         let msg = Outbound {
             to: digits,
             template: variant.template.clone(),
             language: variant.language.clone(),
             body: variant.body.iter().map(|b| fill(b)).collect(),
-            buttons: variant
-                .buttons
-                .iter()
-                .map(|b| format!("exp={};variant={};choice={b}", exp.name, variant.name))
-                .collect(),
+            buttons: variant.buttons.iter().map(|b| experiments::button_payload(&exp.name, &variant.name, b)).collect(),
             callback_data: callback,
         };
         match self.call_with_retries(&msg).await {

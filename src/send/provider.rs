@@ -1,9 +1,13 @@
 //! Provider clients behind one trait: Meta's Cloud API and UltraMsg.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
+
+use crate::config::ProviderSettings;
+use crate::error::{Error, Result};
 
 /// A template message to send.
 #[derive(Debug, Clone)]
@@ -44,6 +48,33 @@ pub struct ProviderError {
 /// Meta error codes worth retrying (see `whatsapp-formats.md` §3.6): service errors,
 /// throttling, maintenance. Everything else is permanent for this message.
 pub const META_RETRYABLE: &[i64] = &[1, 2, 4, 80007, 130429, 131000, 131016, 131056, 131057];
+
+/// A request to a provider may take this long before it counts as failed (and is retried):
+/// both providers answer in well under a second when healthy.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The provider client the settings name, or `None` when they name none.
+pub fn client(settings: &ProviderSettings) -> Result<Option<Arc<dyn Provider>>> {
+    let need =
+        |v: &Option<String>, name: &str| v.clone().ok_or_else(|| Error::Config(format!("provider needs {name}")));
+    Ok(match settings.provider.as_deref() {
+        None | Some("") => None,
+        Some("meta") => Some(Arc::new(MetaClient::new(
+            &settings.meta_api_base,
+            &settings.meta_api_version,
+            &need(&settings.meta_phone_number_id, "meta_phone_number_id")?,
+            &need(&settings.meta_access_token, "meta_access_token")?,
+            REQUEST_TIMEOUT,
+        ))),
+        Some("ultramsg") => Some(Arc::new(UltraMsgClient::new(
+            &settings.ultramsg_api_base,
+            &need(&settings.ultramsg_instance, "ultramsg_instance")?,
+            &need(&settings.ultramsg_api_token, "ultramsg_api_token")?,
+            REQUEST_TIMEOUT,
+        ))),
+        Some(other) => return Err(Error::Config(format!("unknown provider {other:?}; use meta or ultramsg"))),
+    })
+}
 
 /// Sends one message.
 pub trait Provider: Send + Sync {

@@ -8,8 +8,8 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::auth::Role;
 use super::{ApiError, AppState};
-use crate::config::Role;
 use crate::ingest;
 
 pub fn router() -> Router<AppState> {

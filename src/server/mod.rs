@@ -10,8 +10,8 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod pages;
 pub mod query;
-pub mod reports;
 pub mod send;
 pub mod webhooks;
 
@@ -28,10 +28,11 @@ use crate::analytics::Analytics;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::flush::Flusher;
 use crate::ingest::{Batch, Normalizer};
 use crate::metrics::Metrics;
 use crate::pii::PiiKey;
-use crate::store::{Flusher, Storage};
+use crate::store::Storage;
 use crate::wal::{Appended, Wal, WalConfig};
 
 /// Everything a running server shares between requests.
@@ -47,8 +48,8 @@ pub struct App {
     /// The send path, when a provider is configured.
     pub sender: Option<crate::send::Sender>,
     /// Page sessions (signed cookies).
-    pub sessions: reports::Sessions,
-    report_cache: reports::ReportCache,
+    pub sessions: auth::Sessions,
+    report_cache: pages::ReportCache,
     stop_flusher: watch::Sender<bool>,
     flusher_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Background compaction of small files (none when `compact_every_secs` is 0).
@@ -62,7 +63,7 @@ impl App {
     /// Opens storage, the PII key and the log, replays what an earlier run left, and starts
     /// the flusher.
     pub async fn start(config: Config) -> Result<AppState> {
-        let provider = config.provider()?;
+        let provider = crate::send::provider::client(&config.provider())?;
         Self::start_with_provider(config, provider).await
     }
 
@@ -72,6 +73,7 @@ impl App {
         config: Config,
         provider: Option<Arc<dyn crate::send::provider::Provider>>,
     ) -> Result<AppState> {
+        let tokens = auth::Tokens::new(&auth::parse_tokens(&config.tokens)?);
         let storage = Storage::open(&config.storage)?;
         let pii = PiiKey::load_or_create(config.pii_key.as_deref(), &config.state_dir)?;
         let normalizer =
@@ -114,8 +116,7 @@ impl App {
             ));
             (stop, task)
         });
-        let tokens = auth::Tokens::new(&config.tokens()?);
-        let analytics = Analytics::from_config(storage.clone(), &config)?;
+        let analytics = Analytics::from_settings(storage.clone(), &config.reports())?;
         let sender = match provider {
             Some(p) => {
                 let cfg = crate::send::SendConfig {
@@ -148,8 +149,8 @@ impl App {
             metrics,
             tokens,
             analytics,
-            sessions: reports::Sessions::default(),
-            report_cache: reports::ReportCache::default(),
+            sessions: auth::Sessions::default(),
+            report_cache: pages::ReportCache::default(),
             stop_flusher,
             flusher_task: std::sync::Mutex::new(Some(task)),
             compactor: std::sync::Mutex::new(compactor),
@@ -248,7 +249,7 @@ pub fn router(app: AppState) -> Router {
         .merge(webhooks::router())
         .merge(events::router())
         .merge(query::router())
-        .merge(reports::router())
+        .merge(pages::router())
         .merge(send::router())
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -286,7 +287,7 @@ pub async fn run(
         ultramsg = app.config.ultramsg_token.is_some(),
         api_tokens = app.config.tokens.len(),
         send = app.sender.is_some(),
-        huge_pages = ?crate::alloc::mode(),
+        huge_pages = ?crate::util::alloc::mode(),
         "convoscope listening: webhooks at /webhooks/meta and /webhooks/ultramsg, API at /v1"
     );
     let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));

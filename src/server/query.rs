@@ -7,9 +7,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::auth::Role;
 use super::{ApiError, AppState};
 use crate::analytics::format;
-use crate::config::Role;
 use crate::error::Error;
 
 pub fn router() -> Router<AppState> {

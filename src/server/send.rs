@@ -6,8 +6,8 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 
+use super::auth::Role;
 use super::{ApiError, App, AppState};
-use crate::config::Role;
 use crate::send::{SendError, SendRequest, SendResult};
 
 pub fn router() -> Router<AppState> {

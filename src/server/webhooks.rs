@@ -11,13 +11,12 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::Sha256;
 
 use super::auth::secret_eq;
 use super::{ApiError, AppState};
 use crate::ingest;
+use crate::signature;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -53,26 +52,6 @@ async fn meta_verify(State(app): State<AppState>, Query(q): Query<HashMap<String
     }
 }
 
-/// Checks `sha256=<hex>` against the HMAC-SHA256 of the raw body, in constant time.
-pub fn verify_meta_signature(secret: &str, body: &[u8], header: Option<&str>) -> bool {
-    let Some(hex_sig) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
-        return false;
-    };
-    let Ok(sig) = hex::decode(hex_sig) else { return false };
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&sig).is_ok()
-}
-
-/// Signs a body as Meta does (for the sandbox and tests).
-pub fn sign_meta(secret: &str, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 async fn meta_post(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -83,8 +62,8 @@ async fn meta_post(
         app.metrics.rejected("meta", "not_configured", 1);
         return Err(ApiError::Unauthorized("Meta webhooks are refused until meta_app_secret is configured".into()));
     };
-    let sig = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
-    if !verify_meta_signature(secret, &raw, sig) {
+    let sig = headers.get(signature::META_HEADER).and_then(|v| v.to_str().ok());
+    if !signature::verify_meta(secret, &raw, sig) {
         app.metrics.rejected("meta", "bad_signature", 1);
         return Err(ApiError::Unauthorized("missing or wrong X-Hub-Signature-256".into()));
     }
@@ -123,20 +102,4 @@ async fn ultramsg_post(
     Ok(Json(
         json!({"accepted": done.accepted(), "duplicates": done.duplicate.len() - done.accepted(), "rejected": rejected}),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signature_round_trip_and_tamper() {
-        let sig = sign_meta("s3cret", b"{\"a\":1}");
-        assert!(verify_meta_signature("s3cret", b"{\"a\":1}", Some(&sig)));
-        assert!(!verify_meta_signature("s3cret", b"{\"a\":2}", Some(&sig)));
-        assert!(!verify_meta_signature("other", b"{\"a\":1}", Some(&sig)));
-        assert!(!verify_meta_signature("s3cret", b"{\"a\":1}", None));
-        assert!(!verify_meta_signature("s3cret", b"{\"a\":1}", Some("sha256=zz")));
-        assert!(!verify_meta_signature("s3cret", b"{\"a\":1}", Some(sig.trim_start_matches("sha256="))));
-    }
 }

@@ -61,7 +61,7 @@ async fn bad_input_gets_clear_answers_and_stores_nothing() {
     let c = &s.client;
 
     // Signature of another body, no signature, a garbled one.
-    let other = convoscope::server::webhooks::sign_meta(META_SECRET, b"{}");
+    let other = convoscope::signature::sign_meta(META_SECRET, b"{}");
     for sig in [Some(other.as_str()), None, Some("sha256=nothex")] {
         let mut req = c.post(s.url("/webhooks/meta")).body(body.clone());
         if let Some(sig) = sig {

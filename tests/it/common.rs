@@ -155,7 +155,7 @@ impl TestServer {
     }
 
     pub async fn post_meta(&self, body: &[u8]) -> reqwest::Response {
-        let sig = server::webhooks::sign_meta(META_SECRET, body);
+        let sig = convoscope::signature::sign_meta(META_SECRET, body);
         self.client
             .post(self.url("/webhooks/meta"))
             .header("content-type", "application/json")

@@ -23,10 +23,7 @@ async fn ok(body: Bytes) -> &'static str {
 }
 
 /// Serves the baseline handler on every path until `shutdown` resolves.
-pub async fn ceiling(
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let app = Router::new().fallback(any(ok)).layer(DefaultBodyLimit::max(MAX_BODY));
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

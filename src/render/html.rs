@@ -1,7 +1,7 @@
 //! Server-rendered HTML for reports: the index page with every report, and one-report pages.
 
 use crate::analytics::format;
-use crate::analytics::reports::{Params, Report};
+use crate::analytics::reports::{Computed, Params};
 
 /// Escapes text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -24,7 +24,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1
 header{background:#123b36;color:#fff;padding:14px 20px}header h1{margin:0;font-size:20px}
 main{max-width:1100px;margin:0 auto;padding:12px}
 section{background:#fff;border:1px solid #dde1e7;border-radius:8px;margin:14px 0;padding:12px 16px}
-h2{font-size:18px;margin:4px 0 8px}.links a{margin-right:12px;font-size:14px}
+h2{font-size:18px;margin:4px 0 8px}.about{margin:0 0 8px;font-size:14px;color:#445}h2 code{font-size:13px;color:#667;font-weight:normal}.links a{margin-right:12px;font-size:14px}
 .chart svg{max-width:100%;height:auto}
 .table{overflow-x:auto}table{border-collapse:collapse;font-size:13px;min-width:100%}
 th,td{padding:4px 8px;border-bottom:1px solid #e6e9ee;text-align:left;white-space:nowrap}
@@ -66,7 +66,7 @@ pub fn query_string(p: &Params) -> String {
 pub const PAGE_ROWS: usize = 50;
 
 /// A report's table (the first [`PAGE_ROWS`] rows).
-pub fn table(r: &Report) -> String {
+pub fn table(r: &Computed) -> String {
     if r.rows.is_empty() {
         return "<p class=\"empty\">No data for these filters.</p>".into();
     }
@@ -94,23 +94,25 @@ pub fn table(r: &Report) -> String {
 }
 
 /// One report's section: heading, links, chart, table.
-pub fn section(r: &Report, svg: Option<&str>) -> String {
+pub fn section(r: &Computed, svg: Option<&str>) -> String {
     let q = query_string(&r.params);
     let sep = if q.is_empty() { "" } else { "&" };
     format!(
-        "<section id=\"{name}\" data-report=\"{name}\"><h2>{name}</h2>\
+        "<section id=\"{name}\" data-report=\"{name}\"><h2>{title} <code>{name}</code></h2><p class=\"about\">{about}</p>\
          <div class=\"links\"><a href=\"/v1/reports/{name}?format=json{sep}{q}\">JSON</a>\
          <a href=\"/v1/reports/{name}?format=csv{sep}{q}\">CSV</a>\
          <a href=\"/v1/reports/{name}?format=svg{sep}{q}\">SVG</a></div>\
          <div class=\"chart\">{chart}</div>{table}</section>",
-        name = esc(&r.name),
+        name = esc(r.report.name()),
+        title = esc(r.report.spec().title),
+        about = esc(r.report.spec().about),
         chart = svg.unwrap_or(""),
         table = table(r),
     )
 }
 
 /// The index page: the filter form and every report.
-pub fn index(reports: &[(Report, Option<String>)], p: &Params) -> String {
+pub fn index(reports: &[(Computed, Option<String>)], p: &Params) -> String {
     let v = |o: Option<String>| esc(&o.unwrap_or_default());
     let mut body = format!(
         "<section><form method=\"get\" action=\"/\">\
@@ -133,8 +135,8 @@ pub fn index(reports: &[(Report, Option<String>)], p: &Params) -> String {
 }
 
 /// A page with one report.
-pub fn single(r: &Report, svg: Option<&str>) -> String {
-    shell(&format!("convoscope: {}", r.name), &section(r, svg))
+pub fn single(r: &Computed, svg: Option<&str>) -> String {
+    shell(&format!("convoscope: {}", r.report.name()), &section(r, svg))
 }
 
 /// The sign-in form for the report pages.

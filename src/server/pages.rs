@@ -1,5 +1,5 @@
-//! Reports over HTTP: `GET /` (the HTML index with charts), `POST /login` (trade a read token
-//! for a session cookie), `GET /v1/reports/{name}`, `GET /v1/experiments`.
+//! Reports for people and scripts over HTTP: `GET /` (the report page with charts), `POST /login`
+//! (trade a read token for a page session), `GET /v1/reports/{name}`, `GET /v1/experiments`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,19 +10,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use sha2::Sha256;
 
+use super::auth::{Role, SESSION_COOKIE, SESSION_TTL, Sessions};
 use super::{ApiError, AppState};
-use crate::analytics::reports::{self, Metric, Params, Report};
-use crate::config::Role;
-use crate::report::{chart, html};
-
-/// Name of the session cookie of the report pages.
-pub const SESSION_COOKIE: &str = "convoscope_session";
-/// How long a page session lasts: a working day.
-const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+use crate::analytics::reports::{Computed, Metric, Params, Report};
+use crate::render::{chart, html};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -32,51 +25,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/experiments", get(experiments))
 }
 
-/// Signs and checks page sessions with a key made at start (sessions end with the process).
-pub struct Sessions {
-    key: [u8; 32],
-}
-
-impl Default for Sessions {
-    fn default() -> Self {
-        let mut key = [0u8; 32];
-        rand::fill(&mut key);
-        Sessions { key }
-    }
-}
-
-impl Sessions {
-    fn mac(&self, payload: &str) -> String {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        m.update(payload.as_bytes());
-        hex::encode(m.finalize().into_bytes())
-    }
-
-    /// A cookie value for a read session valid until `SESSION_TTL` from now.
-    pub fn issue(&self) -> String {
-        let until = chrono::Utc::now().timestamp() + SESSION_TTL.as_secs() as i64;
-        let payload = format!("read.{until}");
-        format!("{payload}.{}", self.mac(&payload))
-    }
-
-    /// Whether a cookie value is a valid, unexpired session.
-    pub fn valid(&self, value: &str) -> bool {
-        let Some((payload, mac)) = value.rsplit_once('.') else { return false };
-        let Some(until) = payload.strip_prefix("read.").and_then(|u| u.parse::<i64>().ok()) else { return false };
-        super::auth::secret_eq(&self.mac(payload), mac) && until > chrono::Utc::now().timestamp()
-    }
-}
-
-fn session_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
-        let (k, v) = kv.trim().split_once('=')?;
-        (k == SESSION_COOKIE).then_some(v)
-    })
-}
-
 /// Read access by bearer token or page session.
 fn authorize_read(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if let Some(c) = session_cookie(headers)
+    if let Some(c) = Sessions::cookie(headers)
         && app.sessions.valid(c)
     {
         return Ok(());
@@ -112,12 +63,12 @@ impl Filters {
 /// Computed reports kept for `report_cache_secs`, so page loads and scrapes do not rescan.
 #[derive(Default)]
 pub struct ReportCache {
-    entries: std::sync::Mutex<HashMap<String, (Instant, Arc<Report>)>>,
+    entries: std::sync::Mutex<HashMap<String, (Instant, Arc<Computed>)>>,
 }
 
 impl crate::server::App {
     /// A report, from the cache when fresh.
-    pub async fn report(&self, name: &str, params: &Params) -> Result<Arc<Report>, ApiError> {
+    pub async fn report(&self, name: &str, params: &Params) -> Result<Arc<Computed>, ApiError> {
         let key = format!("{name}|{params:?}");
         let ttl = Duration::from_secs(self.config.report_cache_secs);
         if let Ok(c) = self.report_cache.entries.lock()
@@ -149,7 +100,8 @@ async fn index(State(app): State<AppState>, headers: HeaderMap, Query(f): Query<
         Err(e) => return e.into_response(),
     };
     let mut out = Vec::new();
-    for name in reports::names() {
+    for report in Report::ALL {
+        let name = report.name();
         match app.report(name, &params).await {
             Ok(r) => {
                 let svg = chart::for_report(&r).unwrap_or_else(|e| {

@@ -8,8 +8,7 @@
 //! whole once any byte of it is touched, and the ingest path's memory is many small objects.
 //! Asking for them only on mimalloc's large blocks (`madvise` on the block, taken back on
 //! free) made `cost` and `sla` slower still, likely because mimalloc returns freed memory in
-//! pieces smaller than a huge page, which the kernel must split to take back (BENCHMARKS.md,
-//! section 2, tenth round).
+//! pieces smaller than a huge page, which the kernel must split to take back.
 //!
 //! So mimalloc is built not to ask for huge pages at all (its `no_thp` feature), and a block of
 //! at least [`LARGE_BYTES`] is a mapping of its own, with huge pages where [`init`] allows
@@ -26,7 +25,7 @@ use mimalloc::MiMalloc;
 
 /// Blocks at least this large get a mapping of their own. Smaller blocks come and go too often
 /// for a mapping's system calls and fresh (zeroed) pages: at 1 MiB, four reports were slower
-/// than with mimalloc alone; at 4 MiB, `cost` was (BENCHMARKS.md, section 2, tenth round).
+/// than with mimalloc alone; at 4 MiB, `cost` was.
 pub const LARGE_BYTES: usize = 16 << 20;
 
 /// The largest alignment a mapping gives without asking: the smallest page size of the
@@ -161,7 +160,7 @@ fn remap(_block: *mut u8, _len: usize, _new_len: usize) -> *mut u8 {
 /// next allocates: for a thread that frees much at the end of a job and may then wait long.
 /// `serve`'s background merges run on the blocking pool, whose threads each kept a merge's
 /// freed pages until they ran again: with merges beside the 10-status load, ~200 MiB of its
-/// peak RSS was memory freed and not returned (BENCHMARKS.md, ingest eighth round).
+/// peak RSS was memory freed and not returned.
 pub fn release_freed() {
     // SAFETY: `mi_collect` takes no pointers; it walks and purges this thread's own heap.
     unsafe { libmimalloc_sys::mi_collect(true) }

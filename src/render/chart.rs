@@ -1,4 +1,5 @@
-//! Charts as inline SVG, drawn with plotters: one chart per report, chosen by [`for_report`].
+//! Charts as inline SVG, drawn with plotters: each report's chart as its spec describes it
+//! ([`crate::analytics::reports::Chart`]), drawn by [`for_report`].
 
 use std::collections::BTreeMap;
 
@@ -6,7 +7,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::Value;
 
-use crate::analytics::reports::Report;
+use crate::analytics::reports::{Chart as Spec, Computed};
 
 const W: u32 = 760;
 const H: u32 = 340;
@@ -20,7 +21,7 @@ fn err<E: std::fmt::Display>(e: E) -> ChartError {
     ChartError(e.to_string())
 }
 
-fn col(r: &Report, name: &str) -> Option<usize> {
+fn col(r: &Computed, name: &str) -> Option<usize> {
     r.columns.iter().position(|c| c == name)
 }
 
@@ -36,85 +37,71 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// The chart of a report, or `None` when it has nothing to draw.
-pub fn for_report(r: &Report) -> Result<Option<String>, ChartError> {
+/// The chart of a report, drawn as its [`Spec`] says, or `None` when it has nothing to
+/// draw.
+pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
     if r.rows.is_empty() {
         return Ok(None);
     }
     let label = |row: &[Value], cols: &[&str]| {
         cols.iter().filter_map(|c| col(r, c)).map(|i| text(&row[i])).collect::<Vec<_>>().join(" / ")
     };
-    let series = |names: &[&str]| -> Vec<(String, Vec<f64>)> {
-        names
-            .iter()
-            .filter_map(|n| {
-                col(r, n).map(|i| (n.to_string(), r.rows.iter().map(|row| num(&row[i]).unwrap_or(0.0)).collect()))
-            })
-            .collect()
-    };
-    let svg = match r.name.as_str() {
-        "funnel" => bars(
-            "Funnel per campaign and template (messages)",
-            r.rows.iter().map(|row| label(row, &["campaign", "template"])).collect(),
-            series(&["sent", "delivered", "read", "replied", "converted"]),
-        )?,
-        "failures" => {
-            let mut by: BTreeMap<String, f64> = BTreeMap::new();
-            let (Some(c), Some(f)) = (col(r, "error_code"), col(r, "failed")) else { return Ok(None) };
-            for row in &r.rows {
-                *by.entry(text(&row[c])).or_default() += num(&row[f]).unwrap_or(0.0);
-            }
-            bars(
-                "Failed messages by error code",
-                by.keys().cloned().collect(),
-                vec![("failed".into(), by.values().copied().collect())],
-            )?
+    let svg = match r.report.spec().chart {
+        Spec::Bars { title, label: by, series: names } => {
+            let series = names
+                .iter()
+                .filter_map(|n| {
+                    col(r, n).map(|i| (n.to_string(), r.rows.iter().map(|row| num(&row[i]).unwrap_or(0.0)).collect()))
+                })
+                .collect();
+            bars(title, r.rows.iter().map(|row| label(row, by)).collect(), series)?
         }
-        "delivery" => {
-            let (Some(d), Some(s), Some(dl), Some(rd)) =
-                (col(r, "day"), col(r, "sent"), col(r, "delivered"), col(r, "read"))
-            else {
+        Spec::SumBars { title, by, value } => {
+            let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+            let (Some(c), Some(f)) = (col(r, by), col(r, value)) else { return Ok(None) };
+            for row in &r.rows {
+                *sums.entry(text(&row[c])).or_default() += num(&row[f]).unwrap_or(0.0);
+            }
+            bars(title, sums.keys().cloned().collect(), vec![(value.into(), sums.values().copied().collect())])?
+        }
+        Spec::RateLines { title, x, denominator, rates } => {
+            let (Some(d), Some(s)) = (col(r, x), col(r, denominator)) else { return Ok(None) };
+            let Some(parts) = rates.iter().map(|(_, c)| col(r, c)).collect::<Option<Vec<usize>>>() else {
                 return Ok(None);
             };
-            let mut by: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
+            // Per x: the denominator's sum, then each rate's numerator sum.
+            let mut by: BTreeMap<String, Vec<f64>> = BTreeMap::new();
             for row in &r.rows {
-                let e = by.entry(text(&row[d])).or_default();
-                e.0 += num(&row[s]).unwrap_or(0.0);
-                e.1 += num(&row[dl]).unwrap_or(0.0);
-                e.2 += num(&row[rd]).unwrap_or(0.0);
-            }
-            let rate = |f: fn(&(f64, f64, f64)) -> f64| by.values().map(|v| (v.0 > 0.0).then(|| f(v) / v.0)).collect();
-            lines(
-                "Delivery and read rate by send day",
-                by.keys().cloned().collect(),
-                vec![("delivery rate".into(), rate(|v| v.1)), ("read rate".into(), rate(|v| v.2))],
-            )?
-        }
-        "containment" | "sla" => {
-            let metric = if r.name == "containment" { "containment_rate" } else { "p50_first_response_s" };
-            let (Some(d), Some(q), Some(m)) = (col(r, "day"), col(r, "queue"), col(r, metric)) else { return Ok(None) };
-            let days: Vec<String> =
-                r.rows.iter().map(|row| text(&row[d])).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-            let mut per_queue: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
-            for row in &r.rows {
-                let series = per_queue.entry(text(&row[q])).or_insert_with(|| vec![None; days.len()]);
-                if let Some(i) = days.iter().position(|x| *x == text(&row[d])) {
-                    series[i] = num(&row[m]);
+                let e = by.entry(text(&row[d])).or_insert_with(|| vec![0.0; parts.len() + 1]);
+                e[0] += num(&row[s]).unwrap_or(0.0);
+                for (k, i) in parts.iter().enumerate() {
+                    e[k + 1] += num(&row[*i]).unwrap_or(0.0);
                 }
             }
-            let title = if r.name == "containment" {
-                "Containment rate by day and queue"
-            } else {
-                "Median first response (s) by day and queue"
-            };
-            lines(title, days, per_queue.into_iter().collect())?
+            let series = rates
+                .iter()
+                .enumerate()
+                .map(|(k, (name, _))| {
+                    (name.to_string(), by.values().map(|v| (v[0] > 0.0).then(|| v[k + 1] / v[0])).collect())
+                })
+                .collect();
+            lines(title, by.keys().cloned().collect(), series)?
         }
-        "experiment" => {
-            let (Some(e), Some(v), Some(n), Some(c)) =
-                (col(r, "experiment"), col(r, "variant"), col(r, "exposures"), col(r, "conversions"))
-            else {
-                return Ok(None);
-            };
+        Spec::LinesPer { title, x, series, value } => {
+            let (Some(d), Some(q), Some(m)) = (col(r, x), col(r, series), col(r, value)) else { return Ok(None) };
+            let days: Vec<String> =
+                r.rows.iter().map(|row| text(&row[d])).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            let mut per_series: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+            for row in &r.rows {
+                let line = per_series.entry(text(&row[q])).or_insert_with(|| vec![None; days.len()]);
+                if let Some(i) = days.iter().position(|x| *x == text(&row[d])) {
+                    line[i] = num(&row[m]);
+                }
+            }
+            lines(title, days, per_series.into_iter().collect())?
+        }
+        Spec::Intervals { title, label: by, trials, successes } => {
+            let (Some(n), Some(c)) = (col(r, trials), col(r, successes)) else { return Ok(None) };
             let items = r
                 .rows
                 .iter()
@@ -122,22 +109,11 @@ pub fn for_report(r: &Report) -> Result<Option<String>, ChartError> {
                     let (n, x) = (num(&row[n]).unwrap_or(0.0), num(&row[c]).unwrap_or(0.0));
                     let p = if n > 0.0 { x / n } else { 0.0 };
                     let half = if n > 0.0 { crate::analytics::stats::Z975 * (p * (1.0 - p) / n).sqrt() } else { 0.0 };
-                    (format!("{} / {}", text(&row[e]), text(&row[v])), p, (p - half).max(0.0), (p + half).min(1.0))
+                    (label(row, by), p, (p - half).max(0.0), (p + half).min(1.0))
                 })
                 .collect();
-            error_bars("Conversion rate per variant (95% interval)", items)?
+            error_bars(title, items)?
         }
-        "cost" => bars(
-            "Cost per conversion by campaign and category",
-            r.rows.iter().map(|row| label(row, &["campaign", "category"])).collect(),
-            series(&["cost_per_conversion"]),
-        )?,
-        "engagement" => bars(
-            "Read and reply rate by locale",
-            r.rows.iter().map(|row| label(row, &["locale"])).collect(),
-            series(&["read_rate", "reply_rate"]),
-        )?,
-        _ => return Ok(None),
     };
     Ok(Some(svg))
 }
