@@ -2,7 +2,6 @@
 """Which of two or more forms of a report's SQL is faster, on one `serve` over an existing store.
 
     scripts/bench_ab.py --store /path/to/store queries/sla.sql /tmp/sla-variant.sql
-    scripts/bench_ab.py --store /path/to/store --rollup queries/rollup/cost.sql /tmp/cost-variant.sql
 
 Starts `convoscope serve` on the store (report cache and background compaction off), checks
 that every form gives the first form's rows (numbers to 1e-9 relative), then runs the forms
@@ -10,8 +9,7 @@ through `POST /v1/query` in rounds, each round in the other order than the one b
 prints each form's median time and the median over rounds of its time divided by the first
 form's in the same round. On this shared machine a report's time moves by 20-35% from one
 minute to the next; the ratio of two runs a second apart moves far less, so a change of 5-10%
-shows in the paired ratio long before it shows in two separate benchmark runs (BENCHMARKS.md,
-eighth round).
+shows in the paired ratio long before it shows in two separate benchmark runs.
 """
 
 import argparse
@@ -26,12 +24,11 @@ import bench_reports as br
 import benchlib as b
 
 
-def literal_sql(path, rollup=False):
-    """The SQL of `path` with the shared pieces (cohort, cost totals) spliced in and the benchmark's parameters as
-    literals (`/v1/query` takes no parameters). `rollup`: the SQL is a report's rollup form (its
-    `{{cohort}}` is queries/rollup/cohort.sql), as is any file under queries/rollup/."""
-    rollup = rollup or Path(path).resolve().parent == br.ROOT / "queries" / "rollup"
-    sql = br.splice(Path(path).read_text(), rollup)
+def literal_sql(path):
+    """The SQL of `path` with the cohort spliced in where it says `{{cohort}}` and the
+    benchmark's parameters as literals (`/v1/query` takes no parameters). It reads the facts
+    tables as `serve` has them: from the rollups where they cover the store."""
+    sql = br.splice(Path(path).read_text())
     params = br.params_for(sql)
     for name in sorted(params, key=len, reverse=True):
         value = params[name]
@@ -45,8 +42,6 @@ def main():
     ap.add_argument("--store", required=True, help="store directory (as written by generate or serve)")
     ap.add_argument("--rounds", type=int, default=25)
     ap.add_argument("--bin", default=b.default_bin())
-    ap.add_argument("--rollup", action="store_true",
-                    help="the forms are rollup forms (queries/rollup/): {{cohort}} is the rollup cohort")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="convoscope-ab-"))
@@ -60,7 +55,7 @@ def main():
                                                   "Content-Type": "application/json"})
             return json.load(urllib.request.urlopen(req, timeout=600))["rows"]
 
-        sqls = [literal_sql(f, args.rollup) for f in args.forms]
+        sqls = [literal_sql(f) for f in args.forms]
         first = run(sqls[0])
         for path, sql in zip(args.forms[1:], sqls[1:]):
             rows = run(sql)

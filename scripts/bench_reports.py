@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
 """Report speed and storage size: convoscope vs DuckDB on the same Parquet files.
 
-For each size: `convoscope generate` N events, then for every report of the contract:
+For each size: `convoscope generate` N events, then for every report:
   - convoscope hot: `GET /v1/reports/NAME` on a running `serve` (report cache off), after one
     warm-up, median of R runs;
   - convoscope cold: the whole `convoscope report NAME` command (process start, listing,
     planning, scan), one run;
-  - DuckDB hot: the same SQL from `queries/` in-process on the same files, after one warm-up,
-    median of R runs; where scripts/bench/duckdb/ has DuckDB's own CTEs for a report, the
-    report with those in place of its own too, and the faster of the two counts. DuckDB reads
-    the events files only, as a team without convoscope would; convoscope's reports read its
-    message and conversation rollups beside them (queries/rollup/, src/rollup/), written when
-    the events files were, so the check below also checks the rollups against the events;
+  - DuckDB hot: in-process on the same files, after one warm-up, median of R runs, on every
+    formulation of the report (the faster counts): the report's SQL from `queries/` over the
+    facts views of `queries/facts/`, and the report as one query straight over the events
+    (scripts/bench/duckdb/events/), with DuckDB's own CTEs from scripts/bench/duckdb/ where it
+    has any. DuckDB reads the events files only, as a team without convoscope would;
+    convoscope's reports read the facts from its rollups (src/rollup/), written when the
+    events files were, so the check below also checks the rollups against the events;
 and checks both engines give the same numbers (the benchmark fails if they differ). Then bytes
 per event of convoscope's Parquet vs DuckDB's own `COPY ... (FORMAT parquet, COMPRESSION zstd)`
 of the same rows (and the bytes of the rollups, listed apart); then `convoscope compact` (one file per day, as past days are in a deployment
@@ -69,10 +70,11 @@ PLAIN_SQL = [
 
 
 def plain(sql):
-    """The SQL with convoscope's functions in standard SQL."""
+    """The SQL with convoscope's functions in standard SQL, reading the facts views in the same
+    form (`<fact>_plain`: ids as strings, joined with the report's strings)."""
     for pattern, replacement in PLAIN_SQL:
         sql = pattern.sub(replacement, sql)
-    return sql
+    return re.sub(r"\b(message_facts|conversation_facts|exposure_facts)\b", r"\1_plain", sql)
 
 
 # DuckDB's own formulations of some reports: scripts/bench/duckdb/NAME.sql holds CTEs that
@@ -122,27 +124,29 @@ def with_ctes(sql, overrides):
     return sql
 
 
-def splice(sql, rollup=False):
-    """`sql` with the shared pieces of queries/ spliced in where it says `{{name}}`, as
-    convoscope does (src/analytics/reports.rs): in a report's rollup form (`rollup`), the
-    cohort is queries/rollup/cohort.sql, every other piece is shared by both forms."""
-    def piece(m):
-        name = m.group(1)
-        path = ROOT / "queries" / ("rollup" if rollup and name == "cohort" else "") / f"{name}.sql"
-        return path.read_text()
-    return re.sub(r"\{\{(\w+)\}\}", piece, sql)
+def splice(sql):
+    """`sql` with queries/cohort.sql spliced in where it says `{{cohort}}`, as convoscope does
+    (src/analytics/reports/mod.rs)."""
+    return sql.replace("{{cohort}}", (ROOT / "queries" / "cohort.sql").read_text())
+
+
+# The facts tables the reports read (src/analytics/facts.rs): DuckDB gets them as the views
+# over the events that back them where a store has no rollups.
+FACTS = ["message_facts", "conversation_facts", "exposure_facts"]
 
 
 def duck_sqls(name):
-    """(label, SQL) for every formulation DuckDB is timed on: the report's own SQL, with the
-    shared pieces (cohort, cost totals) spliced in as convoscope does, then the same with DuckDB's own CTEs from
-    scripts/bench/duckdb/ where it has any; each also in plain SQL where it uses convoscope's
-    functions."""
+    """(label, SQL) for every formulation DuckDB is timed on: the report's own SQL over the
+    facts views, with the cohort spliced in as convoscope does; the report as a query straight
+    over the events (scripts/bench/duckdb/events/, the form a team without convoscope would
+    write), and that with DuckDB's own CTEs from scripts/bench/duckdb/ where it has any; each
+    also in plain SQL where it uses convoscope's functions."""
     sql = (ROOT / "queries" / f"{name}.sql").read_text()
-    forms = [("report SQL", sql)]
+    events = (DUCKDB_DIR / "events" / f"{name}.sql").read_text()
+    forms = [("report SQL", sql), ("events SQL", events)]
     own = DUCKDB_DIR / f"{name}.sql"
     if own.exists():
-        forms.append((f"report SQL with {own.relative_to(ROOT)}", with_ctes(sql, own.read_text())))
+        forms.append((f"events SQL with {own.relative_to(ROOT)}", with_ctes(events, own.read_text())))
     # A CTE marked AS MATERIALIZED is computed once by both engines; DuckDB is also timed
     # without the hint, where it is faster on some reports (its own choice, then).
     for label, form in list(forms):
@@ -219,6 +223,10 @@ def time_reports(binary, store, runs, work, env, label):
     for macro in DUCKDB_MACROS:
         con.execute(macro)
     con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{store}/events/*/*.parquet', hive_partitioning = true)")
+    for fact in FACTS:
+        view = (ROOT / "queries" / "facts" / f"{fact}.sql").read_text()
+        con.execute(f"CREATE VIEW {fact} AS {view}")
+        con.execute(f"CREATE VIEW {fact}_plain AS {plain(view)}")
     con.execute(f"CREATE TABLE rate_card AS SELECT * FROM read_csv('{ROOT / 'queries' / 'rate_card.csv'}', header = true)")
     n_events = con.execute("SELECT count(*) FROM events").fetchone()[0]
 

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::analytics::reports::{self, Params};
+use crate::analytics::reports::{Computed, Params, Report};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::report::{chart, html};
+use crate::render::{chart, html};
 use crate::sandbox::{self, SandboxConfig};
 use crate::send::provider::MetaClient;
 use crate::server::{self, App};
@@ -189,7 +189,8 @@ pub async fn run(opts: Options) -> Result<()> {
 
     let params = Params::default();
     let mut page = Vec::new();
-    for name in reports::names() {
+    for report in Report::ALL {
+        let name = report.name();
         let r = app.report(name, &params).await.map_err(|e| Error::Invalid(e.to_string()))?;
         let svg = chart::for_report(&r).map_err(|e| Error::Invalid(e.to_string()))?;
         let write = |file: String, body: String| {
@@ -219,9 +220,9 @@ pub async fn run(opts: Options) -> Result<()> {
     Ok(())
 }
 
-fn summarize(page: &[(reports::Report, Option<String>)], url: &str, read: &str, out: &std::path::Path, took: Duration) {
-    let get = |name: &str| page.iter().find(|(r, _)| r.name == name).map(|(r, _)| r);
-    if let Some(f) = get("funnel") {
+fn summarize(page: &[(Computed, Option<String>)], url: &str, read: &str, out: &std::path::Path, took: Duration) {
+    let get = |report: Report| page.iter().find(|(r, _)| r.report == report).map(|(r, _)| r);
+    if let Some(f) = get(Report::Funnel) {
         let sum = |col: &str| -> i64 {
             let Some(i) = f.columns.iter().position(|c| c == col) else { return 0 };
             f.rows.iter().filter_map(|r| r[i].as_i64()).sum()
@@ -235,7 +236,7 @@ fn summarize(page: &[(reports::Report, Option<String>)], url: &str, read: &str, 
             sum("converted")
         );
     }
-    if let Some(x) = get("experiment") {
+    if let Some(x) = get(Report::Experiment) {
         let col = |c: &str| x.columns.iter().position(|n| n == c);
         if let (Some(v), Some(rate), Some(ctb), Some(n)) =
             (col("variant"), col("conversion_rate"), col("chance_to_beat_control"), col("exposures"))

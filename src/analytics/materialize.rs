@@ -87,8 +87,11 @@ async fn materialize(
         let plan = state.statement_to_plan(state.sql_to_statement(&alone, dialect)?).await?;
         options.verify_plan(&plan)?;
         let df = ctx.execute_logical_plan(plan).await?.with_param_values(params.clone())?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
+        let planned = Arc::new(df.schema().as_arrow().clone());
         let partitions = df.collect_partitioned().await?;
+        // The table takes the schema of what was computed: a list of `array_agg` is planned
+        // with another item field than the one it builds, and the table must hold the batches.
+        let schema = partitions.iter().flatten().next().map(|b| b.schema()).unwrap_or(planned);
         let table = format!("{TABLE_PREFIX}{i}");
         ctx.register_table(table.as_str(), Arc::new(MemTable::try_new(schema, partitions)?))?;
         let read = state.sql_to_statement(&format!("SELECT * FROM {table}"), dialect)?;

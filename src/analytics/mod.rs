@@ -1,13 +1,15 @@
-//! DataFusion over the stored events: the `events` table, read-only ad hoc queries, and
-//! (in [`reports`]) the report jobs whose SQL lives in `queries/`.
+//! DataFusion over the store: the tables, convoscope's SQL functions, read-only ad hoc
+//! queries, and (in [`reports`]) the reports whose SQL lives in `queries/`.
 //!
 //! `events` is a listing table over `events/date=*/` with `date` as a hive partition column,
 //! so a filter on `date` skips whole directories. `messages`, `conversations` and `exposures`
 //! are the same over the rollups ([`crate::rollup`]): one row per message (conversation,
-//! experiment exposure) and events file, to be merged per key; reports read them where every
-//! events file has its rollups.
+//! experiment exposure) and events file, to be merged per key. The reports read the facts
+//! tables ([`facts`]), backed by those rollups where every events file has them and by views
+//! over `events` otherwise.
 
 pub mod earliest_text;
+pub mod facts;
 pub mod format;
 pub mod id_key;
 pub mod materialize;
@@ -25,8 +27,10 @@ use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
+use crate::config::ReportSettings;
 use crate::error::{Error, Result};
 use crate::event;
+use crate::experiments::Experiments;
 use crate::store::Storage;
 
 /// URL under which the store is registered with DataFusion: one scheme for every backend,
@@ -51,7 +55,7 @@ const ENGINE_DEFAULTS: &[(&str, &str)] = &[
 /// Parquet filter pushdown (`datafusion.execution.parquet.pushdown_filters`) stays off, as in
 /// DataFusion: on these reports, evaluating the event_type filters while decoding cost more
 /// than it saved once the reports' joins were ordered (10 million events: 7 of 8 reports
-/// 9-17% faster without it, failures 8% slower; BENCHMARKS.md).
+/// 9-17% faster without it, failures 8% slower).
 fn engine_config() -> Result<SessionConfig> {
     let mut config = SessionConfig::from_env()?.with_information_schema(false);
     for (key, value) in ENGINE_DEFAULTS {
@@ -79,7 +83,7 @@ fn engine_runtime() -> Result<Arc<RuntimeEnv>> {
 ///
 /// A view array points into the decoded Parquet pages instead of copying every string into
 /// one buffer (that copying was two thirds of the 15% memmove in `funnel`'s profile): 4-33%
-/// less time per report at 3 million events (BENCHMARKS.md, fourth round). DataFusion reads
+/// less time per report at 3 million events. DataFusion reads
 /// strings as views only when it infers a file's schema, not with a schema given.
 fn read_schema() -> SchemaRef {
     static READ: std::sync::LazyLock<SchemaRef> = std::sync::LazyLock::new(|| views(event::schema()));
@@ -113,7 +117,7 @@ pub struct Analytics {
     /// Prices and support costs for the `cost` report.
     pub costs: Arc<Costs>,
     /// Experiment definitions: the experiment report's control and weights.
-    pub experiments: Arc<crate::experiments::Experiments>,
+    pub experiments: Arc<Experiments>,
     /// Whether reports read the rollups ([`crate::rollup`]) where every events file has them;
     /// false reads the events always (the same answers, slower).
     pub rollups: bool,
@@ -182,7 +186,7 @@ impl Analytics {
     }
 
     /// The same analytics with these experiment definitions.
-    pub fn with_experiments(mut self, experiments: crate::experiments::Experiments) -> Self {
+    pub fn with_experiments(mut self, experiments: Experiments) -> Self {
         self.experiments = Arc::new(experiments);
         self
     }
@@ -193,9 +197,9 @@ impl Analytics {
         self
     }
 
-    /// Analytics as configured.
-    pub fn from_config(storage: Storage, config: &crate::config::Config) -> Result<Self> {
-        let rate_card = match &config.rate_card {
+    /// Analytics with these report settings.
+    pub fn from_settings(storage: Storage, settings: &ReportSettings) -> Result<Self> {
+        let rate_card = match &settings.rate_card {
             Some(p) => Costs::parse_rate_card(
                 &std::fs::read_to_string(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?,
             )?,
@@ -205,20 +209,21 @@ impl Analytics {
             storage,
             session: engine_config()?,
             runtime: engine_runtime()?,
-            experiments: Arc::new(config.load_experiments()?),
-            attribution_days: config.attribution_days,
+            experiments: Arc::new(Experiments::load_if_present(&settings.experiments)?),
+            attribution_days: settings.attribution_days,
             costs: Arc::new(Costs {
                 rate_card,
-                agent_cost_per_hour: config.agent_cost_per_hour,
-                bot_cost_per_conversation: config.bot_cost_per_conversation,
+                agent_cost_per_hour: settings.agent_cost_per_hour,
+                bot_cost_per_conversation: settings.bot_cost_per_conversation,
             }),
             rollups: true,
         })
     }
 
     /// A session with `events`, the rollups (`messages`, `conversations`, `exposures`:
-    /// [`crate::rollup`]) and `rate_card` registered.
+    /// [`crate::rollup`]), the facts tables ([`facts`]) and `rate_card` registered.
     pub async fn context(&self) -> Result<SessionContext> {
+        let rollups = self.rollups_cover().await?;
         let ctx = SessionContext::new_with_config_rt(self.session.clone(), self.runtime.clone());
         let url = url::Url::parse(STORE_URL).map_err(|e| Error::Invalid(e.to_string()))?;
         ctx.register_object_store(&url, self.storage.store.clone());
@@ -231,6 +236,7 @@ impl Analytics {
         ctx.register_udaf(text_extreme::udaf(true));
         ctx.register_udaf(text_extreme::udaf(false));
         ctx.register_udaf(earliest_text::udaf());
+        facts::register(&ctx, rollups).await?;
         Ok(ctx)
     }
 
@@ -295,7 +301,7 @@ impl Analytics {
 
     /// Runs one read-only SQL statement: DDL, DML, `COPY`, `SET` and the like are refused,
     /// and no tables are reachable but `events`, the rollups (`messages`, `conversations`,
-    /// `exposures`) and `rate_card` (no URL tables, no file functions).
+    /// `exposures`), the facts tables and `rate_card` (no URL tables, no file functions).
     /// Returns the result's schema too, so an empty result still has its columns.
     pub async fn query(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let ctx = self.context().await?;

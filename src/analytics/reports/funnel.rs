@@ -1,0 +1,18 @@
+//! `funnel`: how far messages get, per campaign and template (queries/funnel.sql).
+
+use super::{Chart, Param, Spec};
+
+pub(super) const SPEC: Spec = Spec {
+    name: "funnel",
+    title: "Funnel",
+    about: "Messages sent in the range, and how many were delivered, read, replied to and followed \
+            by a conversion within the attribution window, per campaign and template.",
+    sql: include_str!("../../../queries/funnel.sql"),
+    params: &[Param::From, Param::To, Param::Campaign, Param::WindowSecs],
+    chart: Chart::Bars {
+        title: "Funnel per campaign and template (messages)",
+        label: &["campaign", "template"],
+        series: &["sent", "delivered", "read", "replied", "converted"],
+    },
+    finish: None,
+};

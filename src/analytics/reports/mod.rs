@@ -1,0 +1,251 @@
+//! The reports: one file per report, each holding its SQL (in `queries/`), the parameters it
+//! takes, its chart and the words of its section on the report page, behind the [`Report`]
+//! enum. Adding a report is one file here, one SQL file and one enum arm.
+//!
+//! Every report reads the facts tables (`message_facts`, `conversation_facts`,
+//! `exposure_facts`: [`crate::analytics::facts`]) and, where it needs conversions, CSAT or
+//! error codes, the `events` table. It is written once: the facts come from the rollups where
+//! every events file has them, else from views over the events, with the same answers.
+//!
+//! Every report shares one date semantics: `from`/`to` select the cohort (the sends, or the
+//! conversations, that started in the range); what follows from them counts even after `to`.
+
+mod containment;
+mod cost;
+mod delivery;
+mod engagement;
+mod experiment;
+mod failures;
+mod funnel;
+mod params;
+mod sla;
+
+use chrono::{SecondsFormat, Utc};
+use datafusion::execution::context::SQLOptions;
+use datafusion::scalar::ScalarValue;
+use serde_json::{Map, Value, json};
+
+pub use self::experiment::{EXPERIMENT_COLUMNS, SRM_ALPHA};
+pub use self::params::{Metric, Param, Params};
+use super::{Analytics, format};
+use crate::error::{Error, Result};
+use crate::experiments::Experiments;
+
+/// A report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Report {
+    Funnel,
+    Delivery,
+    Failures,
+    Containment,
+    Sla,
+    Experiment,
+    Engagement,
+    Cost,
+}
+
+impl Report {
+    /// Every report, in the order the report page shows them.
+    pub const ALL: [Report; 8] = [
+        Report::Funnel,
+        Report::Delivery,
+        Report::Failures,
+        Report::Containment,
+        Report::Sla,
+        Report::Experiment,
+        Report::Engagement,
+        Report::Cost,
+    ];
+
+    /// What the report is: its file's [`Spec`].
+    pub fn spec(self) -> &'static Spec {
+        match self {
+            Report::Funnel => &funnel::SPEC,
+            Report::Delivery => &delivery::SPEC,
+            Report::Failures => &failures::SPEC,
+            Report::Containment => &containment::SPEC,
+            Report::Sla => &sla::SPEC,
+            Report::Experiment => &experiment::SPEC,
+            Report::Engagement => &engagement::SPEC,
+            Report::Cost => &cost::SPEC,
+        }
+    }
+
+    /// Its name: in URLs, on the command line, in JSON.
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The report of this name, or an error that lists them all.
+    pub fn parse(name: &str) -> Result<Report> {
+        Report::ALL
+            .into_iter()
+            .find(|r| r.name() == name)
+            .ok_or_else(|| Error::NotFound(format!("no report {name:?}; reports are {}", names().join(", "))))
+    }
+
+    /// Its SQL, with the shared cohort spliced in where it says `{{cohort}}`.
+    pub fn sql(self) -> String {
+        self.spec().sql.replace("{{cohort}}", COHORT)
+    }
+}
+
+/// Names of the reports, for help texts and errors.
+pub fn names() -> Vec<&'static str> {
+    Report::ALL.iter().map(|r| r.name()).collect()
+}
+
+/// The messages a message report is about, with their receipts, replies and billing, merged
+/// from `message_facts`: spliced in where a report says `{{cohort}}`, so each report names it
+/// instead of repeating it.
+const COHORT: &str = include_str!("../../../queries/cohort.sql");
+
+/// What a report is, in one place: its file under this module holds one.
+pub struct Spec {
+    /// Its name ([`Report::name`]).
+    pub name: &'static str,
+    /// The heading of its section on the report page.
+    pub title: &'static str,
+    /// What it answers, in a sentence under that heading.
+    pub about: &'static str,
+    /// Its SQL (from `queries/`).
+    pub sql: &'static str,
+    /// The parameters its SQL uses.
+    pub params: &'static [Param],
+    /// How its rows are drawn.
+    pub chart: Chart,
+    /// Work done on its rows after the SQL (the experiment's statistics).
+    pub finish: Option<Finish>,
+}
+
+/// Computes a report's final columns and rows from its SQL's.
+pub type Finish = fn(&[String], Vec<Vec<Value>>, &Params, &Experiments) -> Result<(Vec<String>, Vec<Vec<Value>>)>;
+
+/// How a report's rows are drawn: which columns, in which kind of chart
+/// ([`crate::render::chart`] draws it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Chart {
+    /// A group of bars per row, labelled by the `label` columns, one bar per `series` column.
+    Bars { title: &'static str, label: &'static [&'static str], series: &'static [&'static str] },
+    /// One bar per distinct value of `by`: the sum of `value` over its rows.
+    SumBars { title: &'static str, by: &'static str, value: &'static str },
+    /// Lines over the distinct values of `x`: per `(name, column)` of `rates`, the sum of
+    /// `column` over the sum of `denominator`.
+    RateLines {
+        title: &'static str,
+        x: &'static str,
+        denominator: &'static str,
+        rates: &'static [(&'static str, &'static str)],
+    },
+    /// One line per distinct value of `series`: `value` over the distinct values of `x`.
+    LinesPer { title: &'static str, x: &'static str, series: &'static str, value: &'static str },
+    /// Per row, the rate `successes / trials` with its 95% interval, labelled by `label`.
+    Intervals { title: &'static str, label: &'static [&'static str], trials: &'static str, successes: &'static str },
+}
+
+/// A computed report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Computed {
+    pub report: Report,
+    pub params: Params,
+    pub generated_at: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Computed {
+    /// Its JSON form: `{"report", "params", "generated_at", "rows": [{column: value}]}`.
+    pub fn to_json(&self) -> Value {
+        let rows: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|r| Value::Object(self.columns.iter().cloned().zip(r.iter().cloned()).collect::<Map<_, _>>()))
+            .collect();
+        json!({
+            "report": self.report.name(),
+            "params": self.params.to_json(),
+            "generated_at": self.generated_at,
+            "rows": rows,
+        })
+    }
+
+    /// Rows as CSV with a header.
+    pub fn to_csv(&self) -> String {
+        format::csv(&self.columns, &self.rows)
+    }
+
+    /// An aligned text table.
+    pub fn to_table(&self) -> String {
+        format::table(&self.columns, &self.rows)
+    }
+}
+
+impl Analytics {
+    /// Runs the report of this name.
+    pub async fn report(&self, name: &str, params: &Params) -> Result<Computed> {
+        self.run(Report::parse(name)?, params).await
+    }
+
+    /// Runs one report.
+    pub async fn run(&self, report: Report, params: &Params) -> Result<Computed> {
+        let spec = report.spec();
+        let ctx = self.context().await?;
+        let bindings = params::Bindings {
+            attribution_days: self.attribution_days,
+            bot_cost: self.costs.bot_cost_per_conversation,
+            agent_cost_per_hour: self.costs.agent_cost_per_hour,
+        };
+        let values: Vec<(&str, ScalarValue)> =
+            spec.params.iter().map(|p| (p.name(), params.value(*p, &bindings))).collect();
+        let df = super::materialize::plan(&ctx, &report.sql(), SQLOptions::new(), values).await?;
+        let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        let columns = format::columns(&schema);
+        let rows = format::rows(&batches)?;
+        let (columns, rows) = match spec.finish {
+            Some(finish) => finish(&columns, rows, params, &self.experiments)?,
+            None => (columns, rows),
+        };
+        Ok(Computed {
+            report,
+            params: params.clone(),
+            generated_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+            columns,
+            rows,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `$name`s a report's SQL uses.
+    fn used(sql: &str) -> std::collections::BTreeSet<String> {
+        sql.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+            .filter_map(|w| w.strip_prefix('$'))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn every_report_uses_exactly_the_parameters_it_declares() {
+        for r in Report::ALL {
+            let sql = r.sql();
+            assert!(!sql.contains("{{"), "{}: unspliced piece", r.name());
+            let declared = r.spec().params.iter().map(|p| p.name().to_string()).collect();
+            assert_eq!(used(&sql), declared, "{}", r.name());
+            assert!(r.spec().params.iter().all(|p| Param::ALL.contains(p)));
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_parse_back() {
+        let names = names();
+        assert_eq!(names.iter().collect::<std::collections::BTreeSet<_>>().len(), Report::ALL.len());
+        for r in Report::ALL {
+            assert_eq!(Report::parse(r.name()).unwrap(), r);
+        }
+        assert!(Report::parse("nope").unwrap_err().to_string().contains("funnel"));
+    }
+}

@@ -1,0 +1,188 @@
+//! What a report run is filtered by, and the SQL parameters those filters become.
+//!
+//! Filters are bound as query parameters (`$from`, `$campaign`, ...), never pasted into SQL
+//! text, so no filter value can change what a statement does.
+
+use chrono::NaiveDate;
+use datafusion::scalar::ScalarValue;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+
+/// A parameter a report's SQL may use, with what it stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param {
+    /// `$from`: first date of the cohort (`0000-01-01` without one).
+    From,
+    /// `$to`: last date of the cohort (`9999-12-31` without one).
+    To,
+    /// `$campaign`: only this campaign (`''`: every campaign).
+    Campaign,
+    /// `$experiment`: only this experiment (`''`: every experiment).
+    Experiment,
+    /// `$window_s`: the attribution window, in seconds.
+    WindowSecs,
+    /// `$bot_cost`: cost of a conversation the bot answered.
+    BotCost,
+    /// `$agent_cost_per_hour`: cost of an hour of an agent's handled time.
+    AgentCostPerHour,
+}
+
+impl Param {
+    /// Every parameter.
+    pub const ALL: [Param; 7] = [
+        Param::From,
+        Param::To,
+        Param::Campaign,
+        Param::Experiment,
+        Param::WindowSecs,
+        Param::BotCost,
+        Param::AgentCostPerHour,
+    ];
+
+    /// Its name in SQL, without the `$`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Param::From => "from",
+            Param::To => "to",
+            Param::Campaign => "campaign",
+            Param::Experiment => "experiment",
+            Param::WindowSecs => "window_s",
+            Param::BotCost => "bot_cost",
+            Param::AgentCostPerHour => "agent_cost_per_hour",
+        }
+    }
+}
+
+/// What the SQL parameters are bound to besides the filters: the settings of the analytics.
+pub(crate) struct Bindings {
+    pub attribution_days: i64,
+    pub bot_cost: f64,
+    pub agent_cost_per_hour: f64,
+}
+
+/// Filters of a report run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Params {
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub campaign: Option<String>,
+    pub experiment: Option<String>,
+    /// What counts as a conversion in the experiment report.
+    pub metric: Metric,
+}
+
+/// The experiment report's conversion metric.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Metric {
+    /// A `conversion` event within the attribution window (the default).
+    #[default]
+    Converted,
+    /// A reply to a message of the experiment.
+    Replied,
+    /// A message of the experiment read.
+    Read,
+}
+
+impl Metric {
+    /// Parses `converted`, `replied` or `read`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "converted" | "" => Ok(Metric::Converted),
+            "replied" => Ok(Metric::Replied),
+            "read" => Ok(Metric::Read),
+            other => Err(Error::Invalid(format!("metric must be converted, replied or read, got {other:?}"))),
+        }
+    }
+
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            Metric::Converted => "conversions",
+            Metric::Replied => "replies",
+            Metric::Read => "reads",
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Metric::Converted => "converted",
+            Metric::Replied => "replied",
+            Metric::Read => "read",
+        }
+    }
+}
+
+impl Params {
+    /// Parses the textual filters, with errors that name the bad one.
+    pub fn parse(
+        from: Option<&str>,
+        to: Option<&str>,
+        campaign: Option<&str>,
+        experiment: Option<&str>,
+    ) -> Result<Self> {
+        let date = |name: &str, v: Option<&str>| -> Result<Option<NaiveDate>> {
+            match v.map(str::trim).filter(|s| !s.is_empty()) {
+                None => Ok(None),
+                Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map(Some)
+                    .map_err(|_| Error::Invalid(format!("{name} must be a date like 2026-01-31, got {s:?}"))),
+            }
+        };
+        let p = Params {
+            from: date("from", from)?,
+            to: date("to", to)?,
+            campaign: campaign.map(str::to_string).filter(|s| !s.is_empty()),
+            experiment: experiment.map(str::to_string).filter(|s| !s.is_empty()),
+            metric: Metric::Converted,
+        };
+        if let (Some(f), Some(t)) = (p.from, p.to)
+            && f > t
+        {
+            return Err(Error::Invalid(format!("the range is empty: from {f} is after to {t}")));
+        }
+        Ok(p)
+    }
+
+    /// The value of `param` for this run.
+    pub(crate) fn value(&self, param: Param, b: &Bindings) -> ScalarValue {
+        let text = |s: String| ScalarValue::Utf8(Some(s));
+        match param {
+            Param::From => text(self.from.map(|d| d.to_string()).unwrap_or_else(|| "0000-01-01".into())),
+            Param::To => text(self.to.map(|d| d.to_string()).unwrap_or_else(|| "9999-12-31".into())),
+            Param::Campaign => text(self.campaign.clone().unwrap_or_default()),
+            Param::Experiment => text(self.experiment.clone().unwrap_or_default()),
+            Param::WindowSecs => ScalarValue::Float64(Some((b.attribution_days * 86_400) as f64)),
+            Param::BotCost => ScalarValue::Float64(Some(b.bot_cost)),
+            Param::AgentCostPerHour => ScalarValue::Float64(Some(b.agent_cost_per_hour)),
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "from": self.from.map(|d| d.to_string()),
+            "to": self.to.map(|d| d.to_string()),
+            "campaign": self.campaign,
+            "experiment": self.experiment,
+            "metric": self.metric.as_str(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_validated() {
+        assert!(Params::parse(Some("2026-13-01"), None, None, None).unwrap_err().to_string().contains("from"));
+        assert!(
+            Params::parse(Some("2026-02-01"), Some("2026-01-01"), None, None)
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
+        let p = Params::parse(Some("2026-01-01"), Some("2026-01-31"), Some(""), Some("x")).unwrap();
+        assert_eq!(p.campaign, None);
+        assert_eq!(p.experiment.as_deref(), Some("x"));
+    }
+}
