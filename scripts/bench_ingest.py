@@ -9,7 +9,7 @@
    Then what bounds the ratio at 10 statuses: CPU time per request of each server and of
    everything else on the machine (wrk, the kernel), and the ratio a floor of the collector's
    cost would allow: the ceiling's handler plus 10 events at what an event costs under
-   /v1/events (BENCHMARKS.md, section 1, ninth round).
+   /v1/events.
 3. What `serve`'s background compaction costs ingest: the 10-status load against a fresh
    `serve` whose store holds a finished day in 10 generated files, with compaction every 3 s
    (it merges them during the load) and off. Requests/s, p50/p99, peak RSS, files left.
