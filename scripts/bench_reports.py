@@ -135,6 +135,24 @@ def splice(sql):
 FACTS = ["message_facts", "conversation_facts", "exposure_facts"]
 
 
+def events_sql(name, report):
+    """scripts/bench/duckdb/events/NAME.sql with its pieces in: `{{cohort}}` the cohort over the
+    events, `{{report_cte:X}}` the report's CTE X, `{{report_from:X}}` the report from its CTE X
+    (or its final SELECT) to the end."""
+    sql = (DUCKDB_DIR / "events" / f"{name}.sql").read_text()
+    sql = sql.replace("{{cohort}}", (DUCKDB_DIR / "events" / "cohort.sql").read_text())
+    spans = cte_spans(report)
+    final = [m.start() for m in re.finditer(r"^SELECT ", report, re.MULTILINE)][-1]
+
+    def piece(m):
+        kind, cte = m.group(1), m.group(2)
+        if kind == "report_from":
+            return report[final:] if cte == "SELECT" else report[spans[cte][0]:]
+        start, end = spans[cte]
+        return report[start:end]
+    return re.sub(r"\{\{(report_cte|report_from):(\w+)\}\}", piece, sql)
+
+
 def duck_sqls(name):
     """(label, SQL) for every formulation DuckDB is timed on: the report's own SQL over the
     facts views, with the cohort spliced in as convoscope does; the report as a query straight
@@ -142,7 +160,7 @@ def duck_sqls(name):
     write), and that with DuckDB's own CTEs from scripts/bench/duckdb/ where it has any; each
     also in plain SQL where it uses convoscope's functions."""
     sql = (ROOT / "queries" / f"{name}.sql").read_text()
-    events = (DUCKDB_DIR / "events" / f"{name}.sql").read_text()
+    events = events_sql(name, splice(sql))
     forms = [("report SQL", sql), ("events SQL", events)]
     own = DUCKDB_DIR / f"{name}.sql"
     if own.exists():

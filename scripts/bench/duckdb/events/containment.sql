@@ -1,14 +1,9 @@
--- containment, as convoscope computed it over the events before its reports read the facts tables
--- (queries/facts/): kept for the benchmark as DuckDB's formulation over plain events, the
--- query a team without convoscope would run. The report's definition is queries/containment.sql.
--- containment: how much the bot resolves alone, per day the conversation opened and queue.
---
--- Cohort: conversations opened on a date in [$from, $to]. contained: resolved without a
--- handoff. containment_rate: contained / resolved (null when nothing was resolved).
---
--- Conversations are grouped by id_key(conversation_id) (src/analytics/id_key.rs): a number
--- hashes and compares faster than the string (10 million events: 21% less time, paired runs).
--- rollup/containment.sql gives the same rows from the conversation rollup.
+-- containment as one query over the events, the form the report had before it read the facts
+-- tables: DuckDB's formulation over plain events (scripts/bench_reports.py), the query a
+-- team without convoscope would run. Its pieces in double braces: cohort, the cohort over the
+-- events (cohort.sql here); report_cte:X, the CTE X of the report's own SQL (queries/containment.sql)
+-- where the two forms agree; report_from:X, the rest of the report from its CTE X (SELECT:
+-- its final SELECT).
 WITH conv AS (
     SELECT MIN(CASE WHEN event_type = 'conversation.opened' THEN occurred_at END) AS opened_at,
            min_text(CASE WHEN event_type = 'conversation.opened' THEN date END) AS day,
@@ -19,19 +14,4 @@ WITH conv AS (
     WHERE event_type LIKE 'conversation.%' AND conversation_id IS NOT NULL AND date >= $from
     GROUP BY id_key(conversation_id)
 )
--- containment_rates: what containment computes from its conversations (conv: opened_at, day,
--- queue, resolved, handed_off), spliced into containment.sql and rollup/containment.sql.
-SELECT day,
-       queue,
-       COUNT(*) AS conversations,
-       SUM(resolved) AS resolved,
-       SUM(CASE WHEN resolved = 1 AND handed_off = 0 THEN 1 ELSE 0 END) AS contained,
-       SUM(handed_off) AS handed_off,
-       CASE WHEN SUM(resolved) = 0 THEN NULL
-            ELSE CAST(SUM(CASE WHEN resolved = 1 AND handed_off = 0 THEN 1 ELSE 0 END) AS DOUBLE) / SUM(resolved)
-       END AS containment_rate
-FROM conv
-WHERE opened_at IS NOT NULL AND day <= $to
-GROUP BY day, queue
-ORDER BY day, queue
-
+{{report_from:SELECT}}

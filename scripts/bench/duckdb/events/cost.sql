@@ -1,22 +1,9 @@
--- cost, as convoscope computed it over the events before its reports read the facts tables
--- (queries/facts/): kept for the benchmark as DuckDB's formulation over plain events, the
--- query a team without convoscope would run. The report's definition is queries/cost.sql.
--- cost: what messages and support cost, against what they brought, per campaign and category.
---
--- Messaging cost per message of the cohort: its own cost_micros when the provider or sender
--- recorded one, else, when any status says it is billable, the rate card's price for its
--- category and the contact's country (the '*' row when the country is not listed).
--- Conversions and revenue: as in funnel (a conversion within $window_s seconds after a send to
--- the contact); each conversion event's revenue counts once per row.
--- Resolutions: conversations opened within the window after a send of the row to the contact
--- and resolved. Their support cost: $bot_cost for a conversation the bot answered, plus
--- $agent_cost_per_hour for the time from handoff to resolution.
--- cost = messaging + support cost; cost_per_resolution and cost_per_conversion divide it and
--- are null when the denominator is 0.
--- The cohort (queries/cohort.sql: messages first sent on a date in [$from, $to]) is computed here
--- in the same aggregation as the messages' billing, over the send rows of each message: one
--- aggregation of the message events instead of two joined on message_key (10 million events:
--- 14% less time; DuckDB's time 8% less).
+-- cost as one query over the events, the form the report had before it read the facts
+-- tables: DuckDB's formulation over plain events (scripts/bench_reports.py), the query a
+-- team without convoscope would run. Its pieces in double braces: cohort, the cohort over the
+-- events (cohort.sql here); report_cte:X, the CTE X of the report's own SQL (queries/cost.sql)
+-- where the two forms agree; report_from:X, the rest of the report from its CTE X (SELECT:
+-- its final SELECT).
 WITH message_events AS (
     SELECT message_id, occurred_at, campaign, contact_key, billable, category, country, cost_micros,
            event_type IN ('send.accepted', 'message.sent') AND date <= $to AS cohort_send
@@ -58,88 +45,4 @@ per_conversation AS (
     WHERE conversation_id IS NOT NULL AND date >= $from
     GROUP BY id_key(conversation_id)
 ),
--- cost_totals: the part of the cost report after `priced` (one row per message of the cohort
--- with its campaign, category, contact, send time and cost) and `per_conversation` (one row per
--- conversation: its contact, opening, handoff and resolution times, and whether the bot
--- replied), spliced into queries/cost.sql and queries/rollup/cost.sql after them.
-conversion_events AS (
-    SELECT id_key(event_id) AS id, MAX(id_key(contact_key)) AS contact, MIN(occurred_at) AS occurred_at,
-           MAX(CAST(COALESCE(revenue_micros, 0) AS DOUBLE) / 1000000) AS revenue
-    FROM events
-    WHERE event_type = 'conversion' AND contact_key IS NOT NULL AND date >= $from
-    GROUP BY id_key(event_id)
-),
-resolved AS (
-    SELECT id, contact, opened_at,
-           bot * $bot_cost
-             + CASE WHEN handoff_at IS NULL THEN 0
-                    ELSE (date_part('epoch', resolved_at) - date_part('epoch', handoff_at)) / 3600 * $agent_cost_per_hour
-               END AS support_cost
-    FROM per_conversation
-    WHERE resolved_at IS NOT NULL AND opened_at IS NOT NULL AND contact IS NOT NULL
-),
-outcomes AS (
-    SELECT 'conversion' AS kind, id, contact, occurred_at AS at, revenue AS value
-    FROM conversion_events
-    UNION ALL
-    SELECT 'resolution' AS kind, id, contact, opened_at AS at, support_cost AS value
-    FROM resolved
-),
--- Conversions and resolutions attributed to messages: only the pairs that match (outcomes
--- first: DataFusion builds its hash table from the left input, and they are the smaller side).
-matched AS (
-    SELECT p.campaign, p.category, p.message_key, o.kind, o.id, o.value
-    FROM outcomes o
-    JOIN priced p ON o.contact = p.contact
-        AND o.at >= p.sent_at
-        AND date_part('epoch', o.at) <= date_part('epoch', p.sent_at) + $window_s
-),
--- Each conversion or resolution counts once per row, however many of the row's messages it
--- follows.
-outcome_values AS (
-    SELECT campaign, category, kind, id, MAX(value) AS value
-    FROM matched
-    GROUP BY campaign, category, kind, id
-),
--- Every total is a sum over one of three parts: the messages, the converted messages, the
--- distinct outcomes. Unioned and summed rather than joined, so a null campaign or category is
--- one row like any other. The messages are not grouped by message (each is one row of
--- priced): the form before this, one GROUPING SETS aggregation of every message joined with
--- its outcomes, spent most of its time on that 2.4-million-group table (10 million events:
--- 21-29% less time, paired runs; DuckDB's 16% less).
-parts AS (
-    SELECT campaign, category, 1 AS messages, cost AS messaging_cost, 0 AS conversions,
-           0.0 AS revenue, 0 AS resolutions, 0.0 AS support_cost
-    FROM priced
-    UNION ALL
-    SELECT campaign, category, 0, 0.0, 1, 0.0, 0, 0.0
-    FROM (SELECT DISTINCT campaign, category, message_key FROM matched WHERE kind = 'conversion') converted
-    UNION ALL
-    SELECT campaign, category, 0, 0.0, 0,
-           CASE WHEN kind = 'conversion' THEN value ELSE 0 END,
-           CASE WHEN kind = 'resolution' THEN 1 ELSE 0 END,
-           CASE WHEN kind = 'resolution' THEN value ELSE 0 END
-    FROM outcome_values
-),
-totals0 AS (
-    SELECT campaign, category,
-           SUM(messages) AS messages,
-           SUM(messaging_cost) AS messaging_cost,
-           SUM(conversions) AS conversions,
-           SUM(revenue) AS revenue,
-           SUM(resolutions) AS resolutions,
-           SUM(support_cost) AS support_cost
-    FROM parts
-    GROUP BY campaign, category
-),
-totals AS (
-    SELECT campaign, category, messages, messaging_cost, support_cost, messaging_cost + support_cost AS cost,
-           resolutions, conversions, revenue
-    FROM totals0
-)
-SELECT campaign, category, messages, messaging_cost, support_cost, cost, resolutions, conversions, revenue,
-       CASE WHEN resolutions = 0 THEN NULL ELSE cost / resolutions END AS cost_per_resolution,
-       CASE WHEN conversions = 0 THEN NULL ELSE cost / conversions END AS cost_per_conversion
-FROM totals
-ORDER BY campaign, category
-
+{{report_from:conversion_events}}
