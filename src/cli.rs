@@ -251,7 +251,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 metric: crate::analytics::reports::Metric::parse(&metric)?,
                 ..params
             };
-            let analytics = Analytics::from_settings(Storage::open(&config.storage)?, &config.reports())?;
+            let analytics = Analytics::from_settings(Storage::open(&config.storage)?, &config.analytics(), None)?;
             let report = analytics.report(&name, &params).await?;
             let text = match fmt {
                 ReportFormat::Table => report.to_table(),
@@ -370,7 +370,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Query { sql, format: fmt } => {
             let config = Config::load(cli.config.as_deref(), &flags)?;
-            let analytics = Analytics::from_settings(Storage::open(&config.storage)?, &config.reports())?;
+            let analytics = Analytics::from_settings(Storage::open(&config.storage)?, &config.analytics(), None)?;
             let (schema, batches) = analytics.query(&sql).await?;
             let (columns, rows) = (format::columns(&schema), format::rows(&batches)?);
             let out = match fmt {

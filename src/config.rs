@@ -89,6 +89,27 @@ pub struct Config {
     pub compact_every_secs: u64,
     /// Most events `serve` merges into one file (it holds ~0.5 KB per event meanwhile).
     pub compact_max_events: u64,
+    /// Memory all queries and reports together may hold (DataFusion's memory pool); past it
+    /// they spill to `spill_dir`, and a query that still does not fit fails alone. Default: a
+    /// quarter of the machine's memory.
+    pub query_memory_bytes: Option<u64>,
+    /// Where queries spill (default `<state_dir>/spill`).
+    pub spill_dir: Option<PathBuf>,
+    /// Disk the spill files of all queries together may take.
+    pub query_spill_bytes: u64,
+    /// Threads that run queries and reports, apart from the collector's (default: the cores).
+    pub query_threads: Option<usize>,
+    /// Queries and reports run at once; the next is answered 429 at once.
+    pub max_concurrent_queries: usize,
+    /// Seconds a `/v1/query` statement may run before it is cancelled.
+    pub query_timeout_secs: f64,
+    /// Seconds a report may run before it is cancelled.
+    pub report_timeout_secs: f64,
+    /// A join without an equality condition (nested-loop or cross join) whose inputs' row
+    /// counts multiply past this is refused before it runs (0: no guard).
+    pub max_unkeyed_join_rows: u64,
+    /// Rows `/v1/query` returns at most; a larger result is refused (aggregate, or LIMIT).
+    pub max_result_rows: usize,
 }
 
 impl Default for Config {
@@ -151,14 +172,31 @@ impl Default for Config {
             // peak, so 200,000 events is ~100 MB. A quiet day's 1,440 minute-by-minute files
             // become one; a busy day's, a file per 100,000-200,000 events.
             compact_max_events: 200_000,
+            query_memory_bytes: None,
+            spill_dir: None,
+            // Spilling is for queries a little over their memory, not for a disk-sized result.
+            query_spill_bytes: 16 << 30,
+            query_threads: None,
+            // Two cores: two queries at once keep both busy; a third only waits for them.
+            max_concurrent_queries: 2,
+            // An analyst's query runs for seconds; half a minute is a mistake or a scan of
+            // everything, and holds a slot from everyone else.
+            query_timeout_secs: 30.0,
+            // Reports scan every day of the range; a year on one machine takes minutes.
+            report_timeout_secs: 300.0,
+            // A hundred million pairs take seconds; the statements that take hours are joins
+            // of the whole store with itself.
+            max_unkeyed_join_rows: 100_000_000,
+            // A JSON answer of 100,000 rows is tens of megabytes: more is an export, not a query.
+            max_result_rows: 100_000,
         }
     }
 }
 
-/// The settings the reports read ([`Config::reports`]): one small struct, so the analytics
+/// The settings the analytics read ([`Config::analytics`]): one small struct, so the analytics
 /// depend on what they use and not on every setting of the service.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ReportSettings {
+pub struct AnalyticsSettings {
     /// Days after a send in which a conversion is attributed to it.
     pub attribution_days: i64,
     /// Experiment definitions (read when the file exists).
@@ -169,6 +207,53 @@ pub struct ReportSettings {
     pub agent_cost_per_hour: f64,
     /// Cost of a bot-answered conversation.
     pub bot_cost_per_conversation: f64,
+    /// Where and how queries and reports run.
+    pub limits: QueryLimits,
+}
+
+/// Where and how queries and reports run, so that no reader can hurt the collector: on threads
+/// of their own, within a memory budget, a time limit and a number at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryLimits {
+    /// Memory all queries together may hold before they spill.
+    pub memory_bytes: u64,
+    /// Where they spill.
+    pub spill_dir: PathBuf,
+    /// Disk their spill files may take.
+    pub spill_bytes: u64,
+    /// Threads that run them.
+    pub threads: usize,
+    /// How many run at once.
+    pub max_concurrent: usize,
+    /// How long an ad hoc query may run.
+    pub query_timeout: Duration,
+    /// How long a report may run.
+    pub report_timeout: Duration,
+    /// The guard on joins without an equality condition (0: off).
+    pub max_unkeyed_join_rows: u64,
+    /// Rows an ad hoc query returns at most.
+    pub max_result_rows: usize,
+}
+
+impl Default for QueryLimits {
+    /// The limits of a default configuration, with the spill directory in the system's
+    /// temporary directory (the service puts it under its state directory).
+    fn default() -> Self {
+        Config::default().query_limits(std::env::temp_dir().join("convoscope-spill"))
+    }
+}
+
+/// The machine's memory in bytes, where the platform says.
+fn physical_memory() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf only reads system constants.
+        let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+        if pages > 0 && size > 0 {
+            return Some(pages as u64 * size as u64);
+        }
+    }
+    None
 }
 
 /// The settings a provider client is built from ([`Config::provider`]; the send path builds
@@ -216,6 +301,11 @@ const ENV: &[(&str, &str)] = &[
     ("CONVOSCOPE_WAL_BUDGET_BYTES", "wal_budget_bytes"),
     ("CONVOSCOPE_WAL_SEGMENT_BYTES", "wal_segment_bytes"),
     ("CONVOSCOPE_MAX_BODY_BYTES", "max_body_bytes"),
+    ("CONVOSCOPE_QUERY_MEMORY_BYTES", "query_memory_bytes"),
+    ("CONVOSCOPE_SPILL_DIR", "spill_dir"),
+    ("CONVOSCOPE_MAX_CONCURRENT_QUERIES", "max_concurrent_queries"),
+    ("CONVOSCOPE_QUERY_TIMEOUT_SECS", "query_timeout_secs"),
+    ("CONVOSCOPE_REPORT_TIMEOUT_SECS", "report_timeout_secs"),
 ];
 
 impl Config {
@@ -246,12 +336,17 @@ impl Config {
                         .map(|s| toml::Value::String(s.into()))
                         .collect(),
                 ),
-                "flush_interval_secs" => toml::Value::Float(
+                "flush_interval_secs" | "query_timeout_secs" | "report_timeout_secs" => toml::Value::Float(
                     val.parse().map_err(|_| Error::Config(format!("{var}={val:?} is not a number of seconds")))?,
                 ),
-                "wal_budget_bytes" | "wal_segment_bytes" | "max_body_bytes" => toml::Value::Integer(
-                    val.parse().map_err(|_| Error::Config(format!("{var}={val:?} is not a number of bytes")))?,
+                "max_concurrent_queries" => toml::Value::Integer(
+                    val.parse().map_err(|_| Error::Config(format!("{var}={val:?} is not a whole number")))?,
                 ),
+                "wal_budget_bytes" | "wal_segment_bytes" | "max_body_bytes" | "query_memory_bytes" => {
+                    toml::Value::Integer(
+                        val.parse().map_err(|_| Error::Config(format!("{var}={val:?} is not a number of bytes")))?,
+                    )
+                }
                 _ => toml::Value::String(val),
             };
             table.insert((*key).into(), v);
@@ -282,17 +377,47 @@ impl Config {
         if self.attribution_days < 0 {
             return Err(Error::Config("attribution_days must not be negative".into()));
         }
+        for (name, secs) in
+            [("query_timeout_secs", self.query_timeout_secs), ("report_timeout_secs", self.report_timeout_secs)]
+        {
+            if secs <= 0.0 || !secs.is_finite() {
+                return Err(Error::Config(format!("{name} must be a positive number")));
+            }
+        }
+        if self.query_memory_bytes.is_some_and(|m| m < 16 << 20) {
+            return Err(Error::Config("query_memory_bytes must be at least 16 MiB".into()));
+        }
         Ok(())
     }
 
-    /// What the reports need: attribution, costs and where the experiments are defined.
-    pub fn reports(&self) -> ReportSettings {
-        ReportSettings {
+    /// What the analytics need: attribution, costs, where the experiments are defined, and the
+    /// limits queries run within.
+    pub fn analytics(&self) -> AnalyticsSettings {
+        AnalyticsSettings {
             attribution_days: self.attribution_days,
             experiments: self.experiments.clone(),
             rate_card: self.rate_card.clone(),
             agent_cost_per_hour: self.agent_cost_per_hour,
             bot_cost_per_conversation: self.bot_cost_per_conversation,
+            limits: self.query_limits(self.spill_dir.clone().unwrap_or_else(|| self.state_dir.join("spill"))),
+        }
+    }
+
+    fn query_limits(&self, spill_dir: PathBuf) -> QueryLimits {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        // A quarter of the machine: the collector, the flusher and the page cache keep the rest.
+        let memory = physical_memory().map(|m| m / 4).unwrap_or(2 << 30);
+        let secs = |s: f64| Duration::try_from_secs_f64(s.max(0.001)).unwrap_or(Duration::from_secs(86_400));
+        QueryLimits {
+            memory_bytes: self.query_memory_bytes.unwrap_or(memory),
+            spill_dir,
+            spill_bytes: self.query_spill_bytes,
+            threads: self.query_threads.filter(|n| *n > 0).unwrap_or(cores),
+            max_concurrent: self.max_concurrent_queries.max(1),
+            query_timeout: secs(self.query_timeout_secs),
+            report_timeout: secs(self.report_timeout_secs),
+            max_unkeyed_join_rows: self.max_unkeyed_join_rows,
+            max_result_rows: self.max_result_rows.max(1),
         }
     }
 

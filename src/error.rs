@@ -43,6 +43,19 @@ pub enum Error {
     /// A named thing (report, experiment) does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// As many queries as `max_concurrent_queries` allows are running; retry in a moment.
+    #[error("{0} queries are running already, as many as max_concurrent_queries allows; retry in a moment")]
+    QueryBusy(usize),
+    /// A query ran past its time limit and was cancelled; the message names the setting.
+    #[error("{0}")]
+    QueryTimeout(String),
+    /// A query needed more memory than the budget allows, even spilling to disk.
+    #[error("{0}")]
+    QueryMemory(String),
+    /// A query was refused before it ran, or its result was (the message says why and how to
+    /// narrow it).
+    #[error("{0}")]
+    QueryRefused(String),
 }
 
 impl Error {

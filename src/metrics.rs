@@ -24,6 +24,10 @@ const OP_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 /// entry, in a table sized for twice as many (see [`LatencyTracker::new`]), this bounds the
 /// tracker near 19 MB.
 pub const DEFAULT_LATENCY_TRACKED: usize = 200_000;
+/// The kinds of query the analytics run: ad hoc (`/v1/query`, `convoscope query`) and reports.
+pub const QUERY_KINDS: [&str; 2] = ["query", "report"];
+/// How a query or report ends.
+pub const QUERY_OUTCOMES: [&str; 6] = ["ok", "busy", "refused", "timeout", "memory", "error"];
 const CATEGORIES: &[&str] = &["marketing", "utility", "authentication", "service"];
 
 /// All metrics of one process.
@@ -43,6 +47,12 @@ pub struct Metrics {
     pub sends_total: IntCounterVec,
     pub provider_request_duration_seconds: HistogramVec,
     pub circuit_open: IntGaugeVec,
+    /// Queries and reports running now, by kind (`query`, `report`).
+    pub queries_running: IntGaugeVec,
+    /// Queries and reports ended, by kind and outcome ([`QUERY_OUTCOMES`]).
+    pub queries_total: IntCounterVec,
+    /// Bytes queries and reports spilled to disk, by kind.
+    pub query_spilled_bytes_total: IntCounterVec,
     error_codes: Mutex<HashSet<i32>>,
     max_error_codes: usize,
     latency: Mutex<LatencyTracker>,
@@ -146,6 +156,34 @@ impl Metrics {
         )
         .expect("static metric definition");
         r.register(Box::new(circuit_open.clone())).expect("metric registered once");
+        let queries_running = IntGaugeVec::new(
+            Opts::new("convoscope_queries_running", "Queries and reports running now, by kind (query, report)."),
+            &["kind"],
+        )
+        .expect("static metric definition");
+        r.register(Box::new(queries_running.clone())).expect("metric registered once");
+        let queries_total = counter_vec(
+            &r,
+            "convoscope_queries_total",
+            "Queries and reports ended, by kind and outcome: ok, busy (refused with 429), refused (by \
+             the join guard or the result limit), timeout (cancelled), memory (over the budget even \
+             spilling), error.",
+            &["kind", "outcome"],
+        );
+        let query_spilled_bytes_total = counter_vec(
+            &r,
+            "convoscope_query_spilled_bytes_total",
+            "Bytes queries and reports spilled to disk, by kind.",
+            &["kind"],
+        );
+        // Every series exists from the start, at zero: a first timeout shows as an increase.
+        for kind in QUERY_KINDS {
+            queries_running.with_label_values(&[kind]).set(0);
+            query_spilled_bytes_total.with_label_values(&[kind]).reset();
+            for outcome in QUERY_OUTCOMES {
+                queries_total.with_label_values(&[kind, outcome]).reset();
+            }
+        }
         #[cfg(target_os = "linux")]
         {
             let pc = prometheus::process_collector::ProcessCollector::for_self();
@@ -167,6 +205,9 @@ impl Metrics {
             sends_total,
             provider_request_duration_seconds,
             circuit_open,
+            queries_running,
+            queries_total,
+            query_spilled_bytes_total,
             error_codes: Mutex::new(HashSet::new()),
             max_error_codes,
             latency: Mutex::new(LatencyTracker::new(latency_tracked)),
@@ -176,7 +217,7 @@ impl Metrics {
     /// Names of every metric family convoscope exports (whether or not it has samples yet).
     pub fn family_names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 14] = [
+        let collectors: [&dyn Collector; 17] = [
             &self.ingest_events_total,
             &self.ingest_rejected_total,
             &self.ingest_duplicates_total,
@@ -191,6 +232,9 @@ impl Metrics {
             &self.sends_total,
             &self.provider_request_duration_seconds,
             &self.circuit_open,
+            &self.queries_running,
+            &self.queries_total,
+            &self.query_spilled_bytes_total,
         ];
         collectors.iter().flat_map(|c| c.desc()).map(|d| d.fq_name.clone()).collect()
     }

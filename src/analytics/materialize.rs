@@ -41,11 +41,7 @@ pub async fn plan(
 ) -> Result<DataFrame> {
     let params: ParamValues = params.into();
     let state = ctx.state();
-    let dialect = if sql.to_ascii_lowercase().contains("materialized") {
-        Dialect::PostgreSQL
-    } else {
-        state.config().options().sql_parser.dialect
-    };
+    let dialect = dialect_of(ctx, sql);
     let mut statement = state.sql_to_statement(sql, &dialect)?;
     if let Some(query) = materializable(&mut statement) {
         materialize(ctx, query, options, &params, &dialect).await?;
@@ -53,6 +49,32 @@ pub async fn plan(
     let plan = state.statement_to_plan(statement).await?;
     options.verify_plan(&plan)?;
     Ok(ctx.execute_logical_plan(plan).await?.with_param_values(params)?)
+}
+
+/// Plans `sql` as [`plan`] does, but with every `AS MATERIALIZED` CTE read where it is
+/// referenced instead of run first: the same rows, and nothing runs, for checking a statement
+/// before it runs.
+pub async fn plan_inline(ctx: &SessionContext, sql: &str, options: SQLOptions) -> Result<DataFrame> {
+    let state = ctx.state();
+    let mut statement = state.sql_to_statement(sql, &dialect_of(ctx, sql))?;
+    if let Some(with) = materializable(&mut statement).and_then(|q| q.with.as_mut()) {
+        for cte in &mut with.cte_tables {
+            cte.materialized = None;
+        }
+    }
+    let plan = state.statement_to_plan(statement).await?;
+    options.verify_plan(&plan)?;
+    Ok(ctx.execute_logical_plan(plan).await?)
+}
+
+/// The dialect `sql` is parsed in: PostgreSQL's where it says `MATERIALIZED`, whose syntax
+/// that is, else the configured one.
+fn dialect_of(ctx: &SessionContext, sql: &str) -> Dialect {
+    if sql.to_ascii_lowercase().contains("materialized") {
+        Dialect::PostgreSQL
+    } else {
+        ctx.state().config().options().sql_parser.dialect
+    }
 }
 
 /// The query of `statement` when it has a non-recursive `WITH` with a CTE marked
@@ -88,7 +110,9 @@ async fn materialize(
         options.verify_plan(&plan)?;
         let df = ctx.execute_logical_plan(plan).await?.with_param_values(params.clone())?;
         let planned = Arc::new(df.schema().as_arrow().clone());
-        let partitions = df.collect_partitioned().await?;
+        let task = Arc::new(df.task_ctx());
+        let physical = super::guard::yielding(df.create_physical_plan().await?)?;
+        let partitions = datafusion::physical_plan::collect_partitioned(physical, task).await?;
         // The table takes the schema of what was computed: a list of `array_agg` is planned
         // with another item field than the one it builds, and the table must hold the batches.
         let schema = partitions.iter().flatten().next().map(|b| b.schema()).unwrap_or(planned);

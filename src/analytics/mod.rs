@@ -9,8 +9,10 @@
 //! over `events` otherwise.
 
 pub mod earliest_text;
+pub mod executor;
 pub mod facts;
 pub mod format;
+pub mod guard;
 pub mod id_key;
 pub mod materialize;
 pub mod reports;
@@ -27,11 +29,12 @@ use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
-use crate::config::ReportSettings;
+use crate::config::{AnalyticsSettings, QueryLimits};
 use crate::error::{Error, Result};
 use crate::event;
 use crate::experiments::Experiments;
 use crate::store::Storage;
+use executor::{Executor, Work};
 
 /// URL under which the store is registered with DataFusion: one scheme for every backend,
 /// so the same SQL runs over a local directory, memory or a bucket.
@@ -56,8 +59,14 @@ const ENGINE_DEFAULTS: &[(&str, &str)] = &[
 /// DataFusion: on these reports, evaluating the event_type filters while decoding cost more
 /// than it saved once the reports' joins were ordered (10 million events: 7 of 8 reports
 /// 9-17% faster without it, failures 8% slower).
-fn engine_config() -> Result<SessionConfig> {
+///
+/// Each query is split into as many partitions as there are query threads
+/// ([`QueryLimits::threads`]), unless `DATAFUSION_EXECUTION_TARGET_PARTITIONS` says otherwise.
+fn engine_config(limits: &QueryLimits) -> Result<SessionConfig> {
     let mut config = SessionConfig::from_env()?.with_information_schema(false);
+    if std::env::var_os("DATAFUSION_EXECUTION_TARGET_PARTITIONS").is_none() {
+        config = config.with_target_partitions(limits.threads.max(1));
+    }
     for (key, value) in ENGINE_DEFAULTS {
         let env = key.to_ascii_uppercase().replace('.', "_");
         if std::env::var_os(env).is_none() {
@@ -74,9 +83,28 @@ fn engine_config() -> Result<SessionConfig> {
 /// metadata of every file (a query matching no rows over 126 files: 43 ms before, 28 after).
 /// Its cache of directory listings is off: a listing must show the files flushed a moment ago.
 /// The two caches are bounded by DataFusion's defaults (50 MB of metadata, 20 MB of statistics).
-fn engine_runtime() -> Result<Arc<RuntimeEnv>> {
+///
+/// Its memory pool holds every query's working memory together, `memory_bytes` at most,
+/// shared fairly among the operators that can spill (sorts, aggregations, repartitions), which
+/// write to `spill_dir` past their share; an operator that cannot spill (a hash join's build
+/// side) fails its query alone when the pool has no more to give, never the process.
+fn engine_runtime(limits: &QueryLimits) -> Result<Arc<RuntimeEnv>> {
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
     let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
-    Ok(RuntimeEnvBuilder::new().with_cache_manager(caches).build_arc()?)
+    std::fs::create_dir_all(&limits.spill_dir)
+        .map_err(|e| Error::io(format!("creating the spill directory {}", limits.spill_dir.display()), e))?;
+    let pool = FairSpillPool::new(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
+    // An error names the operators that held the most, which says what to narrow.
+    let pool = TrackConsumersPool::new(pool, std::num::NonZeroUsize::MIN.saturating_add(2));
+    let disk = DiskManagerBuilder::default()
+        .with_mode(DiskManagerMode::Directories(vec![limits.spill_dir.clone()]))
+        .with_max_temp_directory_size(limits.spill_bytes);
+    Ok(RuntimeEnvBuilder::new()
+        .with_cache_manager(caches)
+        .with_memory_pool(Arc::new(pool))
+        .with_disk_manager_builder(disk)
+        .build_arc()?)
 }
 
 /// The schema `events` is read with: the stored schema with strings as `Utf8View`.
@@ -121,6 +149,8 @@ pub struct Analytics {
     /// Whether reports read the rollups ([`crate::rollup`]) where every events file has them;
     /// false reads the events always (the same answers, slower).
     pub rollups: bool,
+    /// Where queries and reports run, and within what limits.
+    executor: Arc<Executor>,
 }
 
 /// What messages and support cost, in the account's currency.
@@ -174,14 +204,16 @@ impl Analytics {
     /// Analytics over this storage with the default costs. Fails on a malformed
     /// `DATAFUSION_*` environment variable.
     pub fn new(storage: Storage, attribution_days: i64) -> Result<Self> {
+        let limits = QueryLimits::default();
         Ok(Analytics {
             storage,
-            session: engine_config()?,
-            runtime: engine_runtime()?,
+            session: engine_config(&limits)?,
+            runtime: engine_runtime(&limits)?,
             attribution_days,
             costs: Arc::new(Costs::default()),
             experiments: Arc::default(),
             rollups: true,
+            executor: Arc::new(Executor::new(limits, None)?),
         })
     }
 
@@ -197,8 +229,12 @@ impl Analytics {
         self
     }
 
-    /// Analytics with these report settings.
-    pub fn from_settings(storage: Storage, settings: &ReportSettings) -> Result<Self> {
+    /// Analytics with these settings, counting its queries in `metrics` where given.
+    pub fn from_settings(
+        storage: Storage,
+        settings: &AnalyticsSettings,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
+    ) -> Result<Self> {
         let rate_card = match &settings.rate_card {
             Some(p) => Costs::parse_rate_card(
                 &std::fs::read_to_string(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?,
@@ -207,8 +243,9 @@ impl Analytics {
         };
         Ok(Analytics {
             storage,
-            session: engine_config()?,
-            runtime: engine_runtime()?,
+            session: engine_config(&settings.limits)?,
+            runtime: engine_runtime(&settings.limits)?,
+            executor: Arc::new(Executor::new(settings.limits.clone(), metrics)?),
             experiments: Arc::new(Experiments::load_if_present(&settings.experiments)?),
             attribution_days: settings.attribution_days,
             costs: Arc::new(Costs {
@@ -303,12 +340,84 @@ impl Analytics {
     /// and no tables are reachable but `events`, the rollups (`messages`, `conversations`,
     /// `exposures`), the facts tables and `rate_card` (no URL tables, no file functions).
     /// Returns the result's schema too, so an empty result still has its columns.
+    ///
+    /// It runs within the query limits ([`executor`]): on the query threads, in a free slot,
+    /// within `query_timeout_secs`; a join without an equality condition over more rows than
+    /// `max_unkeyed_join_rows` is refused before it runs ([`guard`]), and so is a result of more
+    /// than `max_result_rows` rows. `EXPLAIN` plans without running anything.
     pub async fn query(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let ctx = self.context().await?;
-        let opts = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        let df = materialize::plan(&ctx, sql, opts, Vec::<(&str, datafusion::scalar::ScalarValue)>::new()).await?;
+        let read_only = || SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        // Planned with its CTEs inline, nothing run: refused here, it never takes the query
+        // threads. EXPLAIN plans only, so it passes.
+        let check = {
+            let (this, sql) = (self.clone(), sql.to_string());
+            async move {
+                let ctx = this.context().await?;
+                let df = materialize::plan_inline(&ctx, &sql, read_only()).await.map_err(|e| this.classify(e))?;
+                if matches!(df.logical_plan(), datafusion::logical_expr::LogicalPlan::Explain(_)) {
+                    return Ok(());
+                }
+                let plan = df.create_physical_plan().await.map_err(|e| this.classify(e.into()))?;
+                guard::check_unkeyed_joins(&plan, this.executor.limits().max_unkeyed_join_rows)
+            }
+        };
+        let work = {
+            let (this, sql) = (self.clone(), sql.to_string());
+            async move {
+                let ctx = this.context().await?;
+                let no_params = Vec::<(&str, datafusion::scalar::ScalarValue)>::new();
+                let df = materialize::plan(&ctx, &sql, read_only(), no_params).await.map_err(|e| this.classify(e))?;
+                this.execute(df, Work::Query, Some(this.executor.limits().max_result_rows)).await
+            }
+        };
+        self.executor.run_checked(Work::Query, check, work).await
+    }
+
+    /// Runs a planned statement on the calling (query) thread: its rows collected (at most
+    /// `max_rows`), what it spilled counted.
+    pub(crate) async fn execute(
+        &self,
+        df: datafusion::dataframe::DataFrame,
+        kind: Work,
+        max_rows: Option<usize>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        use futures::StreamExt;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        Ok((schema, df.collect().await?))
+        let task = Arc::new(df.task_ctx());
+        let plan = df.create_physical_plan().await.map_err(|e| self.classify(e.into()))?;
+        let plan = guard::yielding(plan)?;
+        let mut stream =
+            datafusion::physical_plan::execute_stream(plan.clone(), task).map_err(|e| self.classify(e.into()))?;
+        let (mut batches, mut rows) = (Vec::new(), 0usize);
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| self.classify(e.into()))?;
+            rows += batch.num_rows();
+            if let Some(max) = max_rows
+                && rows > max
+            {
+                return Err(Error::QueryRefused(format!(
+                    "the result has more than {max} rows (max_result_rows): aggregate it (GROUP BY), \
+                     add a LIMIT, or narrow it with WHERE"
+                )));
+            }
+            batches.push(batch);
+        }
+        drop(stream);
+        self.executor.spilled(kind, guard::spilled_bytes(&plan));
+        Ok((schema, batches))
+    }
+
+    /// Where its queries run.
+    pub(crate) fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    /// A clear error for a query that ran out of memory; others as they are.
+    pub(crate) fn classify(&self, e: Error) -> Error {
+        match e {
+            Error::Query(q) => guard::query_error(q, self.executor.limits().memory_bytes),
+            other => other,
+        }
     }
 }
 
@@ -319,7 +428,8 @@ mod tests {
     #[test]
     fn engine_defaults_are_known_options_and_apply() {
         // An unknown key would panic inside DataFusion's `set_str`; a renamed option must fail here.
-        let config = engine_config().expect("config from an environment without DATAFUSION_* overrides");
+        let config =
+            engine_config(&QueryLimits::default()).expect("config from an environment without DATAFUSION_* overrides");
         if std::env::var_os("DATAFUSION_EXECUTION_SKIP_PARTIAL_AGGREGATION_PROBE_RATIO_THRESHOLD").is_none() {
             assert_eq!(config.options().execution.skip_partial_aggregation_probe_ratio_threshold, 0.1);
         }

@@ -9,7 +9,8 @@ use serde_json::json;
 
 use crate::error::Error;
 
-/// Seconds a client is told to wait when the log cannot take more.
+/// Seconds a client is told to wait when the log cannot take more, or every query slot is
+/// taken.
 pub const RETRY_AFTER_SECS: u64 = 5;
 
 /// Every way a request can fail.
@@ -58,6 +59,10 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
             ApiError::Internal(Error::NotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Internal(Error::QueryBusy(_)) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
+            ApiError::Internal(Error::QueryTimeout(_)) => (StatusCode::GATEWAY_TIMEOUT, "query_timeout"),
+            ApiError::Internal(Error::QueryMemory(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "query_memory"),
+            ApiError::Internal(Error::QueryRefused(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "query_refused"),
             ApiError::Internal(Error::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -69,7 +74,14 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         let message = match &self {
             ApiError::Internal(
-                e @ (Error::WalFull { .. } | Error::WalClosed(_) | Error::NotFound(_) | Error::Invalid(_)),
+                e @ (Error::WalFull { .. }
+                | Error::WalClosed(_)
+                | Error::NotFound(_)
+                | Error::Invalid(_)
+                | Error::QueryBusy(_)
+                | Error::QueryTimeout(_)
+                | Error::QueryMemory(_)
+                | Error::QueryRefused(_)),
             ) => e.to_string(),
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "request failed");

@@ -116,7 +116,7 @@ impl App {
             ));
             (stop, task)
         });
-        let analytics = Analytics::from_settings(storage.clone(), &config.reports())?;
+        let analytics = Analytics::from_settings(storage.clone(), &config.analytics(), Some(metrics.clone()))?;
         let sender = match provider {
             Some(p) => {
                 let cfg = crate::send::SendConfig {
@@ -242,15 +242,23 @@ async fn load_consent(analytics: &Analytics, sender: &crate::send::Sender) {
 }
 
 /// All routes.
+///
+/// A request that sends a body has `request_timeout_secs` in all (408 past it), so a slow or
+/// stalled client cannot hold a connection. Queries and reports are bounded by their own time
+/// limits instead (`query_timeout_secs`, `report_timeout_secs`: the analytics' executor), so
+/// they answer with what stopped them, and `/v1/query`'s body alone has the request's time.
 pub fn router(app: AppState) -> Router {
     let limit = app.config.max_body_bytes;
+    let request_time = std::time::Duration::from_secs_f64(app.config.request_timeout_secs.max(0.001));
+    let with_bodies = Router::new().merge(webhooks::router()).merge(events::router()).merge(send::router()).layer(
+        tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_time),
+    );
+    let queries = query::router().layer(tower_http::timeout::RequestBodyTimeoutLayer::new(request_time));
     Router::new()
         .merge(health::router())
-        .merge(webhooks::router())
-        .merge(events::router())
-        .merge(query::router())
+        .merge(with_bodies)
+        .merge(queries)
         .merge(pages::router())
-        .merge(send::router())
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
@@ -267,8 +275,8 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 /// the log to object storage and stops.
 ///
 /// Connections are served by hyper directly (not `axum::serve`) for three guards a collector
-/// on the internet needs: a header-read timeout against slow-loris clients, a whole-request
-/// timeout (408), and a cap on concurrent connections.
+/// on the internet needs: a header-read timeout against slow-loris clients, the request
+/// timeouts of [`router`], and a cap on concurrent connections.
 pub async fn run(
     listener: TcpListener,
     app: AppState,
@@ -291,10 +299,7 @@ pub async fn run(
         "convoscope listening: webhooks at /webhooks/meta and /webhooks/ultramsg, API at /v1"
     );
     let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));
-    let router = router(app.clone()).layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        secs(app.config.request_timeout_secs),
-    ));
+    let router = router(app.clone());
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(secs(app.config.header_read_timeout_secs));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

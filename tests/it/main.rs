@@ -7,6 +7,7 @@ mod common;
 mod crash;
 mod disk;
 mod hostile;
+mod isolation;
 mod reference;
 mod reports;
 mod send;

@@ -27,6 +27,7 @@ use serde_json::{Map, Value, json};
 
 pub use self::experiment::{EXPERIMENT_COLUMNS, SRM_ALPHA};
 pub use self::params::{Metric, Param, Params};
+use super::executor::Work;
 use super::{Analytics, format};
 use crate::error::{Error, Result};
 use crate::experiments::Experiments;
@@ -186,20 +187,29 @@ impl Analytics {
         self.run(Report::parse(name)?, params).await
     }
 
-    /// Runs one report.
+    /// Runs one report, on the query threads within `report_timeout_secs`
+    /// ([`super::executor`]).
     pub async fn run(&self, report: Report, params: &Params) -> Result<Computed> {
+        let this = self.clone();
+        let given = params.clone();
+        let (schema, batches) = self
+            .executor()
+            .run(Work::Report, async move {
+                let ctx = this.context().await?;
+                let bindings = params::Bindings {
+                    attribution_days: this.attribution_days,
+                    bot_cost: this.costs.bot_cost_per_conversation,
+                    agent_cost_per_hour: this.costs.agent_cost_per_hour,
+                };
+                let values: Vec<(&str, ScalarValue)> =
+                    report.spec().params.iter().map(|p| (p.name(), given.value(*p, &bindings))).collect();
+                let df = super::materialize::plan(&ctx, &report.sql(), SQLOptions::new(), values)
+                    .await
+                    .map_err(|e| this.classify(e))?;
+                this.execute(df, Work::Report, None).await
+            })
+            .await?;
         let spec = report.spec();
-        let ctx = self.context().await?;
-        let bindings = params::Bindings {
-            attribution_days: self.attribution_days,
-            bot_cost: self.costs.bot_cost_per_conversation,
-            agent_cost_per_hour: self.costs.agent_cost_per_hour,
-        };
-        let values: Vec<(&str, ScalarValue)> =
-            spec.params.iter().map(|p| (p.name(), params.value(*p, &bindings))).collect();
-        let df = super::materialize::plan(&ctx, &report.sql(), SQLOptions::new(), values).await?;
-        let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
         let columns = format::columns(&schema);
         let rows = format::rows(&batches)?;
         let (columns, rows) = match spec.finish {
