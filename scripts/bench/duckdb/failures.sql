@@ -1,8 +1,9 @@
--- DuckDB's formulation of the `counted` CTE of queries/failures.sql (scripts/bench_reports.py
--- puts it in place of the report's own): the failures joined to the cohort and aggregated, with
--- the per-template count as a second aggregation of the cohort joined back. DuckDB materialises
--- a CTE named twice, so the second aggregation costs it little; this was its faster form of
--- the report before the eighth round (0.29 s against 0.42 for a window at 3 million events).
+-- DuckDB's formulation of the `counted` CTE of the plain-events form, events/failures.sql here
+-- (scripts/bench_reports.py puts it in place of that form's own): the failures joined to the
+-- cohort and aggregated, with the per-template count as a second aggregation of the cohort
+-- joined back. DuckDB materialises a CTE named twice, so the second aggregation costs it
+-- little; this was its faster form of the report before its window form (0.29 s against 0.42
+-- for a window at 3 million events).
 -- The benchmark times both and keeps DuckDB's faster.
 counted AS (
     SELECT c.template, f.error_code, f.error_title, true AS is_failure,
