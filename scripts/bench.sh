@@ -5,9 +5,11 @@
 #                             and webhook ingest beside serve's background compaction
 #   scripts/bench_reports.py  every report vs DuckDB at 1, 3 and 10 million events, as generated
 #                             and after `convoscope compact`; storage size
-# and prints markdown tables. `--smoke` runs both in their tiny CI mode (100,000 events, 5 s of
-# load), and scripts/bench_ab.py and scripts/bench_ingest_ab.py (builds compared on a fresh
-# `serve` per run) for one round each on small inputs so they keep working; with
+#   scripts/bench_readers.py  webhook p50/p99 under a steady 50/s alone and beside four heavy
+#                             readers (queries, a report), as a ratio (target: p99 at most 2x)
+# and prints markdown tables. `--smoke` runs the three in their tiny CI mode (100,000 events,
+# seconds of load), and scripts/bench_ab.py and scripts/bench_ingest_ab.py (builds compared on
+# a fresh `serve` per run) for one round each on small inputs so they keep working; with
 # CONVOSCOPE_BIN set it uses that binary instead of building release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,8 @@ echo "== ingest ($CONVOSCOPE_BIN)"
 python3 scripts/bench_ingest.py "${smoke[@]}" --bin "$CONVOSCOPE_BIN"
 echo "== reports"
 python3 scripts/bench_reports.py "${smoke[@]}" --bin "$CONVOSCOPE_BIN"
+echo "== webhooks beside readers"
+python3 scripts/bench_readers.py "${smoke[@]}" --bin "$CONVOSCOPE_BIN"
 if [ ${#smoke[@]} -gt 0 ]; then
   echo "== bench_ab (smoke)"
   ab="$(mktemp -d)"

@@ -104,6 +104,9 @@ async fn hostile_readers_neither_delay_webhooks_nor_lose_events() {
     // What the collector holds on its own before any reader: the baseline the budget adds to.
     assert_eq!(query_at(&c, &base, "SELECT count(*) FROM events WHERE event_type = 'message.sent'").await.len(), 1);
     let (_, own) = memory(child.id());
+    // EXPLAIN shows the plan of a statement the guard refuses, without running it.
+    let plan = query_at(&c, &base, &format!("EXPLAIN {}", HOSTILE[0].sql)).await;
+    assert!(format!("{plan:?}").contains("NestedLoopJoinExec"), "{plan:?}");
 
     let stop = Arc::new(AtomicBool::new(false));
     // Four hostile clients, each running its statement again a moment after it ends.
