@@ -23,10 +23,12 @@ per_date AS (
            MIN(CASE WHEN event_type = 'conversation.resolved' THEN occurred_at END) AS resolved_at,
            MIN(CASE WHEN event_type = 'conversation.handoff' THEN occurred_at END) AS handoff_at,
            bool_or(event_type = 'conversation.bot_reply') AS bot_replied,
-           array_agg(DISTINCT occurred_at ORDER BY occurred_at)
-               FILTER (WHERE event_type IN ('conversation.bot_reply', 'conversation.agent_reply')) AS replies,
-           array_agg(DISTINCT occurred_at ORDER BY occurred_at)
-               FILTER (WHERE event_type = 'conversation.reopened') AS reopens
+           -- The times as they come: sla takes their first and looks for any in a window, which
+           -- neither order nor repeats change (the rollup keeps them sorted and distinct to
+           -- store them small; sorting them here made sla over the events 8x slower).
+           array_agg(occurred_at) FILTER (WHERE event_type IN ('conversation.bot_reply', 'conversation.agent_reply'))
+               AS replies,
+           array_agg(occurred_at) FILTER (WHERE event_type = 'conversation.reopened') AS reopens
     FROM conversation_events
     GROUP BY date, conversation_key
 ),
