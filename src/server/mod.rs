@@ -246,19 +246,20 @@ async fn load_consent(analytics: &Analytics, sender: &crate::send::Sender) {
 /// A request that sends a body has `request_timeout_secs` in all (408 past it), so a slow or
 /// stalled client cannot hold a connection. Queries and reports are bounded by their own time
 /// limits instead (`query_timeout_secs`, `report_timeout_secs`: the analytics' executor), so
-/// they answer with what stopped them, and `/v1/query`'s body alone has the request's time.
+/// they answer with what stopped them; the bodies of `/v1/query` and the page's sign-in form
+/// alone have the request's time.
 pub fn router(app: AppState) -> Router {
     let limit = app.config.max_body_bytes;
     let request_time = std::time::Duration::from_secs_f64(app.config.request_timeout_secs.max(0.001));
     let with_bodies = Router::new().merge(webhooks::router()).merge(events::router()).merge(send::router()).layer(
         tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_time),
     );
-    let queries = query::router().layer(tower_http::timeout::RequestBodyTimeoutLayer::new(request_time));
+    let body_time = || tower_http::timeout::RequestBodyTimeoutLayer::new(request_time);
     Router::new()
         .merge(health::router())
         .merge(with_bodies)
-        .merge(queries)
-        .merge(pages::router())
+        .merge(query::router().layer(body_time()))
+        .merge(pages::router().layer(body_time()))
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
