@@ -243,17 +243,23 @@ impl Default for QueryLimits {
     }
 }
 
-/// The machine's memory in bytes, where the platform says.
+/// The memory this process may use in bytes, where the platform says: the machine's, or the
+/// container's limit where that is lower (cgroup v2's `memory.max`).
 fn physical_memory() -> Option<u64> {
+    let mut memory = None;
     #[cfg(unix)]
     {
         // SAFETY: sysconf only reads system constants.
         let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
         if pages > 0 && size > 0 {
-            return Some(pages as u64 * size as u64);
+            memory = Some(pages as u64 * size as u64);
         }
     }
-    None
+    let limit = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    match (memory, limit) {
+        (Some(m), Some(l)) => Some(m.min(l)),
+        (m, l) => m.or(l),
+    }
 }
 
 /// The settings a provider client is built from ([`Config::provider`]; the send path builds
@@ -303,6 +309,7 @@ const ENV: &[(&str, &str)] = &[
     ("CONVOSCOPE_MAX_BODY_BYTES", "max_body_bytes"),
     ("CONVOSCOPE_QUERY_MEMORY_BYTES", "query_memory_bytes"),
     ("CONVOSCOPE_SPILL_DIR", "spill_dir"),
+    ("CONVOSCOPE_QUERY_THREADS", "query_threads"),
     ("CONVOSCOPE_MAX_CONCURRENT_QUERIES", "max_concurrent_queries"),
     ("CONVOSCOPE_QUERY_TIMEOUT_SECS", "query_timeout_secs"),
     ("CONVOSCOPE_REPORT_TIMEOUT_SECS", "report_timeout_secs"),
@@ -339,7 +346,7 @@ impl Config {
                 "flush_interval_secs" | "query_timeout_secs" | "report_timeout_secs" => toml::Value::Float(
                     val.parse().map_err(|_| Error::Config(format!("{var}={val:?} is not a number of seconds")))?,
                 ),
-                "max_concurrent_queries" => toml::Value::Integer(
+                "max_concurrent_queries" | "query_threads" => toml::Value::Integer(
                     val.parse().map_err(|_| Error::Config(format!("{var}={val:?} is not a whole number")))?,
                 ),
                 "wal_budget_bytes" | "wal_segment_bytes" | "max_body_bytes" | "query_memory_bytes" => {
@@ -386,6 +393,16 @@ impl Config {
         }
         if self.query_memory_bytes.is_some_and(|m| m < 16 << 20) {
             return Err(Error::Config("query_memory_bytes must be at least 16 MiB".into()));
+        }
+        for (name, n) in [
+            ("query_threads", self.query_threads.unwrap_or(1)),
+            ("max_concurrent_queries", self.max_concurrent_queries),
+            ("max_result_rows", self.max_result_rows),
+            ("query_spill_bytes", usize::try_from(self.query_spill_bytes).unwrap_or(usize::MAX)),
+        ] {
+            if n == 0 {
+                return Err(Error::Config(format!("{name} must be at least 1")));
+            }
         }
         Ok(())
     }

@@ -56,6 +56,9 @@ pub enum Error {
     /// narrow it).
     #[error("{0}")]
     QueryRefused(String),
+    /// A task of the service stopped unexpectedly (a panic, or its runtime shut down).
+    #[error("{0}")]
+    Task(String),
 }
 
 impl Error {

@@ -166,20 +166,20 @@ impl Executor {
             Work::Report => (self.limits.report_timeout, "report_timeout_secs"),
         };
         let (Some(rt), Some(checker)) = (&self.runtime.0, &self.checker.0) else {
-            return Err(Error::Invalid("the query threads have stopped".into()));
+            return Err(Error::Task("the query threads have stopped".into()));
         };
         let running = Running::new(self.metrics.as_ref().map(|m| m.queries_running.with_label_values(&[label])));
         let checked = checker.spawn(check);
         let _abort_check = AbortOnDrop(checked.abort_handle());
         let both = async {
-            checked.await.map_err(|e| Error::Invalid(format!("the {label}'s check stopped: {e}")))??;
+            checked.await.map_err(|e| Error::Task(format!("the {label}'s check stopped: {e}")))??;
             let task = rt.spawn(async move {
                 let _slot = permit;
                 let _running = running;
                 work.await
             });
             let _abort = AbortOnDrop(task.abort_handle());
-            task.await.map_err(|e| Error::Invalid(format!("the {label} stopped: {e}")))?
+            task.await.map_err(|e| Error::Task(format!("the {label} stopped: {e}")))?
         };
         let out = match tokio::time::timeout(limit, both).await {
             Err(_) => Err(Error::QueryTimeout(format!(

@@ -56,6 +56,20 @@ pub fn rows_json(batches: &[RecordBatch]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A query's answer as JSON, `{"columns": [...], "rows": [[...]]}`: the bytes `json!` would
+/// write for it (keys in that order), with the rows written by [`rows_json`].
+pub fn answer_json(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let columns = serde_json::to_vec(&columns(schema)).map_err(|e| crate::error::Error::Invalid(e.to_string()))?;
+    let rows = rows_json(batches)?;
+    let mut body = Vec::with_capacity(columns.len() + rows.len() + 22);
+    body.extend_from_slice(b"{\"columns\":");
+    body.extend_from_slice(&columns);
+    body.extend_from_slice(b",\"rows\":");
+    body.extend_from_slice(&rows);
+    body.push(b'}');
+    Ok(body)
+}
+
 fn cell(col: &dyn Array, fmt: &ArrayFormatter, row: usize) -> Value {
     use arrow::array::AsArray;
     use arrow::datatypes::*;
@@ -158,5 +172,8 @@ mod tests {
         let expected = serde_json::to_vec(&rows(&batches).unwrap()).unwrap();
         assert_eq!(rows_json(&batches).unwrap(), expected);
         assert_eq!(rows_json(&[]).unwrap(), b"[]");
+        let answer = answer_json(&b.schema(), &batches).unwrap();
+        let expected = serde_json::json!({"columns": columns(&b.schema()), "rows": rows(&batches).unwrap()});
+        assert_eq!(answer, serde_json::to_vec(&expected).unwrap());
     }
 }

@@ -343,12 +343,31 @@ impl Analytics {
     ///
     /// It runs within the query limits ([`executor`]): on the query threads, in a free slot,
     /// within `query_timeout_secs`; a join without an equality condition over more rows than
-    /// `max_unkeyed_join_rows` is refused before it runs ([`guard`]), and so is a result of more
-    /// than `max_result_rows` rows. `EXPLAIN` plans without running anything.
+    /// `max_unkeyed_join_rows` is refused before it runs ([`guard`]). `EXPLAIN` plans without
+    /// running anything. What runs is the plan that was checked: CTEs marked `AS MATERIALIZED`
+    /// are read where referenced, as written without the hint (the same rows), so none runs
+    /// unchecked or holds its result outside the memory budget.
     pub async fn query(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        self.ad_hoc(sql, None, |schema, batches| Ok((schema, batches))).await
+    }
+
+    /// [`Analytics::query`] for a caller over the network: at most `max_result_rows` rows, and
+    /// the answer `{"columns": [...], "rows": [[...]]}` written as JSON on the query threads,
+    /// within the time limit, not on the caller's.
+    pub async fn query_json(&self, sql: &str) -> Result<Vec<u8>> {
+        let max = self.executor.limits().max_result_rows;
+        self.ad_hoc(sql, Some(max), |schema, batches| format::answer_json(&schema, &batches)).await
+    }
+
+    async fn ad_hoc<T: Send + 'static>(
+        &self,
+        sql: &str,
+        max_rows: Option<usize>,
+        finish: fn(SchemaRef, Vec<RecordBatch>) -> Result<T>,
+    ) -> Result<T> {
         let read_only = || SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        // Planned with its CTEs inline, nothing run: refused here, it never takes the query
-        // threads. EXPLAIN plans only, so it passes.
+        // Checked before it runs, on a thread of its own: a refused statement never takes the
+        // query threads. EXPLAIN plans only, so it passes.
         let check = {
             let (this, sql) = (self.clone(), sql.to_string());
             async move {
@@ -365,12 +384,27 @@ impl Analytics {
             let (this, sql) = (self.clone(), sql.to_string());
             async move {
                 let ctx = this.context().await?;
-                let no_params = Vec::<(&str, datafusion::scalar::ScalarValue)>::new();
-                let df = materialize::plan(&ctx, &sql, read_only(), no_params).await.map_err(|e| this.classify(e))?;
-                this.execute(df, Work::Query, Some(this.executor.limits().max_result_rows)).await
+                let df = materialize::plan_inline(&ctx, &sql, read_only()).await.map_err(|e| this.classify(e))?;
+                let (schema, batches) = this.execute(df, Work::Query, max_rows).await?;
+                finish(schema, batches)
             }
         };
         self.executor.run_checked(Work::Query, check, work).await
+    }
+
+    /// Reads with one of convoscope's own statements (not a caller's): no join guard and no
+    /// row limit, within a report's time limit.
+    pub async fn read(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let (this, sql) = (self.clone(), sql.to_string());
+        self.executor
+            .run(Work::Report, async move {
+                let ctx = this.context().await?;
+                let no_params = Vec::<(&str, datafusion::scalar::ScalarValue)>::new();
+                let df =
+                    materialize::plan(&ctx, &sql, SQLOptions::new(), no_params).await.map_err(|e| this.classify(e))?;
+                this.execute(df, Work::Report, None).await
+            })
+            .await
     }
 
     /// Runs a planned statement on the calling (query) thread: its rows collected (at most

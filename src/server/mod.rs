@@ -109,9 +109,13 @@ impl App {
                 storage.clone(),
                 std::time::Duration::from_secs(config.compact_every_secs),
                 config.compact_max_events,
-                // No query of `serve`'s runs past its request timeout.
-                std::time::Duration::try_from_secs_f64(config.request_timeout_secs.max(0.0) + 1.0)
-                    .unwrap_or(std::time::Duration::from_secs(86_400)),
+                // Files a merge replaced stay until no query that listed them can still run:
+                // every query and report of `serve`'s is cancelled at its time limit.
+                std::time::Duration::try_from_secs_f64(
+                    config.request_timeout_secs.max(config.query_timeout_secs).max(config.report_timeout_secs).max(0.0)
+                        + 1.0,
+                )
+                .unwrap_or(std::time::Duration::from_secs(86_400)),
                 stopped,
             ));
             (stop, task)
@@ -223,7 +227,7 @@ impl App {
 async fn load_consent(analytics: &Analytics, sender: &crate::send::Sender) {
     let sql = "SELECT contact_key, event_type, CAST(occurred_at AS BIGINT) AS at FROM events \
                WHERE event_type IN ('consent.opt_in', 'consent.opt_out') AND contact_key IS NOT NULL";
-    match analytics.query(sql).await {
+    match analytics.read(sql).await {
         Ok((_, batches)) => {
             let rows = crate::analytics::format::rows(&batches).unwrap_or_default();
             let events: Vec<Event> = rows

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 
 use super::auth::Role;
 use super::{ApiError, AppState};
-use crate::analytics::format;
 use crate::error::Error;
 
 pub fn router() -> Router<AppState> {
@@ -32,24 +31,13 @@ async fn query(
     app.tokens.authorize(&headers, Role::Read)?;
     let Json(body) = body
         .map_err(|e| ApiError::bad_request("malformed", format!("expected {{\"sql\": \"...\"}}: {}", e.body_text())))?;
-    let (schema, batches) = app.analytics.query(&body.sql).await.map_err(|e| match e {
+    // Dropping this handler (the client went away) drops the query's task with it: the query
+    // is cancelled, not left running for nobody. The answer is written on the query threads.
+    let answer = app.analytics.query_json(&body.sql).await.map_err(|e| match e {
         Error::Query(q) => ApiError::bad_request("bad_query", q.to_string()),
         other => ApiError::Internal(other),
     })?;
-    // Dropping this handler (the client went away) drops the query's task with it: the query
-    // is cancelled, not left running for nobody.
-    // The rows are written straight to JSON text, not to a tree of values first, which holds
-    // many times the result's size (the answer's object, keys in order, as `json!` writes it).
-    let columns = serde_json::to_vec(&format::columns(&schema)).map_err(|e| Error::Invalid(e.to_string()))?;
-    let rows = format::rows_json(&batches)?;
-    drop(batches);
-    let mut body = Vec::with_capacity(columns.len() + rows.len() + 22);
-    body.extend_from_slice(b"{\"columns\":");
-    body.extend_from_slice(&columns);
-    body.extend_from_slice(b",\"rows\":");
-    body.extend_from_slice(&rows);
-    body.push(b'}');
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], answer).into_response())
 }
 
 /// Seals the log and writes everything in it to object storage now.

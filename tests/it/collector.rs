@@ -354,18 +354,21 @@ async fn compaction_beside_ingest_loses_and_duplicates_nothing() {
 }
 
 /// A server config merging small files every second, at most 1,000 events into one, keeping the
-/// files a round replaced for `request_timeout_secs` (plus a second); and its storage holding,
-/// per `(date, files, events per file)`, that many files of conversions.
+/// files a round replaced for `query_secs` (plus a second): the longest a request, a query or a
+/// report of it may run; and its storage holding, per `(date, files, events per file)`, that
+/// many files of conversions.
 async fn compacting_store(
     dir: &std::path::Path,
-    request_timeout_secs: f64,
+    query_secs: f64,
     days: &[(chrono::NaiveDate, usize, i64)],
 ) -> (convoscope::config::Config, convoscope::store::Storage) {
     use convoscope::event::Event;
     let cfg = convoscope::config::Config {
         compact_every_secs: 1,
         compact_max_events: 1000,
-        request_timeout_secs,
+        request_timeout_secs: query_secs,
+        query_timeout_secs: query_secs,
+        report_timeout_secs: query_secs,
         ..config(dir)
     };
     let storage = convoscope::store::Storage::open(&cfg.storage).unwrap();
@@ -430,7 +433,7 @@ async fn serve_compacts_small_files_in_the_background() {
     s.stop().await;
 }
 
-/// The files a background merge replaced outlive it by the request timeout, once per round (not
+/// The files a background merge replaced outlive it by the longest query time, once per round (not
 /// once per merge), and go at once when `serve` stops (left behind, the next start would merge
 /// them a second time).
 #[tokio::test]

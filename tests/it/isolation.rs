@@ -44,6 +44,16 @@ fn memory(pid: u32) -> (u64, u64) {
     (kb("VmHWM:"), kb("VmRSS:"))
 }
 
+/// The server, killed however the test ends (a failed assertion included).
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// One hostile statement and the errors it may end with: its own, and the two any statement
 /// that runs may meet while others hold the shared memory pool and the query threads
 /// (`query_memory`, `query_timeout`), besides `busy` when both slots are taken.
@@ -89,21 +99,23 @@ async fn hostile_readers_neither_delay_webhooks_nor_lose_events() {
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = spawn_serve(
+    let child = Server(spawn_serve(
         dir.path(),
         port,
         &[
+            // Two query threads whatever the machine, so what the scans hold is the same.
+            ("CONVOSCOPE_QUERY_THREADS", "2"),
             ("CONVOSCOPE_QUERY_MEMORY_BYTES", &QUERY_MEMORY.to_string()),
             // Three slots for four clients: every statement gets its turns, and some wait (429).
             ("CONVOSCOPE_MAX_CONCURRENT_QUERIES", "3"),
             ("CONVOSCOPE_QUERY_TIMEOUT_SECS", &QUERY_TIMEOUT.as_secs().to_string()),
         ],
-    );
+    ));
     let c = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
     wait_healthy(&c, &base).await;
     // What the collector holds on its own before any reader: the baseline the budget adds to.
     assert_eq!(query_at(&c, &base, "SELECT count(*) FROM events WHERE event_type = 'message.sent'").await.len(), 1);
-    let (_, own) = memory(child.id());
+    let (_, own) = memory(child.0.id());
     // EXPLAIN shows the plan of a statement the guard refuses, without running it.
     let plan = query_at(&c, &base, &format!("EXPLAIN {}", HOSTILE[0].sql)).await;
     assert!(format!("{plan:?}").contains("NestedLoopJoinExec"), "{plan:?}");
@@ -177,7 +189,7 @@ async fn hostile_readers_neither_delay_webhooks_nor_lose_events() {
     for r in readers {
         ends.push(r.await.unwrap());
     }
-    let (peak, _) = memory(child.id());
+    let (peak, _) = memory(child.0.id());
 
     times.sort();
     let (p50, p99, max) = (times[times.len() / 2], times[times.len() * 99 / 100], times[times.len() - 1]);
@@ -241,6 +253,4 @@ async fn hostile_readers_neither_delay_webhooks_nor_lose_events() {
     )
     .await;
     assert_eq!(stored, vec![vec![json!(300), json!(300)]]);
-    let _ = child.kill();
-    let _ = child.wait();
 }
