@@ -27,7 +27,7 @@ pub const DEFAULT_LATENCY_TRACKED: usize = 200_000;
 /// The kinds of query the analytics run: ad hoc (`/v1/query`, `convoscope query`) and reports.
 pub const QUERY_KINDS: [&str; 2] = ["query", "report"];
 /// How a query or report ends.
-pub const QUERY_OUTCOMES: [&str; 6] = ["ok", "busy", "refused", "timeout", "memory", "error"];
+pub const QUERY_OUTCOMES: [&str; 7] = ["ok", "busy", "refused", "timeout", "memory", "error", "cancelled"];
 const CATEGORIES: &[&str] = &["marketing", "utility", "authentication", "service"];
 
 /// All metrics of one process.
@@ -167,7 +167,7 @@ impl Metrics {
             "convoscope_queries_total",
             "Queries and reports ended, by kind and outcome: ok, busy (refused with 429), refused (by \
              the join guard or the result limit), timeout (cancelled), memory (over the budget even \
-             spilling), error.",
+             spilling), error, cancelled (its caller went away).",
             &["kind", "outcome"],
         );
         let query_spilled_bytes_total = counter_vec(

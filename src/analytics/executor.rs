@@ -84,6 +84,17 @@ impl Drop for Running {
     }
 }
 
+/// Counts a query cancelled by its caller, if dropped before it is disarmed.
+struct Unanswered(Option<prometheus::IntCounter>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.inc();
+        }
+    }
+}
+
 /// Runs queries and reports within [`QueryLimits`].
 pub struct Executor {
     runtime: QueryRuntime,
@@ -169,6 +180,10 @@ impl Executor {
             return Err(Error::Task("the query threads have stopped".into()));
         };
         let running = Running::new(self.metrics.as_ref().map(|m| m.queries_running.with_label_values(&[label])));
+        // Counted `cancelled` unless it ends here: the caller stopped waiting (a client that
+        // went away drops this future, and with it the query's task).
+        let mut unanswered =
+            Unanswered(self.metrics.as_ref().map(|m| m.queries_total.with_label_values(&[label, "cancelled"])));
         let checked = checker.spawn(check);
         let _abort_check = AbortOnDrop(checked.abort_handle());
         let both = async {
@@ -189,6 +204,7 @@ impl Executor {
             ))),
             Ok(r) => r,
         };
+        unanswered.0 = None;
         count(match &out {
             Ok(_) => "ok",
             Err(Error::QueryTimeout(_)) => "timeout",
@@ -292,7 +308,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_caller_that_goes_away_cancels_its_query() {
-        let ex = Executor::new(limits(1, 60_000), None).unwrap();
+        let metrics = Arc::new(Metrics::new(10, 10));
+        let ex = Executor::new(limits(1, 60_000), Some(metrics.clone())).unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let call = ex.run(Work::Query, async move {
             let _tx = tx;
@@ -302,5 +319,6 @@ mod tests {
         // The caller waits 50 ms, then drops the call (as axum drops a handler on disconnect).
         assert!(tokio::time::timeout(Duration::from_millis(50), call).await.is_err());
         tokio::time::timeout(Duration::from_secs(5), rx).await.expect("cancelled").unwrap_err();
+        assert_eq!(metrics.queries_total.with_label_values(&["query", "cancelled"]).get(), 1);
     }
 }
