@@ -15,19 +15,11 @@ pub fn columns(schema: &SchemaRef) -> Vec<String> {
 /// One JSON value per cell, row by row. Numbers stay numbers; a NaN or infinite float becomes
 /// `null` (a report never shows NaN); timestamps and the rest are their display strings.
 pub fn rows(batches: &[RecordBatch]) -> Result<Vec<Vec<Value>>> {
-    let opts = FormatOptions::default().with_null("");
     let mut out = Vec::new();
-    for b in batches {
-        let fmts: Vec<ArrayFormatter> =
-            b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts)).collect::<Result<_, _>>()?;
-        for row in 0..b.num_rows() {
-            let mut r = Vec::with_capacity(b.num_columns());
-            for (c, col) in b.columns().iter().enumerate() {
-                r.push(cell(col.as_ref(), &fmts[c], row));
-            }
-            out.push(r);
-        }
-    }
+    for_each_row(batches, |r| {
+        out.push(r);
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -35,25 +27,29 @@ pub fn rows(batches: &[RecordBatch]) -> Result<Vec<Vec<Value>>> {
 /// serialising `rows`, holding one row's values at a time instead of every row's (a value
 /// tree is many times the size of the Arrow data it comes from).
 pub fn rows_json(batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    let opts = FormatOptions::default().with_null("");
     let mut out = Vec::with_capacity(batches.iter().map(|b| b.get_array_memory_size()).sum::<usize>() + 2);
     out.push(b'[');
-    let mut first = true;
+    for_each_row(batches, |r| {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, &r).map_err(|e| crate::error::Error::Invalid(e.to_string()))
+    })?;
+    out.push(b']');
+    Ok(out)
+}
+
+/// Calls `f` with each row's cells as JSON values, in order.
+fn for_each_row(batches: &[RecordBatch], mut f: impl FnMut(Vec<Value>) -> Result<()>) -> Result<()> {
+    let opts = FormatOptions::default().with_null("");
     for b in batches {
         let fmts: Vec<ArrayFormatter> =
             b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts)).collect::<Result<_, _>>()?;
         for row in 0..b.num_rows() {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            let r: Vec<Value> =
-                b.columns().iter().enumerate().map(|(c, col)| cell(col.as_ref(), &fmts[c], row)).collect();
-            serde_json::to_writer(&mut out, &r).map_err(|e| crate::error::Error::Invalid(e.to_string()))?;
+            f(b.columns().iter().zip(&fmts).map(|(col, fmt)| cell(col.as_ref(), fmt, row)).collect())?;
         }
     }
-    out.push(b']');
-    Ok(out)
+    Ok(())
 }
 
 /// A query's answer as JSON, `{"columns": [...], "rows": [[...]]}`: the bytes `json!` would

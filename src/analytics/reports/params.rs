@@ -29,17 +29,6 @@ pub enum Param {
 }
 
 impl Param {
-    /// Every parameter.
-    pub const ALL: [Param; 7] = [
-        Param::From,
-        Param::To,
-        Param::Campaign,
-        Param::Experiment,
-        Param::WindowSecs,
-        Param::BotCost,
-        Param::AgentCostPerHour,
-    ];
-
     /// Its name in SQL, without the `$`.
     pub fn name(self) -> &'static str {
         match self {
