@@ -151,15 +151,17 @@ impl Executor {
         T: Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
     {
-        self.run_checked(kind, async { Ok(()) }, work).await
+        self.run_checked(kind, async { Ok(()) }, move |()| work).await
     }
 
-    /// [`Executor::run`], with `check` run first on the checker thread: `work` runs only if it
-    /// passes, and the time limit covers both.
-    pub async fn run_checked<T, C, F>(&self, kind: Work, check: C, work: F) -> Result<T>
+    /// [`Executor::run`], with `check` run first on the checker thread: `work` runs, with what
+    /// the check made (the plan it checked), only if it passes, and the time limit covers both.
+    pub async fn run_checked<T, X, C, W, F>(&self, kind: Work, check: C, work: W) -> Result<T>
     where
         T: Send + 'static,
-        C: Future<Output = Result<()>> + Send + 'static,
+        X: Send + 'static,
+        C: Future<Output = Result<X>> + Send + 'static,
+        W: FnOnce(X) -> F + Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
     {
         let label = kind.label();
@@ -187,11 +189,11 @@ impl Executor {
         let checked = checker.spawn(check);
         let _abort_check = AbortOnDrop(checked.abort_handle());
         let both = async {
-            checked.await.map_err(|e| Error::Task(format!("the {label}'s check stopped: {e}")))??;
+            let made = checked.await.map_err(|e| Error::Task(format!("the {label}'s check stopped: {e}")))??;
             let task = rt.spawn(async move {
                 let _slot = permit;
                 let _running = running;
-                work.await
+                work(made).await
             });
             let _abort = AbortOnDrop(task.abort_handle());
             task.await.map_err(|e| Error::Task(format!("the {label} stopped: {e}")))?

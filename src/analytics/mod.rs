@@ -132,6 +132,14 @@ fn views(schema: SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// A statement planned to run: its result's schema, its physical plan and the task context
+/// it runs in.
+pub(crate) struct Planned {
+    schema: SchemaRef,
+    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    task: Arc<datafusion::execution::TaskContext>,
+}
+
 /// Query access to stored events.
 #[derive(Clone, Debug)]
 pub struct Analytics {
@@ -365,31 +373,30 @@ impl Analytics {
         max_rows: Option<usize>,
         finish: fn(SchemaRef, Vec<RecordBatch>) -> Result<T>,
     ) -> Result<T> {
-        let read_only = || SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        // Checked before it runs, on a thread of its own: a refused statement never takes the
-        // query threads. EXPLAIN plans only, so it passes.
+        // Planned once and checked on a thread of its own (a refused statement never takes
+        // the query threads); then that plan runs. EXPLAIN plans only, so it passes.
         let check = {
             let (this, sql) = (self.clone(), sql.to_string());
             async move {
                 let ctx = this.context().await?;
-                let df = materialize::plan_inline(&ctx, &sql, read_only()).await.map_err(|e| this.classify(e))?;
-                if matches!(df.logical_plan(), datafusion::logical_expr::LogicalPlan::Explain(_)) {
-                    return Ok(());
+                let read_only =
+                    SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+                let df = materialize::plan_inline(&ctx, &sql, read_only).await.map_err(|e| this.classify(e))?;
+                let explain = matches!(df.logical_plan(), datafusion::logical_expr::LogicalPlan::Explain(_));
+                let planned = this.physical(df).await?;
+                if !explain {
+                    guard::check_unkeyed_joins(&planned.plan, this.executor.limits().max_unkeyed_join_rows)?;
                 }
-                let plan = df.create_physical_plan().await.map_err(|e| this.classify(e.into()))?;
-                guard::check_unkeyed_joins(&plan, this.executor.limits().max_unkeyed_join_rows)
+                Ok(planned)
             }
         };
-        let work = {
-            let (this, sql) = (self.clone(), sql.to_string());
-            async move {
-                let ctx = this.context().await?;
-                let df = materialize::plan_inline(&ctx, &sql, read_only()).await.map_err(|e| this.classify(e))?;
-                let (schema, batches) = this.execute(df, Work::Query, max_rows).await?;
+        let this = self.clone();
+        self.executor
+            .run_checked(Work::Query, check, move |planned| async move {
+                let (schema, batches) = this.collect(planned, Work::Query, max_rows).await?;
                 finish(schema, batches)
-            }
-        };
-        self.executor.run_checked(Work::Query, check, work).await
+            })
+            .await
     }
 
     /// Reads with one of convoscope's own statements (not a caller's): no join guard and no
@@ -407,19 +414,36 @@ impl Analytics {
             .await
     }
 
-    /// Runs a planned statement on the calling (query) thread: its rows collected (at most
-    /// `max_rows`), what it spilled counted.
+    /// Runs a planned statement on the calling (query) thread: [`Analytics::physical`], then
+    /// [`Analytics::collect`].
     pub(crate) async fn execute(
         &self,
         df: datafusion::dataframe::DataFrame,
         kind: Work,
         max_rows: Option<usize>,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        use futures::StreamExt;
+        let planned = self.physical(df).await?;
+        self.collect(planned, kind, max_rows).await
+    }
+
+    /// The physical plan of a statement, its joins made to yield ([`guard::yielding`]).
+    pub(crate) async fn physical(&self, df: datafusion::dataframe::DataFrame) -> Result<Planned> {
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let task = Arc::new(df.task_ctx());
         let plan = df.create_physical_plan().await.map_err(|e| self.classify(e.into()))?;
-        let plan = guard::yielding(plan)?;
+        Ok(Planned { schema, plan: guard::yielding(plan)?, task })
+    }
+
+    /// Runs a physical plan on the calling (query) thread: its rows collected (at most
+    /// `max_rows`), what it spilled counted.
+    pub(crate) async fn collect(
+        &self,
+        planned: Planned,
+        kind: Work,
+        max_rows: Option<usize>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        use futures::StreamExt;
+        let Planned { schema, plan, task } = planned;
         let mut stream =
             datafusion::physical_plan::execute_stream(plan.clone(), task).map_err(|e| self.classify(e.into()))?;
         let (mut batches, mut rows) = (Vec::new(), 0usize);
