@@ -151,12 +151,25 @@ impl Executor {
         T: Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
     {
-        self.run_checked(kind, async { Ok(()) }, move |()| work).await
+        self.run_after(kind, async { Ok(()) }, false, move |()| work).await
     }
 
     /// [`Executor::run`], with `check` run first on the checker thread: `work` runs, with what
     /// the check made (the plan it checked), only if it passes, and the time limit covers both.
     pub async fn run_checked<T, X, C, W, F>(&self, kind: Work, check: C, work: W) -> Result<T>
+    where
+        T: Send + 'static,
+        X: Send + 'static,
+        C: Future<Output = Result<X>> + Send + 'static,
+        W: FnOnce(X) -> F + Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        self.run_after(kind, check, true, work).await
+    }
+
+    /// Runs `check`, on the checker thread where `on_checker` (else in place: [`Executor::run`]
+    /// has nothing to check), then `work` with what it made on the query threads.
+    async fn run_after<T, X, C, W, F>(&self, kind: Work, check: C, on_checker: bool, work: W) -> Result<T>
     where
         T: Send + 'static,
         X: Send + 'static,
@@ -186,10 +199,14 @@ impl Executor {
         // went away drops this future, and with it the query's task).
         let mut unanswered =
             Unanswered(self.metrics.as_ref().map(|m| m.queries_total.with_label_values(&[label, "cancelled"])));
-        let checked = checker.spawn(check);
-        let _abort_check = AbortOnDrop(checked.abort_handle());
         let both = async {
-            let made = checked.await.map_err(|e| Error::Task(format!("the {label}'s check stopped: {e}")))??;
+            let made = if on_checker {
+                let checked = checker.spawn(check);
+                let _abort_check = AbortOnDrop(checked.abort_handle());
+                checked.await.map_err(|e| Error::Task(format!("the {label}'s check stopped: {e}")))??
+            } else {
+                check.await?
+            };
             let task = rt.spawn(async move {
                 let _slot = permit;
                 let _running = running;

@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::Value;
 
-use crate::analytics::reports::{Chart as Spec, Computed};
+use crate::analytics::reports::{Chart as ChartSpec, Computed};
 
 const W: u32 = 760;
 const H: u32 = 340;
@@ -37,7 +37,7 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// The chart of a report, drawn as its [`Spec`] says, or `None` when it has nothing to
+/// The chart of a report, drawn as its [`ChartSpec`] says, or `None` when it has nothing to
 /// draw.
 pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
     if r.rows.is_empty() {
@@ -47,7 +47,7 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
         cols.iter().filter_map(|c| col(r, c)).map(|i| text(&row[i])).collect::<Vec<_>>().join(" / ")
     };
     let svg = match r.report.spec().chart {
-        Spec::Bars { title, label: by, series: names } => {
+        ChartSpec::Bars { title, label: by, series: names } => {
             let series = names
                 .iter()
                 .filter_map(|n| {
@@ -56,7 +56,7 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
                 .collect();
             bars(title, r.rows.iter().map(|row| label(row, by)).collect(), series)?
         }
-        Spec::SumBars { title, by, value } => {
+        ChartSpec::SumBars { title, by, value } => {
             let mut sums: BTreeMap<String, f64> = BTreeMap::new();
             let (Some(c), Some(f)) = (col(r, by), col(r, value)) else { return Ok(None) };
             for row in &r.rows {
@@ -64,7 +64,7 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
             }
             bars(title, sums.keys().cloned().collect(), vec![(value.into(), sums.values().copied().collect())])?
         }
-        Spec::RateLines { title, x, denominator, rates } => {
+        ChartSpec::RateLines { title, x, denominator, rates } => {
             let (Some(d), Some(s)) = (col(r, x), col(r, denominator)) else { return Ok(None) };
             let Some(parts) = rates.iter().map(|(_, c)| col(r, c)).collect::<Option<Vec<usize>>>() else {
                 return Ok(None);
@@ -87,7 +87,7 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
                 .collect();
             lines(title, by.keys().cloned().collect(), series)?
         }
-        Spec::LinesPer { title, x, series, value } => {
+        ChartSpec::LinesPer { title, x, series, value } => {
             let (Some(d), Some(q), Some(m)) = (col(r, x), col(r, series), col(r, value)) else { return Ok(None) };
             let days: Vec<String> =
                 r.rows.iter().map(|row| text(&row[d])).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
@@ -100,7 +100,7 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
             }
             lines(title, days, per_series.into_iter().collect())?
         }
-        Spec::Intervals { title, label: by, trials, successes } => {
+        ChartSpec::Intervals { title, label: by, trials, successes } => {
             let (Some(n), Some(c)) = (col(r, trials), col(r, successes)) else { return Ok(None) };
             let items = r
                 .rows
