@@ -26,7 +26,7 @@ LAYERS = [
     ["store"],
     ["flush", "maintenance", "generate"],
     ["analytics"],
-    ["render", "send"],
+    ["render", "send", "cluster"],
     ["server"],
     ["sandbox"],
     ["demo"],

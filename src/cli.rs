@@ -19,6 +19,9 @@ pub struct Cli {
     /// Settings file (default: ./convoscope.toml when present).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// Where reports and queries run: local, or ballista://HOST:PORT (a cluster's scheduler).
+    #[arg(long, global = true, env = "CONVOSCOPE_ENGINE")]
+    pub engine: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -163,6 +166,37 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8099")]
         listen: String,
     },
+    /// A cluster's scheduler (Apache DataFusion Ballista): executors register with it, and
+    /// `--engine ballista://HOST:PORT` sends reports and queries to it.
+    #[cfg(feature = "cluster")]
+    Scheduler {
+        /// Address to listen on (gRPC).
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        bind: String,
+    },
+    /// A cluster's executor: runs the tasks its scheduler hands it over the store.
+    #[cfg(feature = "cluster")]
+    Executor {
+        /// The scheduler, HOST:PORT.
+        #[arg(long)]
+        scheduler: String,
+        /// Address it serves results and shuffle data on (Arrow Flight).
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        bind: String,
+        /// Port it takes tasks on (gRPC; default: the --bind port + 1).
+        #[arg(long)]
+        grpc_port: Option<u16>,
+        /// Host the scheduler, the other executors and clients reach it by (default: the
+        /// --bind host).
+        #[arg(long)]
+        advertise: Option<String>,
+        /// Tasks it runs at once (default: its cores).
+        #[arg(long)]
+        slots: Option<usize>,
+        /// Its shuffle files and spills (default: <state_dir>/executor).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
     /// Ad hoc read-only SQL over the `events` table.
     Query {
         /// The SQL statement.
@@ -225,8 +259,23 @@ fn init_tracing() {
         .try_init();
 }
 
+/// How long `compact` and `retention` wait for the store's maintenance lease: a collector's
+/// round holds it for its merges and then for the grace period of its queries (up to
+/// `report_timeout_secs`, five minutes by default).
+const COMMAND_LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The maintenance lease for a command run by hand (see [`crate::maintenance::Lease`]), named
+/// so that a collector's log says who holds it.
+async fn command_lease(storage: &Storage, command: &str) -> anyhow::Result<crate::maintenance::Lease> {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    let holder = format!("convoscope {command} on {host} (pid {})", std::process::id());
+    let mut lease = crate::maintenance::Lease::new(storage.clone(), holder);
+    lease.wait_for(crate::maintenance::STEP, COMMAND_LEASE_WAIT).await?;
+    Ok(lease)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut flags = Overrides { storage: cli.storage.clone(), ..Default::default() };
+    let mut flags = Overrides { storage: cli.storage.clone(), engine: cli.engine.clone(), ..Default::default() };
     match cli.command {
         Command::Serve { listen, wal_dir } => {
             flags.listen = listen;
@@ -304,7 +353,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (None, None) => None,
                 (f, t) => Some((f.unwrap_or(chrono::NaiveDate::MIN), t.unwrap_or(chrono::NaiveDate::MAX))),
             };
-            let done = crate::maintenance::compact(&storage, range, max_events).await?;
+            // Under the store's maintenance lease, given back however the run ends.
+            let mut lease = command_lease(&storage, "compact").await?;
+            let done = crate::maintenance::compact(&storage, range, max_events, &mut lease).await;
+            let healed = match &done {
+                Ok(_) if lease.hold_until(crate::maintenance::STEP).await.unwrap_or(false) => {
+                    Some(crate::maintenance::heal_rollups(&storage).await)
+                }
+                _ => None,
+            };
+            lease.release().await;
+            let done = done?;
             for c in &done {
                 println!(
                     "{}: {} files, {} rows -> 1 file, {} rows ({} duplicates dropped)",
@@ -316,7 +375,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             println!("wrote {} merged files", done.len());
-            let healed = crate::maintenance::heal_rollups(&storage).await?;
+            let healed = healed.ok_or_else(|| anyhow::anyhow!("the maintenance lease passed to another process before the rollups were brought up to date; run compact again"))??;
             if healed.written > 0 {
                 println!("wrote {} rollup files that events files lacked", healed.written);
             }
@@ -330,7 +389,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let storage = Storage::open(&config.storage)?;
             let keep = keep_days.unwrap_or(config.retention_days);
             let today = chrono::Utc::now().date_naive();
-            let gone = crate::maintenance::retention(&storage, keep, config.min_retention_days, today).await?;
+            let mut lease = command_lease(&storage, "retention").await?;
+            let gone =
+                crate::maintenance::retention(&storage, keep, config.min_retention_days, today, &mut lease).await;
+            lease.release().await;
+            let gone = gone?;
             for g in &gone {
                 println!("deleted {}: {} files, {} bytes", g.date, g.files, g.bytes);
             }
@@ -366,6 +429,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(%listen, "benchmark baseline: every request answered 200 after reading its body");
             crate::util::ceiling::serve(listener, crate::server::shutdown_signal()).await?;
+            Ok(())
+        }
+        #[cfg(feature = "cluster")]
+        Command::Scheduler { bind } => {
+            let config = Config::load(cli.config.as_deref(), &flags)?;
+            let storage = Storage::open(&config.storage)?;
+            let listener =
+                tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+            let spill = config.analytics().limits.spill_dir;
+            crate::cluster::run_scheduler(listener, storage, spill, crate::server::shutdown_signal()).await?;
+            Ok(())
+        }
+        #[cfg(feature = "cluster")]
+        Command::Executor { scheduler, bind, grpc_port, advertise, slots, work_dir } => {
+            let config = Config::load(cli.config.as_deref(), &flags)?;
+            let storage = Storage::open(&config.storage)?;
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+            let options = crate::cluster::ExecutorOptions {
+                scheduler,
+                bind,
+                grpc_port,
+                advertise,
+                slots: slots.filter(|n| *n > 0).unwrap_or(cores),
+                work_dir: work_dir.unwrap_or_else(|| config.state_dir.join("executor")),
+                memory_bytes: config.query_memory_bytes,
+            };
+            crate::cluster::run_executor(options, storage).await?;
             Ok(())
         }
         Command::Query { sql, format: fmt } => {

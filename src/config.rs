@@ -110,6 +110,9 @@ pub struct Config {
     pub max_unkeyed_join_rows: u64,
     /// Rows `/v1/query` returns at most; a larger result is refused (aggregate, or LIMIT).
     pub max_result_rows: usize,
+    /// Where reports and queries run: `local` (this process) or `ballista://HOST:PORT` (the
+    /// scheduler of an Apache DataFusion Ballista cluster: `convoscope scheduler`).
+    pub engine: String,
 }
 
 impl Default for Config {
@@ -189,6 +192,7 @@ impl Default for Config {
             max_unkeyed_join_rows: 100_000_000,
             // A JSON answer of 100,000 rows is tens of megabytes: more is an export, not a query.
             max_result_rows: 100_000,
+            engine: "local".into(),
         }
     }
 }
@@ -209,6 +213,45 @@ pub struct AnalyticsSettings {
     pub bot_cost_per_conversation: f64,
     /// Where and how queries and reports run.
     pub limits: QueryLimits,
+    /// Which engine runs them.
+    pub engine: Engine,
+}
+
+/// The engine reports and queries run on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// DataFusion in this process.
+    #[default]
+    Local,
+    /// An Apache DataFusion Ballista cluster, by its scheduler's `HOST:PORT`.
+    Ballista(String),
+}
+
+impl Engine {
+    /// Parses `local` or `ballista://HOST:PORT`.
+    pub fn parse(text: &str) -> Result<Engine> {
+        let text = text.trim();
+        if text.is_empty() || text == "local" {
+            return Ok(Engine::Local);
+        }
+        let bad = |why: &str| Error::Config(format!("engine {text:?}: {why}; use local or ballista://HOST:PORT"));
+        let addr = text.strip_prefix("ballista://").ok_or_else(|| bad("unknown engine"))?.trim_end_matches('/');
+        match addr.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+                Ok(Engine::Ballista(addr.to_string()))
+            }
+            _ => Err(bad("the scheduler's address must be HOST:PORT")),
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Engine::Local => f.write_str("local"),
+            Engine::Ballista(addr) => write!(f, "ballista://{addr}"),
+        }
+    }
 }
 
 /// Where and how queries and reports run, so that no reader can hurt the collector: on threads
@@ -283,6 +326,7 @@ pub struct Overrides {
     pub storage: Option<String>,
     pub listen: Option<String>,
     pub wal_dir: Option<PathBuf>,
+    pub engine: Option<String>,
 }
 
 const ENV: &[(&str, &str)] = &[
@@ -313,6 +357,7 @@ const ENV: &[(&str, &str)] = &[
     ("CONVOSCOPE_MAX_CONCURRENT_QUERIES", "max_concurrent_queries"),
     ("CONVOSCOPE_QUERY_TIMEOUT_SECS", "query_timeout_secs"),
     ("CONVOSCOPE_REPORT_TIMEOUT_SECS", "report_timeout_secs"),
+    ("CONVOSCOPE_ENGINE", "engine"),
 ];
 
 impl Config {
@@ -370,11 +415,15 @@ impl Config {
         if let Some(w) = &flags.wal_dir {
             cfg.wal_dir = Some(w.clone());
         }
+        if let Some(e) = &flags.engine {
+            cfg.engine = e.clone();
+        }
         cfg.validate()?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<()> {
+        Engine::parse(&self.engine)?;
         if self.flush_interval_secs <= 0.0 || !self.flush_interval_secs.is_finite() {
             return Err(Error::Config("flush_interval_secs must be a positive number".into()));
         }
@@ -417,6 +466,8 @@ impl Config {
             agent_cost_per_hour: self.agent_cost_per_hour,
             bot_cost_per_conversation: self.bot_cost_per_conversation,
             limits: self.query_limits(self.spill_dir.clone().unwrap_or_else(|| self.state_dir.join("spill"))),
+            // Checked when the settings were loaded.
+            engine: Engine::parse(&self.engine).unwrap_or_default(),
         }
     }
 
@@ -489,6 +540,23 @@ mod tests {
         assert_eq!(c.flush_interval(), Duration::from_secs(2));
         assert_eq!(c.tokens, vec!["read:abcdefgh".to_string(), "ingest:ijklmnop".to_string()]);
         assert_eq!(c.wal_dir(), PathBuf::from("./data/wal"));
+    }
+
+    #[test]
+    fn engines_parse_and_bad_ones_say_what_is_expected() {
+        assert_eq!(Engine::parse("local").unwrap(), Engine::Local);
+        assert_eq!(Engine::parse("ballista://10.0.0.5:50050").unwrap(), Engine::Ballista("10.0.0.5:50050".into()));
+        assert_eq!(
+            Engine::parse("ballista://sched.internal:50050/").unwrap().to_string(),
+            "ballista://sched.internal:50050"
+        );
+        for bad in ["ballista://", "ballista://host", "ballista://host:0", "spark://host:7077", "df://h:1"] {
+            let e = Engine::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("ballista://HOST:PORT"), "{bad}: {e}");
+        }
+        let env = |k: &str| (k == "CONVOSCOPE_ENGINE").then(|| "ballista://127.0.0.1:50050".to_string());
+        let c = Config::load_with_env(None, &Overrides::default(), env).unwrap();
+        assert_eq!(c.analytics().engine, Engine::Ballista("127.0.0.1:50050".into()));
     }
 
     #[test]

@@ -59,6 +59,10 @@ pub enum Error {
     /// A task of the service stopped unexpectedly (a panic, or its runtime shut down).
     #[error("{0}")]
     Task(String),
+    /// The cluster a query was sent to (`engine = "ballista://..."`) could not be reached or
+    /// failed it; the message names the scheduler's address.
+    #[error("{0}")]
+    Cluster(String),
 }
 
 impl Error {

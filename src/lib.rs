@@ -31,10 +31,13 @@
 //! - [`flush`]: sealed log segments → Parquet events files and their rollups in the store.
 //! - [`maintenance`]: one file per operation: compact, its schedule, rollup healing, retention.
 //! - [`generate`]: synthetic, seeded event sets for demos and benchmarks.
-//! - [`analytics`]: DataFusion over the store: the tables, the facts, the reports.
+//! - [`analytics`]: DataFusion over the store: the tables, the facts, the reports, run here or
+//!   on a cluster (`analytics::cluster`).
 //! - [`render`]: charts (plotters, SVG, PNG) and HTML pages of reports.
 //! - [`send`]: the send path (consent, assignment, rate limits, retries, circuit breaker) and
 //!   provider clients.
+//! - `cluster`: the scheduler and executor of an Apache DataFusion Ballista cluster, which run
+//!   the reports past one machine (the default `cluster` feature).
 //! - [`server`]: the HTTP service (collector endpoints, `/metrics`, the `/v1` API, the pages).
 //! - [`sandbox`]: a simulated Cloud API provider that calls the collector back.
 //! - [`demo`]: the whole loop against the sandbox, in one command.
@@ -53,6 +56,8 @@
 
 pub mod analytics;
 pub mod cli;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -54,7 +54,12 @@ pub async fn plan(
 /// Plans `sql` as [`plan`] does, but with every `AS MATERIALIZED` CTE read where it is
 /// referenced instead of run first: the same rows, and nothing runs, for checking a statement
 /// before it runs.
-pub async fn plan_inline(ctx: &SessionContext, sql: &str, options: SQLOptions) -> Result<DataFrame> {
+pub async fn plan_inline(
+    ctx: &SessionContext,
+    sql: &str,
+    options: SQLOptions,
+    params: impl Into<ParamValues>,
+) -> Result<DataFrame> {
     let state = ctx.state();
     let mut statement = state.sql_to_statement(sql, &dialect_of(ctx, sql))?;
     if let Some(with) = materializable(&mut statement).and_then(|q| q.with.as_mut()) {
@@ -64,7 +69,7 @@ pub async fn plan_inline(ctx: &SessionContext, sql: &str, options: SQLOptions) -
     }
     let plan = state.statement_to_plan(statement).await?;
     options.verify_plan(&plan)?;
-    Ok(ctx.execute_logical_plan(plan).await?)
+    Ok(ctx.execute_logical_plan(plan).await?.with_param_values(params.into())?)
 }
 
 /// The dialect `sql` is parsed in: PostgreSQL's where it says `MATERIALIZED`, whose syntax

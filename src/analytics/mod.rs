@@ -8,6 +8,7 @@
 //! tables ([`facts`]), backed by those rollups where every events file has them and by views
 //! over `events` otherwise.
 
+pub mod cluster;
 pub mod earliest_text;
 pub mod executor;
 pub mod facts;
@@ -29,7 +30,7 @@ use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
-use crate::config::{AnalyticsSettings, QueryLimits};
+use crate::config::{AnalyticsSettings, Engine, QueryLimits};
 use crate::error::{Error, Result};
 use crate::event;
 use crate::experiments::Experiments;
@@ -107,6 +108,30 @@ fn engine_runtime(limits: &QueryLimits) -> Result<Arc<RuntimeEnv>> {
         .build_arc()?)
 }
 
+/// No parameters, for a statement that has none.
+fn no_params() -> Vec<(&'static str, datafusion::scalar::ScalarValue)> {
+    Vec::new()
+}
+
+/// [`STORE_URL`] parsed.
+fn store_url() -> Result<url::Url> {
+    url::Url::parse(STORE_URL).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// convoscope's SQL functions: `id_key`, and the aggregates `max_text`, `min_text` and
+/// `earliest_text`. Every session registers them, and so does every node of a cluster
+/// ([`crate::cluster`]), which finds a plan's functions by name.
+pub fn functions() -> (Vec<datafusion::logical_expr::ScalarUDF>, Vec<datafusion::logical_expr::AggregateUDF>) {
+    (vec![id_key::udf()], vec![text_extreme::udaf(true), text_extreme::udaf(false), earliest_text::udaf()])
+}
+
+/// Registers `storage`'s object store under the URL the tables name, in a node's runtime
+/// ([`crate::cluster`]): every node reads the same files by the same paths.
+pub fn register_store(runtime: &RuntimeEnv, storage: &Storage) -> Result<()> {
+    runtime.register_object_store(&store_url()?, storage.store.clone());
+    Ok(())
+}
+
 /// The schema `events` is read with: the stored schema with strings as `Utf8View`.
 ///
 /// A view array points into the decoded Parquet pages instead of copying every string into
@@ -159,6 +184,8 @@ pub struct Analytics {
     pub rollups: bool,
     /// Where queries and reports run, and within what limits.
     executor: Arc<Executor>,
+    /// Which engine plans run on: this process, or a cluster.
+    engine: Engine,
 }
 
 /// What messages and support cost, in the account's currency.
@@ -222,7 +249,14 @@ impl Analytics {
             experiments: Arc::default(),
             rollups: true,
             executor: Arc::new(Executor::new(limits, None)?),
+            engine: Engine::Local,
         })
+    }
+
+    /// The same analytics running its plans on `engine`.
+    pub fn with_engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
     }
 
     /// The same analytics with these experiment definitions.
@@ -262,27 +296,40 @@ impl Analytics {
                 bot_cost_per_conversation: settings.bot_cost_per_conversation,
             }),
             rollups: true,
+            engine: settings.engine.clone(),
         })
     }
 
     /// A session with `events`, the rollups (`messages`, `conversations`, `exposures`:
     /// [`crate::rollup`]), the facts tables ([`facts`]) and `rate_card` registered.
+    ///
+    /// On a cluster engine its plans run on the cluster ([`cluster`]); the scheduler is
+    /// checked first, so one that is down fails here, at once, naming its address.
     pub async fn context(&self) -> Result<SessionContext> {
+        let ctx = match &self.engine {
+            Engine::Local => SessionContext::new_with_config_rt(self.session.clone(), self.runtime.clone()),
+            Engine::Ballista(addr) => {
+                cluster::reachable(addr).await?;
+                SessionContext::new_with_state(cluster::session(self.session.clone(), self.runtime.clone(), addr)?)
+            }
+        };
         let rollups = self.rollups_cover().await?;
-        let ctx = SessionContext::new_with_config_rt(self.session.clone(), self.runtime.clone());
-        let url = url::Url::parse(STORE_URL).map_err(|e| Error::Invalid(e.to_string()))?;
-        ctx.register_object_store(&url, self.storage.store.clone());
+        ctx.register_object_store(&store_url()?, self.storage.store.clone());
         ctx.register_table("events", self.partitioned_table("events", read_schema())?)?;
         for kind in crate::rollup::Kind::ALL {
             ctx.register_table(kind.table(), self.partitioned_table(kind.dir(), views(kind.schema()))?)?;
         }
-        ctx.register_table("rate_card", self.rate_card_table()?)?;
-        ctx.register_udf(id_key::udf());
-        ctx.register_udaf(text_extreme::udaf(true));
-        ctx.register_udaf(text_extreme::udaf(false));
-        ctx.register_udaf(earliest_text::udaf());
+        ctx.register_table("rate_card", self.rate_card_view()?)?;
+        let (scalars, aggregates) = functions();
+        scalars.into_iter().for_each(|f| ctx.register_udf(f));
+        aggregates.into_iter().for_each(|f| ctx.register_udaf(f));
         facts::register(&ctx, rollups).await?;
         Ok(ctx)
+    }
+
+    /// Whether plans run on a cluster rather than in this process.
+    pub fn distributed(&self) -> bool {
+        !matches!(self.engine, Engine::Local)
     }
 
     /// A listing table over the Parquet files of `dir`'s `date=` partitions, `date` a column.
@@ -324,24 +371,28 @@ impl Analytics {
         Ok(covered)
     }
 
-    fn rate_card_table(&self) -> Result<Arc<datafusion::datasource::MemTable>> {
-        use arrow::array::{Float64Array, StringArray};
-        use arrow::datatypes::{Field, Schema};
+    /// `rate_card (category, country, price)` as a view over `VALUES`: a plan, which a cluster's
+    /// nodes can rebuild, where a table in memory could not be sent to them.
+    fn rate_card_view(&self) -> Result<Arc<datafusion::catalog::view::ViewTable>> {
+        use datafusion::logical_expr::{LogicalPlanBuilder, col, lit};
         let rc = &self.costs.rate_card;
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("category", DataType::Utf8, false),
-            Field::new("country", DataType::Utf8, false),
-            Field::new("price", DataType::Float64, false),
-        ]));
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from_iter_values(rc.iter().map(|r| r.0.as_str()))),
-                Arc::new(StringArray::from_iter_values(rc.iter().map(|r| r.1.as_str()))),
-                Arc::new(Float64Array::from_iter_values(rc.iter().map(|r| r.2))),
-            ],
-        )?;
-        Ok(Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?))
+        // VALUES needs a row: an empty card is one row filtered out.
+        let rows: Vec<Vec<_>> = if rc.is_empty() {
+            vec![vec![lit(""), lit(""), lit(0.0)]]
+        } else {
+            rc.iter()
+                .map(|(category, country, price)| vec![lit(category.as_str()), lit(country.as_str()), lit(*price)])
+                .collect()
+        };
+        let plan = LogicalPlanBuilder::values(rows)?
+            .filter(lit(!rc.is_empty()))?
+            .project(vec![
+                col("column1").alias("category"),
+                col("column2").alias("country"),
+                col("column3").alias("price"),
+            ])?
+            .build()?;
+        Ok(Arc::new(datafusion::catalog::view::ViewTable::new(plan, None)))
     }
 
     /// Runs one read-only SQL statement: DDL, DML, `COPY`, `SET` and the like are refused,
@@ -381,11 +432,27 @@ impl Analytics {
                 let ctx = this.context().await?;
                 let read_only =
                     SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-                let df = materialize::plan_inline(&ctx, &sql, read_only).await.map_err(|e| this.classify(e))?;
+                let df =
+                    materialize::plan_inline(&ctx, &sql, read_only, no_params()).await.map_err(|e| this.classify(e))?;
                 let explain = matches!(df.logical_plan(), datafusion::logical_expr::LogicalPlan::Explain(_));
+                let max_pairs = this.executor.limits().max_unkeyed_join_rows;
+                if !explain && this.distributed() {
+                    // The cluster's plan is one node that sends the statement away: the guard
+                    // reads the plan this process would have run, from the same statistics.
+                    let state = ctx.state();
+                    let optimized = state.optimize(df.logical_plan()).map_err(|e| this.classify(e.into()))?;
+                    let local = datafusion::physical_planner::PhysicalPlanner::create_physical_plan(
+                        &datafusion::physical_planner::DefaultPhysicalPlanner::default(),
+                        &optimized,
+                        &state,
+                    )
+                    .await
+                    .map_err(|e| this.classify(e.into()))?;
+                    guard::check_unkeyed_joins(&local, max_pairs)?;
+                }
                 let planned = this.physical(df).await?;
-                if !explain {
-                    guard::check_unkeyed_joins(&planned.plan, this.executor.limits().max_unkeyed_join_rows)?;
+                if !explain && !this.distributed() {
+                    guard::check_unkeyed_joins(&planned.plan, max_pairs)?;
                 }
                 Ok(planned)
             }
@@ -406,12 +473,27 @@ impl Analytics {
         self.executor
             .run(Work::Report, async move {
                 let ctx = this.context().await?;
-                let no_params = Vec::<(&str, datafusion::scalar::ScalarValue)>::new();
-                let df =
-                    materialize::plan(&ctx, &sql, SQLOptions::new(), no_params).await.map_err(|e| this.classify(e))?;
+                let df = this.plan(&ctx, &sql, no_params()).await?;
                 this.execute(df, Work::Report, None).await
             })
             .await
+    }
+
+    /// Plans one of convoscope's own statements with these parameters: its `AS MATERIALIZED`
+    /// CTEs collected first in this process ([`materialize`]), or read inline on a cluster,
+    /// which cannot be sent rows held here ([`cluster`]).
+    pub(crate) async fn plan(
+        &self,
+        ctx: &SessionContext,
+        sql: &str,
+        params: Vec<(&str, datafusion::scalar::ScalarValue)>,
+    ) -> Result<datafusion::dataframe::DataFrame> {
+        let planned = if self.distributed() {
+            materialize::plan_inline(ctx, sql, SQLOptions::new(), params).await
+        } else {
+            materialize::plan(ctx, sql, SQLOptions::new(), params).await
+        };
+        planned.map_err(|e| self.classify(e))
     }
 
     /// Runs a planned statement on the calling (query) thread: [`Analytics::physical`], then
@@ -444,6 +526,10 @@ impl Analytics {
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         use futures::StreamExt;
         let Planned { schema, plan, task } = planned;
+        let job = match &self.engine {
+            Engine::Ballista(addr) => Some(cluster::JobGuard::new(addr, plan.clone())),
+            Engine::Local => None,
+        };
         let mut stream =
             datafusion::physical_plan::execute_stream(plan.clone(), task).map_err(|e| self.classify(e.into()))?;
         let (mut batches, mut rows) = (Vec::new(), 0usize);
@@ -461,20 +547,28 @@ impl Analytics {
             batches.push(batch);
         }
         drop(stream);
+        if let Some(job) = job {
+            job.finished();
+        }
         self.executor.spilled(kind, guard::spilled_bytes(&plan));
         Ok((schema, batches))
     }
 
-    /// Where its queries run.
+    /// Where its queries run: the threads and limits.
     pub(crate) fn executor(&self) -> &Executor {
         &self.executor
     }
 
     /// A clear error for a query that ran out of memory; others as they are.
+    /// On a cluster, an execution error names the scheduler (the cluster's own failures,
+    /// an executor lost, arrive as execution errors).
     pub(crate) fn classify(&self, e: Error) -> Error {
-        match e {
-            Error::Query(q) => guard::query_error(q, self.executor.limits().memory_bytes),
-            other => other,
+        match (e, &self.engine) {
+            (Error::Query(q @ datafusion::error::DataFusionError::Execution(_)), Engine::Ballista(addr)) => {
+                cluster::failed(addr, &q)
+            }
+            (Error::Query(q), _) => guard::query_error(q, self.executor.limits().memory_bytes),
+            (other, _) => other,
         }
     }
 }

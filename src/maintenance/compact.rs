@@ -3,6 +3,7 @@
 //! in the stored order) is in `merge.rs`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use object_store::path::Path as ObjPath;
@@ -10,6 +11,7 @@ use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::file::FOOTER_SIZE;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 
+use super::lease::{Lease, STEP};
 use super::{Grace, merge};
 use crate::error::{Error, Result};
 use crate::rollup::Kind;
@@ -28,10 +30,14 @@ pub struct Compacted {
 /// Merges every partition with more than one file (optionally only dates in `range`) into one
 /// file; with `max_events`, only its files of fewer than half that many events, into files of at
 /// most that many (as `serve` does), so a day too large to hold in memory can be compacted too.
+///
+/// Every merge and delete is made under `lease` ([`Lease`]), which the caller holds already;
+/// should it pass to another process meanwhile, compaction stops with an error saying so.
 pub async fn compact(
     storage: &Storage,
     range: Option<(NaiveDate, NaiveDate)>,
     max_events: Option<u64>,
+    lease: &mut Lease,
 ) -> Result<Vec<Compacted>> {
     let mut by_date: BTreeMap<NaiveDate, Vec<ObjectMeta>> = BTreeMap::new();
     for (d, m) in storage.list_event_files().await? {
@@ -46,25 +52,38 @@ pub async fn compact(
         }
         let mut merged = Vec::new();
         let result = match max_events {
-            Some(max) => merge_small_files(storage, date, &files, max, &Grace::default(), &mut merged).await,
-            None => merge_partition(storage, date, &files).await.map(|m| merged.push(m)),
+            Some(max) => merge_small_files(storage, date, &files, max, &Grace::default(), lease, &mut merged).await,
+            None if lease.hold_until(STEP).await? => {
+                merge_partition(storage, date, &files).await.map(|m| merged.push(m))
+            }
+            None => Ok(()),
         };
         // What was merged before a failure is still deleted, so it is not merged twice.
-        done.extend(delete_replaced(storage, merged).await?);
+        done.extend(delete_replaced(storage, merged, lease).await?);
         result?;
+        if !lease.covers(Duration::ZERO) {
+            return Err(lost(lease).await);
+        }
     }
     Ok(done)
 }
 
+/// The error of a command whose lease passed to another process while it ran.
+async fn lost(lease: &Lease) -> Error {
+    let holder = lease.current_holder().await.ok().flatten().unwrap_or_else(|| "another process".into());
+    Error::Invalid(format!("the maintenance lease passed to {holder}; stopped here (run it again to go on)"))
+}
+
 /// Merges `files` (one day's) of fewer than half `max_events` rows, in groups of at most
-/// `max_events` rows, onto `merged`; no merge starts once `grace` says `serve` is stopping.
-/// The files merged are not deleted yet.
+/// `max_events` rows, onto `merged`; no merge starts once `grace` says `serve` is stopping, or
+/// without `lease`. The files merged are not deleted yet.
 pub(super) async fn merge_small_files(
     storage: &Storage,
     date: NaiveDate,
     files: &[ObjectMeta],
     max_events: u64,
     grace: &Grace,
+    lease: &mut Lease,
     merged: &mut Vec<Merged>,
 ) -> Result<()> {
     let mut groups: Vec<Vec<ObjectMeta>> = Vec::new();
@@ -86,7 +105,7 @@ pub(super) async fn merge_small_files(
         }
     }
     for group in groups.into_iter().filter(|g| g.len() > 1) {
-        if grace.stopped() {
+        if grace.stopped() || !lease.hold_until(STEP).await? {
             break;
         }
         merged.push(merge_partition(storage, date, &group).await?);
@@ -142,16 +161,29 @@ async fn merge_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMeta
             "compacted file of {date} has {footer_rows} rows, expected {rows_after}; kept the originals"
         )));
     }
+    // Which files went into which: the trail an operator (or a test) follows to see that no
+    // file was merged twice.
+    let inputs: Vec<&str> = files.iter().filter_map(|f| f.location.filename()).collect();
+    tracing::info!(%date, file = %path, inputs = %inputs.join(","), rows_before, rows_after, "merged files");
     let compacted = Compacted { date, files_before: files.len(), rows_before, rows_after, file: path.to_string() };
     Ok(Merged { compacted, replaced: files.to_vec() })
 }
 
-/// Deletes the files each merge replaced, now that its merged file is in place. Tries every
-/// file before it reports the first failure: a file left behind is only merged once more.
-pub(super) async fn delete_replaced(storage: &Storage, merged: Vec<Merged>) -> Result<Vec<Compacted>> {
+/// Deletes the files each merge replaced, now that its merged file is in place, while `lease`
+/// is held. Tries every file before it reports the first failure: a file left behind (or kept
+/// because the lease passed on) is only merged once more, and counted once meanwhile.
+pub(super) async fn delete_replaced(
+    storage: &Storage,
+    merged: Vec<Merged>,
+    lease: &mut Lease,
+) -> Result<Vec<Compacted>> {
     let mut done = Vec::with_capacity(merged.len());
     let mut failed = None;
     for Merged { compacted: c, replaced } in merged {
+        if !lease.hold_until(STEP).await? {
+            tracing::warn!(date = %c.date, file = %c.file, "the maintenance lease passed to another process before the merged files were deleted; they stay, and are merged again");
+            continue;
+        }
         for f in &replaced {
             match storage.store.delete(&f.location).await {
                 Ok(()) => delete_rollups_of(storage, &f.location).await,
@@ -202,7 +234,7 @@ mod tests {
         read.event_type = "message.read".into();
         s.write_events(vec![late, ev("c", day + 3, 10), read], "f2").await.unwrap();
         s.write_events(vec![ev("z", day + 86_400_000_000, 1)], "f3").await.unwrap();
-        let done = compact(&s, None, None).await.unwrap();
+        let done = compact(&s, None, None, &mut Lease::new(s.clone(), "test")).await.unwrap();
         assert_eq!(done.len(), 1, "only the partition with two files");
         assert_eq!((done[0].files_before, done[0].rows_before, done[0].rows_after), (2, 5, 4));
         let files = s.list_event_files().await.unwrap();
@@ -214,7 +246,7 @@ mod tests {
         assert_eq!(ids, ["r", "b", "c", "a"], "sorted by event type, then occurred_at");
         assert_eq!(b.column_by_name("campaign").unwrap().null_count(), 4, "the first-received copy of a is kept");
         // A second run has nothing to do.
-        assert!(compact(&s, None, None).await.unwrap().is_empty());
+        assert!(compact(&s, None, None, &mut Lease::new(s.clone(), "test")).await.unwrap().is_empty());
     }
 
     /// The flusher's files each hold a few contacts' messages in small dictionaries; merged and
@@ -245,7 +277,7 @@ mod tests {
                 flushed += s.store.head(&path).await.unwrap().size;
             }
         }
-        let done = compact(&s, None, None).await.unwrap();
+        let done = compact(&s, None, None, &mut Lease::new(s.clone(), "test")).await.unwrap();
         assert_eq!((done[0].files_before, done[0].rows_after), (4, 300_000));
         let path = ObjPath::from(done[0].file.as_str());
         let bytes = s.store.get(&path).await.unwrap().bytes().await.unwrap();
@@ -266,11 +298,11 @@ mod tests {
             let evs = (0..rows).map(|i| ev(&format!("{name}{i}"), day + i, 0)).collect();
             s.write_events(evs, name).await.unwrap();
         }
-        let done = compact(&s, None, Some(250)).await.unwrap();
+        let done = compact(&s, None, Some(250), &mut Lease::new(s.clone(), "test")).await.unwrap();
         // `big` is over half the limit and stays; a and b are merged; c would pass the limit.
         assert_eq!(done.iter().map(|c| (c.files_before, c.rows_after)).collect::<Vec<_>>(), [(2, 200)]);
         assert_eq!(s.list_event_files().await.unwrap().len(), 3);
         // Without a limit the day becomes one file.
-        assert_eq!(compact(&s, None, None).await.unwrap()[0].rows_after, 430);
+        assert_eq!(compact(&s, None, None, &mut Lease::new(s.clone(), "test")).await.unwrap()[0].rows_after, 430);
     }
 }

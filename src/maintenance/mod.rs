@@ -6,7 +6,9 @@
 //! - `schedule.rs`: `serve`'s own compaction, a round every interval ([`compact_every`]);
 //! - `heal.rs`: [`heal_rollups`] writes the rollups an events file lacks and deletes those of
 //!   a retired layout;
-//! - `retention.rs`: [`retention()`] deletes partitions past the retention period.
+//! - `retention.rs`: [`retention()`] deletes partitions past the retention period;
+//! - `lease.rs`: the [`Lease`] in the store under which one process at a time, of the many
+//!   collectors (and commands) sharing a store, does any of the above.
 //!
 //! `serve` also merges small files on its own ([`compact_every`]), today's included, a bounded
 //! number of events at a time, so the files a flush writes every minute do not pile up:
@@ -24,6 +26,7 @@
 
 mod compact;
 mod heal;
+mod lease;
 mod merge;
 mod retention;
 mod schedule;
@@ -35,6 +38,7 @@ use object_store::path::Path as ObjPath;
 
 pub use compact::{Compacted, compact};
 pub use heal::{Healed, delete_retired_rollups, heal_rollups, write_missing_rollups};
+pub use lease::{CLOCK_SKEW, Lease, STEP, TERM};
 pub use retention::{Deleted, retention};
 pub use schedule::{compact_every, compact_small_files_of_every_day};
 

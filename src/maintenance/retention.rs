@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use object_store::{ObjectMeta, ObjectStoreExt};
 
+use super::lease::{Lease, STEP};
 use crate::error::{Error, Result};
 use crate::store::Storage;
 
@@ -18,8 +19,15 @@ pub struct Deleted {
 }
 
 /// Deletes whole partitions dated before `today - keep_days`, and records what it deleted
-/// under `_convoscope/retention/`.
-pub async fn retention(storage: &Storage, keep_days: u32, min_days: u32, today: NaiveDate) -> Result<Vec<Deleted>> {
+/// under `_convoscope/retention/`. Each partition is deleted under `lease` ([`Lease`]), so no
+/// collector is merging into a day as it goes.
+pub async fn retention(
+    storage: &Storage,
+    keep_days: u32,
+    min_days: u32,
+    today: NaiveDate,
+    lease: &mut Lease,
+) -> Result<Vec<Deleted>> {
     if keep_days < min_days {
         return Err(Error::Config(format!(
             "--keep-days {keep_days} is below the configured minimum of {min_days} (min_retention_days)"
@@ -34,6 +42,11 @@ pub async fn retention(storage: &Storage, keep_days: u32, min_days: u32, today: 
     }
     let mut deleted = Vec::new();
     for (date, files) in by_date {
+        if !lease.hold_until(STEP).await? {
+            return Err(Error::Invalid(format!(
+                "the maintenance lease passed to another process before {date} was deleted; run retention again"
+            )));
+        }
         let bytes = files.iter().map(|f| f.size).sum();
         for f in &files {
             storage.store.delete(&f.location).await?;
@@ -75,8 +88,14 @@ mod tests {
         // A rollup whose events file is already gone.
         let orphan = s.rollup_file(Kind::Conversations, d(2026, 1, 2), "orphan");
         s.store.put(&orphan, bytes::Bytes::from_static(b"x").into()).await.unwrap();
-        assert!(retention(&s, 3, 7, d(2026, 2, 2)).await.unwrap_err().to_string().contains("minimum"));
-        let gone = retention(&s, 14, 7, d(2026, 2, 2)).await.unwrap();
+        assert!(
+            retention(&s, 3, 7, d(2026, 2, 2), &mut Lease::new(s.clone(), "test"))
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("minimum")
+        );
+        let gone = retention(&s, 14, 7, d(2026, 2, 2), &mut Lease::new(s.clone(), "test")).await.unwrap();
         assert_eq!(gone.iter().map(|g| g.date).collect::<Vec<_>>(), [d(2026, 1, 1)]);
         let left: Vec<NaiveDate> = s.list_event_files().await.unwrap().into_iter().map(|f| f.0).collect();
         assert_eq!(left, [d(2026, 1, 20), d(2026, 2, 1)]);

@@ -10,6 +10,7 @@ use object_store::ObjectMeta;
 use super::Grace;
 use super::compact::{Compacted, delete_replaced, merge_small_files};
 use super::heal::{Healed, heal_rollups};
+use super::lease::{Lease, STEP};
 use crate::error::Result;
 use crate::store::Storage;
 
@@ -23,12 +24,14 @@ use crate::store::Storage;
 ///
 /// `settled` remembers the file count of days with nothing to merge, so their footers are read
 /// again only when files are added. The files a merge replaced are deleted after `grace`; once
-/// `grace` says `serve` is stopping, no further merge starts.
+/// `grace` says `serve` is stopping, no further merge starts. Merges and deletes are made under
+/// `lease` only ([`Lease`]); without it, nothing.
 pub async fn compact_small_files_of_every_day(
     storage: &Storage,
     max_events: u64,
     grace: &Grace,
     settled: &mut HashMap<NaiveDate, usize>,
+    lease: &mut Lease,
 ) -> Result<Vec<Compacted>> {
     let mut by_date: BTreeMap<NaiveDate, Vec<ObjectMeta>> = BTreeMap::new();
     for (d, m) in storage.list_event_files().await? {
@@ -45,7 +48,7 @@ pub async fn compact_small_files_of_every_day(
         }
         // One day's unreadable file must not keep the other days from being merged.
         let before = merged.len();
-        match merge_small_files(storage, date, &files, max_events, grace, &mut merged).await {
+        match merge_small_files(storage, date, &files, max_events, grace, lease, &mut merged).await {
             Ok(()) if merged.len() == before => {
                 settled.insert(date, files.len());
             }
@@ -53,34 +56,58 @@ pub async fn compact_small_files_of_every_day(
             Err(e) => tracing::warn!(%date, error = %e, "could not compact the day; the next round retries"),
         }
     }
-    // One grace period for the whole round, not one per merge.
+    // One grace period for the whole round, not one per merge, under a lease that lasts it.
     if !merged.is_empty() {
+        lease.hold_until(grace.wait + STEP).await?;
         grace.elapse().await;
     }
-    delete_replaced(storage, merged).await
+    delete_replaced(storage, merged, lease).await
 }
 
-/// Runs [`compact_small_files_of_every_day`], then [`heal_rollups`], every `every` (first after one interval) until `stop` turns
-/// true, keeping replaced files for `wait` (see [`Grace`]); a failed round is logged and the
-/// next one tries again (compaction loses nothing when it stops half-way).
+/// Runs [`compact_small_files_of_every_day`], then [`heal_rollups`], every `every` (first after
+/// one interval) until `stop` turns true, keeping replaced files for `wait` (see [`Grace`]); a
+/// failed round is logged and the next one tries again (compaction loses nothing when it stops
+/// half-way). A round runs only in the process that holds the store's maintenance lease as
+/// `holder` (its log id): of many collectors sharing a store, one does the upkeep at a time.
 pub async fn compact_every(
     storage: Storage,
     every: Duration,
     max_events: u64,
     wait: Duration,
+    holder: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let grace = Grace { wait, stop: Some(stop.clone()) };
+    let mut lease = Lease::new(storage.clone(), holder);
     let mut settled = HashMap::new();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            // The lease goes to a sibling at once, not when its terms run out.
+            lease.release().await;
+            return;
         }
-        if let Err(e) = compact_small_files_of_every_day(&storage, max_events, &grace, &mut settled).await {
+        match lease.hold_until(STEP).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!("another process holds the maintenance lease; it runs this round");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take the maintenance lease; the next round retries");
+                continue;
+            }
+        }
+        if let Err(e) = compact_small_files_of_every_day(&storage, max_events, &grace, &mut settled, &mut lease).await {
             tracing::warn!(error = %e, "background compaction failed; the next round retries");
+        }
+        if !matches!(lease.hold_until(STEP).await, Ok(true)) {
+            continue;
         }
         // A store of an older version heals on its own: until every events file has every
         // rollup, reports read the events (right, but slower).
@@ -109,11 +136,14 @@ mod tests {
         }
         s.store.put(&s.event_file(d(1), "torn"), b"PAR1 not a parquet file".to_vec().into()).await.unwrap();
         let mut settled = HashMap::new();
-        let done = compact_small_files_of_every_day(&s, 1000, &Grace::default(), &mut settled).await.unwrap();
+        let mut lease = Lease::new(s.clone(), "test");
+        let done =
+            compact_small_files_of_every_day(&s, 1000, &Grace::default(), &mut settled, &mut lease).await.unwrap();
         assert_eq!(done.iter().map(|c| (c.date, c.files_before)).collect::<Vec<_>>(), [(d(2), 2)]);
         assert!(settled.is_empty(), "the failed day is tried again next round");
         // Next round: day 2 is one file now, day 1 still fails and is still not settled.
-        assert!(compact_small_files_of_every_day(&s, 1000, &Grace::default(), &mut settled).await.unwrap().is_empty());
+        let again = compact_small_files_of_every_day(&s, 1000, &Grace::default(), &mut settled, &mut lease).await;
+        assert!(again.unwrap().is_empty());
         assert!(!settled.contains_key(&d(1)));
     }
 }

@@ -64,6 +64,7 @@ impl ApiError {
             ApiError::Internal(Error::QueryMemory(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "query_memory"),
             ApiError::Internal(Error::QueryRefused(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "query_refused"),
             ApiError::Internal(Error::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid"),
+            ApiError::Internal(Error::Cluster(_)) => (StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -83,6 +84,11 @@ impl IntoResponse for ApiError {
                 | Error::QueryMemory(_)
                 | Error::QueryRefused(_)),
             ) => e.to_string(),
+            // The cluster's addresses are the deployment's inside, not the caller's business.
+            ApiError::Internal(e @ Error::Cluster(_)) => {
+                tracing::error!(error = %e, "request failed on the cluster");
+                "the query cluster could not run this; the server log names the scheduler".to_string()
+            }
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "request failed");
                 "internal error; the server log has the details".to_string()

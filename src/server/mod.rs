@@ -116,6 +116,7 @@ impl App {
                         + 1.0,
                 )
                 .unwrap_or(std::time::Duration::from_secs(86_400)),
+                wal.log_id().to_string(),
                 stopped,
             ));
             (stop, task)
@@ -138,12 +139,12 @@ impl App {
                     &config.state_dir,
                 )
                 .map_err(|e| Error::io("opening the send path's idempotency record", e))?;
-                load_consent(&analytics, &s).await;
+                load_consent(&analytics, &s, None).await;
                 Some(s)
             }
             None => None,
         };
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             sender,
             config,
             normalizer,
@@ -158,7 +159,11 @@ impl App {
             stop_flusher,
             flusher_task: std::sync::Mutex::new(Some(task)),
             compactor: std::sync::Mutex::new(compactor),
-        }))
+        });
+        if app.sender.is_some() {
+            tokio::spawn(refresh_consent(Arc::downgrade(&app)));
+        }
+        Ok(app)
     }
 
     /// Appends normalised events to the log and records metrics. Counts `batch.rejected`.
@@ -223,11 +228,26 @@ impl App {
     }
 }
 
-/// Reads the latest consent of every contact from storage into the send path.
-async fn load_consent(analytics: &Analytics, sender: &crate::send::Sender) {
-    let sql = "SELECT contact_key, event_type, CAST(occurred_at AS BIGINT) AS at FROM events \
-               WHERE event_type IN ('consent.opt_in', 'consent.opt_out') AND contact_key IS NOT NULL";
-    match analytics.read(sql).await {
+/// How often the send path reads the consent stored by other collectors: a deployment of
+/// many collectors ingests an opt-out on any of them, and the one that sends must honour it
+/// once it is flushed (within `flush_interval_secs`, a minute by default), not at its restart.
+const CONSENT_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Days of partitions a refresh reads: consent is stored under the day it was given, and an
+/// opt-out is flushed within minutes, so two days cover it across midnight with room to spare.
+const CONSENT_REFRESH_DAYS: i64 = 2;
+
+/// Reads the latest consent of every contact from storage into the send path: all of it, or
+/// only the partitions from `since`. Always in this process, whatever the engine: the
+/// collector's own state never waits on a cluster.
+async fn load_consent(analytics: &Analytics, sender: &crate::send::Sender, since: Option<chrono::NaiveDate>) {
+    let range = since.map(|d| format!(" AND date >= '{}'", d.format("%Y-%m-%d"))).unwrap_or_default();
+    let sql = format!(
+        "SELECT contact_key, event_type, CAST(occurred_at AS BIGINT) AS at FROM events \
+         WHERE event_type IN ('consent.opt_in', 'consent.opt_out') AND contact_key IS NOT NULL{range}"
+    );
+    let local = analytics.clone().with_engine(crate::config::Engine::Local);
+    match local.read(&sql).await {
         Ok((_, batches)) => {
             let rows = crate::analytics::format::rows(&batches).unwrap_or_default();
             let events: Vec<Event> = rows
@@ -242,6 +262,20 @@ async fn load_consent(analytics: &Analytics, sender: &crate::send::Sender) {
             sender.consent.observe(&events);
         }
         Err(e) => tracing::warn!(error = %e, "could not read stored consent; only consent ingested from now on counts"),
+    }
+}
+
+/// Every [`CONSENT_REFRESH`], the consent of the last [`CONSENT_REFRESH_DAYS`] days from the
+/// store into the send path (applying one twice changes nothing: the latest per contact wins),
+/// until the service is gone.
+async fn refresh_consent(app: std::sync::Weak<App>) {
+    loop {
+        tokio::time::sleep(CONSENT_REFRESH).await;
+        let Some(app) = app.upgrade() else { return };
+        if let Some(sender) = &app.sender {
+            let since = chrono::Utc::now().date_naive() - chrono::Duration::days(CONSENT_REFRESH_DAYS);
+            load_consent(&app.analytics, sender, Some(since)).await;
+        }
     }
 }
 

@@ -330,6 +330,7 @@ async fn compaction_beside_ingest_loses_and_duplicates_nothing() {
         .collect();
     storage.write_events(dup, "replayed").await.unwrap();
     // Compact while more events arrive and flush.
+    let mut lease = convoscope::maintenance::Lease::new(storage.clone(), "test");
     let posting = async {
         for k in 0..5 {
             let body = batch(300 + k * 20, 320 + k * 20);
@@ -338,7 +339,7 @@ async fn compaction_beside_ingest_loses_and_duplicates_nothing() {
             s.flush().await;
         }
     };
-    let (done, _) = tokio::join!(convoscope::maintenance::compact(&storage, None, None), posting);
+    let (done, _) = tokio::join!(convoscope::maintenance::compact(&storage, None, None, &mut lease), posting);
     let done = done.unwrap();
     assert_eq!(done.len(), 1);
     assert!(done[0].rows_before > done[0].rows_after, "duplicates were dropped");
@@ -347,7 +348,7 @@ async fn compaction_beside_ingest_loses_and_duplicates_nothing() {
         vec![vec![json!(400), json!(400)]]
     );
     // Compact again: one file per partition, still 400 rows.
-    convoscope::maintenance::compact(&storage, None, None).await.unwrap();
+    convoscope::maintenance::compact(&storage, None, None, &mut lease).await.unwrap();
     assert_eq!(storage.list_event_files().await.unwrap().len(), 1);
     assert_eq!(s.query("SELECT count(*) FROM events").await, vec![vec![json!(400)]]);
     s.stop().await;

@@ -21,7 +21,6 @@ mod params;
 mod sla;
 
 use chrono::{SecondsFormat, Utc};
-use datafusion::execution::context::SQLOptions;
 use datafusion::scalar::ScalarValue;
 use serde_json::{Map, Value, json};
 
@@ -203,9 +202,7 @@ impl Analytics {
                 };
                 let values: Vec<(&str, ScalarValue)> =
                     report.spec().params.iter().map(|p| (p.name(), given.value(*p, &bindings))).collect();
-                let df = super::materialize::plan(&ctx, &report.sql(), SQLOptions::new(), values)
-                    .await
-                    .map_err(|e| this.classify(e))?;
+                let df = this.plan(&ctx, &report.sql(), values).await?;
                 this.execute(df, Work::Report, None).await
             })
             .await?;
