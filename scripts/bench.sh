@@ -7,7 +7,10 @@
 #                             and after `convoscope compact`; storage size
 #   scripts/bench_readers.py  webhook p50/p99 under a steady 50/s alone and beside four heavy
 #                             readers (queries, a report), as a ratio (target: p99 at most 2x)
-# and prints markdown tables. `--smoke` runs the three in their tiny CI mode (100,000 events,
+#   scripts/bench_scale.py    every report on this process against a Ballista cluster of one
+#                             and two executors at 10 million events; report time and peak
+#                             memory at 1 and 10 million events (--sizes for more)
+# and prints markdown tables. `--smoke` runs the four in their tiny CI mode (100,000 events,
 # seconds of load), and scripts/bench_ab.py and scripts/bench_ingest_ab.py (builds compared on
 # a fresh `serve` per run) for one round each on small inputs so they keep working; with
 # CONVOSCOPE_BIN set it uses that binary instead of building release.
@@ -35,6 +38,8 @@ echo "== reports"
 python3 scripts/bench_reports.py "${smoke[@]}" --bin "$CONVOSCOPE_BIN"
 echo "== webhooks beside readers"
 python3 scripts/bench_readers.py "${smoke[@]}" --bin "$CONVOSCOPE_BIN"
+echo "== engines and sizes"
+python3 scripts/bench_scale.py "${smoke[@]}" --bin "$CONVOSCOPE_BIN"
 if [ ${#smoke[@]} -gt 0 ]; then
   echo "== bench_ab (smoke)"
   ab="$(mktemp -d)"

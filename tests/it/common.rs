@@ -226,3 +226,145 @@ pub async fn eventually(mut f: impl AsyncFnMut() -> bool, limit: Duration) -> bo
     }
     false
 }
+
+/// Access key and secret of the test S3 server.
+pub const S3_KEY: &str = "convoscope-test";
+pub const S3_SECRET: &str = "convoscope-test-secret";
+
+/// A child process killed (SIGKILL) when dropped, however the test ends.
+pub struct Proc(pub std::process::Child);
+
+impl Proc {
+    /// Stops it with SIGTERM and waits for it, as a supervisor would.
+    pub fn terminate(mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real S3-compatible server (s3s-fs, which `scripts/test.sh` installs) on a loopback port,
+/// serving bucket `events` from `dir/s3`.
+pub struct S3Server {
+    pub endpoint: String,
+    _proc: Proc,
+}
+
+impl S3Server {
+    pub async fn start(dir: &Path) -> S3Server {
+        let tools = std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/convoscope-tools/bin/s3s-fs"));
+        let bin = std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .map(|d| d.join("s3s-fs"))
+            .chain(tools)
+            .find(|p| p.is_file())
+            .expect("s3s-fs is not installed: scripts/test.sh installs it into ~/.cache/convoscope-tools/bin");
+        std::fs::create_dir_all(dir.join("s3/events")).expect("bucket dir");
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("s3s-fs.log")).expect("s3s-fs.log");
+        let child = std::process::Command::new(bin)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--access-key",
+                S3_KEY,
+                "--secret-key",
+                S3_SECRET,
+            ])
+            .arg(dir.join("s3"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn s3s-fs");
+        let up = eventually(
+            async || tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok(),
+            Duration::from_secs(20),
+        )
+        .await;
+        assert!(up, "s3s-fs did not come up");
+        S3Server { endpoint: format!("http://127.0.0.1:{port}"), _proc: Proc(child) }
+    }
+
+    /// The environment a `convoscope` process needs to use `s3://events/<prefix>` here.
+    pub fn env(&self, prefix: &str) -> Vec<(String, String)> {
+        [
+            ("CONVOSCOPE_STORAGE", format!("s3://events/{prefix}")),
+            ("AWS_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", S3_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", S3_SECRET.into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// The `convoscope` binary with this environment, run to completion: (exit ok, stdout, stderr).
+pub async fn convoscope(args: &[&str], env: &[(String, String)]) -> (bool, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_convoscope"));
+    cmd.args(args).env("CONVOSCOPE_LOG", "warn").kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.expect("run convoscope");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Starts `convoscope ARGS` in the background with this environment, its standard error
+/// appended to `log`.
+pub fn spawn_convoscope(args: &[&str], env: &[(String, String)], log: &Path) -> Proc {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_convoscope"));
+    cmd.args(args).stdout(std::process::Stdio::null()).stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Proc(cmd.spawn().expect("spawn convoscope"))
+}
+
+/// Whether two report rows (JSON objects) are equal, numbers to a relative 1e-9.
+pub fn rows_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+            _ => x == y,
+        },
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| rows_equal(x, y)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| rows_equal(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// A report's rows in a canonical order (sorted by their JSON text with numbers rounded to
+/// nine significant digits, so float noise does not reorder them).
+pub fn sorted_rows(report: &Value) -> Vec<Value> {
+    fn key(v: &Value) -> String {
+        match v {
+            Value::Number(n) => n.as_f64().map(|f| format!("{f:.9e}")).unwrap_or_else(|| n.to_string()),
+            Value::Array(a) => a.iter().map(key).collect::<Vec<_>>().join(","),
+            Value::Object(o) => o.iter().map(|(k, v)| format!("{k}={}", key(v))).collect::<Vec<_>>().join(";"),
+            other => other.to_string(),
+        }
+    }
+    let mut rows = report["rows"].as_array().cloned().unwrap_or_default();
+    rows.sort_by_cached_key(key);
+    rows
+}

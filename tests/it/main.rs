@@ -2,6 +2,7 @@
 //! real server on an ephemeral loopback port, or the real `convoscope` binary, and speaks
 //! HTTP to it.
 
+mod cluster;
 mod collector;
 mod common;
 mod crash;
