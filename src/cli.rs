@@ -236,7 +236,14 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    // A command that ends (a report past its time limit among them) first sees its jobs on
+    // a cluster cancelled.
+    let ran = rt.block_on(async {
+        let ran = run(cli).await;
+        crate::analytics::cluster::settle().await;
+        ran
+    });
+    match ran {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -268,7 +275,9 @@ const COMMAND_LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(6
 /// so that a collector's log says who holds it.
 async fn command_lease(storage: &Storage, command: &str) -> anyhow::Result<crate::maintenance::Lease> {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-    let holder = format!("convoscope {command} on {host} (pid {})", std::process::id());
+    // A run of its own: two containers may share a host name and a pid.
+    let holder =
+        format!("convoscope {command} on {host} (pid {}, run {:016x})", std::process::id(), rand::random::<u64>());
     let mut lease = crate::maintenance::Lease::new(storage.clone(), holder);
     lease.wait_for(crate::maintenance::STEP, COMMAND_LEASE_WAIT).await?;
     Ok(lease)
@@ -358,7 +367,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let done = crate::maintenance::compact(&storage, range, max_events, &mut lease).await;
             let healed = match &done {
                 Ok(_) if lease.hold_until(crate::maintenance::STEP).await.unwrap_or(false) => {
-                    Some(crate::maintenance::heal_rollups(&storage).await)
+                    Some(crate::maintenance::heal_rollups(&storage, &mut lease).await)
                 }
                 _ => None,
             };

@@ -38,9 +38,33 @@ pub async fn reachable(addr: &str) -> Result<()> {
     }
 }
 
-/// A failure of a query on the cluster, naming the scheduler.
-pub fn failed(addr: &str, e: &datafusion::error::DataFusionError) -> Error {
-    Error::Cluster(format!("the query failed on the Ballista cluster at {addr}: {e}"))
+/// What an execution error from the cluster means. Ballista hands every failure back as an
+/// execution error with the cause in its text: the cluster's own (a node it cannot reach, a
+/// job it lost) become [`Error::Cluster`], naming the scheduler; a query out of memory on an
+/// executor, [`Error::QueryMemory`]; anything else (the statement's own runtime error) stays
+/// the query's error, as it would be here.
+pub fn classify(addr: &str, e: datafusion::error::DataFusionError) -> Error {
+    let text = e.to_string();
+    const CLUSTER: &[&str] = &[
+        "transport error",
+        "tcp connect error",
+        "Connection refused",
+        "GrpcConnectionError",
+        "Grpc error",
+        "The service is currently unavailable",
+        "executor lost",
+        "Executor lost",
+    ];
+    if text.contains("Resources exhausted") || text.contains("ResourcesExhausted") {
+        Error::QueryMemory(format!(
+            "the query needed more memory than an executor of the cluster at {addr} gives it, even \
+             spilling (query_memory_bytes on the executors): narrow it, or add executors; {text}"
+        ))
+    } else if CLUSTER.iter().any(|c| text.contains(c)) {
+        Error::Cluster(format!("the query failed on the Ballista cluster at {addr}: {text}"))
+    } else {
+        Error::Query(e)
+    }
 }
 
 #[cfg(feature = "cluster")]
@@ -62,18 +86,14 @@ mod ballista {
 
     /// A session whose plans run on the cluster whose scheduler is at `addr`.
     pub fn session(config: SessionConfig, runtime: Arc<RuntimeEnv>, addr: &str) -> Result<SessionState> {
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
             .build()
             .upgrade_for_ballista(format!("http://{addr}"))?;
-        let mut state = state;
         let timeout = CONNECT_TIMEOUT.as_secs().to_string();
         state.config_mut().options_mut().set("ballista.client.grpc_connect_timeout_seconds", &timeout)?;
-        if let Ok(v) = std::env::var("CONVOSCOPE_BALLISTA_ADAPTIVE") {
-            state.config_mut().options_mut().set("ballista.planner.adaptive.enabled", &v)?;
-        }
         Ok(state)
     }
 
@@ -106,7 +126,7 @@ mod ballista {
             };
             let (Some(job), Ok(runtime)) = (query.job_id(), tokio::runtime::Handle::try_current()) else { return };
             let (addr, job_id) = (self.addr.clone(), job.to_string());
-            runtime.spawn(async move {
+            let cancelling = runtime.spawn(async move {
                 let cancelled = async {
                     let mut client = SchedulerGrpcClient::connect(format!("http://{addr}")).await?;
                     client.cancel_job(CancelJobParams { job_id: job_id.clone() }).await?;
@@ -120,12 +140,32 @@ mod ballista {
                     Err(_) => tracing::warn!(job = %job_id, "the scheduler did not answer the cancellation"),
                 }
             });
+            if let Ok(mut pending) = super::CANCELLING.lock() {
+                pending.retain(|t| !t.is_finished());
+                pending.push(cancelling);
+            }
         }
     }
 }
 
 #[cfg(feature = "cluster")]
 pub use ballista::{JobGuard, session};
+
+/// Cancellations of cluster jobs under way ([`JobGuard`]), which a command that is about to
+/// exit waits for ([`settle`]): a report timed out here must not run on there.
+static CANCELLING: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> = std::sync::Mutex::new(Vec::new());
+
+/// Waits for the cluster jobs being cancelled to be cancelled (each gives up on its own after
+/// twice [`CONNECT_TIMEOUT`]).
+pub async fn settle() {
+    let pending = match CANCELLING.lock() {
+        Ok(mut p) => std::mem::take(&mut *p),
+        Err(_) => return,
+    };
+    for task in pending {
+        let _ = task.await;
+    }
+}
 
 /// Without the `cluster` feature there is no Ballista client: a cluster engine is refused.
 #[cfg(not(feature = "cluster"))]
@@ -140,6 +180,29 @@ pub fn session(
 /// Without the `cluster` feature there is no job to cancel.
 #[cfg(not(feature = "cluster"))]
 pub struct JobGuard;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::error::DataFusionError;
+
+    #[test]
+    fn cluster_failures_name_the_scheduler_and_others_stay_the_querys() {
+        let lost = DataFusionError::Execution("Job 7 failed: Grpc error: tcp connect error".into());
+        assert!(matches!(classify("sched:50050", lost), Error::Cluster(m) if m.contains("sched:50050")));
+        let oom = DataFusionError::Execution("Job 7 failed: Resources exhausted: Failed to allocate".into());
+        assert!(matches!(classify("sched:50050", oom), Error::QueryMemory(_)));
+        let own = DataFusionError::Execution("Job 7 failed: Arrow error: Divide by zero error".into());
+        assert!(matches!(classify("sched:50050", own), Error::Query(_)));
+    }
+
+    #[tokio::test]
+    async fn a_scheduler_that_is_down_is_named() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
+        let e = reachable(&format!("127.0.0.1:{port}")).await.unwrap_err().to_string();
+        assert!(e.contains(&format!("127.0.0.1:{port}")) && e.contains("not reachable"), "{e}");
+    }
+}
 
 #[cfg(not(feature = "cluster"))]
 impl JobGuard {

@@ -560,12 +560,12 @@ impl Analytics {
     }
 
     /// A clear error for a query that ran out of memory; others as they are.
-    /// On a cluster, an execution error names the scheduler (the cluster's own failures,
-    /// an executor lost, arrive as execution errors).
+    /// On a cluster, execution errors are sorted by their cause ([`cluster::classify`]): the
+    /// cluster's own failures name the scheduler.
     pub(crate) fn classify(&self, e: Error) -> Error {
         match (e, &self.engine) {
             (Error::Query(q @ datafusion::error::DataFusionError::Execution(_)), Engine::Ballista(addr)) => {
-                cluster::failed(addr, &q)
+                cluster::classify(addr, q)
             }
             (Error::Query(q), _) => guard::query_error(q, self.executor.limits().memory_bytes),
             (other, _) => other,

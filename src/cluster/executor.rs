@@ -51,6 +51,14 @@ pub struct ExecutorOptions {
 /// first, so the two can be started in either order.
 pub async fn run_executor(options: ExecutorOptions, storage: Storage) -> Result<()> {
     let (bind_host, port) = host_port(&options.bind, "--bind")?;
+    let unspecified = bind_host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified());
+    if unspecified && options.advertise.is_none() {
+        return Err(Error::Config(format!(
+            "--bind {} listens on every address: say which one the scheduler, the other executors \
+             and clients reach this executor by with --advertise HOST",
+            options.bind
+        )));
+    }
     let (scheduler_host, scheduler_port) = host_port(&options.scheduler, "--scheduler")?;
     let grpc_port = match options.grpc_port {
         Some(p) => p,
@@ -167,6 +175,11 @@ impl QueryStageExecutor for PerOperator {
         let reported = self.inner.collect_plan_metrics();
         // The engine rebuilt the plan with operators of the same kinds, so as many report.
         if reported.len() != self.has_metrics.iter().filter(|m| **m).count() {
+            tracing::warn!(
+                reported = reported.len(),
+                operators = self.has_metrics.len(),
+                "a task's metrics do not line up with its plan; reported as they are (the scheduler may refuse them)"
+            );
             return reported;
         }
         let mut reported = reported.into_iter();

@@ -11,7 +11,7 @@ use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::file::FOOTER_SIZE;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 
-use super::lease::{Lease, STEP};
+use super::lease::{Lease, STEP, step_for};
 use super::{Grace, merge};
 use crate::error::{Error, Result};
 use crate::rollup::Kind;
@@ -53,15 +53,15 @@ pub async fn compact(
         let mut merged = Vec::new();
         let result = match max_events {
             Some(max) => merge_small_files(storage, date, &files, max, &Grace::default(), lease, &mut merged).await,
-            None if lease.hold_until(STEP).await? => {
-                merge_partition(storage, date, &files).await.map(|m| merged.push(m))
+            None if lease.hold_until(step_for(bytes_of(&files))).await? => {
+                merge_partition(storage, date, &files, lease).await.map(|m| merged.extend(m))
             }
             None => Ok(()),
         };
         // What was merged before a failure is still deleted, so it is not merged twice.
         done.extend(delete_replaced(storage, merged, lease).await?);
         result?;
-        if !lease.covers(Duration::ZERO) {
+        if !lease.hold_until(Duration::ZERO).await? {
             return Err(lost(lease).await);
         }
     }
@@ -105,10 +105,13 @@ pub(super) async fn merge_small_files(
         }
     }
     for group in groups.into_iter().filter(|g| g.len() > 1) {
-        if grace.stopped() || !lease.hold_until(STEP).await? {
+        if grace.stopped() || !lease.hold_until(step_for(bytes_of(&group))).await? {
             break;
         }
-        merged.push(merge_partition(storage, date, &group).await?);
+        match merge_partition(storage, date, &group, lease).await? {
+            Some(m) => merged.push(m),
+            None => break,
+        }
     }
     Ok(())
 }
@@ -130,9 +133,20 @@ pub(super) struct Merged {
     replaced: Vec<ObjectMeta>,
 }
 
+/// Bytes of these files.
+fn bytes_of(files: &[ObjectMeta]) -> u64 {
+    files.iter().map(|f| f.size).sum()
+}
+
 /// Writes the merge of `files` as one new file of the partition and checks its row count from
-/// its footer; deletes nothing (see [`delete_replaced`]).
-async fn merge_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMeta]) -> Result<Merged> {
+/// its footer, if `lease` still covers it once merged (`None`: it passed to another process
+/// meanwhile, and nothing was written); deletes nothing (see [`delete_replaced`]).
+async fn merge_partition(
+    storage: &Storage,
+    date: NaiveDate,
+    files: &[ObjectMeta],
+    lease: &mut Lease,
+) -> Result<Option<Merged>> {
     let mut raw = Vec::with_capacity(files.len());
     for f in files {
         raw.push((f.location.clone(), storage.store.get(&f.location).await?.bytes().await?));
@@ -150,6 +164,10 @@ async fn merge_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMeta
     rand::fill(&mut id);
     let name = format!("compact-{}", hex::encode(id));
     let path = storage.event_file(date, &name);
+    if !lease.hold_until(STEP).await? {
+        tracing::warn!(%date, "the maintenance lease passed to another process during a merge; its result is dropped");
+        return Ok(None);
+    }
     storage.put_rollups(rollups, date, &name).await?;
     storage.store.put(&path, bytes.into()).await?;
     // Check what landed before anything is deleted.
@@ -166,7 +184,7 @@ async fn merge_partition(storage: &Storage, date: NaiveDate, files: &[ObjectMeta
     let inputs: Vec<&str> = files.iter().filter_map(|f| f.location.filename()).collect();
     tracing::info!(%date, file = %path, inputs = %inputs.join(","), rows_before, rows_after, "merged files");
     let compacted = Compacted { date, files_before: files.len(), rows_before, rows_after, file: path.to_string() };
-    Ok(Merged { compacted, replaced: files.to_vec() })
+    Ok(Some(Merged { compacted, replaced: files.to_vec() }))
 }
 
 /// Deletes the files each merge replaced, now that its merged file is in place, while `lease`

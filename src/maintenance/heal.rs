@@ -5,6 +5,7 @@
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectMeta, ObjectStoreExt};
 
+use super::lease::{Lease, STEP};
 use super::merge;
 use crate::error::{Error, Result};
 use crate::rollup::Kind;
@@ -20,10 +21,12 @@ pub struct Healed {
 }
 
 /// Brings the rollups up to date with the events files: [`write_missing_rollups`], then
-/// [`delete_retired_rollups`] (after, so reports never lose a rollup they could read).
-pub async fn heal_rollups(storage: &Storage) -> Result<Healed> {
-    let written = write_missing_rollups(storage).await?;
-    let deleted = delete_retired_rollups(storage).await?;
+/// [`delete_retired_rollups`] (after, so reports never lose a rollup they could read). Each
+/// file is written or deleted under `lease`; should it pass to another process, healing stops
+/// there (the holder heals the rest).
+pub async fn heal_rollups(storage: &Storage, lease: &mut Lease) -> Result<Healed> {
+    let written = write_missing_rollups(storage, lease).await?;
+    let deleted = delete_retired_rollups(storage, lease).await?;
     Ok(Healed { written, deleted })
 }
 
@@ -32,7 +35,7 @@ pub async fn heal_rollups(storage: &Storage) -> Result<Healed> {
 /// the events instead. Returns how many rollup files were written. Safe beside `serve`: a
 /// writer puts a file's rollups before the file, so a file it is writing is never missing one
 /// (at worst, one listed between the two listings here gets the same rollups again).
-pub async fn write_missing_rollups(storage: &Storage) -> Result<usize> {
+pub async fn write_missing_rollups(storage: &Storage, lease: &mut Lease) -> Result<usize> {
     let have: std::collections::HashSet<String> =
         storage.list_rollup_files().await?.into_iter().map(|(_, m)| m.location.to_string()).collect();
     let mut written = 0;
@@ -59,6 +62,9 @@ pub async fn write_missing_rollups(storage: &Storage) -> Result<usize> {
         .await
         .map_err(|e| Error::Invalid(format!("rollup task failed: {e}")))??;
         for (p, bytes) in encoded {
+            if !lease.hold_until(STEP).await? {
+                return Ok(written);
+            }
             storage.store.put(&ObjPath::from(p.as_str()), bytes.into()).await?;
             written += 1;
         }
@@ -68,12 +74,15 @@ pub async fn write_missing_rollups(storage: &Storage) -> Result<usize> {
 
 /// Deletes the files of rollups in a layout no report reads ([`crate::rollup::RETIRED_DIRS`]),
 /// which retention, listing only the current rollups, would never delete. Returns how many.
-pub async fn delete_retired_rollups(storage: &Storage) -> Result<usize> {
+pub async fn delete_retired_rollups(storage: &Storage, lease: &mut Lease) -> Result<usize> {
     use futures::TryStreamExt;
     let mut deleted = 0;
     for dir in crate::rollup::RETIRED_DIRS {
         let files: Vec<ObjectMeta> = storage.store.list(Some(&storage.path(dir))).try_collect().await?;
         for f in files {
+            if !lease.hold_until(STEP).await? {
+                return Ok(deleted);
+            }
             match storage.store.delete(&f.location).await {
                 Ok(()) => deleted += 1,
                 Err(object_store::Error::NotFound { .. }) => {}

@@ -11,18 +11,23 @@
 //! _convoscope/lease/maintenance/<term>     {"holder": "<log id>", "acquired_at": "..."}
 //! ```
 //!
-//! Time is cut into terms of [`Lease::term`] (term `n` is `[n·T, (n+1)·T)` by the clock). The
-//! object of a term is created with `PutMode::Create`, which exactly one creator wins on every
-//! store convoscope supports (S3's `If-None-Match`, GCS's and Azure's preconditions, a local
-//! directory's hard link): whoever creates term `n` holds the lease for it. A holder whose work
+//! Time is cut into terms of [`TERM`] (term `n` is `[n·T, (n+1)·T)` by the clock). The object
+//! of a term is created with `PutMode::Create`, which exactly one creator wins on every store
+//! convoscope supports (S3's `If-None-Match`, GCS's and Azure's preconditions, a local
+//! directory's hard link; an S3-compatible server must honour `If-None-Match`, which some test
+//! servers check and write in two steps): whoever creates term `n` holds the lease for it. A holder whose work
 //! runs past its term creates the next terms before they begin ([`Lease::hold_until`]), which
 //! no one else tries until they have begun; anyone else takes the lease at the first round of a
 //! term nobody extended into. A holder that dies is replaced at most a term after its last
 //! extension ends; a process restarted on the same log is the same holder and carries on.
 //!
-//! Every merge and every delete first checks, by the local clock alone, that the lease covers
-//! it with [`CLOCK_SKEW`] to spare, so a holder's work ends before its terms do. Clocks are
-//! assumed to agree within that margin (NTP keeps them within milliseconds).
+//! Before every merge, every file a merge writes and every delete, the holder makes sure its
+//! terms cover the step ([`Lease::hold_until`], extending them if it must), with
+//! [`CLOCK_SKEW`] to spare, so its work ends before its terms do. Clocks are assumed to agree
+//! within that margin (NTP keeps them within milliseconds). A step that overruns what it was
+//! given (a merge far slower than [`step_for`] allows) is still correct: the merged file is
+//! written only under the lease, the files it replaces are deleted only under it, and a report
+//! counts an event once while both exist.
 
 use std::time::Duration;
 
@@ -37,16 +42,25 @@ use crate::store::Storage;
 pub const CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// The length of a term. Every process sharing a store must cut time alike, so it is one
-/// constant, not a setting: a minute is how long upkeep waits at most after its holder dies
-/// (beyond what the holder extended into), and short enough that an hourly round holds the
-/// lease for a minute or two, not the hour.
+/// constant, not a setting: upkeep waits at most a minute after its holder dies beyond what
+/// the holder had extended into (up to its grace period when it died waiting one out), and an
+/// hourly round holds the lease for its merges and their grace period, not the hour.
 pub const TERM: Duration = Duration::from_secs(60);
 
-/// How long one merge or one file's deletion is taken to last, which the lease must cover
-/// before it starts: a merge of `compact_max_events` (200,000 by default) takes seconds. One
-/// that runs longer is still correct (merging writes before it deletes; reports count an event
-/// once), only possibly done twice.
+/// How long a step without much data (a delete, a small rollup) is taken to last, which the
+/// lease must cover before it starts.
 pub const STEP: Duration = Duration::from_secs(30);
+
+/// The slowest a merge is taken to read its input: a fifth of what `compact` measured (10
+/// million events, 0.37 GiB, in 23-26 s on two cores), so a merge is given five times its
+/// expected time.
+const MERGE_BYTES_PER_SEC: u64 = 3 << 20;
+
+/// How long the lease must cover a merge of `bytes` of input: [`STEP`], plus its time at
+/// [`MERGE_BYTES_PER_SEC`].
+pub fn step_for(bytes: u64) -> Duration {
+    STEP + Duration::from_secs(bytes / MERGE_BYTES_PER_SEC)
+}
 
 /// Where the terms' objects live.
 const DIR: &str = "_convoscope/lease/maintenance";
@@ -110,7 +124,7 @@ impl Lease {
     }
 
     /// Whether the terms held cover `now .. now + span` with [`CLOCK_SKEW`] to spare, by the
-    /// local clock: the check before each merge and delete.
+    /// local clock alone (no request to the store).
     pub fn covers(&self, span: Duration) -> bool {
         let now = since_epoch();
         match self.held {
@@ -163,8 +177,8 @@ impl Lease {
                 Ok(self.holder_of(n).await?.as_deref() == Some(self.holder.as_str()))
             }
             Err(object_store::Error::NotImplemented { .. }) => Err(Error::Config(format!(
-                "the store {} cannot create an object only if it is absent, which the maintenance \
-                 lease needs; on S3-compatible stores set AWS_CONDITIONAL_PUT=etag",
+                "the store {} cannot create an object only if it is absent (a conditional put), \
+                 which the maintenance lease needs",
                 self.storage.url
             ))),
             Err(e) => Err(e.into()),
@@ -176,7 +190,9 @@ impl Lease {
     /// failure only leaves the terms to run out.
     pub async fn release(&mut self) {
         let Some((first, last)) = self.held.take() else { return };
-        for n in first..=last {
+        // Latest first: a process that takes the current term once it is gone finds the later
+        // ones gone too, rather than holding a term it cannot extend.
+        for n in (first..=last).rev() {
             if let Err(e) = self.storage.store.delete(&self.path(n)).await {
                 tracing::debug!(term = n, error = %e, "could not give up a lease term; it runs out instead");
             }
@@ -277,7 +293,8 @@ mod tests {
             .map(|i| {
                 let s = s.clone();
                 tokio::spawn(async move {
-                    let mut l = Lease::new(s, format!("log-{i}"));
+                    // An hour's terms: the race cannot straddle two.
+                    let mut l = Lease::with_term(s, format!("log-{i}"), Duration::from_secs(3600));
                     l.hold_until(Duration::ZERO).await.unwrap()
                 })
             })

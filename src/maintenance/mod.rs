@@ -47,9 +47,11 @@ use crate::event;
 
 /// How long the files a merge replaced outlive it. A query lists the files it reads when it
 /// starts; one that listed them before the merge would fail on finding them gone, so `serve`
-/// keeps them for its request timeout (past which none of its queries still runs), cut short
-/// when it stops (its requests have finished by then). Meanwhile a query sees the old files and
-/// the merged one, which changes no report (each counts an event once). The command waits none.
+/// keeps them for its longest query or report time (past which none of its queries still
+/// runs). When it stops meanwhile, it leaves them (other processes sharing the store may be
+/// reading them) for the next round, of any collector, to merge again. Meanwhile a query sees
+/// the old files and the merged one, which changes no report (each counts an event once). The
+/// command waits none.
 #[derive(Clone, Debug, Default)]
 pub struct Grace {
     /// How long, unless `stop` turns true first.

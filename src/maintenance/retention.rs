@@ -58,6 +58,12 @@ pub async fn retention(
     // deleted messages back into the reports that read the rollup.
     for (d, m) in storage.list_rollup_files().await? {
         if d < cutoff {
+            if !lease.hold_until(STEP).await? {
+                return Err(Error::Invalid(
+                    "the maintenance lease passed to another process before every rollup was deleted; run retention again"
+                        .into(),
+                ));
+            }
             storage.store.delete(&m.location).await?;
         }
     }

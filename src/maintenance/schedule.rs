@@ -56,10 +56,19 @@ pub async fn compact_small_files_of_every_day(
             Err(e) => tracing::warn!(%date, error = %e, "could not compact the day; the next round retries"),
         }
     }
-    // One grace period for the whole round, not one per merge, under a lease that lasts it.
-    if !merged.is_empty() {
-        lease.hold_until(grace.wait + STEP).await?;
+    // One grace period for the whole round, not one per merge, under a lease that lasts it
+    // (without it, the deletes below are skipped: the files are merged again by the holder).
+    if !merged.is_empty() && lease.hold_until(grace.wait + STEP).await? {
         grace.elapse().await;
+    }
+    if grace.stopped() && !merged.is_empty() {
+        // Other processes (collectors sharing the store, a cluster's executors) may still be
+        // reading what this round replaced: it stays, and is merged again by the next holder.
+        tracing::info!(
+            merges = merged.len(),
+            "stopping: the files this round merged stay until the next round merges them again"
+        );
+        return Ok(Vec::new());
     }
     delete_replaced(storage, merged, lease).await
 }
@@ -106,12 +115,12 @@ pub async fn compact_every(
         if let Err(e) = compact_small_files_of_every_day(&storage, max_events, &grace, &mut settled, &mut lease).await {
             tracing::warn!(error = %e, "background compaction failed; the next round retries");
         }
-        if !matches!(lease.hold_until(STEP).await, Ok(true)) {
+        if *stop.borrow() || !matches!(lease.hold_until(STEP).await, Ok(true)) {
             continue;
         }
         // A store of an older version heals on its own: until every events file has every
         // rollup, reports read the events (right, but slower).
-        match heal_rollups(&storage).await {
+        match heal_rollups(&storage, &mut lease).await {
             Ok(Healed { written: 0, deleted: 0 }) => {}
             Ok(h) => tracing::info!(written = h.written, deleted = h.deleted, "rollups brought up to date"),
             Err(e) => tracing::warn!(error = %e, "could not bring the rollups up to date; the next round retries"),

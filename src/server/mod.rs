@@ -204,9 +204,9 @@ impl App {
 
     /// Flushes what can be flushed, then stops the flusher and the log writer.
     pub async fn shutdown(&self) {
-        // Requests have finished, so files a merge replaced can go now rather than after its
-        // grace period (left behind, they would be merged a second time). A merge under way
-        // finishes; one that takes too long is dropped, which loses nothing (see `maintenance`).
+        // The compaction round stops: a merge under way finishes (one that takes too long is
+        // dropped, which loses nothing), files a merge replaced stay for the next round to
+        // merge again (other processes may be reading them), and the lease is given up.
         let compactor = self.compactor.lock().ok().and_then(|mut c| c.take());
         if let Some((stop, mut task)) = compactor {
             let _ = stop.send(true);

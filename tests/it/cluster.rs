@@ -176,7 +176,11 @@ async fn reports_on_a_ballista_cluster_over_s3_equal_the_local_engine() {
     };
     let queued = eventually(async || count_lines(&scheduler_log, "Job queued") > jobs, Duration::from_secs(30)).await;
     assert!(queued, "the report never reached the scheduler");
-    let (victim, _) = executors.pop().expect("two executors");
+    // Killed once it runs a task of this job.
+    let (victim, victim_log) = executors.pop().expect("two executors");
+    let tasks = count_lines(&victim_log, "Execute task");
+    let working = eventually(async || count_lines(&victim_log, "Execute task") > tasks, Duration::from_secs(30)).await;
+    assert!(working, "the executor to kill was given no task of the report");
     drop(victim); // SIGKILL
     let started = Instant::now();
     match running.await.unwrap() {
@@ -362,6 +366,8 @@ async fn three_collectors_share_one_s3_store() {
     if let Some(p) = collectors[holder].proc.take() {
         p.terminate();
     }
+    // Six seconds: the stopped holder's terms would last longer than that, had it not given
+    // the lease up.
     tokio::time::sleep(Duration::from_secs(6)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (mut acked, mut twice) = (BTreeSet::new(), 0);
@@ -404,29 +410,39 @@ async fn three_collectors_share_one_s3_store() {
     assert_eq!(total("sent"), acked.len() as i64, "funnel counted a message other than once");
     assert_eq!(total("delivered"), acked.len() as i64);
 
-    // Compaction ran, under the lease: no file went into two merges (but for a merge the
-    // killed collector made and could not finish, which the next holder makes again).
-    let mut merged_by: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
-    let mut merges = 0;
-    let mut mergers = BTreeSet::new();
+    // Compaction ran under the lease. One collector at a time: ordered by time, each
+    // collector's merges are one run, the lease passing on only when its holder stopped. No
+    // file went into two merges, but for a merge whose maker stopped before deleting what it
+    // replaced (the SIGKILLed life, the stopped holder's last round), which the next merges
+    // again.
+    let stopped_lives = [(0, 1), (holder, collectors[holder].lives)];
+    let mut merges: Vec<(String, usize, usize, Vec<String>)> = Vec::new();
     for (n, col) in collectors.iter().enumerate() {
         for (life, log) in col.logs() {
             assert!(!log.contains("could not compact the day"), "collector {n} failed a merge:\n{log}");
             for line in log.lines().filter(|l| l.contains("merged files")) {
-                merges += 1;
-                mergers.insert(n);
                 let inputs = line.split("inputs=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("");
-                for input in inputs.split(',').filter(|s| !s.is_empty()) {
-                    merged_by.entry(input.to_string()).or_default().push((n, life));
-                }
+                let inputs = inputs.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+                merges.push((line[..27].to_string(), n, life, inputs));
             }
         }
     }
-    assert!(merges >= 3, "only {merges} merges ran: the test did not exercise compaction");
-    assert!(mergers.len() >= 2, "the lease never passed on when its holder ({holder}) stopped: merges by {mergers:?}");
+    merges.sort();
+    assert!(merges.len() >= 3, "only {} merges ran: the test did not exercise compaction", merges.len());
+    let mut runs: Vec<usize> = merges.iter().map(|m| m.1).collect();
+    runs.dedup();
+    let distinct: BTreeSet<usize> = runs.iter().copied().collect();
+    assert_eq!(runs.len(), distinct.len(), "collectors merged by turns, not one at a time: {runs:?}");
+    assert!(runs.len() >= 2, "the lease never passed on when its holder ({holder}) stopped: merges by {runs:?}");
+    let mut merged_by: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
+    for (_, n, life, inputs) in &merges {
+        for input in inputs {
+            merged_by.entry(input.as_str()).or_default().push((*n, *life));
+        }
+    }
     for (file, by) in &merged_by {
-        let by_others = by.iter().filter(|(n, life)| !(*n == 0 && *life == 1)).count();
-        assert!(by_others <= 1, "{file} was merged {} times: {by:?}", by.len());
+        let again = by.iter().filter(|who| !stopped_lives.contains(who)).count();
+        assert!(again <= 1, "{file} was merged {} times: {by:?}", by.len());
     }
 
     // A last compaction by the command (taking the lease as the collectors did) leaves each

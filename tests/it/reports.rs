@@ -594,7 +594,12 @@ async fn a_file_without_its_rollup_is_read_from_the_events_until_compact_writes_
     }
     check("from the events", both(&a).await, &before);
     let storage = Storage::open(&format!("file://{}", dir.path().join("store").display())).unwrap();
-    let healed = convoscope::maintenance::heal_rollups(&storage).await.unwrap();
+    let healed = convoscope::maintenance::heal_rollups(
+        &storage,
+        &mut convoscope::maintenance::Lease::new(storage.clone(), "test"),
+    )
+    .await
+    .unwrap();
     assert_eq!(healed, convoscope::maintenance::Healed { written: 3, deleted: 1 });
     assert!(a.rollups_cover().await.unwrap());
     check("from the rewritten rollups", both(&a).await, &before);
