@@ -187,15 +187,10 @@ def params_for(sql):
 
 
 def close(a, b_, column=""):
-    if a is None or b_ is None:
-        return a is None and b_ is None
-    if isinstance(a, (int, float)) and isinstance(b_, (int, float)):
-        # DataFusion's percentile_cont truncates its interpolation weight to 1e-6, so a
-        # percentile may differ from DuckDB's by up to 1e-6 of the gap between the two
-        # neighbouring values; allow that (bounded here by 1e-4 relative), nothing more.
-        rel = 1e-4 if column.startswith("p") and column[1:3].isdigit() else 1e-9
-        return abs(a - b_) <= rel * max(1.0, abs(a), abs(b_))
-    return str(a) == str(b_)
+    # DataFusion's percentile_cont truncates its interpolation weight to 1e-6, so a percentile
+    # may differ from DuckDB's by up to 1e-6 of the gap between the two neighbouring values;
+    # allow that (bounded here by 1e-4 relative), nothing more.
+    return b.close(a, b_, 1e-4 if column.startswith("p") and column[1:3].isdigit() else 1e-9)
 
 
 def compare(name, ours, theirs, cols, label="report SQL"):

@@ -76,16 +76,13 @@ def timed_with_peak(binary, name, env):
     return secs, usage.ru_maxrss / 1024
 
 
-def same(a, b_, tol=1e-9):
-    if isinstance(a, float) or isinstance(b_, float):
-        if a is None or b_ is None:
-            return a == b_
-        return abs(a - b_) <= tol * max(1.0, abs(a), abs(b_))
+def same(a, b_):
+    """Whether two reports' rows (lists of objects) are equal, numbers to 1e-9 (`b.close`)."""
     if isinstance(a, dict):
         return a.keys() == b_.keys() and all(same(a[k], b_[k]) for k in a)
     if isinstance(a, list):
         return len(a) == len(b_) and all(same(x, y) for x, y in zip(a, b_))
-    return a == b_
+    return b.close(a, b_)
 
 
 def canonical(rows):

@@ -16,6 +16,16 @@ def default_bin():
     return os.environ.get("CONVOSCOPE_BIN", str(target / "release" / "convoscope"))
 
 
+def close(a, b_, rel=1e-9):
+    """Whether two values of a report's row are equal: numbers to `rel` relative, others exactly
+    (as text)."""
+    if a is None or b_ is None:
+        return a is None and b_ is None
+    if isinstance(a, (int, float)) and isinstance(b_, (int, float)):
+        return abs(a - b_) <= rel * max(1.0, abs(a), abs(b_))
+    return str(a) == str(b_)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

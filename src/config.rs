@@ -236,13 +236,22 @@ impl Engine {
         }
         let bad = |why: &str| Error::Config(format!("engine {text:?}: {why}; use local or ballista://HOST:PORT"));
         let addr = text.strip_prefix("ballista://").ok_or_else(|| bad("unknown engine"))?.trim_end_matches('/');
-        match addr.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
-                Ok(Engine::Ballista(addr.to_string()))
-            }
+        match host_port(addr, "the scheduler's address") {
+            Ok((_, port)) if port > 0 => Ok(Engine::Ballista(addr.to_string())),
             _ => Err(bad("the scheduler's address must be HOST:PORT")),
         }
     }
+}
+
+/// `HOST:PORT` split into its host (IPv6 brackets removed) and port; the error names `what`.
+pub fn host_port(addr: &str, what: &str) -> Result<(String, u16)> {
+    let bad = || Error::Config(format!("{what} {addr:?} must be HOST:PORT"));
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let port = port.parse::<u16>().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
 }
 
 impl std::fmt::Display for Engine {
@@ -557,6 +566,15 @@ mod tests {
         let env = |k: &str| (k == "CONVOSCOPE_ENGINE").then(|| "ballista://127.0.0.1:50050".to_string());
         let c = Config::load_with_env(None, &Overrides::default(), env).unwrap();
         assert_eq!(c.analytics().engine, Engine::Ballista("127.0.0.1:50050".into()));
+    }
+
+    #[test]
+    fn addresses_split_or_say_what_is_wrong() {
+        assert_eq!(host_port("10.1.2.3:50050", "--bind").unwrap(), ("10.1.2.3".to_string(), 50050));
+        assert_eq!(host_port("[::1]:7", "--bind").unwrap(), ("::1".to_string(), 7));
+        for bad in ["50050", ":50050", "host:", "host:99999"] {
+            assert!(host_port(bad, "--scheduler").unwrap_err().to_string().contains("--scheduler"), "{bad}");
+        }
     }
 
     #[test]

@@ -34,6 +34,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 
 use crate::analytics::{functions, register_store};
+use crate::config::host_port;
 use crate::error::{Error, Result};
 use crate::store::Storage;
 
@@ -93,29 +94,9 @@ async fn wait_for(addr: &str, wait: std::time::Duration) -> Result<()> {
     }
 }
 
-/// `HOST:PORT` split, for Ballista's configuration that takes them apart.
-fn host_port(addr: &str, what: &str) -> Result<(String, u16)> {
-    let bad = || Error::Config(format!("{what} {addr:?} must be HOST:PORT"));
-    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
-    let port = port.parse::<u16>().map_err(|_| bad())?;
-    if host.is_empty() {
-        return Err(bad());
-    }
-    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_split_or_say_what_is_wrong() {
-        assert_eq!(host_port("10.1.2.3:50050", "--bind").unwrap(), ("10.1.2.3".to_string(), 50050));
-        assert_eq!(host_port("[::1]:7", "--bind").unwrap(), ("::1".to_string(), 7));
-        for bad in ["50050", ":50050", "host:", "host:99999"] {
-            assert!(host_port(bad, "--scheduler").unwrap_err().to_string().contains("--scheduler"), "{bad}");
-        }
-    }
 
     #[test]
     fn a_node_knows_convoscopes_functions() {

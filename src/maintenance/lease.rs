@@ -106,17 +106,8 @@ impl Lease {
         }
     }
 
-    /// Who holds it, as written in its terms.
-    pub fn holder(&self) -> &str {
-        &self.holder
-    }
-
     fn term_of(&self, at: Duration) -> u64 {
         (at.as_millis() / self.term.as_millis().max(1)) as u64
-    }
-
-    fn end_of(&self, term: u64) -> Duration {
-        self.term * u32::try_from(term + 1).unwrap_or(u32::MAX)
     }
 
     fn path(&self, term: u64) -> ObjPath {
@@ -124,11 +115,15 @@ impl Lease {
     }
 
     /// Whether the terms held cover `now .. now + span` with [`CLOCK_SKEW`] to spare, by the
-    /// local clock alone (no request to the store).
-    pub fn covers(&self, span: Duration) -> bool {
+    /// local clock alone (the tests' look at what [`Lease::hold_until`] left).
+    #[cfg(test)]
+    fn covers(&self, span: Duration) -> bool {
         let now = since_epoch();
         match self.held {
-            Some((first, last)) => self.term_of(now) >= first && now + span + CLOCK_SKEW <= self.end_of(last),
+            Some((first, last)) => {
+                let end = self.term * u32::try_from(last + 1).unwrap_or(u32::MAX);
+                self.term_of(now) >= first && now + span + CLOCK_SKEW <= end
+            }
             None => false,
         }
     }

@@ -38,7 +38,7 @@ use object_store::path::Path as ObjPath;
 
 pub use compact::{Compacted, compact};
 pub use heal::{Healed, delete_retired_rollups, heal_rollups, write_missing_rollups};
-pub use lease::{CLOCK_SKEW, Lease, STEP, TERM};
+pub use lease::{Lease, STEP};
 pub use retention::{Deleted, retention};
 pub use schedule::{compact_every, compact_small_files_of_every_day};
 
