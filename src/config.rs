@@ -28,8 +28,15 @@ pub struct Config {
     pub ultramsg_token: Option<String>,
     /// Secret for `contact_key` (default: generated into `<state_dir>/pii.key`).
     pub pii_key: Option<String>,
-    /// API tokens as `role:token`; roles `ingest`, `read`, `send`, `admin`.
+    /// API tokens as `role:token` (the operator's: every tenant) or `role:token@tenant` (one
+    /// tenant's rows and numbers only); roles `ingest`, `read`, `send`, `admin`.
     pub tokens: Vec<String>,
+    /// The tenants (`[[tenant]]`): brands served from this deployment, each owning its business
+    /// account and phone number ids.
+    #[serde(rename = "tenant")]
+    pub tenants: Vec<Tenant>,
+    /// Days of audit records `retention` keeps (regulators ask for more than the events).
+    pub audit_retention_days: u32,
     /// Seconds a client may take to send its request headers (slow-loris guard).
     pub header_read_timeout_secs: f64,
     /// Seconds a request may take in all, body included (answered 408 past that).
@@ -127,6 +134,10 @@ impl Default for Config {
             ultramsg_token: None,
             pii_key: None,
             tokens: Vec::new(),
+            tenants: Vec::new(),
+            // An audit trail outlives a year of events: a question about who read what comes
+            // after the fact.
+            audit_retention_days: 400,
             // Meta and UltraMsg send headers at once; 10 s only cuts off clients that dribble.
             header_read_timeout_secs: 10.0,
             // An 8 MiB body over a slow link takes seconds, not half a minute.
@@ -194,6 +205,65 @@ impl Default for Config {
             max_result_rows: 100_000,
             engine: "local".into(),
         }
+    }
+}
+
+/// A tenant: a brand served from a shared deployment, and the WhatsApp ids that make an event
+/// its own (an event is the tenant's when its `account_id` or its `phone_number_id` is one of
+/// these).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    /// Its name, as tokens name it (`role:token@name`): letters, digits, `-` and `_`.
+    pub name: String,
+    /// Its WhatsApp business account ids (Meta's `entry[].id`; UltraMsg's `instance…`).
+    #[serde(default)]
+    pub account_ids: Vec<String>,
+    /// Its phone number ids (Meta's `metadata.phone_number_id`).
+    #[serde(default)]
+    pub phone_number_ids: Vec<String>,
+}
+
+impl Tenant {
+    /// Whether an event with these ids is the tenant's.
+    pub fn owns(&self, account_id: Option<&str>, phone_number_id: Option<&str>) -> bool {
+        account_id.is_some_and(|a| self.account_ids.iter().any(|x| x == a))
+            || phone_number_id.is_some_and(|p| self.phone_number_ids.iter().any(|x| x == p))
+    }
+
+    /// Checks the `[[tenant]]` tables: valid unique names, at least one id each, and no id
+    /// owned by two tenants (an event must be one tenant's or none's).
+    pub fn check_all(tenants: &[Tenant]) -> Result<()> {
+        let mut names = std::collections::HashSet::new();
+        let mut ids: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+        for t in tenants {
+            let valid = !t.name.is_empty()
+                && t.name.len() <= 64
+                && t.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid {
+                return Err(Error::Config(format!("tenant name {:?}: use 1-64 letters, digits, '-' or '_'", t.name)));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err(Error::Config(format!("tenant {:?} is defined twice", t.name)));
+            }
+            if t.account_ids.is_empty() && t.phone_number_ids.is_empty() {
+                return Err(Error::Config(format!(
+                    "tenant {:?} owns no ids: give it account_ids or phone_number_ids",
+                    t.name
+                )));
+            }
+            for id in t.account_ids.iter().chain(&t.phone_number_ids) {
+                if id.trim().is_empty() {
+                    return Err(Error::Config(format!("tenant {:?} has an empty id", t.name)));
+                }
+                if let Some(other) = ids.insert(id.as_str(), t.name.as_str())
+                    && other != t.name
+                {
+                    return Err(Error::Config(format!("id {id:?} belongs to both tenant {other:?} and {:?}", t.name)));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -433,6 +503,7 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         Engine::parse(&self.engine)?;
+        Tenant::check_all(&self.tenants)?;
         if self.flush_interval_secs <= 0.0 || !self.flush_interval_secs.is_finite() {
             return Err(Error::Config("flush_interval_secs must be a positive number".into()));
         }

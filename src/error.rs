@@ -56,6 +56,10 @@ pub enum Error {
     /// narrow it).
     #[error("{0}")]
     QueryRefused(String),
+    /// The caller may not do this (a tenant's token reaching past its tenant); the message says
+    /// what it may do instead.
+    #[error("{0}")]
+    Forbidden(String),
     /// A task of the service stopped unexpectedly (a panic, or its runtime shut down).
     #[error("{0}")]
     Task(String),

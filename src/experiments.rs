@@ -53,6 +53,10 @@ pub struct Experiment {
     /// Campaign recorded on its sends.
     #[serde(default)]
     pub campaign: Option<String>,
+    /// The tenant it belongs to: that tenant's tokens see it and send it; without one it is
+    /// the operator's alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     #[serde(rename = "variant")]
     pub variants: Vec<Variant>,
 }

@@ -74,7 +74,7 @@ pub async fn plan_inline(
 
 /// The dialect `sql` is parsed in: PostgreSQL's where it says `MATERIALIZED`, whose syntax
 /// that is, else the configured one.
-fn dialect_of(ctx: &SessionContext, sql: &str) -> Dialect {
+pub(crate) fn dialect_of(ctx: &SessionContext, sql: &str) -> Dialect {
     if sql.to_ascii_lowercase().contains("materialized") {
         Dialect::PostgreSQL
     } else {

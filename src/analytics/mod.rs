@@ -18,6 +18,7 @@ pub mod id_key;
 pub mod materialize;
 pub mod reports;
 pub mod stats;
+pub mod tenancy;
 pub mod text_extreme;
 
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
-use crate::config::{AnalyticsSettings, Engine, QueryLimits};
+use crate::config::{AnalyticsSettings, Engine, QueryLimits, Tenant};
 use crate::error::{Error, Result};
 use crate::event;
 use crate::experiments::Experiments;
@@ -186,6 +187,8 @@ pub struct Analytics {
     executor: Arc<Executor>,
     /// Which engine plans run on: this process, or a cluster.
     engine: Engine,
+    /// The tenant whose rows alone its sessions read ([`tenancy`]); `None`: every row.
+    tenant: Option<Arc<Tenant>>,
 }
 
 /// What messages and support cost, in the account's currency.
@@ -250,6 +253,7 @@ impl Analytics {
             rollups: true,
             executor: Arc::new(Executor::new(limits, None)?),
             engine: Engine::Local,
+            tenant: None,
         })
     }
 
@@ -257,6 +261,17 @@ impl Analytics {
     pub fn with_engine(mut self, engine: Engine) -> Self {
         self.engine = engine;
         self
+    }
+
+    /// The same analytics reading only `tenant`'s rows ([`tenancy`]), or every row (`None`).
+    pub fn for_tenant(mut self, tenant: Option<Arc<Tenant>>) -> Self {
+        self.tenant = tenant;
+        self
+    }
+
+    /// The tenant whose rows alone it reads, if any.
+    pub fn tenant(&self) -> Option<&Tenant> {
+        self.tenant.as_deref()
     }
 
     /// The same analytics with these experiment definitions.
@@ -297,6 +312,7 @@ impl Analytics {
             }),
             rollups: true,
             engine: settings.engine.clone(),
+            tenant: None,
         })
     }
 
@@ -313,7 +329,8 @@ impl Analytics {
                 SessionContext::new_with_state(cluster::session(self.session.clone(), self.runtime.clone(), addr)?)
             }
         };
-        let rollups = self.rollups_cover().await?;
+        // A tenant's facts come from its filtered events ([`tenancy`]): the rollups carry no owner.
+        let rollups = self.tenant.is_none() && self.rollups_cover().await?;
         ctx.register_object_store(&store_url()?, self.storage.store.clone());
         ctx.register_table("events", self.partitioned_table("events", read_schema())?)?;
         for kind in crate::rollup::Kind::ALL {
@@ -323,6 +340,9 @@ impl Analytics {
         let (scalars, aggregates) = functions();
         scalars.into_iter().for_each(|f| ctx.register_udf(f));
         aggregates.into_iter().for_each(|f| ctx.register_udaf(f));
+        if let Some(tenant) = &self.tenant {
+            tenancy::restrict(&ctx, tenant).await?;
+        }
         facts::register(&ctx, rollups).await?;
         Ok(ctx)
     }
@@ -430,6 +450,9 @@ impl Analytics {
             let (this, sql) = (self.clone(), sql.to_string());
             async move {
                 let ctx = this.context().await?;
+                if this.tenant.is_some() {
+                    tenancy::check_statement(&ctx, &sql, &materialize::dialect_of(&ctx, &sql))?;
+                }
                 let read_only =
                     SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
                 let df =

@@ -49,6 +49,10 @@ pub struct SendConfig {
     pub breaker_open_for: Duration,
     /// Categories that need a recorded `consent.opt_in`.
     pub require_opt_in: Vec<String>,
+    /// The business account and phone number the provider sends from, recorded on every
+    /// send event: they make the sends the tenant's that owns the number.
+    pub account_id: Option<String>,
+    pub phone_number_id: Option<String>,
 }
 
 impl Default for SendConfig {
@@ -64,6 +68,8 @@ impl Default for SendConfig {
             breaker_failures: 5,
             breaker_open_for: Duration::from_secs(10),
             require_opt_in: vec!["marketing".into()],
+            account_id: None,
+            phone_number_id: None,
         }
     }
 }
@@ -293,6 +299,8 @@ impl Sender {
             e.locale = Some(variant.language.clone());
             e.category = Some(variant.category.clone());
             e.content_type = Some("template".into());
+            e.account_id = self.cfg.account_id.clone();
+            e.phone_number_id = self.cfg.phone_number_id.clone();
             e
         };
         let reject = |reason: &str, err: SendError, code: Option<i32>| {

@@ -64,6 +64,7 @@ impl ApiError {
             ApiError::Internal(Error::QueryMemory(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "query_memory"),
             ApiError::Internal(Error::QueryRefused(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "query_refused"),
             ApiError::Internal(Error::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid"),
+            ApiError::Internal(Error::Forbidden(_)) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Internal(Error::Cluster(_)) => (StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -82,7 +83,8 @@ impl IntoResponse for ApiError {
                 | Error::QueryBusy(_)
                 | Error::QueryTimeout(_)
                 | Error::QueryMemory(_)
-                | Error::QueryRefused(_)),
+                | Error::QueryRefused(_)
+                | Error::Forbidden(_)),
             ) => e.to_string(),
             // The cluster's addresses are the deployment's inside, not the caller's business.
             ApiError::Internal(e @ Error::Cluster(_)) => {

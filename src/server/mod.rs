@@ -73,7 +73,7 @@ impl App {
         config: Config,
         provider: Option<Arc<dyn crate::send::provider::Provider>>,
     ) -> Result<AppState> {
-        let tokens = auth::Tokens::new(&auth::parse_tokens(&config.tokens)?);
+        let tokens = auth::Tokens::new(&auth::parse_tokens(&config.tokens, &config.tenants)?, &config.tenants);
         let storage = Storage::open(&config.storage)?;
         let pii = PiiKey::load_or_create(config.pii_key.as_deref(), &config.state_dir)?;
         let normalizer =
@@ -128,6 +128,8 @@ impl App {
                     per_number_per_sec: config.send_rate_per_sec,
                     require_opt_in: config.require_opt_in.clone(),
                     breaker_open_for: std::time::Duration::from_secs_f64(config.breaker_open_secs.max(0.0)),
+                    account_id: sending_account(&config),
+                    phone_number_id: sending_number(&config),
                     ..Default::default()
                 };
                 let s = crate::send::Sender::new(
@@ -164,6 +166,11 @@ impl App {
             tokio::spawn(refresh_consent(Arc::downgrade(&app)));
         }
         Ok(app)
+    }
+
+    /// The analytics as `caller` may read them: a tenant's token reads its tenant's rows only.
+    pub fn analytics_for(&self, caller: &auth::Caller) -> Analytics {
+        self.analytics.clone().for_tenant(caller.tenant.clone())
     }
 
     /// Appends normalised events to the log and records metrics. Counts `batch.rejected`.
@@ -225,6 +232,23 @@ impl App {
         }
         let wal = self.wal.clone();
         let _ = tokio::task::spawn_blocking(move || wal.close()).await;
+    }
+}
+
+/// The business account the send path's provider sends from: UltraMsg's instance (as its
+/// webhooks name it), none for Meta (whose sends name the number).
+fn sending_account(config: &Config) -> Option<String> {
+    match config.provider.as_deref() {
+        Some("ultramsg") => config.ultramsg_instance.as_ref().map(|i| i.trim_start_matches("instance").to_string()),
+        _ => None,
+    }
+}
+
+/// The phone number id the send path's provider sends from (Meta's).
+fn sending_number(config: &Config) -> Option<String> {
+    match config.provider.as_deref() {
+        Some("ultramsg") => None,
+        _ => config.meta_phone_number_id.clone(),
     }
 }
 

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::auth::{Role, SESSION_COOKIE, SESSION_TTL, Sessions};
+use super::auth::{Caller, Role, SESSION_COOKIE, SESSION_TTL, Sessions};
 use super::{ApiError, AppState};
 use crate::analytics::reports::{Computed, Metric, Params, Report};
 use crate::render::{chart, html};
@@ -25,14 +25,12 @@ pub fn router() -> Router<AppState> {
         .route("/v1/experiments", get(experiments))
 }
 
-/// Read access by bearer token or page session.
-fn authorize_read(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if let Some(c) = Sessions::cookie(headers)
-        && app.sessions.valid(c)
-    {
-        return Ok(());
+/// Read access by bearer token or page session: who is reading.
+fn authorize_read(app: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    if let Some(caller) = Sessions::cookie(headers).and_then(|c| app.sessions.caller(c, &app.tokens)) {
+        return Ok(caller);
     }
-    app.tokens.authorize(headers, Role::Read).map(|_| ())
+    app.tokens.authorize(headers, Role::Read)
 }
 
 #[derive(Deserialize, Default)]
@@ -67,9 +65,9 @@ pub struct ReportCache {
 }
 
 impl crate::server::App {
-    /// A report, from the cache when fresh.
-    pub async fn report(&self, name: &str, params: &Params) -> Result<Arc<Computed>, ApiError> {
-        let key = format!("{name}|{params:?}");
+    /// A report over what `caller` may read, from the cache when fresh (cached per tenant).
+    pub async fn report(&self, name: &str, params: &Params, caller: &Caller) -> Result<Arc<Computed>, ApiError> {
+        let key = format!("{}|{name}|{params:?}", caller.tenant_name());
         let ttl = Duration::from_secs(self.config.report_cache_secs);
         if let Ok(c) = self.report_cache.entries.lock()
             && let Some((at, r)) = c.get(&key)
@@ -77,7 +75,7 @@ impl crate::server::App {
         {
             return Ok(r.clone());
         }
-        let r = Arc::new(self.analytics.report(name, params).await.map_err(|e| match e {
+        let r = Arc::new(self.analytics_for(caller).report(name, params).await.map_err(|e| match e {
             crate::error::Error::NotFound(m) => ApiError::NotFound(m),
             crate::error::Error::Invalid(m) => ApiError::bad_request("bad_parameter", m),
             other => ApiError::Internal(other),
@@ -91,10 +89,10 @@ impl crate::server::App {
 }
 
 async fn index(State(app): State<AppState>, headers: HeaderMap, Query(f): Query<Filters>) -> Response {
-    if authorize_read(&app, &headers).is_err() {
+    let Ok(caller) = authorize_read(&app, &headers) else {
         return (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html::login(None))
             .into_response();
-    }
+    };
     let params = match f.params() {
         Ok(p) => p,
         Err(e) => return e.into_response(),
@@ -102,7 +100,7 @@ async fn index(State(app): State<AppState>, headers: HeaderMap, Query(f): Query<
     let mut out = Vec::new();
     for report in Report::ALL {
         let name = report.name();
-        match app.report(name, &params).await {
+        match app.report(name, &params, &caller).await {
             Ok(r) => {
                 let svg = chart::for_report(&r).unwrap_or_else(|e| {
                     tracing::warn!(report = name, error = %e, "chart failed");
@@ -123,10 +121,10 @@ struct LoginForm {
 
 async fn login(State(app): State<AppState>, Form(form): Form<LoginForm>) -> Response {
     match app.tokens.check(form.token.trim(), Role::Read) {
-        Ok(_) => {
+        Ok(caller) => {
             let cookie = format!(
                 "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-                app.sessions.issue(),
+                app.sessions.issue(&caller),
                 SESSION_TTL.as_secs()
             );
             let mut resp = Redirect::to("/").into_response();
@@ -150,9 +148,9 @@ async fn one(
     Path(name): Path<String>,
     Query(f): Query<Filters>,
 ) -> Result<Response, ApiError> {
-    authorize_read(&app, &headers)?;
+    let caller = authorize_read(&app, &headers)?;
     let params = f.params()?;
-    let r = app.report(&name, &params).await?;
+    let r = app.report(&name, &params, &caller).await?;
     let typed = |ct: &'static str, body: String| ([(header::CONTENT_TYPE, ct)], body).into_response();
     Ok(match f.format.as_deref().unwrap_or("json") {
         "json" => Json(r.to_json()).into_response(),
@@ -179,6 +177,10 @@ async fn one(
 }
 
 async fn experiments(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
-    app.tokens.authorize(&headers, Role::Read)?;
-    Ok(Json(serde_json::to_value(&*app.analytics.experiments).unwrap_or_default()))
+    let caller = authorize_read(&app, &headers)?;
+    let mut visible = (*app.analytics.experiments).clone();
+    if let Some(t) = &caller.tenant {
+        visible.experiments.retain(|e| e.tenant.as_deref() == Some(t.name.as_str()));
+    }
+    Ok(Json(serde_json::to_value(&visible).unwrap_or_default()))
 }

@@ -28,12 +28,12 @@ async fn query(
     headers: HeaderMap,
     body: Result<Json<QueryBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    app.tokens.authorize(&headers, Role::Read)?;
+    let caller = app.tokens.authorize(&headers, Role::Read)?;
     let Json(body) = body
         .map_err(|e| ApiError::bad_request("malformed", format!("expected {{\"sql\": \"...\"}}: {}", e.body_text())))?;
     // Dropping this handler (the client went away) drops the query's task with it: the query
     // is cancelled, not left running for nobody. The answer is written on the query threads.
-    let answer = app.analytics.query_json(&body.sql).await.map_err(|e| match e {
+    let answer = app.analytics_for(&caller).query_json(&body.sql).await.map_err(|e| match e {
         Error::Query(q) => ApiError::bad_request("bad_query", q.to_string()),
         other => ApiError::Internal(other),
     })?;
@@ -42,7 +42,7 @@ async fn query(
 
 /// Seals the log and writes everything in it to object storage now.
 async fn flush(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    app.tokens.authorize(&headers, Role::Admin)?;
+    app.tokens.authorize(&headers, Role::Admin)?.operator_only("flushing the log")?;
     let n = app.flush_now().await?;
     Ok(Json(json!({"flushed": n})))
 }

@@ -7,7 +7,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 
 use super::auth::Role;
-use super::{ApiError, App, AppState};
+use super::{ApiError, App, AppState, sending_account, sending_number};
 use crate::send::{SendError, SendRequest, SendResult};
 
 pub fn router() -> Router<AppState> {
@@ -19,12 +19,35 @@ async fn send(
     headers: HeaderMap,
     body: Result<Json<SendRequest>, JsonRejection>,
 ) -> Result<Json<SendResult>, ApiError> {
-    app.tokens.authorize(&headers, Role::Send)?;
+    let caller = app.tokens.authorize(&headers, Role::Send)?;
     let Json(req) = body.map_err(|e| ApiError::bad_request("malformed", e.body_text()))?;
+    if let Some(tenant) = &caller.tenant {
+        app.may_send_for(tenant, &req.experiment)?;
+    }
     Ok(Json(app.send(&req).await?))
 }
 
 impl App {
+    /// 403 unless `tenant` owns the experiment and the number the send path sends from.
+    pub fn may_send_for(&self, tenant: &crate::config::Tenant, experiment: &str) -> Result<(), ApiError> {
+        let owns_experiment =
+            self.analytics.experiments.get(experiment).is_some_and(|e| e.tenant.as_deref() == Some(&tenant.name));
+        if !owns_experiment {
+            return Err(ApiError::Forbidden(format!(
+                "experiment {experiment:?} is not tenant {:?}'s (experiments.toml names its tenant)",
+                tenant.name
+            )));
+        }
+        let (account, number) = (sending_account(&self.config), sending_number(&self.config));
+        if !tenant.owns(account.as_deref(), number.as_deref()) {
+            return Err(ApiError::Forbidden(format!(
+                "the send path's number is not tenant {:?}'s: it sends only through its own numbers",
+                tenant.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Sends through the send path and records what it produced in the write-ahead log.
     pub async fn send(&self, req: &SendRequest) -> Result<SendResult, ApiError> {
         let sender = self.sender.as_ref().ok_or_else(|| {

@@ -13,3 +13,4 @@ mod reference;
 mod reports;
 mod send;
 mod service;
+mod tenants;

@@ -1,0 +1,115 @@
+//! A tenant's session: the same tables under the same names, each one a view that keeps only
+//! the tenant's rows, so every report, page and ad hoc statement of a tenant's token reads
+//! its own events and nothing else.
+//!
+//! The filter is part of the plan the session builds, not of the statement: `events` in a
+//! tenant's session is a view whose plan scans the store and keeps the rows whose
+//! `account_id` or `phone_number_id` the tenant owns, and the store itself is reachable by no
+//! other name. A CTE, a UNION, a subquery or a join reads the same views. The rollups carry
+//! no owner, so a tenant's `messages`, `conversations` and `exposures`, and the facts tables
+//! the reports read, are the facts views over its filtered events (`queries/facts/`): the
+//! same columns and answers, computed from the events.
+//!
+//! A tenant's ad hoc statement is also checked before it is planned ([`check_statement`]):
+//! it may name only the tenant's tables (a 403 otherwise, never an empty answer), and may not
+//! `EXPLAIN`, whose plan and metrics describe the whole store's files and row counts.
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::catalog::view::ViewTable;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col, lit};
+
+use crate::config::Tenant;
+use crate::error::{Error, Result};
+
+/// The tables a tenant's statement may name: its filtered events, the rollup-shaped and facts
+/// views over them, and the rate card (prices, nobody's rows).
+pub const TENANT_TABLES: [&str; 8] = [
+    "events",
+    "messages",
+    "conversations",
+    "exposures",
+    "message_facts",
+    "conversation_facts",
+    "exposure_facts",
+    "rate_card",
+];
+
+/// `account_id IN (...) OR phone_number_id IN (...)` over the tenant's ids.
+fn owned_by(tenant: &Tenant) -> Expr {
+    let list = |column: &str, ids: &[String]| {
+        (!ids.is_empty()).then(|| col(column).in_list(ids.iter().map(|id| lit(id.as_str())).collect(), false))
+    };
+    match (list("account_id", &tenant.account_ids), list("phone_number_id", &tenant.phone_number_ids)) {
+        (Some(a), Some(p)) => a.or(p),
+        (Some(one), None) | (None, Some(one)) => one,
+        // A tenant owns at least one id (checked with the settings); none owns nothing.
+        (None, None) => lit(false),
+    }
+}
+
+/// `provider` (a table of the events' columns) as a view of the tenant's rows only, named
+/// `name` inside its plan.
+pub fn only_tenant(name: &str, provider: Arc<dyn TableProvider>, tenant: &Tenant) -> Result<Arc<ViewTable>> {
+    let source = datafusion::datasource::provider_as_source(provider);
+    let plan = LogicalPlanBuilder::scan(name, source, None)?.filter(owned_by(tenant))?.build()?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
+}
+
+/// Checks a tenant's statement before it is planned: it names only [`TENANT_TABLES`] (a CTE
+/// of its own is not a table) and is not an `EXPLAIN`. Refusals are [`Error::Forbidden`].
+pub fn check_statement(ctx: &SessionContext, sql: &str, dialect: &datafusion::config::Dialect) -> Result<()> {
+    use datafusion::sql::parser::Statement as DfStatement;
+    let state = ctx.state();
+    let statement = state.sql_to_statement(sql, dialect)?;
+    if matches!(statement, DfStatement::Explain(_))
+        || matches!(&statement, DfStatement::Statement(s) if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Explain { .. }))
+    {
+        return Err(Error::Forbidden(
+            "a tenant's token may not EXPLAIN: a plan describes the whole store's files and rows".into(),
+        ));
+    }
+    for table in state.resolve_table_references(&statement)? {
+        let allowed = table.schema().is_none_or(|s| s == "public")
+            && table.catalog().is_none_or(|c| c == "datafusion")
+            && TENANT_TABLES.contains(&table.table());
+        if !allowed {
+            return Err(Error::Forbidden(format!(
+                "a tenant's token reads only its own tables ({}); {table} is not one of them",
+                TENANT_TABLES.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Registers the tenant's views in `ctx`, whose `events` and rollup tables are the store's
+/// (registered already): `events` becomes the tenant's rows, and each rollup table the facts
+/// view over them (the same columns).
+pub async fn restrict(ctx: &SessionContext, tenant: &Tenant) -> Result<()> {
+    let events = ctx.table_provider("events").await?;
+    ctx.deregister_table("events")?;
+    ctx.register_table("events", only_tenant("events", events, tenant)?)?;
+    for fact in super::facts::Fact::ALL {
+        let view = ctx.sql(fact.view_sql()).await?.into_view();
+        ctx.deregister_table(fact.rollup().table())?;
+        ctx.register_table(fact.rollup().table(), view)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_names_the_tenants_ids() {
+        let t = Tenant { name: "acme".into(), account_ids: vec!["1".into()], phone_number_ids: vec!["9".into()] };
+        let f = owned_by(&t).to_string();
+        assert!(f.contains("account_id IN") && f.contains("phone_number_id IN") && f.contains(" OR "), "{f}");
+        let only_phones = Tenant { account_ids: vec![], ..t };
+        assert!(!owned_by(&only_phones).to_string().contains("account_id"));
+    }
+}
