@@ -22,6 +22,7 @@ LAYERS = [
     ["ids", "config", "util", "signature"],
     ["event", "experiments"],
     ["pii"],
+    ["audit"],
     ["ingest", "rollup", "metrics", "wal"],
     ["store"],
     ["flush", "maintenance", "generate"],

@@ -153,6 +153,21 @@ pub enum Command {
         #[arg(long)]
         max_events: Option<u64>,
     },
+    /// Erases one contact: every event and rollup row of theirs from every file, and a tombstone
+    /// that keeps their later events out and the send path away until they opt in again.
+    Erase {
+        /// The contact's phone number, as E.164 (+15550100001).
+        #[arg(long)]
+        contact: String,
+        /// Erase only this tenant's rows of the contact (a [[tenant]] name).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Consent for an auditor.
+    Consent {
+        #[command(subcommand)]
+        action: ConsentCommand,
+    },
     /// Deletes partitions older than the retention period.
     Retention {
         /// Days of partitions to keep (default: retention_days from the configuration).
@@ -266,6 +281,18 @@ fn init_tracing() {
         .try_init();
 }
 
+/// `convoscope consent ...`.
+#[derive(Subcommand, Debug)]
+pub enum ConsentCommand {
+    /// Writes every contact's current consent per category as CSV
+    /// (contact_key,category,state,since,source), erased contacts included.
+    Export {
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
 /// How long `compact` and `retention` wait for the store's maintenance lease: a collector's
 /// round holds it for its merges and then for the grace period of its queries (up to
 /// `report_timeout_secs`, five minutes by default).
@@ -281,6 +308,28 @@ async fn command_lease(storage: &Storage, command: &str) -> anyhow::Result<crate
     let mut lease = crate::maintenance::Lease::new(storage.clone(), holder);
     lease.wait_for(crate::maintenance::STEP, COMMAND_LEASE_WAIT).await?;
     Ok(lease)
+}
+
+/// Appends a command's audit record to the store's `_audit/` ([`crate::audit`]): what ran,
+/// for whom (`tenant`), and its detail and count, or that it failed. A record that cannot be
+/// written is logged: the command's own work is done.
+async fn audit_command(storage: &Storage, action: &str, tenant: Option<&str>, outcome: (String, Result<usize, ()>)) {
+    let (detail, count) = outcome;
+    let record = crate::audit::Record {
+        at: crate::event::now_micros(),
+        token_id: "cli".into(),
+        role: "admin".into(),
+        tenant: tenant.unwrap_or("*").into(),
+        action: action.into(),
+        target: None,
+        detail: Some(crate::pii::redact_numbers(&detail)),
+        outcome: if count.is_ok() { "ok" } else { "failed" }.into(),
+        status: 0,
+        count: count.ok().and_then(|n| i64::try_from(n).ok()),
+    };
+    if let Err(e) = storage.put_audit(&[record]).await {
+        tracing::error!(error = %e, "the audit record of {action} could not be written");
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -372,6 +421,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => None,
             };
             lease.release().await;
+            audit_command(
+                &storage,
+                "convoscope compact",
+                None,
+                match &done {
+                    Ok(d) => (format!("{} merged files", d.len()), Ok(d.len())),
+                    Err(e) => (e.to_string(), Err(())),
+                },
+            )
+            .await;
             let done = done?;
             for c in &done {
                 println!(
@@ -393,15 +452,92 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Erase { contact, tenant } => {
+            let config = Config::load(cli.config.as_deref(), &flags)?;
+            let storage = Storage::open(&config.storage)?;
+            let tenant = match tenant.as_deref() {
+                Some(name) => Some(
+                    config
+                        .tenants
+                        .iter()
+                        .find(|t| t.name == name)
+                        .cloned()
+                        .ok_or_else(|| anyhow::anyhow!("no [[tenant]] is named {name:?}"))?,
+                ),
+                None => None,
+            };
+            let pii = crate::pii::PiiKey::load_existing(config.pii_key.as_deref(), &config.state_dir)?;
+            let (contact_key, _) =
+                pii.contact(&contact).ok_or_else(|| anyhow::anyhow!("--contact is not a phone number"))?;
+            let tombstones = crate::store::tombstones::Tombstones::load(&storage).await?;
+            let mut lease = command_lease(&storage, "erase").await?;
+            let stone = crate::store::tombstones::Tombstone::new(contact_key.clone(), tenant.as_ref());
+            let done = crate::maintenance::erase(&storage, &tombstones, stone, &mut lease).await;
+            lease.release().await;
+            let record = match &done {
+                Ok(e) => (
+                    serde_json::json!({"contact_key": contact_key, "files": e.files, "rows": e.rows}).to_string(),
+                    Ok(e.rows),
+                ),
+                Err(e) => (format!("contact_key {contact_key}: {e}"), Err(())),
+            };
+            audit_command(&storage, "convoscope erase", tenant.as_ref().map(|t| t.name.as_str()), record).await;
+            let done = done?;
+            println!(
+                "erased contact {contact_key}: {} rows from {} files; its later events are dropped, and a running \
+                 collector sweeps once more within {} s for files flushed meanwhile",
+                done.rows,
+                done.files,
+                crate::maintenance::SETTLE.as_secs() + config.compact_every_secs,
+            );
+            Ok(())
+        }
+        Command::Consent { action: ConsentCommand::Export { out } } => {
+            let config = Config::load(cli.config.as_deref(), &flags)?;
+            let storage = Storage::open(&config.storage)?;
+            let tombstones = crate::store::tombstones::Tombstones::load(&storage).await?;
+            let analytics = Analytics::from_settings(storage.clone(), &config.analytics(), None)?;
+            let mut csv = crate::analytics::consent::current_csv(&analytics).await?;
+            for t in tombstones.all() {
+                let since = crate::event::micros_to_datetime(t.erased_at).to_rfc3339();
+                csv.push_str(&format!("{},all,erased,{since},erasure\n", t.contact_key));
+            }
+            let rows = csv.lines().count().saturating_sub(1);
+            match out {
+                Some(path) => std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{csv}"),
+            }
+            audit_command(&storage, "convoscope consent export", None, (format!("{rows} rows"), Ok(rows))).await;
+            Ok(())
+        }
         Command::Retention { keep_days } => {
             let config = Config::load(cli.config.as_deref(), &flags)?;
             let storage = Storage::open(&config.storage)?;
             let keep = keep_days.unwrap_or(config.retention_days);
             let today = chrono::Utc::now().date_naive();
             let mut lease = command_lease(&storage, "retention").await?;
-            let gone =
-                crate::maintenance::retention(&storage, keep, config.min_retention_days, today, &mut lease).await;
+            let gone = crate::maintenance::retention(
+                &storage,
+                keep,
+                config.audit_retention_days,
+                config.min_retention_days,
+                today,
+                &mut lease,
+            )
+            .await;
             lease.release().await;
+            audit_command(
+                &storage,
+                "convoscope retention",
+                None,
+                match &gone {
+                    Ok(g) => {
+                        (format!("keep_days {keep}, audit_retention_days {}", config.audit_retention_days), Ok(g.len()))
+                    }
+                    Err(e) => (e.to_string(), Err(())),
+                },
+            )
+            .await;
             let gone = gone?;
             for g in &gone {
                 println!("deleted {}: {} files, {} bytes", g.date, g.files, g.bytes);

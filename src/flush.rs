@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::store::{Storage, encode_event_files};
+use crate::store::tombstones::Tombstones;
+use crate::store::{Storage, encode_audit_files, encode_event_files};
 use crate::wal::Wal;
 
 /// Moves sealed log segments into Parquet. One per process.
@@ -26,6 +27,8 @@ pub struct Flusher {
     last_error: Mutex<Option<String>>,
     busy: tokio::sync::Mutex<()>,
     thread: FlushThread,
+    /// Erased contacts, whose events in the log are dropped rather than stored.
+    tombstones: Tombstones,
 }
 
 /// The one thread that does the flusher's CPU work: reading a segment, sorting it, encoding
@@ -77,7 +80,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Flusher {
     /// A flusher for this log and store, with the thread it encodes on.
-    pub fn new(wal: Arc<Wal>, storage: Storage, metrics: Arc<Metrics>, log_id: String) -> Result<Self> {
+    /// `tombstones` are the erased contacts: a flush waits until they have been read from the
+    /// store once ([`Tombstones::loaded`]), so no flush stores an erased contact's events.
+    pub fn new(
+        wal: Arc<Wal>,
+        storage: Storage,
+        metrics: Arc<Metrics>,
+        log_id: String,
+        tombstones: Tombstones,
+    ) -> Result<Self> {
         Ok(Flusher {
             wal,
             storage,
@@ -86,6 +97,7 @@ impl Flusher {
             last_error: Mutex::new(None),
             busy: tokio::sync::Mutex::new(()),
             thread: FlushThread::spawn()?,
+            tombstones,
         })
     }
 
@@ -98,6 +110,9 @@ impl Flusher {
     /// Stops at the first failure: later segments wait, so files land in order.
     pub async fn flush_sealed(&self) -> Result<usize> {
         let _one_at_a_time = self.busy.lock().await;
+        if !self.tombstones.loaded() {
+            self.tombstones.refresh(&self.storage).await?;
+        }
         let mut stored = 0;
         for (seq, path) in self.wal.sealed_segments()? {
             let started = Instant::now();
@@ -123,21 +138,37 @@ impl Flusher {
 
     async fn flush_one(&self, seq: u64, path: std::path::PathBuf) -> Result<usize> {
         let p = path.clone();
-        let (cut_at, n, record, files) = self
+        let tombstones = self.tombstones.clone();
+        let (cut_at, n, record, files, erased) = self
             .thread
             .run(move || {
                 let seg = crate::wal::read_segment(&p)?;
                 let n = seg.rows();
                 // Taken before encoding, which consumes the events; written only after the upload.
                 let record = crate::wal::dedup_record(&seg.batches)?;
-                let files = if n > 0 { encode_event_files(seg.batches)? } else { Vec::new() };
-                Ok((seg.cut_at, n, record, files))
+                let (mut events, audit) = crate::audit::split(seg.batches)?;
+                let mut erased = 0;
+                for b in &mut events {
+                    if let Some(keep) = tombstones.keep(b)? {
+                        erased += keep.false_count();
+                        *b = arrow::compute::filter_record_batch(b, &keep)?;
+                    }
+                }
+                let files =
+                    if events.iter().any(|b| b.num_rows() > 0) { encode_event_files(events)? } else { Vec::new() };
+                Ok((seg.cut_at, n, record, (files, encode_audit_files(&audit)?), erased))
             })
             .await?;
+        if erased > 0 {
+            tracing::info!(events = erased, "dropped events of erased contacts from the log");
+            self.metrics.rejected("log", "erased", erased as u64);
+        }
         if let Some(at) = cut_at {
             tracing::warn!(segment = %path.display(), offset = at, "segment has a corrupt tail; flushing the frames before it");
         }
         let name = format!("wal-{}-{seq:020}", self.log_id);
+        let (files, audit) = files;
+        self.storage.put_audit_files(audit, &name).await?;
         self.storage.put_event_files(files, &name).await?;
         let wal = self.wal.clone();
         tokio::task::spawn_blocking(move || wal.finish_segment(&path, record))

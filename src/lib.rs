@@ -22,6 +22,7 @@
 //! - [`experiments`]: experiment definitions, deterministic assignment, and the callback data
 //!   the send path writes and ingest reads back.
 //! - [`pii`]: phone numbers → `contact_key` and `country`; numbers are never stored.
+//! - [`audit`]: the audit trail's record, as it travels the log and as `_audit/` stores it.
 //! - [`ingest`]: provider and first-party payloads → events, one file per provider.
 //! - [`rollup`]: the per-message, per-conversation and per-exposure partial aggregates
 //!   written beside every events file.
@@ -55,6 +56,7 @@
 //!   configures (the send path builds its provider client, the reports take their settings).
 
 pub mod analytics;
+pub mod audit;
 pub mod cli;
 #[cfg(feature = "cluster")]
 pub mod cluster;

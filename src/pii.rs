@@ -40,6 +40,20 @@ impl PiiKey {
         PiiKey { keyed: <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length") }
     }
 
+    /// Loads the key from `configured`, else from `<state_dir>/pii.key`, and fails without one:
+    /// for a command that must find the contact keys the collector made (a new key would
+    /// make other keys, and find nobody).
+    pub fn load_existing(configured: Option<&str>, state_dir: &Path) -> Result<Self, Error> {
+        let path = state_dir.join("pii.key");
+        if configured.is_none_or(str::is_empty) && !path.exists() {
+            return Err(Error::Config(format!(
+                "no PII key: set pii_key (CONVOSCOPE_PII_KEY) or state_dir to the collector's, whose {} holds it",
+                path.display()
+            )));
+        }
+        Self::load_or_create(configured, state_dir)
+    }
+
     /// Loads the key from `configured`, else from `<state_dir>/pii.key`, generating and
     /// saving that file (mode 0600) the first time, with a warning: losing it changes
     /// every `contact_key`.
@@ -98,6 +112,48 @@ impl PiiKey {
         let _ = hex::encode_to_slice(&digest[..CONTACT_KEY_HEX_CHARS / 2], &mut out);
         out.iter().map(|&b| char::from(b)).collect()
     }
+}
+
+/// Whether `run` is a date, `YYYY-MM-DD`: eight digits, but not a phone number.
+fn is_date(run: &str) -> bool {
+    let b = run.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+/// `text` with every run of 7 or more digits (spaces, dots, dashes and brackets between them,
+/// a leading `+`; a `YYYY-MM-DD` date is kept) replaced by `<number>`: what the audit trail keeps of a statement a person
+/// typed, which may hold a phone number.
+pub fn redact_numbers(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() || (chars[i] == '+' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
+            let mut j = i + usize::from(chars[i] == '+');
+            let (mut digits, mut end) = (0, j);
+            while j < chars.len() && (chars[j].is_ascii_digit() || " .-()".contains(chars[j])) {
+                if chars[j].is_ascii_digit() {
+                    digits += 1;
+                    end = j + 1;
+                }
+                j += 1;
+            }
+            let run: String = chars[i..end].iter().collect();
+            if digits >= 7 && !is_date(&run) {
+                out.push_str("<number>");
+            } else {
+                out.extend(&chars[i..end]);
+            }
+            i = end.max(i + 1);
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// The E.164 digits of a number: the part before any `@` (WhatsApp-Web chat ids), digits only,
@@ -275,5 +331,15 @@ mod tests {
             let mode = std::fs::metadata(dir.path().join("pii.key")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn numbers_are_redacted_and_short_ones_kept() {
+        assert_eq!(
+            redact_numbers("SELECT * FROM events WHERE x = '+1 (555) 010-9876' AND date = '2026-01-31' LIMIT 10"),
+            "SELECT * FROM events WHERE x = '<number>' AND date = '2026-01-31' LIMIT 10"
+        );
+        assert_eq!(redact_numbers("15550109876"), "<number>");
+        assert_eq!(redact_numbers("a+b 123456 x"), "a+b 123456 x");
     }
 }

@@ -9,6 +9,7 @@
 //! over `events` otherwise.
 
 pub mod cluster;
+pub mod consent;
 pub mod earliest_text;
 pub mod executor;
 pub mod facts;
@@ -337,6 +338,14 @@ impl Analytics {
             ctx.register_table(kind.table(), self.partitioned_table(kind.dir(), views(kind.schema()))?)?;
         }
         ctx.register_table("rate_card", self.rate_card_view()?)?;
+        if self.tenant.is_none() {
+            // The audit trail is the operator's ([`crate::audit`]); a tenant's session has no
+            // such table, and its statements may not name it.
+            ctx.register_table(
+                "audit",
+                self.partitioned_table(crate::store::AUDIT_DIR, views(crate::audit::schema()))?,
+            )?;
+        }
         let (scalars, aggregates) = functions();
         scalars.into_iter().for_each(|f| ctx.register_udf(f));
         aggregates.into_iter().for_each(|f| ctx.register_udaf(f));
@@ -492,11 +501,20 @@ impl Analytics {
     /// Reads with one of convoscope's own statements (not a caller's): no join guard and no
     /// row limit, within a report's time limit.
     pub async fn read(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        self.read_with(sql, no_params()).await
+    }
+
+    /// [`Analytics::read`] with `$name` parameters bound.
+    pub async fn read_with(
+        &self,
+        sql: &str,
+        params: Vec<(&'static str, datafusion::scalar::ScalarValue)>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let (this, sql) = (self.clone(), sql.to_string());
         self.executor
             .run(Work::Report, async move {
                 let ctx = this.context().await?;
-                let df = this.plan(&ctx, &sql, no_params()).await?;
+                let df = this.plan(&ctx, &sql, params).await?;
                 this.execute(df, Work::Report, None).await
             })
             .await

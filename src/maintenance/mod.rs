@@ -7,6 +7,8 @@
 //! - `heal.rs`: [`heal_rollups`] writes the rollups an events file lacks and deletes those of
 //!   a retired layout;
 //! - `retention.rs`: [`retention()`] deletes partitions past the retention period;
+//! - `erase.rs`: [`erase()`] removes one contact's rows from every file (and [`settle`] sweeps
+//!   again once every collector knows its tombstone);
 //! - `lease.rs`: the [`Lease`] in the store under which one process at a time, of the many
 //!   collectors (and commands) sharing a store, does any of the above.
 //!
@@ -25,6 +27,7 @@
 //! ([`Grace`]), so a query that listed them before the merge still finds them.
 
 mod compact;
+mod erase;
 mod heal;
 mod lease;
 mod merge;
@@ -37,10 +40,11 @@ use arrow::array::RecordBatch;
 use object_store::path::Path as ObjPath;
 
 pub use compact::{Compacted, compact};
+pub use erase::{Erased, SETTLE, erase, settle, sweep};
 pub use heal::{Healed, delete_retired_rollups, heal_rollups, write_missing_rollups};
 pub use lease::{Lease, STEP};
 pub use retention::{Deleted, retention};
-pub use schedule::{compact_every, compact_small_files_of_every_day};
+pub use schedule::{EraseRequest, Upkeep, compact_every, compact_small_files_of_every_day};
 
 use crate::error::{Error, Result};
 use crate::event;

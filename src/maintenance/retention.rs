@@ -18,12 +18,14 @@ pub struct Deleted {
     pub bytes: u64,
 }
 
-/// Deletes whole partitions dated before `today - keep_days`, and records what it deleted
-/// under `_convoscope/retention/`. Each partition is deleted under `lease` ([`Lease`]), so no
+/// Deletes whole partitions dated before `today - keep_days`, and audit partitions
+/// (`_audit/`) dated before `today - audit_keep_days`, and records what it deleted under
+/// `_convoscope/retention/`. Each partition is deleted under `lease` ([`Lease`]), so no
 /// collector is merging into a day as it goes.
 pub async fn retention(
     storage: &Storage,
     keep_days: u32,
+    audit_keep_days: u32,
     min_days: u32,
     today: NaiveDate,
     lease: &mut Lease,
@@ -32,6 +34,23 @@ pub async fn retention(
         return Err(Error::Config(format!(
             "--keep-days {keep_days} is below the configured minimum of {min_days} (min_retention_days)"
         )));
+    }
+    if audit_keep_days < min_days {
+        return Err(Error::Config(format!(
+            "audit_retention_days {audit_keep_days} is below the configured minimum of {min_days} (min_retention_days)"
+        )));
+    }
+    let audit_cutoff = today - chrono::Duration::days(audit_keep_days as i64);
+    for (d, m) in storage.list_audit_files().await? {
+        if d < audit_cutoff {
+            if !lease.hold_until(STEP).await? {
+                return Err(Error::Invalid(
+                    "the maintenance lease passed to another process before the audit trail was trimmed; run retention again"
+                        .into(),
+                ));
+            }
+            storage.store.delete(&m.location).await?;
+        }
     }
     let cutoff = today - chrono::Duration::days(keep_days as i64);
     let mut by_date: BTreeMap<NaiveDate, Vec<ObjectMeta>> = BTreeMap::new();
@@ -95,13 +114,26 @@ mod tests {
         let orphan = s.rollup_file(Kind::Conversations, d(2026, 1, 2), "orphan");
         s.store.put(&orphan, bytes::Bytes::from_static(b"x").into()).await.unwrap();
         assert!(
-            retention(&s, 3, 7, d(2026, 2, 2), &mut Lease::new(s.clone(), "test"))
+            retention(&s, 3, 400, 7, d(2026, 2, 2), &mut Lease::new(s.clone(), "test"))
                 .await
                 .unwrap_err()
                 .to_string()
                 .contains("minimum")
         );
-        let gone = retention(&s, 14, 7, d(2026, 2, 2), &mut Lease::new(s.clone(), "test")).await.unwrap();
+        // Audit records of the oldest day outlive its events (a longer period of their own).
+        let audit = |date: NaiveDate| crate::audit::Record {
+            at: at(date),
+            token_id: "t".into(),
+            role: "read".into(),
+            tenant: "*".into(),
+            action: "GET /v1/reports/{name}".into(),
+            outcome: "ok".into(),
+            ..Default::default()
+        };
+        s.put_audit(&[audit(d(2025, 1, 1)), audit(d(2026, 1, 1))]).await.unwrap();
+        let gone = retention(&s, 14, 60, 7, d(2026, 2, 2), &mut Lease::new(s.clone(), "test")).await.unwrap();
+        let audit_days: Vec<NaiveDate> = s.list_audit_files().await.unwrap().into_iter().map(|f| f.0).collect();
+        assert_eq!(audit_days, [d(2026, 1, 1)], "the audit trail keeps its own period");
         assert_eq!(gone.iter().map(|g| g.date).collect::<Vec<_>>(), [d(2026, 1, 1)]);
         let left: Vec<NaiveDate> = s.list_event_files().await.unwrap().into_iter().map(|f| f.0).collect();
         assert_eq!(left, [d(2026, 1, 20), d(2026, 2, 1)]);

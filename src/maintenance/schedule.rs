@@ -73,29 +73,81 @@ pub async fn compact_small_files_of_every_day(
     delete_replaced(storage, merged, lease).await
 }
 
+/// An erasure for the compaction task to run between its rounds ([`super::erase()`]), with
+/// where to send what it removed.
+pub struct EraseRequest {
+    pub tombstone: crate::store::tombstones::Tombstone,
+    pub done: tokio::sync::oneshot::Sender<Result<super::Erased>>,
+}
+
+/// How long an erasure waits for the lease another process holds (its round's merges and
+/// their grace period).
+const ERASE_LEASE_WAIT: Duration = Duration::from_secs(600);
+
+/// Takes the lease for an erasure, retrying while another process holds it, for at most
+/// [`ERASE_LEASE_WAIT`] or until `serve` stops.
+async fn wait_for_lease(lease: &mut Lease, stop: &tokio::sync::watch::Receiver<bool>) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + ERASE_LEASE_WAIT;
+    loop {
+        if lease.hold_until(STEP).await? {
+            return Ok(());
+        }
+        if *stop.borrow() || tokio::time::Instant::now() >= deadline {
+            return Err(crate::error::Error::Invalid(
+                "another process held the store's maintenance lease throughout; erase again in a few minutes".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// What `serve`'s upkeep task works on and how often ([`compact_every`]).
+pub struct Upkeep {
+    pub storage: Storage,
+    /// Time between rounds.
+    pub every: Duration,
+    /// Most events one merge takes.
+    pub max_events: u64,
+    /// How long replaced files stay (see [`Grace`]).
+    pub wait: Duration,
+    /// Who holds the lease: the collector's log id.
+    pub holder: String,
+    /// The erased contacts, swept again once every collector knows them ([`super::settle`]).
+    pub tombstones: crate::store::tombstones::Tombstones,
+}
+
 /// Runs [`compact_small_files_of_every_day`], then [`heal_rollups`], every `every` (first after
 /// one interval) until `stop` turns true, keeping replaced files for `wait` (see [`Grace`]); a
 /// failed round is logged and the next one tries again (compaction loses nothing when it stops
 /// half-way). A round runs only in the process that holds the store's maintenance lease as
 /// `holder` (its log id): of many collectors sharing a store, one does the upkeep at a time.
+/// Erasures sent on `erasures` run between rounds, under the same lease.
 pub async fn compact_every(
-    storage: Storage,
-    every: Duration,
-    max_events: u64,
-    wait: Duration,
-    holder: String,
+    upkeep: Upkeep,
+    mut erasures: tokio::sync::mpsc::Receiver<EraseRequest>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let Upkeep { storage, every, max_events, wait, holder, tombstones } = upkeep;
     let grace = Grace { wait, stop: Some(stop.clone()) };
     let mut lease = Lease::new(storage.clone(), holder);
     let mut settled = HashMap::new();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let stopping = tokio::select! {
-            _ = tick.tick() => false,
-            _ = stop.wait_for(|s| *s) => true,
+        let (stopping, request) = tokio::select! {
+            _ = tick.tick() => (false, None),
+            _ = stop.wait_for(|s| *s) => (true, None),
+            Some(request) = erasures.recv() => (false, Some(request)),
         };
+        if let Some(request) = request {
+            // Between rounds, under this process's lease: never beside one of its merges.
+            let done = match wait_for_lease(&mut lease, &stop).await {
+                Ok(()) => super::erase(&storage, &tombstones, request.tombstone, &mut lease).await,
+                Err(e) => Err(e),
+            };
+            let _ = request.done.send(done);
+            continue;
+        }
         if stopping {
             // The lease goes to a sibling at once, not when its terms run out.
             lease.release().await;
@@ -124,6 +176,18 @@ pub async fn compact_every(
             Ok(Healed { written: 0, deleted: 0 }) => {}
             Ok(h) => tracing::info!(written = h.written, deleted = h.deleted, "rollups brought up to date"),
             Err(e) => tracing::warn!(error = %e, "could not bring the rollups up to date; the next round retries"),
+        }
+        // An erasure sweeps once more when every collector knows its tombstone.
+        if *stop.borrow() || !matches!(lease.hold_until(STEP).await, Ok(true)) {
+            continue;
+        }
+        match super::settle(&storage, &tombstones, &mut lease).await {
+            Ok(done) => {
+                for (_, e) in done {
+                    tracing::info!(files = e.files, rows = e.rows, "an erasure's settling sweep finished");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "an erasure's settling sweep failed; the next round retries"),
         }
     }
 }

@@ -102,6 +102,8 @@ pub enum SendError {
     UnknownExperiment(String),
     #[error("experiment {0:?} is not running")]
     NotRunning(String),
+    #[error("this contact was erased and has not opted in since")]
+    Erased,
     #[error("{0}")]
     BadRequest(String),
     #[error("the contact opted out")]
@@ -196,6 +198,8 @@ pub struct Sender {
     done: Mutex<HashMap<String, SendResult>>,
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     idempotency_file: PathBuf,
+    /// Erased contacts: refused until they opt in again.
+    tombstones: crate::store::tombstones::Tombstones,
 }
 
 impl Sender {
@@ -206,6 +210,7 @@ impl Sender {
         cfg: SendConfig,
         pii: PiiKey,
         metrics: Arc<Metrics>,
+        tombstones: crate::store::tombstones::Tombstones,
         state_dir: &Path,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(state_dir)?;
@@ -233,6 +238,7 @@ impl Sender {
             done: Mutex::new(done),
             in_flight: Mutex::new(HashMap::new()),
             idempotency_file,
+            tombstones,
         })
     }
 
@@ -317,6 +323,9 @@ impl Sender {
             self.metrics.sends_total.with_label_values(&[&exp.name, &variant.name, reason]).inc();
             Outcome { result: Err(err), events: vec![e] }
         };
+        if self.tombstones.blocks_send(&contact_key) {
+            return reject("erased", SendError::Erased, None);
+        }
         match self.consent.get(&contact_key) {
             Some(false) => return reject("opted_out", SendError::OptedOut, None),
             None if self.cfg.require_opt_in.contains(&variant.category) => {

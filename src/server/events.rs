@@ -4,10 +4,11 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::audit::Note;
 use super::auth::Role;
 use super::{ApiError, AppState};
 use crate::config::Tenant;
@@ -54,6 +55,7 @@ pub fn router() -> Router<AppState> {
 /// `{"accepted": n, "duplicates": d, "rejected": [{"index": i, "error": "..."}]}`.
 async fn post_events(
     State(app): State<AppState>,
+    Extension(note): Extension<Note>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -83,6 +85,7 @@ async fn post_events(
         .map(|r| json!({"index": r.index, "error": r.message, "reason": r.reason.as_str()}))
         .collect();
     let done = app.ingest("api", batch).await?;
+    note.count(done.accepted());
     Ok(Json(json!({
         "accepted": done.accepted(),
         "duplicates": done.duplicate.len() - done.accepted(),

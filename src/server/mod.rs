@@ -6,7 +6,10 @@
 //! [`events`] (`/v1/events`), [`query`] (`/v1/query`, `/v1/admin/flush`), [`reports`] (`/`,
 //! `/login`, `/v1/reports/{name}`, `/v1/experiments`).
 
+pub mod audit;
 pub mod auth;
+pub mod consent;
+pub mod erase;
 pub mod error;
 pub mod events;
 pub mod health;
@@ -33,6 +36,7 @@ use crate::ingest::{Batch, Normalizer};
 use crate::metrics::Metrics;
 use crate::pii::PiiKey;
 use crate::store::Storage;
+use crate::store::tombstones::Tombstones;
 use crate::wal::{Appended, Wal, WalConfig};
 
 /// Everything a running server shares between requests.
@@ -49,6 +53,10 @@ pub struct App {
     pub sender: Option<crate::send::Sender>,
     /// Page sessions (signed cookies).
     pub sessions: auth::Sessions,
+    /// Erased contacts, whose events are dropped at ingest and at flush.
+    pub tombstones: Tombstones,
+    /// Where erasures go to run between compaction rounds (none without compaction).
+    erasures: Option<tokio::sync::mpsc::Sender<crate::maintenance::EraseRequest>>,
     report_cache: pages::ReportCache,
     stop_flusher: watch::Sender<bool>,
     flusher_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -93,7 +101,19 @@ impl App {
             );
         }
         let wal = Arc::new(wal);
-        let flusher = Arc::new(Flusher::new(wal.clone(), storage.clone(), metrics.clone(), wal.log_id().to_string())?);
+        // Read before anything is flushed (a flush waits for them otherwise): replayed segments
+        // may hold events of a contact erased meanwhile.
+        let tombstones = Tombstones::default();
+        if let Err(e) = tombstones.refresh(&storage).await {
+            tracing::warn!(error = %e, "could not read the erased contacts yet; flushes wait until they are read");
+        }
+        let flusher = Arc::new(Flusher::new(
+            wal.clone(),
+            storage.clone(),
+            metrics.clone(),
+            wal.log_id().to_string(),
+            tombstones.clone(),
+        )?);
         if rec.segments > 0
             && let Err(e) = flusher.flush_sealed().await
         {
@@ -103,24 +123,28 @@ impl App {
         let task = tokio::spawn(flusher.clone().run(async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         }));
+        let (erasures, erase_requests) = tokio::sync::mpsc::channel(16);
         let compactor = (config.compact_every_secs > 0).then(|| {
             let (stop, stopped) = watch::channel(false);
-            let task = tokio::spawn(crate::maintenance::compact_every(
-                storage.clone(),
-                std::time::Duration::from_secs(config.compact_every_secs),
-                config.compact_max_events,
+            let upkeep = crate::maintenance::Upkeep {
+                storage: storage.clone(),
+                every: std::time::Duration::from_secs(config.compact_every_secs),
+                max_events: config.compact_max_events,
                 // Files a merge replaced stay until no query that listed them can still run:
                 // every query and report of `serve`'s is cancelled at its time limit.
-                std::time::Duration::try_from_secs_f64(
+                wait: std::time::Duration::try_from_secs_f64(
                     config.request_timeout_secs.max(config.query_timeout_secs).max(config.report_timeout_secs).max(0.0)
                         + 1.0,
                 )
                 .unwrap_or(std::time::Duration::from_secs(86_400)),
-                wal.log_id().to_string(),
-                stopped,
-            ));
+                holder: wal.log_id().to_string(),
+                tombstones: tombstones.clone(),
+            };
+            let task = tokio::spawn(crate::maintenance::compact_every(upkeep, erase_requests, stopped));
             (stop, task)
         });
+        // Erasures run in the compaction task, between its rounds; without one, on their own.
+        let erasures = compactor.is_some().then_some(erasures);
         let analytics = Analytics::from_settings(storage.clone(), &config.analytics(), Some(metrics.clone()))?;
         let sender = match provider {
             Some(p) => {
@@ -138,6 +162,7 @@ impl App {
                     cfg,
                     normalizer.pii().clone(),
                     metrics.clone(),
+                    tombstones.clone(),
                     &config.state_dir,
                 )
                 .map_err(|e| Error::io("opening the send path's idempotency record", e))?;
@@ -157,20 +182,28 @@ impl App {
             tokens,
             analytics,
             sessions: auth::Sessions::default(),
+            tombstones,
+            erasures,
             report_cache: pages::ReportCache::default(),
             stop_flusher,
             flusher_task: std::sync::Mutex::new(Some(task)),
             compactor: std::sync::Mutex::new(compactor),
         });
-        if app.sender.is_some() {
-            tokio::spawn(refresh_consent(Arc::downgrade(&app)));
-        }
+        tokio::spawn(refresh_from_store(Arc::downgrade(&app)));
         Ok(app)
     }
 
     /// The analytics as `caller` may read them: a tenant's token reads its tenant's rows only.
     pub fn analytics_for(&self, caller: &auth::Caller) -> Analytics {
         self.analytics.clone().for_tenant(caller.tenant.clone())
+    }
+
+    /// Appends an audit record to the log ([`crate::audit`]); one that cannot be made durable
+    /// is logged as an error (the call it records has been answered).
+    pub async fn audit(&self, record: crate::audit::Record) {
+        if let Err(e) = self.wal.append(vec![record.to_event()]).await {
+            tracing::error!(error = %e, action = %record.action, "an audit record could not be made durable");
+        }
     }
 
     /// Appends normalised events to the log and records metrics. Counts `batch.rejected`.
@@ -181,14 +214,25 @@ impl App {
         self.store(source, batch.events).await
     }
 
-    /// Appends events durably (fsynced) and records metrics.
-    pub async fn store(&self, source: &str, events: Vec<Event>) -> Result<Appended, ApiError> {
+    /// Appends events durably (fsynced) and records metrics. Events of an erased contact are
+    /// dropped and counted ([`Tombstones`]); a new opt-in of one reopens it.
+    pub async fn store(&self, source: &str, mut events: Vec<Event>) -> Result<Appended, ApiError> {
+        let before = events.len();
+        events.retain(|e| !self.tombstones.drops(e));
+        if events.len() < before {
+            self.metrics.rejected(source, "erased", (before - events.len()) as u64);
+        }
         let n = events.len() as u64;
         match self.wal.append(events).await {
             Ok(done) => {
                 self.metrics.record_stored(&done.events, &done.duplicate);
                 if let Some(s) = &self.sender {
                     s.consent.observe(&done.events);
+                }
+                for t in self.tombstones.reopen(&done.events) {
+                    if let Err(e) = self.tombstones.save(&self.storage, &t).await {
+                        tracing::warn!(error = %e, "could not record an erased contact's new opt-in; the next one retries");
+                    }
                 }
                 Ok(done)
             }
@@ -289,13 +333,17 @@ async fn load_consent(analytics: &Analytics, sender: &crate::send::Sender, since
     }
 }
 
-/// Every [`CONSENT_REFRESH`], the consent of the last [`CONSENT_REFRESH_DAYS`] days from the
-/// store into the send path (applying one twice changes nothing: the latest per contact wins),
-/// until the service is gone.
-async fn refresh_consent(app: std::sync::Weak<App>) {
+/// Every [`CONSENT_REFRESH`], what other collectors stored that this one acts on, until the
+/// service is gone: the erased contacts ([`Tombstones`]), and the consent of the last
+/// [`CONSENT_REFRESH_DAYS`] days into the send path (applying one twice changes nothing: the
+/// latest per contact wins).
+async fn refresh_from_store(app: std::sync::Weak<App>) {
     loop {
         tokio::time::sleep(CONSENT_REFRESH).await;
         let Some(app) = app.upgrade() else { return };
+        if let Err(e) = app.tombstones.refresh(&app.storage).await {
+            tracing::warn!(error = %e, "could not read the erased contacts; the next refresh retries");
+        }
         if let Some(sender) = &app.sender {
             let since = chrono::Utc::now().date_naive() - chrono::Duration::days(CONSENT_REFRESH_DAYS);
             load_consent(&app.analytics, sender, Some(since)).await;
@@ -321,8 +369,11 @@ pub fn router(app: AppState) -> Router {
         .merge(health::router())
         .merge(with_bodies)
         .merge(query::router().layer(body_time()))
+        .merge(erase::router().layer(body_time()))
+        .merge(consent::router())
         .merge(pages::router().layer(body_time()))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), audit::record))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
 }

@@ -9,9 +9,10 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
+use super::audit::Note;
 use super::auth::{Caller, Role, SESSION_COOKIE, SESSION_TTL, Sessions};
 use super::{ApiError, AppState};
 use crate::analytics::reports::{Computed, Metric, Params, Report};
@@ -119,9 +120,10 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(app): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+async fn login(State(app): State<AppState>, Extension(note): Extension<Note>, Form(form): Form<LoginForm>) -> Response {
     match app.tokens.check(form.token.trim(), Role::Read) {
         Ok(caller) => {
+            note.caller(&caller);
             let cookie = format!(
                 "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
                 app.sessions.issue(&caller),
@@ -144,13 +146,17 @@ async fn login(State(app): State<AppState>, Form(form): Form<LoginForm>) -> Resp
 
 async fn one(
     State(app): State<AppState>,
+    Extension(note): Extension<Note>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(f): Query<Filters>,
 ) -> Result<Response, ApiError> {
+    note.target(&name);
     let caller = authorize_read(&app, &headers)?;
     let params = f.params()?;
+    note.detail(format!("{params:?}"));
     let r = app.report(&name, &params, &caller).await?;
+    note.count(r.rows.len());
     let typed = |ct: &'static str, body: String| ([(header::CONTENT_TYPE, ct)], body).into_response();
     Ok(match f.format.as_deref().unwrap_or("json") {
         "json" => Json(r.to_json()).into_response(),

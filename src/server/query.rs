@@ -4,10 +4,11 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::audit::Note;
 use super::auth::Role;
 use super::{ApiError, AppState};
 use crate::error::Error;
@@ -25,12 +26,14 @@ struct QueryBody {
 /// is a 400.
 async fn query(
     State(app): State<AppState>,
+    Extension(note): Extension<Note>,
     headers: HeaderMap,
     body: Result<Json<QueryBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let caller = app.tokens.authorize(&headers, Role::Read)?;
     let Json(body) = body
         .map_err(|e| ApiError::bad_request("malformed", format!("expected {{\"sql\": \"...\"}}: {}", e.body_text())))?;
+    note.detail(&body.sql);
     // Dropping this handler (the client went away) drops the query's task with it: the query
     // is cancelled, not left running for nobody. The answer is written on the query threads.
     let answer = app.analytics_for(&caller).query_json(&body.sql).await.map_err(|e| match e {
@@ -41,8 +44,13 @@ async fn query(
 }
 
 /// Seals the log and writes everything in it to object storage now.
-async fn flush(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn flush(
+    State(app): State<AppState>,
+    Extension(note): Extension<Note>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     app.tokens.authorize(&headers, Role::Admin)?.operator_only("flushing the log")?;
     let n = app.flush_now().await?;
+    note.count(n);
     Ok(Json(json!({"flushed": n})))
 }

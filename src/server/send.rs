@@ -4,8 +4,9 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::HeaderMap;
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 
+use super::audit::Note;
 use super::auth::Role;
 use super::{ApiError, App, AppState, sending_account, sending_number};
 use crate::send::{SendError, SendRequest, SendResult};
@@ -16,15 +17,20 @@ pub fn router() -> Router<AppState> {
 
 async fn send(
     State(app): State<AppState>,
+    Extension(note): Extension<Note>,
     headers: HeaderMap,
     body: Result<Json<SendRequest>, JsonRejection>,
 ) -> Result<Json<SendResult>, ApiError> {
     let caller = app.tokens.authorize(&headers, Role::Send)?;
     let Json(req) = body.map_err(|e| ApiError::bad_request("malformed", e.body_text()))?;
+    note.target(&req.experiment);
     if let Some(tenant) = &caller.tenant {
         app.may_send_for(tenant, &req.experiment)?;
     }
-    Ok(Json(app.send(&req).await?))
+    let sent = app.send(&req).await?;
+    note.detail(format!("variant {}", sent.variant));
+    note.count(1);
+    Ok(Json(sent))
 }
 
 impl App {
@@ -63,7 +69,9 @@ impl App {
         }
         out.result.map_err(|e| match e {
             SendError::UnknownExperiment(_) => ApiError::NotFound(e.to_string()),
-            SendError::NotRunning(_) | SendError::OptedOut | SendError::NoOptIn(_) => ApiError::Conflict(e.to_string()),
+            SendError::NotRunning(_) | SendError::Erased | SendError::OptedOut | SendError::NoOptIn(_) => {
+                ApiError::Conflict(e.to_string())
+            }
             SendError::BadRequest(m) => ApiError::bad_request("invalid", m),
             SendError::RateLimited(_) => ApiError::TooManyRequests(e.to_string()),
             SendError::CircuitOpen(_) => ApiError::Unavailable(e.to_string()),

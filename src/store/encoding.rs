@@ -70,6 +70,39 @@ pub fn encode_event_files(batches: Vec<RecordBatch>) -> Result<Vec<EventFile>> {
     Ok(files)
 }
 
+/// Encodes batches of the audit table ([`crate::audit`]) as Parquet, one file per date of
+/// their `at`, rows in time order. CPU-bound: call it off the async runtime.
+pub fn encode_audit_files(batches: &[RecordBatch]) -> Result<Vec<(NaiveDate, Vec<u8>)>> {
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Ok(Vec::new());
+    }
+    let all = concat_batches(&crate::audit::schema(), batches)?;
+    let at = all
+        .column_by_name("at")
+        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+        .ok_or_else(|| Error::Invalid("audit records without at".into()))?;
+    let order = arrow::compute::sort_to_indices(at, None, None)?;
+    let sorted = take_record_batch(&all, &order)?;
+    let at = sorted
+        .column_by_name("at")
+        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+        .ok_or_else(|| Error::Invalid("audit records without at".into()))?;
+    let dates: Vec<NaiveDate> = at.values().iter().map(|m| event::partition_date(*m)).collect();
+    let properties = || {
+        WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default()))
+            .build()
+    };
+    let mut files = Vec::new();
+    let mut start = 0;
+    while start < dates.len() {
+        let len = dates[start..].iter().take_while(|d| **d == dates[start]).count();
+        files.push((dates[start], parquet_bytes(&sorted.slice(start, len), properties())?));
+        start += len;
+    }
+    Ok(files)
+}
+
 /// Encodes one batch as a Parquet file in memory with `properties` ([`writer_properties`] for
 /// the flusher's files, [`compacted_writer_properties`] for `compact`'s).
 pub fn parquet_bytes(batch: &RecordBatch, properties: WriterProperties) -> Result<Vec<u8>> {

@@ -7,13 +7,17 @@
 //! - `rollups/<kind>/date=YYYY-MM-DD/<name>.parquet`: the rollups ([`crate::rollup`]) of the
 //!   events file of the same date and name, uploaded before it, so an events file listed is
 //!   one whose rollups are in place;
-//! - `_convoscope/`: convoscope's own small objects (the readiness probe, retention's records).
+//! - `_audit/date=YYYY-MM-DD/<name>.parquet`: the audit trail ([`crate::audit`]), by the date
+//!   of each record;
+//! - `_convoscope/`: convoscope's own small objects (the readiness probe, retention's records,
+//!   the maintenance lease, erasures' tombstones).
 //!
 //! The name says who wrote a file: the flusher ([`crate::flush`]) names it after its log and
 //! segment (`wal-<log id>-<seq>`), so flushing the same segment again after a crash overwrites
 //! instead of duplicating; compaction ([`crate::maintenance`]) names it `compact-<random>`.
 
 mod encoding;
+pub mod tombstones;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +29,8 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 
 pub use encoding::{
-    COMPACT_ROW_GROUP_ROWS, EventFile, ROW_GROUP_ROWS, STORED_ORDER, compacted_writer_properties, encode_event_files,
-    encode_rollup, encode_rollups, parquet_bytes, stored_order, writer_properties,
+    COMPACT_ROW_GROUP_ROWS, EventFile, ROW_GROUP_ROWS, STORED_ORDER, compacted_writer_properties, encode_audit_files,
+    encode_event_files, encode_rollup, encode_rollups, parquet_bytes, stored_order, writer_properties,
 };
 
 use crate::error::{Error, Result};
@@ -42,6 +46,9 @@ pub struct Storage {
     /// The URL it was opened from, for logs.
     pub url: String,
 }
+
+/// Where the audit trail is kept, under the store's prefix ([`crate::audit`]).
+pub const AUDIT_DIR: &str = "_audit";
 
 /// How long one object-store call keeps retrying before it fails. The library's default is
 /// three minutes, during which a flush would neither succeed nor count as failed; the flusher
@@ -160,6 +167,29 @@ impl Storage {
             written.push((path, f.rows));
         }
         Ok(written)
+    }
+
+    /// Uploads audit files ([`encode_audit_files`]) as `_audit/date=<date>/<name>.parquet`.
+    pub async fn put_audit_files(&self, files: Vec<(NaiveDate, Vec<u8>)>, name: &str) -> Result<()> {
+        for (date, bytes) in files {
+            self.store
+                .put(&self.path(&format!("{AUDIT_DIR}/date={date}/{name}.parquet")), PutPayload::from(bytes))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes audit records straight to the store, for a command that runs without a
+    /// collector's log (each call one file per date, named at random).
+    pub async fn put_audit(&self, records: &[crate::audit::Record]) -> Result<()> {
+        let batch = crate::audit::Record::to_batch(records)?;
+        let files = encode_audit_files(std::slice::from_ref(&batch))?;
+        self.put_audit_files(files, &format!("cli-{:016x}", rand::random::<u64>())).await
+    }
+
+    /// Every audit file, with its partition date.
+    pub async fn list_audit_files(&self) -> Result<Vec<(NaiveDate, ObjectMeta)>> {
+        self.list_partitioned(AUDIT_DIR).await
     }
 
     /// Every events file, with its partition date.

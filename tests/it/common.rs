@@ -368,3 +368,21 @@ pub fn sorted_rows(report: &Value) -> Vec<Value> {
     rows.sort_by_cached_key(key);
     rows
 }
+
+/// The events of a generated data set (`convoscope::generate`, starting 2026-01-01), as the
+/// batches of its files.
+pub async fn generated_batches(events: usize, days: u32, seed: u64) -> Vec<arrow::array::RecordBatch> {
+    use object_store::ObjectStoreExt;
+    let generated = convoscope::store::Storage::open("memory://").unwrap();
+    let spec =
+        convoscope::generate::Spec { events, days, seed, start: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() };
+    convoscope::generate::generate(&generated, &spec).await.unwrap();
+    let mut out = Vec::new();
+    for (_, meta) in generated.list_event_files().await.unwrap() {
+        let bytes = generated.store.get(&meta.location).await.unwrap().bytes().await.unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+        out.extend(reader.map(|b| b.unwrap()));
+    }
+    out
+}

@@ -7,6 +7,7 @@ mod collector;
 mod common;
 mod crash;
 mod disk;
+mod governance;
 mod hostile;
 mod isolation;
 mod reference;

@@ -217,3 +217,31 @@ async fn csv_batch_sends_and_summarises() {
     assert_eq!(l.sb.attempts("15550004001"), 1);
     l.s.stop().await;
 }
+
+#[tokio::test]
+async fn an_erased_contact_is_refused_until_it_opts_in_again() {
+    let dir = test_dir();
+    let l = start_loop(dir.path(), |_| {}).await;
+    let to = "+15550100777";
+    l.opt_in(&[to]).await;
+    assert_eq!(l.send(to, None).await.0, 200);
+    let r =
+        l.s.client
+            .post(l.s.url("/v1/admin/erase"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"contact": to}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let (status, v) = l.send(to, None).await;
+    assert_eq!(status, 409, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("erased")), "{v}");
+    // A new opt-in, given after the erasure, lets the send path reach them again.
+    let now = chrono::Utc::now().to_rfc3339();
+    let again = json!({"event_id": "optin-again", "event_type": "consent.opt_in", "occurred_at": now, "contact": to});
+    let r = l.s.client.post(l.s.url("/v1/events")).bearer_auth(INGEST).json(&json!([again])).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["accepted"], json!(1));
+    assert_eq!(l.send(to, None).await.0, 200);
+    l.s.stop().await;
+}

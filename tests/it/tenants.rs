@@ -9,7 +9,6 @@ use convoscope::analytics::Analytics;
 use convoscope::analytics::reports::{Params, names};
 use convoscope::config::{Config, Tenant};
 use convoscope::store::Storage;
-use object_store::ObjectStoreExt;
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -50,21 +49,9 @@ fn is_globex(contact: Option<&str>, message: Option<&str>, event_id: &str) -> bo
 /// Acme's rows alone (`acme_only`), each file rewritten with its tenant's ids, and Globex's
 /// campaigns and templates prefixed with its mark.
 async fn two_tenants(both: &Storage, acme_only: &Storage) -> (usize, usize) {
-    let generated = Storage::open("memory://").unwrap();
-    let spec = convoscope::generate::Spec {
-        events: 20_000,
-        days: 7,
-        seed: 7,
-        start: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
-    };
-    convoscope::generate::generate(&generated, &spec).await.unwrap();
     let (mut acme_rows, mut globex_rows) = (0, 0);
-    for (i, (_, meta)) in generated.list_event_files().await.unwrap().into_iter().enumerate() {
-        let bytes = generated.store.get(&meta.location).await.unwrap().bytes().await.unwrap();
-        let reader =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
-        for (j, batch) in reader.enumerate() {
-            let batch = batch.unwrap();
+    for (j, batch) in generated_batches(20_000, 7, 7).await.into_iter().enumerate() {
+        {
             let col = |n: &str| batch.column_by_name(n).unwrap().as_string::<i32>().clone();
             let (contact, message, id) = (col("contact_key"), col("message_id"), col("event_id"));
             let text = |a: &StringArray, r: usize| a.is_valid(r).then(|| a.value(r).to_string());
@@ -96,8 +83,8 @@ async fn two_tenants(both: &Storage, acme_only: &Storage) -> (usize, usize) {
             let acme = arrow::compute::filter_record_batch(&rewritten, &keep).unwrap();
             acme_rows += acme.num_rows();
             globex_rows += rewritten.num_rows() - acme.num_rows();
-            both.write_batches(vec![rewritten], &format!("gen-{i}-{j}")).await.unwrap();
-            acme_only.write_batches(vec![acme], &format!("gen-{i}-{j}")).await.unwrap();
+            both.write_batches(vec![rewritten], &format!("gen-{j}")).await.unwrap();
+            acme_only.write_batches(vec![acme], &format!("gen-{j}")).await.unwrap();
         }
     }
     (acme_rows, globex_rows)

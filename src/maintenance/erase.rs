@@ -1,0 +1,319 @@
+//! `erase`: removes every row of one contact from the store (GDPR article 17), and keeps it
+//! out afterwards through its tombstone ([`crate::store::tombstones`]).
+//!
+//! A contact's rows are its events (by `contact_key`) and the events of its messages and
+//! conversations that do not name it (a receipt, a conversion or a conversation event posted
+//! without the contact): found in a first pass that reads five columns of every events file.
+//! A second pass rewrites each file that holds any of them without those rows, as compaction
+//! writes: the new file (named after the old one and the contact, so a rerun writes the same
+//! file again instead of a second copy) and its rollups first, its row count checked from its
+//! footer, then the old file and its rollups deleted. The rollups of the new file are computed
+//! from its rows, so no rollup keeps a trace of the contact either. All of it under the
+//! maintenance lease, so no merge runs beside it.
+//!
+//! Stopped at any point, it loses nothing and a rerun finishes it: the tombstone is written
+//! first, a file is deleted only after its replacement is in place, and a rewritten file holds
+//! no row to remove. Collectors learn the tombstone within [`SETTLE`] and drop the contact's
+//! events from then on, at ingest and at flush; `serve`'s round sweeps once more after that
+//! ([`settle`]), for a file another collector flushed in between.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjPath;
+
+use super::lease::{Lease, STEP, step_for};
+use super::merge::kept_rows;
+use crate::error::{Error, Result};
+use crate::event;
+use crate::rollup::Kind;
+use crate::store::Storage;
+use crate::store::tombstones::{Sweep, Tombstone, Tombstones};
+
+/// How long after an erasure every collector knows its tombstone (they read the store's every
+/// minute), with room for a flush under way: a sweep started later sees every file written
+/// before they knew.
+pub const SETTLE: Duration = Duration::from_secs(75);
+
+/// The columns the first pass reads.
+const LINK_COLUMNS: [&str; 5] = ["contact_key", "message_id", "conversation_id", "account_id", "phone_number_id"];
+
+/// What a sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Erased {
+    /// Events files rewritten (or deleted, when nothing was left).
+    pub files: usize,
+    /// Event rows removed.
+    pub rows: usize,
+}
+
+/// Erases `tombstone`'s contact: saves the tombstone (known to `tombstones` at once), then
+/// sweeps the store ([`sweep`]) and records the sweep in the tombstone.
+pub async fn erase(
+    storage: &Storage,
+    tombstones: &Tombstones,
+    tombstone: Tombstone,
+    lease: &mut Lease,
+) -> Result<Erased> {
+    // An earlier erasure of the contact keeps its time and sweeps: a rerun finishes it.
+    let mut t = match tombstones.get(&tombstone.contact_key) {
+        Some(old) if old.owner_ids == tombstone.owner_ids && old.reopened_at.is_none() => old,
+        _ => tombstone,
+    };
+    tombstones.save(storage, &t).await?;
+    let erased = sweep(storage, &t, lease).await?;
+    t.sweeps.push(Sweep { at: event::now_micros(), files: erased.files, rows: erased.rows });
+    tombstones.save(storage, &t).await?;
+    Ok(erased)
+}
+
+/// Sweeps again for every tombstone no sweep has settled yet ([`Tombstone::settled`]), once
+/// [`SETTLE`] has passed: `serve`'s round runs it. Returns the tombstones swept.
+pub async fn settle(storage: &Storage, tombstones: &Tombstones, lease: &mut Lease) -> Result<Vec<(String, Erased)>> {
+    tombstones.refresh(storage).await?;
+    let now = event::now_micros();
+    let due = |t: &Tombstone| {
+        !t.settled(SETTLE) && now - t.erased_at >= i64::try_from(SETTLE.as_micros()).unwrap_or(i64::MAX)
+    };
+    let mut done = Vec::new();
+    for mut t in tombstones.all().into_iter().filter(due) {
+        let erased = sweep(storage, &t, lease).await?;
+        t.sweeps.push(Sweep { at: event::now_micros(), files: erased.files, rows: erased.rows });
+        tombstones.save(storage, &t).await?;
+        done.push((t.contact_key.clone(), erased));
+    }
+    Ok(done)
+}
+
+/// One pass over the store removing the rows of `t`'s contact (see the module's docs).
+pub async fn sweep(storage: &Storage, t: &Tombstone, lease: &mut Lease) -> Result<Erased> {
+    let files = storage.list_event_files().await?;
+    // First pass: the contact's own rows, and the messages and conversations they name.
+    let (mut messages, mut conversations) = (HashSet::new(), HashSet::new());
+    for (_, meta) in &files {
+        hold(lease, meta.size).await?;
+        let bytes = storage.store.get(&meta.location).await?.bytes().await?;
+        for b in kept_rows(&meta.location, &bytes, &LINK_COLUMNS, None)? {
+            let cols = columns(&b)?;
+            for i in 0..b.num_rows() {
+                if own_row(t, &cols, i) {
+                    if let Some(m) = text(cols[1], i) {
+                        messages.insert(m.to_string());
+                    }
+                    if let Some(c) = text(cols[2], i) {
+                        conversations.insert(c.to_string());
+                    }
+                }
+            }
+        }
+    }
+    // Second pass: every file with a row of the contact, its messages or its conversations.
+    let mut erased = Erased::default();
+    for (date, meta) in &files {
+        hold(lease, meta.size).await?;
+        let bytes = match storage.store.get(&meta.location).await {
+            Ok(r) => r.bytes().await?,
+            // Deleted since the listing (retention): nothing of it to erase.
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let batches = kept_rows(&meta.location, &bytes, event::COLUMNS, None)?;
+        let mut removed = 0;
+        let mut kept = Vec::new();
+        for b in batches {
+            let keep = keep_mask(t, &b, &messages, &conversations)?;
+            removed += keep.false_count();
+            kept.push(super::in_events_schema(&meta.location, arrow::compute::filter_record_batch(&b, &keep)?)?);
+        }
+        if removed == 0 {
+            continue;
+        }
+        rewrite(storage, &meta.location, *date, kept, &t.contact_key).await?;
+        erased.files += 1;
+        erased.rows += removed;
+    }
+    tracing::info!(files = erased.files, rows = erased.rows, "erased a contact's rows from the store");
+    Ok(erased)
+}
+
+/// Keeps the lease for the work on a file of `bytes`, or stops the sweep.
+async fn hold(lease: &mut Lease, bytes: u64) -> Result<()> {
+    if lease.hold_until(STEP.max(step_for(bytes))).await? {
+        Ok(())
+    } else {
+        Err(Error::Invalid(
+            "the maintenance lease passed to another process during an erasure; run it again to finish it".into(),
+        ))
+    }
+}
+
+/// The link columns of a first-pass batch, in [`LINK_COLUMNS`]' order.
+fn columns(b: &RecordBatch) -> Result<Vec<&StringArray>> {
+    LINK_COLUMNS
+        .iter()
+        .map(|n| {
+            b.column_by_name(n)
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(|| Error::Invalid(format!("an events file without {n}")))
+        })
+        .collect()
+}
+
+fn text(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+/// Whether row `i` (of [`LINK_COLUMNS`]) is the contact's own, and, for a tenant's erasure,
+/// that tenant's.
+fn own_row(t: &Tombstone, cols: &[&StringArray], i: usize) -> bool {
+    text(cols[0], i) == Some(t.contact_key.as_str()) && owned(t, text(cols[3], i), text(cols[4], i))
+}
+
+fn owned(t: &Tombstone, account: Option<&str>, phone: Option<&str>) -> bool {
+    match &t.owner_ids {
+        None => true,
+        Some(ids) => [account, phone].into_iter().flatten().any(|id| ids.iter().any(|o| o == id)),
+    }
+}
+
+/// Which rows of a batch of the events table survive the erasure.
+fn keep_mask(
+    t: &Tombstone,
+    b: &RecordBatch,
+    messages: &HashSet<String>,
+    conversations: &HashSet<String>,
+) -> Result<BooleanArray> {
+    let col = |n: &str| {
+        b.column_by_name(n)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| Error::Invalid(format!("an events file without {n}")))
+    };
+    let (contact, message, reply_to, conversation, account, phone) = (
+        col("contact_key")?,
+        col("message_id")?,
+        col("reply_to")?,
+        col("conversation_id")?,
+        col("account_id")?,
+        col("phone_number_id")?,
+    );
+    Ok((0..b.num_rows())
+        .map(|i| {
+            let linked = text(contact, i) == Some(t.contact_key.as_str())
+                || text(message, i).is_some_and(|m| messages.contains(m))
+                || text(reply_to, i).is_some_and(|m| messages.contains(m))
+                || text(conversation, i).is_some_and(|c| conversations.contains(c));
+            Some(!(linked && owned(t, text(account, i), text(phone, i))))
+        })
+        .collect())
+}
+
+/// Replaces the events file at `old` by `kept` (its rows without the contact's): the new file
+/// and its rollups written and checked, then the old file and its rollups deleted.
+async fn rewrite(
+    storage: &Storage,
+    old: &ObjPath,
+    date: chrono::NaiveDate,
+    kept: Vec<RecordBatch>,
+    contact_key: &str,
+) -> Result<()> {
+    let rows: usize = kept.iter().map(RecordBatch::num_rows).sum();
+    if rows > 0 {
+        let name = format!("erase-{:016x}", xxhash_rust::xxh3::xxh3_64(format!("{old}|{contact_key}").as_bytes()));
+        let written = storage.write_batches(kept, &name).await?;
+        let path = storage.event_file(date, &name);
+        if written.iter().map(|(_, n)| n).sum::<usize>() != rows || written.iter().any(|(p, _)| *p != path) {
+            return Err(Error::Invalid(format!("rewriting {old} gave files other than {path}; nothing deleted")));
+        }
+        let bytes = storage.store.get(&path).await?.bytes().await?;
+        let footer = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+        let stored = usize::try_from(footer.metadata().file_metadata().num_rows()).unwrap_or(0);
+        if stored != rows {
+            return Err(Error::Invalid(format!("{path} holds {stored} rows, not {rows}; {old} kept")));
+        }
+        if path == *old {
+            return Ok(());
+        }
+    }
+    storage.store.delete(old).await?;
+    for kind in Kind::ALL {
+        if let Some(rollup) = kind.path_of(old.as_ref()) {
+            match storage.store.delete(&ObjPath::from(rollup)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(id: &str, kind: &str, contact: Option<&str>, message: &str) -> event::Event {
+        let mut e = event::Event::new(id.into(), kind, 1_767_225_600_000_000, 0, "api");
+        e.contact_key = contact.map(str::to_string);
+        e.message_id = Some(message.into());
+        e
+    }
+
+    #[tokio::test]
+    async fn a_contacts_rows_and_their_messages_go_and_a_rerun_changes_nothing() {
+        let s = Storage::open("memory://").unwrap();
+        s.write_events(
+            vec![
+                ev("a1", "message.sent", Some("gone"), "m1"),
+                ev("a2", "message.delivered", None, "m1"),
+                ev("b1", "message.sent", Some("stays"), "m2"),
+            ],
+            "one",
+        )
+        .await
+        .unwrap();
+        s.write_events(vec![ev("c1", "conversion", None, "m1"), ev("c2", "message.read", Some("stays"), "m2")], "two")
+            .await
+            .unwrap();
+        s.write_events(vec![ev("d1", "message.sent", Some("stays"), "m3")], "three").await.unwrap();
+        let tombstones = Tombstones::default();
+        let t = Tombstone {
+            contact_key: "gone".into(),
+            erased_at: event::now_micros(),
+            tenant: None,
+            owner_ids: None,
+            reopened_at: None,
+            sweeps: vec![],
+        };
+        let mut lease = Lease::new(s.clone(), "test");
+        let erased = erase(&s, &tombstones, t.clone(), &mut lease).await.unwrap();
+        assert_eq!(erased, Erased { files: 2, rows: 3 }, "its send, the receipt and conversion of its message");
+        let files: Vec<String> =
+            s.list_event_files().await.unwrap().into_iter().map(|(_, m)| m.location.to_string()).collect();
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert!(files.iter().any(|f| f.ends_with("three.parquet")), "a file without the contact is untouched");
+        assert!(files.iter().all(|f| !f.ends_with("one.parquet") && !f.ends_with("two.parquet")));
+        let analytics = crate::analytics::Analytics::new(s.clone(), 7).unwrap();
+        let (_, b) = analytics.query("SELECT event_id FROM events ORDER BY event_id").await.unwrap();
+        let ids: Vec<String> = crate::analytics::format::rows(&b)
+            .unwrap()
+            .into_iter()
+            .map(|r| r[0].as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(ids, ["b1", "c2", "d1"]);
+        assert!(
+            crate::rollup::covers(
+                s.list_event_files().await.unwrap().iter().map(|(_, m)| m.location.as_ref()),
+                s.list_rollup_files().await.unwrap().iter().map(|(_, m)| m.location.as_ref()),
+            ) && s.list_rollup_files().await.unwrap().len() == 3 * Kind::ALL.len(),
+            "every file has its rollups, and no other rollup is left"
+        );
+        let again = erase(&s, &tombstones, t, &mut lease).await.unwrap();
+        assert_eq!(again, Erased::default());
+        assert_eq!(
+            tombstones.get("gone").map(|t| t.sweeps.len()),
+            Some(2),
+            "the rerun is recorded on the same tombstone"
+        );
+    }
+}
