@@ -51,41 +51,39 @@ fn is_globex(contact: Option<&str>, message: Option<&str>, event_id: &str) -> bo
 async fn two_tenants(both: &Storage, acme_only: &Storage) -> (usize, usize) {
     let (mut acme_rows, mut globex_rows) = (0, 0);
     for (j, batch) in generated_batches(20_000, 7, 7).await.into_iter().enumerate() {
-        {
-            let col = |n: &str| batch.column_by_name(n).unwrap().as_string::<i32>().clone();
-            let (contact, message, id) = (col("contact_key"), col("message_id"), col("event_id"));
-            let text = |a: &StringArray, r: usize| a.is_valid(r).then(|| a.value(r).to_string());
-            let globex: Vec<bool> = (0..batch.num_rows())
-                .map(|r| is_globex(text(&contact, r).as_deref(), text(&message, r).as_deref(), id.value(r)))
-                .collect();
-            let owned = |acme: &str, globex_id: &str| -> ArrayRef {
-                Arc::new(StringArray::from_iter_values(globex.iter().map(|g| if *g { globex_id } else { acme })))
-            };
-            let marked = |name: &str| -> ArrayRef {
-                let c = col(name);
-                Arc::new(StringArray::from_iter(
-                    (0..batch.num_rows())
-                        .map(|r| text(&c, r).map(|v| if globex[r] { format!("{GLOBEX_MARK}_{v}") } else { v })),
-                ))
-            };
-            let mut columns = batch.columns().to_vec();
-            let schema = batch.schema();
-            for (n, field) in schema.fields().iter().enumerate() {
-                match field.name().as_str() {
-                    "account_id" => columns[n] = owned("acme-waba-111", GLOBEX_ACCOUNT),
-                    "phone_number_id" => columns[n] = owned("acme-phone-222", GLOBEX_PHONE),
-                    "campaign" | "template" => columns[n] = marked(field.name()),
-                    _ => {}
-                }
+        let col = |n: &str| batch.column_by_name(n).unwrap().as_string::<i32>().clone();
+        let (contact, message, id) = (col("contact_key"), col("message_id"), col("event_id"));
+        let text = |a: &StringArray, r: usize| a.is_valid(r).then(|| a.value(r).to_string());
+        let globex: Vec<bool> = (0..batch.num_rows())
+            .map(|r| is_globex(text(&contact, r).as_deref(), text(&message, r).as_deref(), id.value(r)))
+            .collect();
+        let owned = |acme: &str, globex_id: &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(globex.iter().map(|g| if *g { globex_id } else { acme })))
+        };
+        let marked = |name: &str| -> ArrayRef {
+            let c = col(name);
+            Arc::new(StringArray::from_iter(
+                (0..batch.num_rows())
+                    .map(|r| text(&c, r).map(|v| if globex[r] { format!("{GLOBEX_MARK}_{v}") } else { v })),
+            ))
+        };
+        let mut columns = batch.columns().to_vec();
+        let schema = batch.schema();
+        for (n, field) in schema.fields().iter().enumerate() {
+            match field.name().as_str() {
+                "account_id" => columns[n] = owned("acme-waba-111", GLOBEX_ACCOUNT),
+                "phone_number_id" => columns[n] = owned("acme-phone-222", GLOBEX_PHONE),
+                "campaign" | "template" => columns[n] = marked(field.name()),
+                _ => {}
             }
-            let rewritten = RecordBatch::try_new(schema.clone(), columns).unwrap();
-            let keep = arrow::array::BooleanArray::from(globex.iter().map(|g| !g).collect::<Vec<_>>());
-            let acme = arrow::compute::filter_record_batch(&rewritten, &keep).unwrap();
-            acme_rows += acme.num_rows();
-            globex_rows += rewritten.num_rows() - acme.num_rows();
-            both.write_batches(vec![rewritten], &format!("gen-{j}")).await.unwrap();
-            acme_only.write_batches(vec![acme], &format!("gen-{j}")).await.unwrap();
         }
+        let rewritten = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let keep = arrow::array::BooleanArray::from(globex.iter().map(|g| !g).collect::<Vec<_>>());
+        let acme = arrow::compute::filter_record_batch(&rewritten, &keep).unwrap();
+        acme_rows += acme.num_rows();
+        globex_rows += rewritten.num_rows() - acme.num_rows();
+        both.write_batches(vec![rewritten], &format!("gen-{j}")).await.unwrap();
+        acme_only.write_batches(vec![acme], &format!("gen-{j}")).await.unwrap();
     }
     (acme_rows, globex_rows)
 }
