@@ -513,36 +513,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Retention { keep_days } => {
             let config = Config::load(cli.config.as_deref(), &flags)?;
             let storage = Storage::open(&config.storage)?;
-            let keep = keep_days.unwrap_or(config.retention_days);
+            let policy = crate::maintenance::Policy::of(&config, keep_days);
             let today = chrono::Utc::now().date_naive();
             let mut lease = command_lease(&storage, "retention").await?;
-            let gone = crate::maintenance::retention(
-                &storage,
-                keep,
-                config.audit_retention_days,
-                config.min_retention_days,
-                today,
-                &mut lease,
-            )
-            .await;
+            let gone = crate::maintenance::retention(&storage, &policy, today, &mut lease).await;
             lease.release().await;
             audit_command(
                 &storage,
                 "convoscope retention",
                 None,
                 match &gone {
-                    Ok(g) => {
-                        (format!("keep_days {keep}, audit_retention_days {}", config.audit_retention_days), Ok(g.len()))
-                    }
+                    Ok(r) => (
+                        format!("{} partitions deleted, {} trimmed", r.deleted.len(), r.trimmed.len()),
+                        Ok(r.trimmed.iter().map(|t| t.rows).sum()),
+                    ),
                     Err(e) => (e.to_string(), Err(())),
                 },
             )
             .await;
             let gone = gone?;
-            for g in &gone {
+            for g in &gone.deleted {
                 println!("deleted {}: {} files, {} bytes", g.date, g.files, g.bytes);
             }
-            println!("deleted {} partitions older than {keep} days", gone.len());
+            for t in &gone.trimmed {
+                println!("trimmed {}: {} rows past their period from {} files", t.date, t.rows, t.files);
+            }
+            println!(
+                "deleted {} and trimmed {} partitions (events kept {} days, consent {}, audit {})",
+                gone.deleted.len(),
+                gone.trimmed.len(),
+                policy.keep_days,
+                policy.consent_days,
+                policy.audit_days
+            );
             Ok(())
         }
         Command::Send { experiment, recipients, url, token, concurrency } => {

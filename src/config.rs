@@ -37,6 +37,9 @@ pub struct Config {
     pub tenants: Vec<Tenant>,
     /// Days of audit records `retention` keeps (regulators ask for more than the events).
     pub audit_retention_days: u32,
+    /// Days consent changes (`consent.opt_in`, `consent.opt_out`) are kept, past the events
+    /// around them: the proof of consent is asked for long after the messages.
+    pub consent_retention_days: u32,
     /// Seconds a client may take to send its request headers (slow-loris guard).
     pub header_read_timeout_secs: f64,
     /// Seconds a request may take in all, body included (answered 408 past that).
@@ -138,6 +141,8 @@ impl Default for Config {
             // An audit trail outlives a year of events: a question about who read what comes
             // after the fact.
             audit_retention_days: 400,
+            // Five years: the longest limitation period proof of consent is commonly kept for.
+            consent_retention_days: 1826,
             // Meta and UltraMsg send headers at once; 10 s only cuts off clients that dribble.
             header_read_timeout_secs: 10.0,
             // An 8 MiB body over a slow link takes seconds, not half a minute.
@@ -222,6 +227,10 @@ pub struct Tenant {
     /// Its phone number ids (Meta's `metadata.phone_number_id`).
     #[serde(default)]
     pub phone_number_ids: Vec<String>,
+    /// Days its events are kept, when not the deployment's `retention_days` (consent changes
+    /// and the audit trail keep their own periods).
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 impl Tenant {
@@ -504,6 +513,20 @@ impl Config {
     fn validate(&self) -> Result<()> {
         Engine::parse(&self.engine)?;
         Tenant::check_all(&self.tenants)?;
+        let periods = [
+            ("retention_days", self.retention_days),
+            ("consent_retention_days", self.consent_retention_days),
+            ("audit_retention_days", self.audit_retention_days),
+        ];
+        let tenants = self.tenants.iter().filter_map(|t| Some(("a tenant's retention_days", t.retention_days?)));
+        for (name, days) in periods.into_iter().chain(tenants) {
+            if days < self.min_retention_days {
+                return Err(Error::Config(format!(
+                    "{name} ({days}) is below min_retention_days ({})",
+                    self.min_retention_days
+                )));
+            }
+        }
         if self.flush_interval_secs <= 0.0 || !self.flush_interval_secs.is_finite() {
             return Err(Error::Config("flush_interval_secs must be a positive number".into()));
         }

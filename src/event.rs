@@ -205,6 +205,12 @@ pub fn schema() -> SchemaRef {
     SCHEMA.clone()
 }
 
+/// The text of row `i` of a string column, `None` where it is null.
+pub fn cell(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
+    use arrow::array::Array;
+    a.is_valid(i).then(|| a.value(i))
+}
+
 /// Builds one record batch from events (or references to them), in the order given.
 pub fn to_record_batch<E: Borrow<Event>>(events: &[E]) -> Result<RecordBatch, arrow::error::ArrowError> {
     let n = events.len();

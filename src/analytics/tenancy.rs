@@ -106,7 +106,12 @@ mod tests {
 
     #[test]
     fn the_filter_names_the_tenants_ids() {
-        let t = Tenant { name: "acme".into(), account_ids: vec!["1".into()], phone_number_ids: vec!["9".into()] };
+        let t = Tenant {
+            name: "acme".into(),
+            account_ids: vec!["1".into()],
+            phone_number_ids: vec!["9".into()],
+            ..Default::default()
+        };
         let f = owned_by(&t).to_string();
         assert!(f.contains("account_id IN") && f.contains("phone_number_id IN") && f.contains(" OR "), "{f}");
         let only_phones = Tenant { account_ids: vec![], ..t };

@@ -20,15 +20,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
+use arrow::array::{AsArray, BooleanArray, RecordBatch, StringArray};
 use object_store::ObjectStoreExt;
-use object_store::path::Path as ObjPath;
 
 use super::lease::{Lease, STEP, step_for};
 use super::merge::kept_rows;
 use crate::error::{Error, Result};
-use crate::event;
-use crate::rollup::Kind;
+use crate::event::{self, cell as text};
 use crate::store::Storage;
 use crate::store::tombstones::{Sweep, Tombstone, Tombstones};
 
@@ -130,7 +128,11 @@ pub async fn sweep(storage: &Storage, t: &Tombstone, lease: &mut Lease) -> Resul
         if removed == 0 {
             continue;
         }
-        rewrite(storage, &meta.location, *date, kept, &t.contact_key).await?;
+        let name = format!(
+            "erase-{:016x}",
+            xxhash_rust::xxh3::xxh3_64(format!("{}|{}", meta.location, t.contact_key).as_bytes())
+        );
+        super::rewrite::replace(storage, &meta.location, *date, kept, &name).await?;
         erased.files += 1;
         erased.rows += removed;
     }
@@ -159,10 +161,6 @@ fn columns(b: &RecordBatch) -> Result<Vec<&StringArray>> {
                 .ok_or_else(|| Error::Invalid(format!("an events file without {n}")))
         })
         .collect()
-}
-
-fn text(a: &StringArray, i: usize) -> Option<&str> {
-    a.is_valid(i).then(|| a.value(i))
 }
 
 /// Whether row `i` (of [`LINK_COLUMNS`]) is the contact's own, and, for a tenant's erasure,
@@ -209,48 +207,10 @@ fn keep_mask(
         .collect())
 }
 
-/// Replaces the events file at `old` by `kept` (its rows without the contact's): the new file
-/// and its rollups written and checked, then the old file and its rollups deleted.
-async fn rewrite(
-    storage: &Storage,
-    old: &ObjPath,
-    date: chrono::NaiveDate,
-    kept: Vec<RecordBatch>,
-    contact_key: &str,
-) -> Result<()> {
-    let rows: usize = kept.iter().map(RecordBatch::num_rows).sum();
-    if rows > 0 {
-        let name = format!("erase-{:016x}", xxhash_rust::xxh3::xxh3_64(format!("{old}|{contact_key}").as_bytes()));
-        let written = storage.write_batches(kept, &name).await?;
-        let path = storage.event_file(date, &name);
-        if written.iter().map(|(_, n)| n).sum::<usize>() != rows || written.iter().any(|(p, _)| *p != path) {
-            return Err(Error::Invalid(format!("rewriting {old} gave files other than {path}; nothing deleted")));
-        }
-        let bytes = storage.store.get(&path).await?.bytes().await?;
-        let footer = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?;
-        let stored = usize::try_from(footer.metadata().file_metadata().num_rows()).unwrap_or(0);
-        if stored != rows {
-            return Err(Error::Invalid(format!("{path} holds {stored} rows, not {rows}; {old} kept")));
-        }
-        if path == *old {
-            return Ok(());
-        }
-    }
-    storage.store.delete(old).await?;
-    for kind in Kind::ALL {
-        if let Some(rollup) = kind.path_of(old.as_ref()) {
-            match storage.store.delete(&ObjPath::from(rollup)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollup::Kind;
 
     fn ev(id: &str, kind: &str, contact: Option<&str>, message: &str) -> event::Event {
         let mut e = event::Event::new(id.into(), kind, 1_767_225_600_000_000, 0, "api");

@@ -32,6 +32,7 @@ mod heal;
 mod lease;
 mod merge;
 mod retention;
+mod rewrite;
 mod schedule;
 
 use std::time::Duration;
@@ -43,7 +44,7 @@ pub use compact::{Compacted, compact};
 pub use erase::{Erased, SETTLE, erase, settle, sweep};
 pub use heal::{Healed, delete_retired_rollups, heal_rollups, write_missing_rollups};
 pub use lease::{Lease, STEP};
-pub use retention::{Deleted, retention};
+pub use retention::{Deleted, Policy, Removed, Trimmed, retention};
 pub use schedule::{EraseRequest, Upkeep, compact_every, compact_small_files_of_every_day};
 
 use crate::error::{Error, Result};

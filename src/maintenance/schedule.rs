@@ -1,5 +1,7 @@
-//! `serve`'s own compaction: a round every interval merges the small files of every day
-//! ([`compact_small_files_of_every_day`]) and brings the rollups up to date ([`heal_rollups`]).
+//! `serve`'s own upkeep: a round every interval merges the small files of every day
+//! ([`compact_small_files_of_every_day`]), brings the rollups up to date ([`heal_rollups`]),
+//! sweeps again for recent erasures ([`super::settle`]) and removes what is past its retention
+//! period ([`super::retention()`]); erasures asked of the service run between rounds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -114,9 +116,12 @@ pub struct Upkeep {
     pub holder: String,
     /// The erased contacts, swept again once every collector knows them ([`super::settle`]).
     pub tombstones: crate::store::tombstones::Tombstones,
+    /// The retention periods every round applies ([`super::retention()`]).
+    pub retention: super::Policy,
 }
 
-/// Runs [`compact_small_files_of_every_day`], then [`heal_rollups`], every `every` (first after
+/// Runs [`compact_small_files_of_every_day`], then [`heal_rollups`], an erasure's settling sweep
+/// ([`super::settle`]) and retention ([`super::retention()`]), every `every` (first after
 /// one interval) until `stop` turns true, keeping replaced files for `wait` (see [`Grace`]); a
 /// failed round is logged and the next one tries again (compaction loses nothing when it stops
 /// half-way). A round runs only in the process that holds the store's maintenance lease as
@@ -127,7 +132,7 @@ pub async fn compact_every(
     mut erasures: tokio::sync::mpsc::Receiver<EraseRequest>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let Upkeep { storage, every, max_events, wait, holder, tombstones } = upkeep;
+    let Upkeep { storage, every, max_events, wait, holder, tombstones, retention } = upkeep;
     let grace = Grace { wait, stop: Some(stop.clone()) };
     let mut lease = Lease::new(storage.clone(), holder);
     let mut settled = HashMap::new();
@@ -188,6 +193,18 @@ pub async fn compact_every(
                 }
             }
             Err(e) => tracing::warn!(error = %e, "an erasure's settling sweep failed; the next round retries"),
+        }
+        if *stop.borrow() || !matches!(lease.hold_until(STEP).await, Ok(true)) {
+            continue;
+        }
+        match super::retention(&storage, &retention, chrono::Utc::now().date_naive(), &mut lease).await {
+            Ok(r) if r.deleted.is_empty() && r.trimmed.is_empty() => {}
+            Ok(r) => tracing::info!(
+                deleted = r.deleted.len(),
+                trimmed = r.trimmed.len(),
+                "removed events past their retention period"
+            ),
+            Err(e) => tracing::warn!(error = %e, "retention failed; the next round retries"),
         }
     }
 }

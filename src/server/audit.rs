@@ -26,6 +26,7 @@ struct Noted {
     target: Option<String>,
     detail: Option<String>,
     count: Option<i64>,
+    flush_after: bool,
 }
 
 impl Note {
@@ -48,6 +49,12 @@ impl Note {
     /// Its detail: a statement (numbers redacted here), what was removed.
     pub fn detail(&self, detail: impl Into<String>) {
         self.with(|n| n.detail = Some(crate::pii::redact_numbers(&detail.into())));
+    }
+
+    /// Flush the log once the record is in it: a call that empties the log leaves it empty,
+    /// its own record flushed too.
+    pub fn flush_after(&self) {
+        self.with(|n| n.flush_after = true);
     }
 
     /// How many: events accepted, rows removed, messages sent.
@@ -98,5 +105,10 @@ pub async fn record(State(app): State<AppState>, mut req: Request, next: Next) -
         count: noted.count,
     })
     .await;
+    if noted.flush_after
+        && let Err(e) = app.flush_now().await
+    {
+        tracing::warn!(error = %e, "could not flush the record of a flush; it stays in the log until the next one");
+    }
     response
 }

@@ -103,6 +103,7 @@ mod tests {
             name: "acme".into(),
             account_ids: vec!["waba-1".into()],
             phone_number_ids: vec!["p1".into(), "p2".into()],
+            ..Default::default()
         };
         let mut e = Event::new("e1".into(), "conversion", 0, 0, "api");
         stamp(&t, &mut e).expect("stamped");

@@ -139,6 +139,7 @@ impl App {
                 .unwrap_or(std::time::Duration::from_secs(86_400)),
                 holder: wal.log_id().to_string(),
                 tombstones: tombstones.clone(),
+                retention: crate::maintenance::Policy::of(&config, None),
             };
             let task = tokio::spawn(crate::maintenance::compact_every(upkeep, erase_requests, stopped));
             (stop, task)

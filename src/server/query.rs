@@ -52,5 +52,6 @@ async fn flush(
     app.tokens.authorize(&headers, Role::Admin)?.operator_only("flushing the log")?;
     let n = app.flush_now().await?;
     note.count(n);
+    note.flush_after();
     Ok(Json(json!({"flushed": n})))
 }

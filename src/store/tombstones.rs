@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::TimestampMicrosecondType;
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Storage;
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{Event, cell};
 
 /// Where tombstones are kept, under `_convoscope/`.
 const DIR: &str = "_convoscope/erased";
@@ -219,19 +219,15 @@ impl Tombstones {
         let mut dropped = 0;
         let keep: BooleanArray = (0..batch.num_rows())
             .map(|i| {
-                let drop = opt(contact, i)
+                let drop = cell(contact, i)
                     .and_then(|ck| map.get(ck))
-                    .is_some_and(|t| t.drops(kind.value(i), occurred.value(i), opt(account, i), opt(phone, i)));
+                    .is_some_and(|t| t.drops(kind.value(i), occurred.value(i), cell(account, i), cell(phone, i)));
                 dropped += usize::from(drop);
                 Some(!drop)
             })
             .collect();
         Ok((dropped > 0).then_some(keep))
     }
-}
-
-fn opt(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
-    a.is_valid(i).then(|| a.value(i))
 }
 
 /// The object of a contact's tombstone.

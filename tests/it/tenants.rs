@@ -29,11 +29,13 @@ fn tenants() -> Vec<Tenant> {
             name: "acme".into(),
             account_ids: vec!["acme-waba-111".into()],
             phone_number_ids: vec!["acme-phone-222".into()],
+            retention_days: None,
         },
         Tenant {
             name: "globex".into(),
             account_ids: vec![GLOBEX_ACCOUNT.into()],
             phone_number_ids: vec![GLOBEX_PHONE.into()],
+            retention_days: None,
         },
     ]
 }
