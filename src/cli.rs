@@ -64,6 +64,9 @@ pub enum Command {
         /// Write to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Only this tenant's rows (a [[tenant]] name), as its tokens see them.
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Writes a synthetic, realistic event set straight to storage (same seed, same data).
     Generate {
@@ -219,6 +222,9 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
         format: QueryFormat,
+        /// Only this tenant's rows (a [[tenant]] name), with its tokens' limits.
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 
@@ -310,6 +316,17 @@ async fn command_lease(storage: &Storage, command: &str) -> anyhow::Result<crate
     Ok(lease)
 }
 
+/// The `[[tenant]]` named `name`, for a command run on one tenant's behalf.
+fn tenant_named(config: &Config, name: Option<&str>) -> anyhow::Result<Option<std::sync::Arc<crate::config::Tenant>>> {
+    let Some(name) = name else { return Ok(None) };
+    let t = config
+        .tenants
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| anyhow::anyhow!("no [[tenant]] is named {name:?}"))?;
+    Ok(Some(std::sync::Arc::new(t.clone())))
+}
+
 /// Appends a command's audit record to the store's `_audit/` ([`crate::audit`]): what ran,
 /// for whom (`tenant`), and its detail and count, or that it failed. A record that cannot be
 /// written is logged: the command's own work is done.
@@ -346,7 +363,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::server::run(listener, app, crate::server::shutdown_signal()).await?;
             Ok(())
         }
-        Command::Report { name, from, to, campaign, experiment, metric, format: fmt, out } => {
+        Command::Report { name, from, to, campaign, experiment, metric, format: fmt, out, tenant } => {
             let config = Config::load(cli.config.as_deref(), &flags)?;
             let params = crate::analytics::reports::Params::parse(
                 from.as_deref(),
@@ -358,7 +375,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 metric: crate::analytics::reports::Metric::parse(&metric)?,
                 ..params
             };
-            let analytics = Analytics::from_settings(Storage::open(&config.storage)?, &config.analytics(), None)?;
+            let analytics = Analytics::from_settings(Storage::open(&config.storage)?, &config.analytics(), None)?
+                .for_tenant(tenant_named(&config, tenant.as_deref())?);
             let report = analytics.report(&name, &params).await?;
             let text = match fmt {
                 ReportFormat::Table => report.to_table(),
@@ -455,23 +473,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Erase { contact, tenant } => {
             let config = Config::load(cli.config.as_deref(), &flags)?;
             let storage = Storage::open(&config.storage)?;
-            let tenant = match tenant.as_deref() {
-                Some(name) => Some(
-                    config
-                        .tenants
-                        .iter()
-                        .find(|t| t.name == name)
-                        .cloned()
-                        .ok_or_else(|| anyhow::anyhow!("no [[tenant]] is named {name:?}"))?,
-                ),
-                None => None,
-            };
+            let tenant = tenant_named(&config, tenant.as_deref())?;
             let pii = crate::pii::PiiKey::load_existing(config.pii_key.as_deref(), &config.state_dir)?;
             let (contact_key, _) =
                 pii.contact(&contact).ok_or_else(|| anyhow::anyhow!("--contact is not a phone number"))?;
             let tombstones = crate::store::tombstones::Tombstones::load(&storage).await?;
             let mut lease = command_lease(&storage, "erase").await?;
-            let stone = crate::store::tombstones::Tombstone::new(contact_key.clone(), tenant.as_ref());
+            let stone = crate::store::tombstones::Tombstone::new(contact_key.clone(), tenant.as_deref());
             let done = crate::maintenance::erase(&storage, &tombstones, stone, &mut lease).await;
             lease.release().await;
             let record = match &done {
@@ -606,9 +614,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::cluster::run_executor(options, storage).await?;
             Ok(())
         }
-        Command::Query { sql, format: fmt } => {
+        Command::Query { sql, format: fmt, tenant } => {
             let config = Config::load(cli.config.as_deref(), &flags)?;
-            let analytics = Analytics::from_settings(Storage::open(&config.storage)?, &config.analytics(), None)?;
+            let analytics = Analytics::from_settings(Storage::open(&config.storage)?, &config.analytics(), None)?
+                .for_tenant(tenant_named(&config, tenant.as_deref())?);
             let (schema, batches) = analytics.query(&sql).await?;
             let (columns, rows) = (format::columns(&schema), format::rows(&batches)?);
             let out = match fmt {

@@ -330,8 +330,7 @@ impl Analytics {
                 SessionContext::new_with_state(cluster::session(self.session.clone(), self.runtime.clone(), addr)?)
             }
         };
-        // A tenant's facts come from its filtered events ([`tenancy`]): the rollups carry no owner.
-        let rollups = self.tenant.is_none() && self.rollups_cover().await?;
+        let rollups = self.rollups_cover().await?;
         ctx.register_object_store(&store_url()?, self.storage.store.clone());
         ctx.register_table("events", self.partitioned_table("events", read_schema())?)?;
         for kind in crate::rollup::Kind::ALL {
@@ -350,7 +349,7 @@ impl Analytics {
         scalars.into_iter().for_each(|f| ctx.register_udf(f));
         aggregates.into_iter().for_each(|f| ctx.register_udaf(f));
         if let Some(tenant) = &self.tenant {
-            tenancy::restrict(&ctx, tenant).await?;
+            tenancy::restrict(&ctx, tenant, rollups).await?;
         }
         facts::register(&ctx, rollups).await?;
         Ok(ctx)

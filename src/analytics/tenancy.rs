@@ -5,10 +5,11 @@
 //! The filter is part of the plan the session builds, not of the statement: `events` in a
 //! tenant's session is a view whose plan scans the store and keeps the rows whose
 //! `account_id` or `phone_number_id` the tenant owns, and the store itself is reachable by no
-//! other name. A CTE, a UNION, a subquery or a join reads the same views. The rollups carry
-//! no owner, so a tenant's `messages`, `conversations` and `exposures`, and the facts tables
-//! the reports read, are the facts views over its filtered events (`queries/facts/`): the
-//! same columns and answers, computed from the events.
+//! other name. A CTE, a UNION, a subquery or a join reads the same views. The rollup tables
+//! are filtered alike (a rollup row is one key's events of one owner: [`crate::rollup`]), and
+//! the facts tables the reports read are those views, so a tenant's reports read the rollups as
+//! the operator's do; where the rollups do not cover the store, the rollup tables and facts are
+//! the facts views over the tenant's events (`queries/facts/`), as for the operator.
 //!
 //! A tenant's ad hoc statement is also checked before it is planned ([`check_statement`]):
 //! it may name only the tenant's tables (a 403 otherwise, never an empty answer), and may not
@@ -86,16 +87,23 @@ pub fn check_statement(ctx: &SessionContext, sql: &str, dialect: &datafusion::co
 }
 
 /// Registers the tenant's views in `ctx`, whose `events` and rollup tables are the store's
-/// (registered already): `events` becomes the tenant's rows, and each rollup table the facts
-/// view over them (the same columns).
-pub async fn restrict(ctx: &SessionContext, tenant: &Tenant) -> Result<()> {
-    let events = ctx.table_provider("events").await?;
-    ctx.deregister_table("events")?;
-    ctx.register_table("events", only_tenant("events", events, tenant)?)?;
-    for fact in super::facts::Fact::ALL {
-        let view = ctx.sql(fact.view_sql()).await?.into_view();
-        ctx.deregister_table(fact.rollup().table())?;
-        ctx.register_table(fact.rollup().table(), view)?;
+/// (registered already): each becomes the tenant's rows. Where the rollups do not cover the
+/// store (`rollups` false), each rollup table becomes the facts view over the tenant's events
+/// instead (the same columns but the owner's), as the facts tables will.
+pub async fn restrict(ctx: &SessionContext, tenant: &Tenant, rollups: bool) -> Result<()> {
+    let rollup_tables = super::facts::Fact::ALL.map(|f| f.rollup().table());
+    let owned = if rollups { &rollup_tables[..] } else { &[] };
+    for name in std::iter::once("events").chain(owned.iter().copied()) {
+        let provider = ctx.table_provider(name).await?;
+        ctx.deregister_table(name)?;
+        ctx.register_table(name, only_tenant(name, provider, tenant)?)?;
+    }
+    if !rollups {
+        for fact in super::facts::Fact::ALL {
+            let view = ctx.sql(fact.view_sql()).await?.into_view();
+            ctx.deregister_table(fact.rollup().table())?;
+            ctx.register_table(fact.rollup().table(), view)?;
+        }
     }
     Ok(())
 }

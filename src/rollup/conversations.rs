@@ -13,7 +13,10 @@ use std::sync::{Arc, LazyLock};
 use arrow::array::{ArrayRef, BooleanArray, ListBuilder, RecordBatch, StringArray, TimestampMicrosecondBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::{ByKey, IdKey, first_seen_order, keys, max_of, min_of, occurred_at, text, timestamps, utf8};
+use super::{
+    ByKey, first_seen_order, keys, max_of, min_of, occurred_at, owner, owner_columns, owner_fields, text, timestamps,
+    utf8,
+};
 use crate::error::Result;
 use crate::ids;
 
@@ -49,6 +52,8 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("reopens", list, false),
         Field::new("first_response_at", timestamp(), true),
         Field::new("reopened_within_week", DataType::Boolean, false),
+        owner_fields()[0].clone(),
+        owner_fields()[1].clone(),
     ]))
 });
 
@@ -68,7 +73,9 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// - over this file's events alone, what `sla` computes per conversation: `first_response_at`,
 ///   its first reply at or after `customer_at` (else `opened_at`); `reopened_within_week`, a
 ///   reopening within 7 days after `resolved_at`. Right for the conversation only where this
-///   is its one row.
+///   is its one row;
+/// - `account_id`, `phone_number_id`: the owner of the row's events (a row per conversation
+///   and owner: [`crate::rollup`]).
 pub fn schema() -> SchemaRef {
     SCHEMA.clone()
 }
@@ -99,12 +106,14 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
         let queue = utf8(events, "queue")?;
         let actor = utf8(events, "actor")?;
         let contact = utf8(events, "contact_key")?;
+        let (account, phone) = (utf8(events, "account_id")?, utf8(events, "phone_number_id")?);
         let occurred = occurred_at(events)?;
         for i in 0..events.num_rows() {
             let Some(id) = text(conversation_id, i) else { continue };
             let kind = event_type.value(i);
             let at = occurred.value(i);
-            let p = by_key.entry(IdKey(ids::key(id))).or_insert_with(|| Partial { first_at: at, ..Default::default() });
+            let p =
+                by_key.entry(ids::key(id), owner(account, phone, i), || Partial { first_at: at, ..Default::default() });
             p.first_at = p.first_at.min(at);
             max_of(&mut p.contact, text(contact, i).map(ids::key));
             let q = text(queue, i);
@@ -129,7 +138,7 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
         }
     }
     let mut rows = first_seen_order(by_key, |p| p.first_at);
-    for (_, p) in &mut rows {
+    for (_, _, p) in &mut rows {
         for v in [&mut p.replies, &mut p.reopens] {
             v.sort_unstable();
             v.dedup();
@@ -138,27 +147,30 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
 
     let ts = |f: fn(&Partial) -> Option<i64>| timestamps(&rows, f);
     let text_column = |f: &dyn Fn(&Partial) -> Option<String>| -> ArrayRef {
-        Arc::new(StringArray::from_iter(rows.iter().map(|(_, p)| f(p))))
+        Arc::new(StringArray::from_iter(rows.iter().map(|(_, _, p)| f(p))))
     };
+    let [account_id, phone_number_id] = owner_columns(&rows);
     let columns: Vec<ArrayRef> = vec![
-        keys(rows.iter().map(|(k, _)| Some(*k))),
-        keys(rows.iter().map(|(_, p)| p.contact)),
+        keys(rows.iter().map(|(k, _, _)| Some(*k))),
+        keys(rows.iter().map(|(_, _, p)| p.contact)),
         ts(|p| p.opened_at),
         text_column(&|p| p.queue.map(str::to_string)),
         text_column(&|p| p.any_queue.map(str::to_string)),
         ts(|p| p.customer_at),
         ts(|p| p.resolved_at),
         ts(|p| p.handoff_at),
-        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(p.bot_replied)))),
-        times(rows.iter().map(|(_, p)| p.replies.as_slice())),
-        times(rows.iter().map(|(_, p)| p.reopens.as_slice())),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, _, p)| Some(p.bot_replied)))),
+        times(rows.iter().map(|(_, _, p)| p.replies.as_slice())),
+        times(rows.iter().map(|(_, _, p)| p.reopens.as_slice())),
         ts(|p| {
             let from = p.customer_at.or(p.opened_at)?;
             p.replies.iter().copied().filter(|t| *t >= from).min()
         }),
-        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| {
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, _, p)| {
             Some(p.resolved_at.is_some_and(|r| p.reopens.iter().any(|t| *t >= r && *t - r <= REOPEN_WINDOW_MICROS)))
         }))),
+        account_id,
+        phone_number_id,
     ];
     Ok(RecordBatch::try_new(schema(), columns)?)
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, LazyLock};
 use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::{SENDS, keys, occurred_at, text, utf8};
+use super::{Owner, SENDS, keys, occurred_at, owner, owner_fields, text, utf8};
 use crate::error::Result;
 use crate::ids;
 
@@ -26,6 +26,8 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("contact", ids::key_type(), false),
         Field::new("message_key", ids::key_type(), true),
         Field::new("exposed_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        owner_fields()[0].clone(),
+        owner_fields()[1].clone(),
     ]))
 });
 
@@ -34,14 +36,16 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 ///
 /// - `experiment`, `variant`, `campaign`: the send's;
 /// - `contact`: `id_key(contact_key)`; `message_key`: `id_key(message_id)`, null without one;
-/// - `exposed_at`: the first `occurred_at` of the file's sends with these five values.
+/// - `exposed_at`: the first `occurred_at` of the file's sends with these five values and
+///   owner;
+/// - `account_id`, `phone_number_id`: the sends' owner ([`crate::rollup`]).
 pub fn schema() -> SchemaRef {
     SCHEMA.clone()
 }
 
-/// What a row is keyed by: experiment, variant, campaign, contact, message. Strings borrow
-/// from the file's batch.
-type Key<'a> = (&'a str, &'a str, Option<&'a str>, i128, Option<i128>);
+/// What a row is keyed by: experiment, variant, campaign, contact, message, owner. Strings
+/// borrow from the file's batch.
+type Key<'a> = (&'a str, &'a str, Option<&'a str>, i128, Option<i128>, Owner<'a>);
 
 /// The rollup rows of `batches` (of the events table, usually one date's rows of one file), ordered by exposure time.
 pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
@@ -53,6 +57,7 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
         let campaign = utf8(events, "campaign")?;
         let contact_key = utf8(events, "contact_key")?;
         let message_id = utf8(events, "message_id")?;
+        let (account, phone) = (utf8(events, "account_id")?, utf8(events, "phone_number_id")?);
         let occurred = occurred_at(events)?;
         for i in 0..events.num_rows() {
             if !SENDS.contains(&event_type.value(i)) {
@@ -61,7 +66,8 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
             let (Some(e), Some(v), Some(c)) = (text(experiment, i), text(variant, i), text(contact_key, i)) else {
                 continue;
             };
-            let key = (e, v, text(campaign, i), ids::key(c), text(message_id, i).map(ids::key));
+            let key =
+                (e, v, text(campaign, i), ids::key(c), text(message_id, i).map(ids::key), owner(account, phone, i));
             let at = occurred.value(i);
             first.entry(key).and_modify(|t| *t = (*t).min(at)).or_insert(at);
         }
@@ -78,6 +84,8 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
         keys(rows.iter().map(|(k, _)| Some(k.3))),
         keys(rows.iter().map(|(k, _)| k.4)),
         Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(_, at)| *at)).with_timezone("UTC")),
+        Arc::new(StringArray::from_iter(rows.iter().map(|(k, _)| k.5.0))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|(k, _)| k.5.1))),
     ];
     Ok(RecordBatch::try_new(schema(), columns)?)
 }

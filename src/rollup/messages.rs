@@ -5,7 +5,7 @@
 //! after scanning every event; that grouping and the 64-character ids it reads were most of
 //! their time. The writer of an events file already holds
 //! its rows in memory, so it also writes their partial aggregate per message to
-//! `rollups/messages/date=<date>/<name>.parquet`: first send time and the send's attributes,
+//! `rollups/messages-v2/date=<date>/<name>.parquet`: first send time and the send's attributes,
 //! first delivered and read times, whether it failed and whether it was replied to. A report
 //! merges these per message (`MIN`/`MAX` again), which reads a quarter of the rows, as numbers.
 //!
@@ -19,7 +19,10 @@ use std::sync::{Arc, LazyLock};
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::{ByKey, IdKey, SENDS, first_seen_order, keys, max_of, min_of, occurred_at, text, timestamps, utf8};
+use super::{
+    ByKey, Owner, SENDS, first_seen_order, keys, max_of, min_of, occurred_at, owner, owner_columns, owner_fields, text,
+    timestamps, utf8,
+};
 use crate::error::{Error, Result};
 use crate::ids;
 
@@ -45,6 +48,8 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("category", DataType::Utf8, true),
         Field::new("country", DataType::Utf8, true),
         Field::new("cost_micros", DataType::Int64, true),
+        owner_fields()[0].clone(),
+        owner_fields()[1].clone(),
     ]))
 });
 
@@ -58,7 +63,9 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// - `failed`: it has a `message.failed`; `replied`: an `interaction.reply` or `message.inbound`
 ///   names it in `reply_to`;
 /// - for the `cost` report, over its send, delivered and read events: `billable`, any of them
-///   billable; `category`, `country`, `cost_micros`: the largest value.
+///   billable; `category`, `country`, `cost_micros`: the largest value;
+/// - `account_id`, `phone_number_id`: the owner of the row's events (a row per message and
+///   owner: [`crate::rollup`]).
 pub fn schema() -> SchemaRef {
     SCHEMA.clone()
 }
@@ -106,6 +113,7 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
             .column_by_name("cost_micros")
             .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>())
             .ok_or_else(|| Error::Invalid("events batch without cost_micros".into()))?;
+        let (account, phone) = (utf8(events, "account_id")?, utf8(events, "phone_number_id")?);
         let occurred = occurred_at(events)?;
         for i in 0..events.num_rows() {
             let kind = event_type.value(i);
@@ -118,7 +126,8 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
                 continue;
             };
             let Some(id) = id else { continue };
-            let p = by_key.entry(IdKey(ids::key(id))).or_insert_with(|| Partial { first_at: at, ..Default::default() });
+            let p =
+                by_key.entry(ids::key(id), owner(account, phone, i), || Partial { first_at: at, ..Default::default() });
             p.first_at = p.first_at.min(at);
             if is_reply {
                 p.replied = true;
@@ -148,27 +157,30 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
     let rows = first_seen_order(by_key, |p| p.first_at);
 
     let ts = |f: fn(&Partial) -> Option<i64>| timestamps(&rows, f);
+    let [account_id, phone_number_id] = owner_columns(&rows);
     let columns: Vec<ArrayRef> = vec![
-        keys(rows.iter().map(|(k, _)| Some(*k))),
+        keys(rows.iter().map(|(k, _, _)| Some(*k))),
         ts(|p| p.sent_at),
         text_column(&rows, |p| p.campaign),
         text_column(&rows, |p| p.template),
         text_column(&rows, |p| p.locale),
-        keys(rows.iter().map(|(_, p)| p.contact)),
+        keys(rows.iter().map(|(_, _, p)| p.contact)),
         ts(|p| p.delivered_at),
         ts(|p| p.read_at),
-        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(p.failed)))),
-        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(p.replied)))),
-        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(p.billable)))),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, _, p)| Some(p.failed)))),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, _, p)| Some(p.replied)))),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, _, p)| Some(p.billable)))),
         text_column(&rows, |p| p.category),
         text_column(&rows, |p| p.country),
-        Arc::new(arrow::array::Int64Array::from_iter(rows.iter().map(|(_, p)| p.cost_micros))),
+        Arc::new(arrow::array::Int64Array::from_iter(rows.iter().map(|(_, _, p)| p.cost_micros))),
+        account_id,
+        phone_number_id,
     ];
     Ok(RecordBatch::try_new(schema(), columns)?)
 }
 
-fn text_column<'a>(rows: &[(i128, Partial<'a>)], f: impl Fn(&Partial<'a>) -> Option<&'a str>) -> ArrayRef {
-    Arc::new(StringArray::from_iter(rows.iter().map(|(_, p)| f(p))))
+fn text_column<'a>(rows: &[(i128, Owner<'a>, Partial<'a>)], f: impl Fn(&Partial<'a>) -> Option<&'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter(rows.iter().map(|(_, _, p)| f(p))))
 }
 
 #[cfg(test)]
@@ -239,5 +251,24 @@ mod tests {
         assert_eq!(flags("billable"), (true, false), "a failure's billing is not the message's");
         assert_eq!(col("category").as_string::<i32>().value(0), "utility");
         assert!(col("cost_micros").is_null(1));
+    }
+
+    #[test]
+    fn a_row_per_owner_of_a_message() {
+        let mut sent = ev("message.sent", "m1", 5);
+        sent.phone_number_id = Some("p1".into());
+        let mut read = ev("message.read", "m1", 9);
+        read.phone_number_id = Some("p1".into());
+        let orphan = ev("message.delivered", "m1", 7);
+        let batch = event::to_record_batch(&[sent, orphan, read]).expect("batch");
+        let r = of_events(std::slice::from_ref(&batch)).expect("rollup");
+        assert_eq!(r.num_rows(), 2, "the owned events and the one without ids");
+        let phone = r.column_by_name("phone_number_id").expect("owner column");
+        let phone = phone.as_string::<i32>();
+        let read_at = r.column_by_name("read_at").expect("read_at");
+        let read_at = read_at.as_primitive::<TimestampMicrosecondType>();
+        assert_eq!((phone.value(0), read_at.value(0)), ("p1", 9), "first seen first");
+        assert!(phone.is_null(1) && read_at.is_null(1));
+        assert!(r.column_by_name("account_id").expect("account_id").is_null(0));
     }
 }

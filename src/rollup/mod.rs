@@ -12,7 +12,14 @@
 //! Every column of a rollup is a `MIN`, `MAX`, "any" or set of the file's events, so merging
 //! the rows of several files gives what aggregating their events at once gives, and a row
 //! repeated (a file both before and after compaction replaced it, an events file flushed twice
-//! after a crash) changes nothing. Reports use the rollups only when every events file has
+//! after a crash) changes nothing.
+//!
+//! A row aggregates the events of one key *and one owner* (`account_id`, `phone_number_id`,
+//! both kept in the row): a key's events nearly always share their owner, and where they do
+//! not (a conversion posted without ids beside the receipts of its message) each owner gets a
+//! row. So a tenant's session keeps the rollup rows of its ids and merges them per key, which
+//! gives what aggregating its own events gives (`crate::analytics::tenancy`); merged per key
+//! without that filter, the rows give what they gave before owners were kept. Reports use the rollups only when every events file has
 //! every rollup ([`covers`]); otherwise they read the events (`convoscope compact` writes
 //! missing rollups).
 
@@ -51,9 +58,9 @@ impl Kind {
     /// them.
     pub fn dir(self) -> &'static str {
         match self {
-            Kind::Messages => "rollups/messages",
-            Kind::Conversations => "rollups/conversations-v2",
-            Kind::Exposures => "rollups/exposures",
+            Kind::Messages => "rollups/messages-v2",
+            Kind::Conversations => "rollups/conversations-v3",
+            Kind::Exposures => "rollups/exposures-v2",
         }
     }
 
@@ -100,14 +107,18 @@ impl Kind {
 /// `convoscope compact` and `serve`'s compaction round delete their files once they have
 /// written the current ones (`maintenance::heal_rollups`).
 /// `rollups/conversations`: before the conversation rollup had `contact_key`, `handoff_at` and
-/// `bot_replied` (for `cost`).
-pub const RETIRED_DIRS: [&str; 1] = ["rollups/conversations"];
+/// `bot_replied` (for `cost`); `rollups/messages`, `rollups/conversations-v2`,
+/// `rollups/exposures`: before rows were kept per owner (`account_id`, `phone_number_id`).
+pub const RETIRED_DIRS: [&str; 4] =
+    ["rollups/conversations", "rollups/messages", "rollups/conversations-v2", "rollups/exposures"];
 
 /// The columns of the events table the rollups read: a merge of events files reads only these
 /// for the rollups of the merged file (`maintenance`). A rollup reading another column fails
 /// on such a batch (every merge test would).
-pub const EVENT_COLUMNS: [&str; 17] = [
+pub const EVENT_COLUMNS: [&str; 19] = [
     "event_type",
+    "account_id",
+    "phone_number_id",
     "occurred_at",
     "message_id",
     "reply_to",
@@ -158,20 +169,69 @@ impl Hash for IdKey {
 
 impl nohash_hasher::IsEnabled for IdKey {}
 
-/// Partial aggregates by `id_key`.
-type ByKey<P> = nohash_hasher::IntMap<IdKey, P>;
+/// Who an event is: its `account_id` and `phone_number_id`. Strings borrow from the file's batch.
+type Owner<'a> = (Option<&'a str>, Option<&'a str>);
 
-/// `by_key`'s rows by when each was first seen (`first_at`), then by key: timestamps that
-/// follow each other delta-encode into a few bits.
-fn first_seen_order<P>(by_key: ByKey<P>, first_at: impl Fn(&P) -> i64) -> Vec<(i128, P)> {
-    let mut rows: Vec<(i128, P)> = by_key.into_iter().map(|(k, p)| (k.0, p)).collect();
-    rows.sort_unstable_by_key(|(k, p)| (first_at(p), *k));
+/// The owner of row `i` of an events batch, from its `account_id` and `phone_number_id`.
+fn owner<'a>(account: &'a StringArray, phone: &'a StringArray, i: usize) -> Owner<'a> {
+    (text(account, i), text(phone, i))
+}
+
+/// Partial aggregates by `id_key` and owner. A key's first owner is kept beside it in the map
+/// (no allocation: nearly every key has one), any other in `others`.
+struct ByKey<'a, P> {
+    first: nohash_hasher::IntMap<IdKey, (Owner<'a>, P)>,
+    others: std::collections::HashMap<(i128, Owner<'a>), P>,
+}
+
+impl<'a, P> Default for ByKey<'a, P> {
+    fn default() -> Self {
+        ByKey { first: Default::default(), others: Default::default() }
+    }
+}
+
+impl<'a, P> ByKey<'a, P> {
+    /// The partial aggregate of `key` and `owner`, made by `new` if it is the first.
+    fn entry(&mut self, key: i128, owner: Owner<'a>, new: impl FnOnce() -> P) -> &mut P {
+        use std::collections::hash_map::Entry;
+        match self.first.entry(IdKey(key)) {
+            Entry::Vacant(v) => &mut v.insert((owner, new())).1,
+            Entry::Occupied(o) if o.get().0 == owner => &mut o.into_mut().1,
+            Entry::Occupied(_) => self.others.entry((key, owner)).or_insert_with(new),
+        }
+    }
+}
+
+/// `by_key`'s rows by when each was first seen (`first_at`), then by key and owner: timestamps
+/// that follow each other delta-encode into a few bits.
+fn first_seen_order<'a, P>(by_key: ByKey<'a, P>, first_at: impl Fn(&P) -> i64) -> Vec<(i128, Owner<'a>, P)> {
+    let mut rows: Vec<(i128, Owner<'a>, P)> = by_key
+        .first
+        .into_iter()
+        .map(|(k, (o, p))| (k.0, o, p))
+        .chain(by_key.others.into_iter().map(|((k, o), p)| (k, o, p)))
+        .collect();
+    rows.sort_unstable_by(|(ka, oa, a), (kb, ob, b)| (first_at(a), *ka, *oa).cmp(&(first_at(b), *kb, *ob)));
     rows
 }
 
+/// The two owner columns (`account_id`, `phone_number_id`) of `rows`.
+fn owner_columns<P>(rows: &[(i128, Owner, P)]) -> [ArrayRef; 2] {
+    [
+        Arc::new(StringArray::from_iter(rows.iter().map(|(_, o, _)| o.0))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|(_, o, _)| o.1))),
+    ]
+}
+
+/// The fields of the owner columns every rollup ends with.
+fn owner_fields() -> [arrow::datatypes::Field; 2] {
+    use arrow::datatypes::{DataType, Field};
+    [Field::new("account_id", DataType::Utf8, true), Field::new("phone_number_id", DataType::Utf8, true)]
+}
+
 /// A UTC timestamp column of `f` over `rows`.
-fn timestamps<P>(rows: &[(i128, P)], f: impl Fn(&P) -> Option<i64>) -> ArrayRef {
-    Arc::new(TimestampMicrosecondArray::from_iter(rows.iter().map(|(_, p)| f(p))).with_timezone("UTC"))
+fn timestamps<P>(rows: &[(i128, Owner, P)], f: impl Fn(&P) -> Option<i64>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from_iter(rows.iter().map(|(_, _, p)| f(p))).with_timezone("UTC"))
 }
 
 fn min_of(slot: &mut Option<i64>, v: i64) {
@@ -211,11 +271,11 @@ mod tests {
         let m = Kind::Messages;
         assert_eq!(
             m.path_of("events/date=2026-01-02/wal-a-1.parquet").as_deref(),
-            Some("rollups/messages/date=2026-01-02/wal-a-1.parquet")
+            Some("rollups/messages-v2/date=2026-01-02/wal-a-1.parquet")
         );
         assert_eq!(
             Kind::Conversations.path_of("pre/fix/events/date=2026-01-02/x.parquet").as_deref(),
-            Some("pre/fix/rollups/conversations-v2/date=2026-01-02/x.parquet")
+            Some("pre/fix/rollups/conversations-v3/date=2026-01-02/x.parquet")
         );
         assert_eq!(m.path_of("myevents/date=2026-01-02/x.parquet"), None);
         assert_eq!(m.path_of("other/x.parquet"), None);

@@ -175,10 +175,11 @@ impl Tombstones {
         self.get(contact_key).is_some_and(|t| t.reopened_at.is_none())
     }
 
-    /// Whether an event is dropped.
+    /// Whether an event is dropped. Every ingested event asks, so it only reads.
     pub fn drops(&self, e: &Event) -> bool {
         let Some(ck) = e.contact_key.as_deref() else { return false };
-        self.get(ck).is_some_and(|t| {
+        let Ok(map) = self.by_contact.read() else { return false };
+        map.get(ck).is_some_and(|t| {
             t.drops(&e.event_type, e.occurred_at, e.account_id.as_deref(), e.phone_number_id.as_deref())
         })
     }
