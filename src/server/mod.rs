@@ -362,19 +362,32 @@ async fn refresh_from_store(app: std::sync::Weak<App>) {
 pub fn router(app: AppState) -> Router {
     let limit = app.config.max_body_bytes;
     let request_time = std::time::Duration::from_secs_f64(app.config.request_timeout_secs.max(0.001));
-    let with_bodies = Router::new().merge(webhooks::router()).merge(events::router()).merge(send::router()).layer(
-        tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_time),
-    );
-    let body_time = || tower_http::timeout::RequestBodyTimeoutLayer::new(request_time);
+    // Every `/v1` call and sign-in leaves an audit record; the webhooks and probes, which
+    // carry no caller, pass by it.
+    let audited = Router::new()
+        .merge(events::router())
+        .merge(send::router())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            request_time,
+        ))
+        .merge(
+            query::router()
+                .merge(erase::router())
+                .merge(pages::router())
+                .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(request_time)),
+        )
+        .merge(consent::router())
+        .layer(axum::middleware::from_fn_with_state(app.clone(), audit::record));
+    let webhooks = webhooks::router().layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        request_time,
+    ));
     Router::new()
         .merge(health::router())
-        .merge(with_bodies)
-        .merge(query::router().layer(body_time()))
-        .merge(erase::router().layer(body_time()))
-        .merge(consent::router())
-        .merge(pages::router().layer(body_time()))
+        .merge(webhooks)
+        .merge(audited)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(app.clone(), audit::record))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
 }

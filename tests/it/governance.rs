@@ -345,3 +345,51 @@ async fn every_api_call_and_sign_in_leaves_an_audit_record_without_secrets() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn serves_round_keeps_each_tenant_and_consent_for_their_own_periods() {
+    let dir = test_dir();
+    let mut cfg = config(dir.path());
+    cfg.compact_every_secs = 1;
+    (cfg.query_timeout_secs, cfg.report_timeout_secs, cfg.request_timeout_secs) = (1.0, 1.0, 5.0);
+    cfg.tenants = vec![Tenant {
+        name: "acme".into(),
+        phone_number_ids: vec!["acme-1".into()],
+        retention_days: Some(30),
+        ..Default::default()
+    }];
+    let store = Storage::open(&cfg.storage).unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let at =
+        |ago: i64| (today - chrono::Duration::days(ago)).and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
+    let ev = |id: &str, kind: &str, ago: i64, phone: Option<&str>| {
+        let mut e = convoscope::event::Event::new(id.into(), kind, at(ago), 0, "api");
+        e.phone_number_id = phone.map(str::to_string);
+        e
+    };
+    store
+        .write_events(
+            vec![
+                ev("acme-send", "message.sent", 40, Some("acme-1")),
+                ev("acme-consent", "consent.opt_in", 40, Some("acme-1")),
+                ev("other-send", "message.sent", 40, Some("other-1")),
+                ev("old-send", "message.sent", 500, None),
+                ev("old-consent", "consent.opt_out", 500, None),
+                ev("recent-acme", "message.sent", 2, Some("acme-1")),
+            ],
+            "seeded",
+        )
+        .await
+        .unwrap();
+    let s = TestServer::start(cfg).await;
+    let ids = || async {
+        s.query("SELECT event_id FROM events ORDER BY event_id")
+            .await
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect::<Vec<_>>()
+    };
+    let kept = json!(["acme-consent", "old-consent", "other-send", "recent-acme"]);
+    assert!(eventually(async || json!(ids().await) == kept, Duration::from_secs(30)).await, "{:?}", ids().await);
+    s.stop().await;
+}
