@@ -253,13 +253,7 @@ mod tests {
         assert_eq!(files.len(), 3, "{files:?}");
         assert!(files.iter().any(|f| f.ends_with("three.parquet")), "a file without the contact is untouched");
         assert!(files.iter().all(|f| !f.ends_with("one.parquet") && !f.ends_with("two.parquet")));
-        let analytics = crate::analytics::Analytics::new(s.clone(), 7).unwrap();
-        let (_, b) = analytics.query("SELECT event_id FROM events ORDER BY event_id").await.unwrap();
-        let ids: Vec<String> = crate::analytics::format::rows(&b)
-            .unwrap()
-            .into_iter()
-            .map(|r| r[0].as_str().unwrap_or("").to_string())
-            .collect();
+        let ids = crate::maintenance::stored_ids(&s).await;
         assert_eq!(ids, ["b1", "c2", "d1"]);
         assert!(
             crate::rollup::covers(

@@ -89,6 +89,19 @@ fn decode_events(path: &ObjPath, bytes: bytes::Bytes) -> Result<Vec<RecordBatch>
     merge::kept_rows(path, &bytes, event::COLUMNS, None)?.into_iter().map(|b| in_events_schema(path, b)).collect()
 }
 
+/// The event ids in the store, in order, as a report reads them (the tests' check of what an
+/// operation left).
+#[cfg(test)]
+async fn stored_ids(storage: &crate::store::Storage) -> Vec<String> {
+    let analytics = crate::analytics::Analytics::new(storage.clone(), 7).expect("analytics");
+    let (_, b) = analytics.query("SELECT event_id FROM events ORDER BY event_id").await.expect("query");
+    crate::analytics::format::rows(&b)
+        .expect("rows")
+        .into_iter()
+        .map(|r| r[0].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
 /// An event of the tests: `message.sent`, with these ids and times.
 #[cfg(test)]
 fn ev(id: &str, occurred: i64, received: i64) -> event::Event {

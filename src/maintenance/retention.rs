@@ -295,13 +295,7 @@ mod tests {
         let policy =
             Policy { keep_days: 400, consent_days: 1826, audit_days: 400, tenants: vec![(acme, 30)], min_days: 7 };
         let removed = retention(&s, &policy, today, &mut Lease::new(s.clone(), "test")).await.unwrap();
-        let a = crate::analytics::Analytics::new(s.clone(), 7).unwrap();
-        let (_, b) = a.query("SELECT event_id FROM events ORDER BY event_id").await.unwrap();
-        let ids: Vec<String> = crate::analytics::format::rows(&b)
-            .unwrap()
-            .into_iter()
-            .map(|r| r[0].as_str().unwrap_or("").to_string())
-            .collect();
+        let ids = crate::maintenance::stored_ids(&s).await;
         assert_eq!(ids, ["c1", "g1", "o2"]);
         assert_eq!(
             removed.trimmed.iter().map(|t| (t.files, t.rows)).collect::<Vec<_>>(),

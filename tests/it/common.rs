@@ -172,6 +172,25 @@ impl TestServer {
         r.json().await.unwrap()
     }
 
+    /// Posts SQL to `/v1/query` with `token`: the status and the JSON answer.
+    pub async fn sql_as(&self, token: &str, sql: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url("/v1/query"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "sql": sql }))
+            .send()
+            .await
+            .expect("request");
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GETs `path` with `token`: the status and the JSON answer.
+    pub async fn get_as(&self, token: &str, path: &str) -> (u16, Value) {
+        let r = self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request");
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
     /// Runs SQL through `/v1/query`; returns the rows.
     pub async fn query(&self, sql: &str) -> Vec<Vec<Value>> {
         query_at(&self.client, &self.base, sql).await
@@ -385,4 +404,29 @@ pub async fn generated_batches(events: usize, days: u32, seed: u64) -> Vec<arrow
         out.extend(reader.map(|b| b.unwrap()));
     }
     out
+}
+
+/// A collector started with `cfg` whose send path sends from `phone_number_id` through a
+/// sandbox provider on loopback that calls it back; returns the server and the sandbox.
+pub async fn with_sandbox(cfg: Config, phone_number_id: &str, seed: u64) -> (TestServer, convoscope::sandbox::Handle) {
+    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (router, sb) = convoscope::sandbox::start(convoscope::sandbox::SandboxConfig {
+        collector_url: format!("http://{}", collector.local_addr().unwrap()),
+        app_secret: META_SECRET.into(),
+        ingest_token: Some(INGEST.into()),
+        seed,
+        throughput_per_sec: 1000.0,
+        time_scale: 0.001,
+    });
+    let sandbox_url = format!("http://{}", sandbox_listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(sandbox_listener, router).await });
+    let provider = std::sync::Arc::new(convoscope::send::provider::MetaClient::new(
+        &sandbox_url,
+        "v23.0",
+        phone_number_id,
+        "t",
+        Duration::from_secs(5),
+    ));
+    (TestServer::start_on(collector, cfg, Some(provider)).await, sb)
 }

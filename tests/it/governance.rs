@@ -260,26 +260,9 @@ async fn a_contact_erased_under_load_is_gone_and_everything_else_is_stored_once(
         s.query("SELECT action, target, count, outcome, tenant FROM audit WHERE action = 'POST /v1/admin/erase'").await;
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!((&audit[0][1], &audit[0][2], &audit[0][3]), (&json!(ck), &answer["rows"], &json!("ok")));
-    let tenant = s
-        .client
-        .post(s.url("/v1/query"))
-        .bearer_auth("acme-reader-1")
-        .json(&json!({"sql": "SELECT * FROM audit"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(tenant.status(), 403);
+    assert_eq!(s.sql_as("acme-reader-1", "SELECT * FROM audit").await.0, 403);
     // The consent history says it was erased.
-    let consent: Value = s
-        .client
-        .get(s.url(&format!("/v1/consent/{phone}")))
-        .bearer_auth(READ)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, consent) = s.get_as(READ, &format!("/v1/consent/{phone}")).await;
     assert_eq!(consent["now"]["state"], json!("erased"), "{consent}");
     assert_eq!(consent["now"]["sends"]["utility"], json!(false));
     match Arc::try_unwrap(s) {
@@ -296,23 +279,11 @@ async fn every_api_call_and_sign_in_leaves_an_audit_record_without_secrets() {
     cfg.tokens.push("read:acme-reader-1@acme".into());
     let s = TestServer::start(cfg).await;
     let sql = "SELECT COUNT(*) FROM events WHERE contact_key = '+1 555 010 9876'";
-    let r = s.client.post(s.url("/v1/query")).bearer_auth(READ).json(&json!({ "sql": sql })).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let r = s.client.get(s.url("/v1/reports/funnel")).bearer_auth("acme-reader-1").send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let r = s
-        .client
-        .post(s.url("/v1/query"))
-        .bearer_auth("acme-reader-1")
-        .json(&json!({"sql": "SELECT * FROM audit"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = s.client.get(s.url("/v1/reports/funnel")).bearer_auth("not-a-token-at-all").send().await.unwrap();
-    assert_eq!(r.status(), 401);
-    let r = s.client.get(s.url("/v1/consent/+15550109876")).bearer_auth("acme-reader-1").send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(s.sql_as(READ, sql).await.0, 200);
+    assert_eq!(s.get_as("acme-reader-1", "/v1/reports/funnel").await.0, 200);
+    assert_eq!(s.sql_as("acme-reader-1", "SELECT * FROM audit").await.0, 403);
+    assert_eq!(s.get_as("not-a-token-at-all", "/v1/reports/funnel").await.0, 401);
+    assert_eq!(s.get_as("acme-reader-1", "/v1/consent/+15550109876").await.0, 200);
     let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let r = c.post(s.url("/login")).form(&[("token", "acme-reader-1")]).send().await.unwrap();
     assert_eq!(r.status(), 303);

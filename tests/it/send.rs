@@ -1,12 +1,10 @@
 //! The send path against the sandbox provider on loopback.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use convoscope::analytics::reports::Params;
 use convoscope::config::Config;
-use convoscope::sandbox::{self, Handle, SandboxConfig};
-use convoscope::send::provider::MetaClient;
+use convoscope::sandbox::{self, Handle};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -19,25 +17,12 @@ struct Loop {
 }
 
 async fn start_loop(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> Loop {
-    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (router, sb) = sandbox::start(SandboxConfig {
-        collector_url: format!("http://{}", collector.local_addr().unwrap()),
-        app_secret: META_SECRET.into(),
-        ingest_token: Some(INGEST.into()),
-        seed: 11,
-        throughput_per_sec: 1000.0,
-        time_scale: 0.001,
-    });
-    let sandbox_url = format!("http://{}", sandbox_listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(sandbox_listener, router).await });
     let mut cfg = config(dir);
     cfg.tokens.push(format!("send:{SEND}"));
     cfg.experiments = fixture("send/experiments.toml");
     cfg.send_rate_per_sec = 1000.0;
     tweak(&mut cfg);
-    let provider = Arc::new(MetaClient::new(&sandbox_url, "v23.0", "600700800900111", "t", Duration::from_secs(5)));
-    let s = TestServer::start_on(collector, cfg, Some(provider)).await;
+    let (s, sb) = with_sandbox(cfg, "600700800900111", 11).await;
     Loop { s, sb }
 }
 

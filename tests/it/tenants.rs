@@ -128,11 +128,6 @@ body = []
     cfg
 }
 
-async fn post_sql(s: &TestServer, token: &str, sql: &str) -> (u16, Value) {
-    let r = s.client.post(s.url("/v1/query")).bearer_auth(token).json(&json!({ "sql": sql })).send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn a_tenants_token_reads_only_its_tenants_rows_by_every_door() {
     let dir = test_dir();
@@ -145,7 +140,7 @@ async fn a_tenants_token_reads_only_its_tenants_rows_by_every_door() {
     // The operator sees both; each tenant its own.
     let count = |token: &'static str| {
         let s = &s;
-        async move { post_sql(s, token, "SELECT COUNT(*) FROM events").await }
+        async move { s.sql_as(token, "SELECT COUNT(*) FROM events").await }
     };
     assert_eq!(count(READ).await.1["rows"], json!([[acme_rows + globex_rows]]));
     assert_eq!(count(ACME_READ).await.1["rows"], json!([[acme_rows]]));
@@ -174,7 +169,7 @@ async fn a_tenants_token_reads_only_its_tenants_rows_by_every_door() {
         "SELECT category, country, price FROM rate_card",
     ];
     for sql in answers_only_acme {
-        let (status, v) = post_sql(&s, ACME_READ, sql).await;
+        let (status, v) = s.sql_as(ACME_READ, sql).await;
         assert_eq!(status, 200, "{sql}: {v}");
         let text = v.to_string();
         assert!(
@@ -189,7 +184,7 @@ async fn a_tenants_token_reads_only_its_tenants_rows_by_every_door() {
         "WITH e AS MATERIALIZED (SELECT event_id FROM events) SELECT COUNT(*) FROM e",
         "SELECT COUNT(*) FROM datafusion.public.events",
     ] {
-        let (status, v) = post_sql(&s, ACME_READ, sql).await;
+        let (status, v) = s.sql_as(ACME_READ, sql).await;
         assert_eq!((status, &v["rows"]), (200, &json!([[acme_rows]])), "{sql}: {v}");
     }
     let refused = [
@@ -209,7 +204,7 @@ async fn a_tenants_token_reads_only_its_tenants_rows_by_every_door() {
         "explain verbose select * from events",
     ];
     for sql in refused {
-        let (status, v) = post_sql(&s, ACME_READ, sql).await;
+        let (status, v) = s.sql_as(ACME_READ, sql).await;
         assert_eq!(status, 403, "{sql} must be refused as outside the tenant: {v}");
     }
     // Statements nobody may run are refused as for everyone (400), still never answered.
@@ -220,7 +215,7 @@ async fn a_tenants_token_reads_only_its_tenants_rows_by_every_door() {
         "INSERT INTO events SELECT * FROM events",
         "DROP TABLE events",
     ] {
-        let (status, v) = post_sql(&s, ACME_READ, sql).await;
+        let (status, v) = s.sql_as(ACME_READ, sql).await;
         assert!(status == 400 || status == 403, "{sql}: {status} {v}");
         assert!(v.get("rows").is_none(), "{sql} answered: {v}");
     }
@@ -318,7 +313,7 @@ async fn a_tenants_events_are_stamped_and_its_sends_stay_its_own() {
         vec![vec![json!("acme-1"), json!("acme-waba-111"), json!("acme-phone-222")]],
         "stamped; nothing of the refused request stored"
     );
-    let (_, globex_view) = post_sql(&s, GLOBEX_READ, "SELECT COUNT(*) FROM events").await;
+    let (_, globex_view) = s.sql_as(GLOBEX_READ, "SELECT COUNT(*) FROM events").await;
     assert_eq!(globex_view["rows"], json!([[0]]));
 
     // Sends: another tenant's experiment is refused; so is Acme's own while the send path's
@@ -339,30 +334,11 @@ async fn a_tenants_events_are_stamped_and_its_sends_stay_its_own() {
 #[tokio::test]
 async fn a_tenant_sends_through_its_own_number_and_its_sends_are_its_rows() {
     let dir = test_dir();
-    let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (router, _sb) = convoscope::sandbox::start(convoscope::sandbox::SandboxConfig {
-        collector_url: format!("http://{}", collector.local_addr().unwrap()),
-        app_secret: META_SECRET.into(),
-        ingest_token: Some(INGEST.into()),
-        seed: 3,
-        throughput_per_sec: 1000.0,
-        time_scale: 0.001,
-    });
-    let sandbox_url = format!("http://{}", sandbox_listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(sandbox_listener, router).await });
     let mut cfg = tenant_config(dir.path());
     cfg.provider = Some("meta".into());
     cfg.meta_phone_number_id = Some("acme-phone-222".into());
     cfg.require_opt_in = vec![];
-    let provider = Arc::new(convoscope::send::provider::MetaClient::new(
-        &sandbox_url,
-        "v23.0",
-        "acme-phone-222",
-        "t",
-        std::time::Duration::from_secs(5),
-    ));
-    let s = TestServer::start_on(collector, cfg, Some(provider)).await;
+    let (s, _sandbox) = with_sandbox(cfg, "acme-phone-222", 3).await;
     let r = s
         .client
         .post(s.url("/v1/send"))
@@ -373,9 +349,9 @@ async fn a_tenant_sends_through_its_own_number_and_its_sends_are_its_rows() {
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     s.flush().await;
-    let (_, v) = post_sql(&s, ACME_READ, "SELECT COUNT(*) FROM events WHERE event_type = 'send.accepted'").await;
+    let (_, v) = s.sql_as(ACME_READ, "SELECT COUNT(*) FROM events WHERE event_type = 'send.accepted'").await;
     assert_eq!(v["rows"], json!([[1]]), "the send is Acme's row");
-    let (_, v) = post_sql(&s, GLOBEX_READ, "SELECT COUNT(*) FROM events").await;
+    let (_, v) = s.sql_as(GLOBEX_READ, "SELECT COUNT(*) FROM events").await;
     assert_eq!(v["rows"], json!([[0]]));
     s.stop().await;
 }
