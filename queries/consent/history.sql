@@ -9,8 +9,8 @@ SELECT
   END AS change,
   CASE
     WHEN event_type = 'message.failed' THEN 'error_131050'
-    WHEN event_id LIKE 'meta:pref:%' THEN 'meta_user_preferences'
     WHEN source IN ('api', 'sender') THEN 'first_party'
+    WHEN source = 'meta' AND event_id LIKE 'meta:pref:%' THEN 'meta_user_preferences'
     WHEN event_type = 'consent.opt_out' THEN 'stop_reply'
     ELSE source
   END AS source,

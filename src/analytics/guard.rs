@@ -15,8 +15,9 @@ use crate::error::{Error, Result};
 /// Refuses a plan with a join without an equality condition (a nested-loop or cross join)
 /// whose two inputs' row counts multiply past `limit`, or are not known: such a join compares
 /// every row with every other, and over the store that is hours of CPU for one statement.
-/// `limit` 0 turns the guard off.
-pub fn check_unkeyed_joins(plan: &Arc<dyn ExecutionPlan>, limit: u64) -> Result<()> {
+/// `limit` 0 turns the guard off. With `tell_sizes` false (a tenant's statement, whose
+/// statistics are the whole store's), the refusal does not say how many rows each side has.
+pub fn check_unkeyed_joins(plan: &Arc<dyn ExecutionPlan>, limit: u64, tell_sizes: bool) -> Result<()> {
     if limit == 0 {
         return Ok(());
     }
@@ -42,14 +43,17 @@ pub fn check_unkeyed_joins(plan: &Arc<dyn ExecutionPlan>, limit: u64) -> Result<
                 Some(Some(n)) => format!("{n}"),
                 _ => "an unknown number of".to_string(),
             };
+            let what = if tell_sizes {
+                format!("it joins {} rows with {} rows", size(sides.first()), size(sides.get(1)))
+            } else {
+                "it joins two inputs".to_string()
+            };
             refused = Some(format!(
-                "refused before it ran: it joins {} rows with {} rows without an equality condition \
-                 (a nested-loop or cross join compares every row with every other), past the guard of \
-                 {limit} pairs (max_unkeyed_join_rows). Join on equal columns (a.message_id = \
-                 b.message_id), narrow each side first (WHERE date = '2026-01-31', a campaign, LIMIT), \
-                 or ask an operator to raise max_unkeyed_join_rows",
-                size(sides.first()),
-                size(sides.get(1)),
+                "refused before it ran: {what} without an equality condition (a nested-loop or cross \
+                 join compares every row with every other), past the guard of {limit} pairs \
+                 (max_unkeyed_join_rows). Join on equal columns (a.message_id = b.message_id), narrow \
+                 each side first (WHERE date = '2026-01-31', a campaign, LIMIT), or ask an operator to \
+                 raise max_unkeyed_join_rows"
             ));
             return Ok(TreeNodeRecursion::Stop);
         }

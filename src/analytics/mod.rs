@@ -264,8 +264,14 @@ impl Analytics {
         self
     }
 
-    /// The same analytics reading only `tenant`'s rows ([`tenancy`]), or every row (`None`).
+    /// The same analytics reading only `tenant`'s rows ([`tenancy`]), or every row (`None`),
+    /// and only its experiments' definitions (a report naming another's shows none of it).
     pub fn for_tenant(mut self, tenant: Option<Arc<Tenant>>) -> Self {
+        if let Some(t) = &tenant {
+            let mut own = (*self.experiments).clone();
+            own.experiments.retain(|e| e.tenant.as_deref() == Some(t.name.as_str()));
+            self.experiments = Arc::new(own);
+        }
         self.tenant = tenant;
         self
     }
@@ -479,11 +485,11 @@ impl Analytics {
                     )
                     .await
                     .map_err(|e| this.classify(e.into()))?;
-                    guard::check_unkeyed_joins(&local, max_pairs)?;
+                    guard::check_unkeyed_joins(&local, max_pairs, this.tenant.is_none())?;
                 }
                 let planned = this.physical(df).await?;
                 if !explain && !this.distributed() {
-                    guard::check_unkeyed_joins(&planned.plan, max_pairs)?;
+                    guard::check_unkeyed_joins(&planned.plan, max_pairs, this.tenant.is_none())?;
                 }
                 Ok(planned)
             }

@@ -51,11 +51,33 @@ fn owned_by(tenant: &Tenant) -> Expr {
     }
 }
 
-/// `provider` (a table of the events' columns) as a view of the tenant's rows only, named
-/// `name` inside its plan.
+/// `provider` (a table with the owner columns) as a view of the tenant's rows only, named
+/// `name` inside its plan: the rows the tenant owns, every column but the partition's `date`
+/// masked (`CASE WHEN owned THEN column END`).
+///
+/// The filter alone would not do: the optimizer merges a statement's own predicates with the
+/// view's into one conjunction and may push it below the view, and a conjunction evaluates
+/// its second term on every row of a batch where most rows pass the first; a predicate that
+/// fails on a value (a cast, a division) would then report another tenant's value in its
+/// error. Masked, every value the statement's expressions can reach on another tenant's row is
+/// a null, wherever the optimizer places them, and a predicate over a masked column prunes no
+/// row group by another tenant's statistics. `date` stays bare, so dates still prune
+/// partitions: which days hold rows is all it tells.
 pub fn only_tenant(name: &str, provider: Arc<dyn TableProvider>, tenant: &Tenant) -> Result<Arc<ViewTable>> {
+    use datafusion::logical_expr::when;
     let source = datafusion::datasource::provider_as_source(provider);
-    let plan = LogicalPlanBuilder::scan(name, source, None)?.filter(owned_by(tenant))?.build()?;
+    let scan = LogicalPlanBuilder::scan(name, source, None)?;
+    let owned = owned_by(tenant);
+    let columns = scan
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = col(datafusion::common::Column::new(Some(name), f.name()));
+            if f.name() == "date" { Ok(c) } else { Ok(when(owned.clone(), c).end()?.alias(f.name())) }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let plan = scan.filter(owned)?.project(columns)?.build()?;
     Ok(Arc::new(ViewTable::new(plan, None)))
 }
 

@@ -323,7 +323,11 @@ impl Sender {
             self.metrics.sends_total.with_label_values(&[&exp.name, &variant.name, reason]).inc();
             Outcome { result: Err(err), events: vec![e] }
         };
-        if self.tombstones.blocks_send(&contact_key) {
+        if self.tombstones.blocks_send(
+            &contact_key,
+            self.cfg.account_id.as_deref(),
+            self.cfg.phone_number_id.as_deref(),
+        ) {
             return reject("erased", SendError::Erased, None);
         }
         match self.consent.get(&contact_key) {

@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
-use super::auth::{Caller, Sessions, bearer, token_id};
+use super::auth::{Caller, Sessions, bearer};
 use crate::audit::Record;
 
 /// What a handler adds to its call's audit record.
@@ -36,14 +36,16 @@ impl Note {
         }
     }
 
-    /// The caller, where the handler found it itself (the sign-in form's token).
+    /// The caller the handler authorized: what the record names, whatever else the request
+    /// carried (a sign-in form's token, a session cookie beside a bearer token).
     pub fn caller(&self, caller: &Caller) {
         self.with(|n| n.caller = Some(caller.clone()));
     }
 
-    /// What the call was about: a report, an experiment, a contact's key.
+    /// What the call was about: a report, an experiment, a contact's key (numbers redacted
+    /// here: a name in a request is the caller's text).
     pub fn target(&self, target: impl Into<String>) {
-        self.with(|n| n.target = Some(target.into()));
+        self.with(|n| n.target = Some(crate::pii::redact_numbers(&target.into())));
     }
 
     /// Its detail: a statement (numbers redacted here), what was removed.
@@ -78,7 +80,7 @@ pub async fn record(State(app): State<AppState>, mut req: Request, next: Next) -
     let action = format!("{} {route}", req.method());
     let headers = req.headers();
     let presented = match bearer(headers) {
-        Some(token) => Some(app.tokens.caller_of(token).ok_or_else(|| token_id(token))),
+        Some(token) => Some(app.tokens.caller_of(token).ok_or_else(|| app.tokens.id_of(token))),
         None => Sessions::cookie(headers).and_then(|c| app.sessions.caller(c, &app.tokens)).map(Ok),
     };
     let note = Note::default();

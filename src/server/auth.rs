@@ -15,6 +15,7 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use crate::config::Tenant;
 use crate::error::{Error, Result};
+use crate::pii::PiiKey;
 
 /// What a token lets its holder do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,8 +93,8 @@ pub struct Caller {
     pub role: Role,
     /// `None`: the operator, over every tenant.
     pub tenant: Option<Arc<Tenant>>,
-    /// The token's id for the audit trail: the first 12 hex digits of its SHA-256, which names
-    /// it without giving it away.
+    /// The token's id for the audit trail ([`token_id`]), which names it without giving it
+    /// away.
     pub token_id: String,
 }
 
@@ -120,15 +121,18 @@ impl Caller {
     }
 }
 
-/// The id of a token: the first 12 hex digits of its SHA-256.
-pub fn token_id(token: &str) -> String {
-    hex::encode(&digest(token)[..6])
+/// The id of a token: a tag keyed with the deployment's PII key ([`PiiKey::tag`]), the same on
+/// every collector sharing the key, and not found by hashing guessed tokens.
+pub fn token_id(key: &PiiKey, token: &str) -> String {
+    key.tag("api-token", token)
 }
 
 /// The configured tokens.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Tokens {
     tokens: Vec<([u8; 32], Caller)>,
+    /// The key token ids are made with.
+    key: PiiKey,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -147,18 +151,25 @@ pub fn secret_eq(a: &str, b: &str) -> bool {
 }
 
 impl Tokens {
-    /// From parsed entries ([`parse_tokens`], which checked their tenants exist).
-    pub fn new(entries: &[TokenEntry], tenants: &[Tenant]) -> Self {
+    /// From parsed entries ([`parse_tokens`], which checked their tenants exist); their ids are
+    /// made with `key`.
+    pub fn new(entries: &[TokenEntry], tenants: &[Tenant], key: &PiiKey) -> Self {
         let tenants: Vec<Arc<Tenant>> = tenants.iter().cloned().map(Arc::new).collect();
         Tokens {
             tokens: entries
                 .iter()
                 .map(|e| {
                     let tenant = e.tenant.as_ref().and_then(|n| tenants.iter().find(|t| &t.name == n).cloned());
-                    (digest(&e.token), Caller { role: e.role, tenant, token_id: token_id(&e.token) })
+                    (digest(&e.token), Caller { role: e.role, tenant, token_id: token_id(key, &e.token) })
                 })
                 .collect(),
+            key: key.clone(),
         }
+    }
+
+    /// The id of a presented token, known or not ([`token_id`]).
+    pub fn id_of(&self, token: &str) -> String {
+        token_id(&self.key, token)
     }
 
     /// The caller a presented token stands for, checking every configured token.
@@ -280,8 +291,12 @@ mod tests {
 
     #[test]
     fn roles_and_admin() {
-        let t =
-            Tokens::new(&parse_tokens(&["read:reader-token".into(), "admin:admin-token".into()], &[]).unwrap(), &[]);
+        let key = PiiKey::from_secret("k");
+        let t = Tokens::new(
+            &parse_tokens(&["read:reader-token".into(), "admin:admin-token".into()], &[]).unwrap(),
+            &[],
+            &key,
+        );
         assert_eq!(t.check("reader-token", Role::Read).unwrap().role, Role::Read);
         assert!(matches!(t.check("reader-token", Role::Ingest), Err(ApiError::Forbidden(_))));
         assert!(matches!(t.check("nope", Role::Read), Err(ApiError::Unauthorized(_))));
@@ -321,14 +336,17 @@ mod tests {
     fn tenant_tokens_and_sessions_carry_their_tenant() {
         let acme = Tenant { name: "acme".into(), phone_number_ids: vec!["9".into()], ..Default::default() };
         let tenants = [acme];
+        let key = PiiKey::from_secret("k");
         let t = Tokens::new(
             &parse_tokens(&["read:acme-reader@acme".into(), "read:operator-1".into()], &tenants).unwrap(),
             &tenants,
+            &key,
         );
         let a = t.check("acme-reader", Role::Read).unwrap();
         assert_eq!(a.tenant_name(), "acme");
         assert!(a.operator_only("the audit table").is_err());
-        assert_eq!(a.token_id, token_id("acme-reader"));
+        assert_eq!(a.token_id, token_id(&key, "acme-reader"));
+        assert_ne!(a.token_id, token_id(&PiiKey::from_secret("another key"), "acme-reader"), "keyed");
         assert!(!a.token_id.contains("acme-reader") && a.token_id.len() == 12);
         let op = t.check("operator-1", Role::Read).unwrap();
         assert!(op.tenant.is_none() && op.operator_only("x").is_ok());

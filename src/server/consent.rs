@@ -27,6 +27,7 @@ async fn consent(
     Path(phone): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = app.tokens.authorize(&headers, Role::Read)?;
+    note.caller(&caller);
     let (contact_key, _) = app
         .normalizer
         .pii()
@@ -36,10 +37,17 @@ async fn consent(
     let mut changes = history(&app.analytics_for(&caller), &contact_key).await.map_err(ApiError::Internal)?;
     // An erasure is part of the history where the caller may see it: every erasure for the
     // operator, its own for a tenant.
-    let stone = app.tombstones.get(&contact_key).filter(|t| match &caller.tenant {
-        None => true,
-        Some(own) => t.tenant.as_deref() == Some(own.name.as_str()),
-    });
+    // The erasures the caller may see: every one for the operator, its own for a tenant; the
+    // latest one is the one in force.
+    let stone = app
+        .tombstones
+        .of(&contact_key)
+        .into_iter()
+        .filter(|t| match &caller.tenant {
+            None => true,
+            Some(own) => t.tenant.as_deref() == Some(own.name.as_str()),
+        })
+        .max_by_key(|t| t.erased_at);
     if let Some(t) = &stone {
         let at = |micros| crate::event::micros_to_datetime(micros).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         changes.push(Change { at: at(t.erased_at), change: "erased".into(), source: "erasure".into(), category: None });

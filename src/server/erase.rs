@@ -43,6 +43,7 @@ async fn erase(
     body: Result<Json<EraseBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = app.tokens.authorize(&headers, Role::Admin)?;
+    note.caller(&caller);
     let Json(body) = body.map_err(|e| ApiError::bad_request("malformed", e.body_text()))?;
     let tenant = match (&caller.tenant, body.tenant.as_deref()) {
         (Some(own), Some(named)) if named != own.name => {
@@ -89,10 +90,25 @@ impl App {
             erasures.send(EraseRequest { tombstone, done }).await.map_err(|_| gone())?;
             return Ok(answer.await.map_err(|_| gone())??);
         }
-        let mut lease = Lease::new(self.storage.clone(), self.wal.log_id().to_string());
+        let holder = self.wal.log_id().to_string();
+        let mut lease = Lease::new(self.storage.clone(), holder.clone());
         lease.wait_for(STEP, LEASE_WAIT).await?;
         let done = crate::maintenance::erase(&self.storage, &self.tombstones, tombstone, &mut lease).await;
         lease.release().await;
+        // No upkeep task sweeps again once every collector knows the tombstone: this does.
+        let (storage, tombstones) = (self.storage.clone(), self.tombstones.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(crate::maintenance::SETTLE).await;
+            let mut lease = Lease::new(storage.clone(), holder);
+            let settled = match lease.wait_for(STEP, LEASE_WAIT).await {
+                Ok(()) => crate::maintenance::settle(&storage, &tombstones, &mut lease).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            lease.release().await;
+            if let Err(e) = settled {
+                tracing::warn!(error = %e, "an erasure's settling sweep failed; `convoscope erase` again finishes it");
+            }
+        });
         Ok(done?)
     }
 }

@@ -18,7 +18,9 @@ use crate::ingest;
 /// Makes a tenant's event its own: ids it leaves out are filled in where the tenant has only
 /// one of that kind, and an id that is not the tenant's refuses the whole request (403: a
 /// tenant's token writes only its own rows). An event still owned by nobody (a tenant with
-/// several numbers, and neither id named) is a 400 saying which to name.
+/// several numbers, and neither id named) is a 400 saying which to name. Its `event_id` is
+/// kept under the tenant's name (`acme:order-1`): ids are deduplicated across the store, and
+/// one brand's `order-1` is not another's retry.
 fn stamp(tenant: &Tenant, e: &mut Event) -> Result<(), ApiError> {
     let foreign = |what: &str, id: &str| {
         ApiError::Forbidden(format!("{what} {id:?} of event {:?} is not tenant {:?}'s", e.event_id, tenant.name))
@@ -44,6 +46,7 @@ fn stamp(tenant: &Tenant, e: &mut Event) -> Result<(), ApiError> {
             ),
         ));
     }
+    e.event_id = format!("{}:{}", tenant.name, e.event_id);
     Ok(())
 }
 
@@ -60,7 +63,10 @@ async fn post_events(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = match app.tokens.authorize(&headers, Role::Ingest) {
-        Ok(c) => c,
+        Ok(c) => {
+            note.caller(&c);
+            c
+        }
         Err(e) => {
             app.metrics.rejected("api", "unauthorized", 1);
             return Err(e);
@@ -108,6 +114,7 @@ mod tests {
         let mut e = Event::new("e1".into(), "conversion", 0, 0, "api");
         stamp(&t, &mut e).expect("stamped");
         assert_eq!((e.account_id.as_deref(), e.phone_number_id.as_deref()), (Some("waba-1"), None));
+        assert_eq!(e.event_id, "acme:e1", "a tenant's ids are its own");
         let mut other = Event::new("e2".into(), "conversion", 0, 0, "api");
         other.phone_number_id = Some("p9".into());
         assert!(matches!(stamp(&t, &mut other), Err(ApiError::Forbidden(m)) if m.contains("p9")));

@@ -55,6 +55,8 @@ pub struct App {
     pub sessions: auth::Sessions,
     /// Erased contacts, whose events are dropped at ingest and at flush.
     pub tombstones: Tombstones,
+    /// The tenant whose consent the send path honours: the owner of its number, if a tenant.
+    consent_scope: Option<Arc<crate::config::Tenant>>,
     /// Where erasures go to run between compaction rounds (none without compaction).
     erasures: Option<tokio::sync::mpsc::Sender<crate::maintenance::EraseRequest>>,
     report_cache: pages::ReportCache,
@@ -81,9 +83,9 @@ impl App {
         config: Config,
         provider: Option<Arc<dyn crate::send::provider::Provider>>,
     ) -> Result<AppState> {
-        let tokens = auth::Tokens::new(&auth::parse_tokens(&config.tokens, &config.tenants)?, &config.tenants);
         let storage = Storage::open(&config.storage)?;
         let pii = PiiKey::load_or_create(config.pii_key.as_deref(), &config.state_dir)?;
+        let tokens = auth::Tokens::new(&auth::parse_tokens(&config.tokens, &config.tenants)?, &config.tenants, &pii);
         let normalizer =
             Normalizer::new(pii, &config.opt_out_keywords, config.store_message_text, config.max_future_secs);
         let metrics = Arc::new(Metrics::new(config.max_error_codes, crate::metrics::DEFAULT_LATENCY_TRACKED));
@@ -147,6 +149,14 @@ impl App {
         // Erasures run in the compaction task, between its rounds; without one, on their own.
         let erasures = compactor.is_some().then_some(erasures);
         let analytics = Analytics::from_settings(storage.clone(), &config.analytics(), Some(metrics.clone()))?;
+        // With tenants, the send path honours the consent given to the tenant whose number it
+        // sends from, not another brand's.
+        let consent_scope = config
+            .tenants
+            .iter()
+            .find(|t| t.owns(sending_account(&config).as_deref(), sending_number(&config).as_deref()))
+            .cloned()
+            .map(Arc::new);
         let sender = match provider {
             Some(p) => {
                 let cfg = crate::send::SendConfig {
@@ -167,7 +177,7 @@ impl App {
                     &config.state_dir,
                 )
                 .map_err(|e| Error::io("opening the send path's idempotency record", e))?;
-                load_consent(&analytics, &s, None).await;
+                load_consent(&analytics.clone().for_tenant(consent_scope.clone()), &s, None).await;
                 Some(s)
             }
             None => None,
@@ -185,6 +195,7 @@ impl App {
             sessions: auth::Sessions::default(),
             tombstones,
             erasures,
+            consent_scope,
             report_cache: pages::ReportCache::default(),
             stop_flusher,
             flusher_task: std::sync::Mutex::new(Some(task)),
@@ -228,10 +239,23 @@ impl App {
             Ok(done) => {
                 self.metrics.record_stored(&done.events, &done.duplicate);
                 if let Some(s) = &self.sender {
-                    s.consent.observe(&done.events);
+                    match &self.consent_scope {
+                        None => s.consent.observe(&done.events),
+                        Some(t) => {
+                            let own: Vec<Event> = done
+                                .events
+                                .iter()
+                                .filter(|e| t.owns(e.account_id.as_deref(), e.phone_number_id.as_deref()))
+                                .cloned()
+                                .collect();
+                            s.consent.observe(&own);
+                        }
+                    }
                 }
                 for t in self.tombstones.reopen(&done.events) {
-                    if let Err(e) = self.tombstones.save(&self.storage, &t).await {
+                    let reopened = t.reopened_at;
+                    let saved = self.tombstones.update(&self.storage, &t, |latest| latest.reopened_at = reopened).await;
+                    if let Err(e) = saved {
                         tracing::warn!(error = %e, "could not record an erased contact's new opt-in; the next one retries");
                     }
                 }
@@ -347,7 +371,7 @@ async fn refresh_from_store(app: std::sync::Weak<App>) {
         }
         if let Some(sender) = &app.sender {
             let since = chrono::Utc::now().date_naive() - chrono::Duration::days(CONSENT_REFRESH_DAYS);
-            load_consent(&app.analytics, sender, Some(since)).await;
+            load_consent(&app.analytics.clone().for_tenant(app.consent_scope.clone()), sender, Some(since)).await;
         }
     }
 }

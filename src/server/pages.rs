@@ -151,8 +151,9 @@ async fn one(
     Path(name): Path<String>,
     Query(f): Query<Filters>,
 ) -> Result<Response, ApiError> {
-    note.target(&name);
     let caller = authorize_read(&app, &headers)?;
+    note.caller(&caller);
+    note.target(&name);
     let params = f.params()?;
     note.detail(format!("{params:?}"));
     let r = app.report(&name, &params, &caller).await?;
@@ -182,8 +183,13 @@ async fn one(
     })
 }
 
-async fn experiments(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+async fn experiments(
+    State(app): State<AppState>,
+    Extension(note): Extension<Note>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let caller = authorize_read(&app, &headers)?;
+    note.caller(&caller);
     let mut visible = (*app.analytics.experiments).clone();
     if let Some(t) = &caller.tenant {
         visible.experiments.retain(|e| e.tenant.as_deref() == Some(t.name.as_str()));

@@ -31,6 +31,7 @@ async fn query(
     body: Result<Json<QueryBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let caller = app.tokens.authorize(&headers, Role::Read)?;
+    note.caller(&caller);
     let Json(body) = body
         .map_err(|e| ApiError::bad_request("malformed", format!("expected {{\"sql\": \"...\"}}: {}", e.body_text())))?;
     note.detail(&body.sql);
@@ -49,7 +50,9 @@ async fn flush(
     Extension(note): Extension<Note>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    app.tokens.authorize(&headers, Role::Admin)?.operator_only("flushing the log")?;
+    let caller = app.tokens.authorize(&headers, Role::Admin)?;
+    note.caller(&caller);
+    caller.operator_only("flushing the log")?;
     let n = app.flush_now().await?;
     note.count(n);
     note.flush_after();

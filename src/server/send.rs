@@ -22,6 +22,7 @@ async fn send(
     body: Result<Json<SendRequest>, JsonRejection>,
 ) -> Result<Json<SendResult>, ApiError> {
     let caller = app.tokens.authorize(&headers, Role::Send)?;
+    note.caller(&caller);
     let Json(req) = body.map_err(|e| ApiError::bad_request("malformed", e.body_text()))?;
     note.target(&req.experiment);
     if let Some(tenant) = &caller.tenant {

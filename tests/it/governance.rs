@@ -277,6 +277,7 @@ async fn every_api_call_and_sign_in_leaves_an_audit_record_without_secrets() {
     let mut cfg = config(dir.path());
     cfg.tenants = vec![Tenant { name: "acme".into(), phone_number_ids: vec!["p-1".into()], ..Default::default() }];
     cfg.tokens.push("read:acme-reader-1@acme".into());
+    cfg.pii_key = Some("audit-test-key".into());
     let s = TestServer::start(cfg).await;
     let sql = "SELECT COUNT(*) FROM events WHERE contact_key = '+1 555 010 9876'";
     assert_eq!(s.sql_as(READ, sql).await.0, 200);
@@ -290,7 +291,8 @@ async fn every_api_call_and_sign_in_leaves_an_audit_record_without_secrets() {
     s.flush().await;
     let rows =
         s.query("SELECT action, token_id, role, tenant, target, detail, outcome, status FROM audit ORDER BY at").await;
-    let acme_id = convoscope::server::auth::token_id("acme-reader-1");
+    let key = convoscope::pii::PiiKey::from_secret("audit-test-key");
+    let acme_id = convoscope::server::auth::token_id(&key, "acme-reader-1");
     let find = |action: &str, status: i64| {
         rows.iter()
             .find(|r| r[0] == json!(action) && r[7] == json!(status))
