@@ -412,8 +412,15 @@ pub fn router(app: AppState) -> Router {
         .merge(webhooks)
         .merge(audited)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(app)
+}
+
+/// The span of a request in the service's log: its method and route as declared
+/// (`/v1/consent/{phone}`), never the path itself, which may hold a phone number.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("(no route)", |m| m.as_str());
+    tracing::debug_span!("request", method = %req.method(), route)
 }
 
 /// How long shutdown waits for a background merge under way (one of `compact_max_events`
