@@ -3,8 +3,10 @@
 //! Read in this order: [`App`] (what a running server holds and how it starts and stops),
 //! [`run`] (serve until shutdown, then flush), then one module per resource:
 //! [`health`] (`/healthz`, `/readyz`, `/metrics`), [`webhooks`] (Meta and UltraMsg),
-//! [`events`] (`/v1/events`), [`query`] (`/v1/query`, `/v1/admin/flush`), [`reports`] (`/`,
-//! `/login`, `/v1/reports/{name}`, `/v1/experiments`).
+//! [`events`] (`/v1/events`), [`query`] (`/v1/query`, `/v1/admin/flush`), [`pages`] (`/`,
+//! `/login`, `/v1/reports/{name}`, `/v1/experiments`), [`send`] (`/v1/send`), [`erase`]
+//! (`/v1/admin/erase`), [`consent`] (`/v1/consent/{phone}`). Who may call what is in
+//! [`auth`] (roles, tenants, sessions); every `/v1` call's audit record in [`audit`].
 
 pub mod audit;
 pub mod auth;
