@@ -12,7 +12,7 @@ mod wire;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Attributes, Batch, Normalizer, ParseError, received_now};
+use super::{Attributes, Batch, Normalizer, ParseError, RejectReason, Rejected, received_now};
 use crate::event::Event;
 use crate::experiments::parse_callback_data;
 use wire::{
@@ -96,10 +96,24 @@ fn normalise<'v, V>(
         return Err(ParseError(format!("unexpected object {o:?}; expected \"whatsapp_business_account\"")));
     }
     let mut batch = Batch::default();
+    let mut index = 0;
     for Entry { id, time, changes } in entries {
         for Change { field, value } in changes {
             let ctx = Ctx { n, received, account: id.as_deref(), entry_time: time.micros() };
-            match read(field, value)? {
+            let at = index;
+            index += 1;
+            // One malformed change is skipped and counted, and the rest of the body stored: a
+            // 400 would make Meta retry the whole batch for days, holding every good status in
+            // it. The parser's message may quote a value, so only the field is logged.
+            let typed = match read(field, value) {
+                Ok(typed) => typed,
+                Err(e) => {
+                    tracing::warn!(field = %field, change = at, "skipped a malformed change of a Meta webhook; the rest is stored");
+                    batch.rejected.push(Rejected { index: at, reason: RejectReason::Malformed, message: e.0 });
+                    continue;
+                }
+            };
+            match typed {
                 Typed::Messages(v) => {
                     batch.events.reserve(v.statuses.len() + v.messages.len());
                     let pnid = v.metadata.phone_number_id;
@@ -324,7 +338,9 @@ impl Ctx<'_> {
     fn preference(&self, pnid: Option<&str>, p: UserPreference) -> Option<Event> {
         let event_type = match p.value.as_deref()? {
             "stop" => "consent.opt_out",
-            "resume" => "consent.opt_in",
+            // `signup` is an opt-in given through Meta (its documented values: stop, resume,
+            // signup).
+            "resume" | "signup" => "consent.opt_in",
             _ => return None,
         };
         let when = p.timestamp.micros();
@@ -517,9 +533,11 @@ mod tests {
         assert!(tree.is_err());
         assert_eq!(t.map(|b| b.events.len()), Some(1));
         assert_eq!(parse(&n, stray).unwrap().events[0].message_id.as_deref(), Some("w1"));
+        // A change without a value is skipped and counted, not the whole body refused.
         let no_value = br#"{"entry":[{"changes":[{"field":"messages"}]}]}"#;
         let (t, tree) = parse_both(&n, no_value);
-        assert!(t.is_none() && tree.is_err());
+        assert!(t.is_none());
+        assert_eq!(tree.map(|b| (b.events.len(), b.rejected.len())).ok(), Some((0, 1)));
     }
 
     #[test]
@@ -540,5 +558,33 @@ mod tests {
         assert_eq!(b.events.len(), 1);
         assert_eq!(b.rejected.len(), 1);
         assert_eq!(b.events[0].message_id.as_deref(), Some("w2"));
+    }
+
+    #[test]
+    fn a_malformed_change_is_skipped_and_counted_and_the_rest_stored() {
+        let status = json!({"id":"wamid.G","status":"delivered","timestamp":"1767255000","recipient_id":"15550100001"});
+        let body = json!({"object":"whatsapp_business_account","entry":[{"id":"1","changes":[
+            {"field":"message_template_status_update","value":{"event":["not", "a", "string"]}},
+            {"field":"messages","value":{"metadata":{"phone_number_id":"9"},"statuses":[status]}},
+            {"field":"messages","value":{"statuses":"not a list"}}]}]});
+        let b = parse(&test_normalizer(), body.to_string().as_bytes()).expect("the good change is stored");
+        assert_eq!(b.events.len(), 1);
+        assert_eq!(b.events[0].event_type, "message.delivered");
+        let skipped: Vec<(usize, RejectReason)> = b.rejected.iter().map(|r| (r.index, r.reason)).collect();
+        assert_eq!(skipped, [(0, RejectReason::Malformed), (2, RejectReason::Malformed)]);
+    }
+
+    #[test]
+    fn a_signup_preference_is_an_opt_in() {
+        let body = json!({"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"user_preferences",
+            "value":{"metadata":{"phone_number_id":"9"},"user_preferences":[
+                {"wa_id":"15550100001","detail":"User requested to receive marketing messages","category":"marketing_messages",
+                 "value":"signup","timestamp":1767255000}]}}]}]});
+        let b = parse(&test_normalizer(), body.to_string().as_bytes()).expect("parsed");
+        assert_eq!(b.events.len(), 1, "{:?}", b.rejected);
+        assert_eq!(
+            (b.events[0].event_type.as_str(), b.events[0].category.as_deref()),
+            ("consent.opt_in", Some("marketing"))
+        );
     }
 }
