@@ -31,6 +31,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "message.inbound",
     "message.other",
     "interaction.reply",
+    "interaction.reaction",
     "link.click",
     "conversation.opened",
     "conversation.bot_reply",

@@ -198,6 +198,9 @@ impl UnixTime {
             UnixTime::Number(n) => *n,
             UnixTime::Missing => return None,
         };
+        // Seconds past the year 5138 are milliseconds (Gupshup, some BSPs, send them so);
+        // read as seconds, they would be refused as future and replaced by the receive time.
+        let secs = if secs > 100_000_000_000.0 { secs / 1000.0 } else { secs };
         // Beyond year 9999 is not a timestamp but garbage; refuse rather than overflow.
         if !secs.is_finite() || !(0.0..=253_402_300_799.0).contains(&secs) {
             return None;
@@ -287,5 +290,13 @@ mod tests {
         assert!(n.is_opt_out("Unsubscribe"));
         assert!(!n.is_opt_out("please don't stop"));
         assert!(!n.is_opt_out(""));
+    }
+
+    #[test]
+    fn millisecond_timestamps_are_read_as_milliseconds() {
+        assert_eq!(UnixTime::Number(1_767_255_000_123.0).micros(), Some(1_767_255_000_123_000));
+        assert_eq!(UnixTime::Text("1767255000123".into()).micros(), Some(1_767_255_000_123_000));
+        assert_eq!(UnixTime::Number(1_767_255_000.0).micros(), Some(1_767_255_000_000_000), "seconds stay seconds");
+        assert_eq!(UnixTime::Number(1e20).micros(), None);
     }
 }

@@ -226,14 +226,20 @@ impl Ctx<'_> {
         let (event_type, content_type) = match m.kind.as_str() {
             "button" => ("interaction.reply", "button"),
             "interactive" => ("interaction.reply", "interactive"),
-            "text" | "image" | "video" | "audio" | "document" | "sticker" | "location" | "contacts" | "reaction"
-            | "order" | "system" | "unsupported" => ("message.inbound", m.kind.as_str()),
+            // A reaction is not a reply: a thumbs-up (or one taken back) counts in no reply rate.
+            "reaction" => ("interaction.reaction", "reaction"),
+            "text" | "image" | "video" | "audio" | "document" | "sticker" | "location" | "contacts" | "order"
+            | "system" | "unsupported" => ("message.inbound", m.kind.as_str()),
             other => {
                 raw_type = Some(other);
                 ("message.inbound", "other")
             }
         };
-        let kind_suffix = if event_type == "interaction.reply" { "reply" } else { "inbound" };
+        let kind_suffix = match event_type {
+            "interaction.reply" => "reply",
+            "interaction.reaction" => "reaction",
+            _ => "inbound",
+        };
         let mut e = self.base(event_id(&m.id, kind_suffix), event_type, m.timestamp.micros(), pnid);
         e.content_type = Some(content_type.to_string());
         e.message_id = Some(m.id.clone());
@@ -267,8 +273,10 @@ impl Ctx<'_> {
         if let Some(t) = m.text {
             text = Some(t.body);
         }
+        let mut reaction = None;
         if let Some(r) = m.reaction {
             e.reply_to = e.reply_to.or(r.message_id);
+            reaction = Some(r.emoji.unwrap_or_default());
         }
         if let Some(err) = m.errors.into_iter().next() {
             e.error_code = err.code.and_then(|c| i32::try_from(c).ok());
@@ -277,6 +285,9 @@ impl Ctx<'_> {
         let opt_out = text.as_deref().is_some_and(|t| self.n.is_opt_out(t));
         // Keys in ascending order, as `Attributes` needs.
         let mut attrs = Attributes::default();
+        if let Some(emoji) = reaction.as_deref().filter(|e| !e.is_empty()) {
+            attrs.add("emoji", emoji);
+        }
         if let Some(t) = &interactive_type {
             attrs.add("interactive_type", t);
         }
@@ -285,6 +296,9 @@ impl Ctx<'_> {
         }
         if m.referral.is_some() {
             attrs.add("referral", &true);
+        }
+        if reaction.as_deref() == Some("") {
+            attrs.add("removed", &true);
         }
         if self.n.store_text()
             && let Some(t) = &text
@@ -586,5 +600,24 @@ mod tests {
             (b.events[0].event_type.as_str(), b.events[0].category.as_deref()),
             ("consent.opt_in", Some("marketing"))
         );
+    }
+
+    #[test]
+    fn a_reaction_is_its_own_event_and_no_reply() {
+        let ev = one_message(json!({"from":"15550100001","id":"wamid.R","timestamp":"1767255000","type":"reaction",
+            "reaction":{"message_id":"wamid.SENT","emoji":"\u{1F44D}"}}));
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            (ev[0].event_type.as_str(), ev[0].reply_to.as_deref()),
+            ("interaction.reaction", Some("wamid.SENT"))
+        );
+        assert_eq!(ev[0].attributes.as_deref(), Some("{\"emoji\":\"\u{1F44D}\"}"));
+        let removed =
+            one_message(json!({"from":"15550100001","id":"wamid.R2","timestamp":"1767255060","type":"reaction",
+            "reaction":{"message_id":"wamid.SENT","emoji":""}}));
+        assert_eq!(removed[0].attributes.as_deref(), Some(r#"{"removed":true}"#));
+        let batch = crate::event::to_record_batch(&[ev[0].clone(), removed[0].clone()]).unwrap();
+        let rollup = crate::rollup::Kind::Messages.of_events(std::slice::from_ref(&batch)).unwrap();
+        assert_eq!(rollup.num_rows(), 0, "a reaction makes no message replied");
     }
 }

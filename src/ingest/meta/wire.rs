@@ -169,6 +169,8 @@ pub(super) struct FlowReply {
 #[serde(default)]
 pub(super) struct Reaction {
     pub(super) message_id: Option<String>,
+    /// Empty when the customer removed their reaction.
+    pub(super) emoji: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
