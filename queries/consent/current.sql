@@ -8,6 +8,7 @@ FROM (
     CASE WHEN event_type = 'consent.opt_in' THEN 'opted_in' ELSE 'opted_out' END AS state,
     occurred_at AS since,
     CASE
+      WHEN event_id LIKE '%:131050:opt_out' THEN 'error_131050'
       WHEN source IN ('api', 'sender') THEN 'first_party'
       WHEN source = 'meta' AND event_id LIKE 'meta:pref:%' THEN 'meta_user_preferences'
       WHEN event_type = 'consent.opt_out' THEN 'stop_reply'

@@ -61,8 +61,8 @@ mod tests {
             e.contact_key = Some("ck".into());
             e
         };
-        let mut failed = ev("f", "message.failed", 3, "meta");
-        failed.error_code = Some(131050);
+        let mut failed = ev("meta:wamid.F:failed:131050:opt_out", "consent.opt_out", 3, "meta");
+        failed.category = Some("marketing".into());
         let mut pref = ev("meta:pref:ck:stop:1", "consent.opt_out", 2, "meta");
         pref.category = Some("marketing".into());
         s.write_events(

@@ -132,6 +132,26 @@ impl Normalizer {
         });
     }
 
+    /// Builds the `consent.opt_out` of marketing that Meta's error 131050 on `failed` implies
+    /// (the person stopped marketing messages from the business).
+    pub(crate) fn stopped_marketing(&self, failed: &Event) -> Event {
+        let mut e = Event::new(
+            format!("{}:131050:opt_out", failed.event_id),
+            "consent.opt_out",
+            failed.occurred_at,
+            failed.received_at,
+            &failed.source,
+        );
+        e.account_id = failed.account_id.clone();
+        e.phone_number_id = failed.phone_number_id.clone();
+        e.message_id = failed.message_id.clone();
+        e.contact_key = failed.contact_key.clone();
+        e.country = failed.country.clone();
+        e.category = Some("marketing".into());
+        e.actor = Some("customer".into());
+        e
+    }
+
     /// Builds the `consent.opt_out` event a STOP-like reply implies.
     pub(crate) fn opt_out_event(&self, from: &Event) -> Event {
         let mut e = Event::new(

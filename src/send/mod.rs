@@ -125,15 +125,22 @@ pub struct Outcome {
     pub events: Vec<Event>,
 }
 
-/// Latest consent per contact, kept current from ingested events.
+/// Latest consent per contact and category, kept current from ingested events.
+///
+/// A change that names a category (Meta's marketing preference, its error 131050) decides that
+/// category; one that names none (a STOP reply, most first-party events) decides every
+/// category. For a send, the latest of the two that apply wins.
 #[derive(Default)]
 pub struct ConsentBook {
-    // contact_key → (opted in, when)
-    state: Mutex<HashMap<String, (bool, i64)>>,
+    state: Mutex<HashMap<ConsentOf, (bool, i64)>>,
 }
 
+/// Whose consent, to what: a contact key and a category (none: every category). Its value in
+/// the book: opted in, and when.
+type ConsentOf = (String, Option<String>);
+
 impl ConsentBook {
-    /// Applies consent events (the latest per contact wins).
+    /// Applies consent events (the latest per contact and category wins).
     pub fn observe(&self, events: &[Event]) {
         let Ok(mut s) = self.state.lock() else { return };
         for e in events {
@@ -143,16 +150,20 @@ impl ConsentBook {
                 _ => continue,
             };
             let Some(k) = &e.contact_key else { continue };
-            let entry = s.entry(k.clone()).or_insert((opted_in, e.occurred_at));
+            let entry = s.entry((k.clone(), e.category.clone())).or_insert((opted_in, e.occurred_at));
             if e.occurred_at >= entry.1 {
                 *entry = (opted_in, e.occurred_at);
             }
         }
     }
 
-    /// `Some(true)` opted in, `Some(false)` opted out, `None` never said.
-    pub fn get(&self, contact_key: &str) -> Option<bool> {
-        self.state.lock().ok()?.get(contact_key).map(|(v, _)| *v)
+    /// For a send of `category`: `Some(true)` opted in, `Some(false)` opted out, `None` never
+    /// said.
+    pub fn get(&self, contact_key: &str, category: &str) -> Option<bool> {
+        let s = self.state.lock().ok()?;
+        let every = s.get(&(contact_key.to_string(), None));
+        let this = s.get(&(contact_key.to_string(), Some(category.to_string())));
+        [every, this].into_iter().flatten().max_by_key(|(_, at)| *at).map(|(v, _)| *v)
     }
 }
 
@@ -330,7 +341,7 @@ impl Sender {
         ) {
             return reject("erased", SendError::Erased, None);
         }
-        match self.consent.get(&contact_key) {
+        match self.consent.get(&contact_key, &variant.category) {
             Some(false) => return reject("opted_out", SendError::OptedOut, None),
             None if self.cfg.require_opt_in.contains(&variant.category) => {
                 return reject("no_opt_in", SendError::NoOptIn(variant.category.clone()), None);
@@ -484,5 +495,31 @@ impl Sender {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consent_of_one_category_leaves_the_others() {
+        let book = ConsentBook::default();
+        let ev = |kind: &str, at: i64, category: Option<&str>| {
+            let mut e = Event::new(format!("{kind}-{at}"), kind, at, at, "meta");
+            e.contact_key = Some("ck".into());
+            e.category = category.map(str::to_string);
+            e
+        };
+        book.observe(&[ev("consent.opt_out", 10, Some("marketing"))]);
+        assert_eq!((book.get("ck", "marketing"), book.get("ck", "utility")), (Some(false), None));
+        book.observe(&[ev("consent.opt_in", 20, None), ev("consent.opt_out", 5, None)]);
+        assert_eq!(
+            (book.get("ck", "marketing"), book.get("ck", "utility")),
+            (Some(true), Some(true)),
+            "the latest wins"
+        );
+        book.observe(&[ev("consent.opt_out", 30, Some("marketing"))]);
+        assert_eq!((book.get("ck", "marketing"), book.get("ck", "utility")), (Some(false), Some(true)));
     }
 }

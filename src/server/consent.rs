@@ -58,10 +58,10 @@ async fn consent(
         changes.sort_by(|a, b| a.at.cmp(&b.at));
     }
     note.count(changes.len());
-    // The state now, as the send path decides it: its latest change of any category (the send
-    // path keeps one state per contact), an erasure not followed by an opt-in refusing all.
+    // The state now, as the send path decides it: per category, the latest change of that
+    // category or of every category; an erasure not followed by an opt-in refuses all.
     let erased = stone.as_ref().is_some_and(|t| t.reopened_at.is_none());
-    let latest = changes.iter().rev().find(|c| c.change != "erased" && c.source != "error_131050");
+    let latest = changes.iter().rev().find(|c| c.change != "erased");
     let state = match (erased, latest.map(|c| c.change.as_str())) {
         (true, _) => "erased",
         (false, Some("opt_in")) => "opted_in",
@@ -71,10 +71,13 @@ async fn consent(
     let sends: serde_json::Map<String, Value> = CATEGORIES
         .iter()
         .map(|c| {
-            let allowed = match state {
-                "erased" | "opted_out" => false,
-                "opted_in" => true,
-                _ => !app.config.require_opt_in.iter().any(|r| r == c),
+            let applies =
+                changes.iter().rev().find(|x| x.change != "erased" && x.category.as_deref().is_none_or(|xc| xc == *c));
+            let allowed = match (erased, applies.map(|x| x.change.as_str())) {
+                (true, _) => false,
+                (false, Some("opt_in")) => true,
+                (false, Some(_)) => false,
+                (false, None) => !app.config.require_opt_in.iter().any(|r| r == c),
             };
             ((*c).to_string(), json!(allowed))
         })

@@ -118,7 +118,11 @@ fn normalise<'v, V>(
                     batch.events.reserve(v.statuses.len() + v.messages.len());
                     let pnid = v.metadata.phone_number_id;
                     for s in v.statuses {
-                        batch.events.push(ctx.status(pnid, s));
+                        let status = ctx.status(pnid, s);
+                        if status.error_code == Some(STOPPED_MARKETING) {
+                            batch.events.push(ctx.n.stopped_marketing(&status));
+                        }
+                        batch.events.push(status);
                     }
                     for m in v.messages {
                         ctx.message(pnid, m, &mut batch.events);
@@ -141,6 +145,10 @@ fn normalise<'v, V>(
     n.check_times(&mut batch, received);
     Ok(batch)
 }
+
+/// Meta's error for a marketing message to a person who stopped marketing messages from the
+/// business: as good as their opt-out of marketing, which the send path then honours.
+const STOPPED_MARKETING: i32 = 131050;
 
 struct Ctx<'a> {
     n: &'a Normalizer,
@@ -619,5 +627,21 @@ mod tests {
         let batch = crate::event::to_record_batch(&[ev[0].clone(), removed[0].clone()]).unwrap();
         let rollup = crate::rollup::Kind::Messages.of_events(std::slice::from_ref(&batch)).unwrap();
         assert_eq!(rollup.num_rows(), 0, "a reaction makes no message replied");
+    }
+
+    #[test]
+    fn error_131050_records_an_opt_out_of_marketing() {
+        let status = json!({"id":"wamid.M","status":"failed","timestamp":"1767255000","recipient_id":"15550100001",
+            "errors":[{"code":131050,"title":"User stopped marketing messages"}]});
+        let body = json!({"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"9"},"statuses":[status]}}]}]});
+        let b = parse(&test_normalizer(), body.to_string().as_bytes()).expect("parsed");
+        let kinds: Vec<(&str, Option<&str>)> =
+            b.events.iter().map(|e| (e.event_type.as_str(), e.category.as_deref())).collect();
+        assert_eq!(kinds, [("consent.opt_out", Some("marketing")), ("message.failed", None)]);
+        assert_eq!(b.events[0].contact_key, b.events[1].contact_key);
+        assert_eq!(
+            b.events[0].event_id, "meta:wamid.M:failed:131050:opt_out",
+            "one per failure: a retry is a duplicate"
+        );
     }
 }
