@@ -91,6 +91,15 @@ impl Normalizer {
         }
     }
 
+    /// [`Normalizer::set_contact`], or, without a phone number, the contact's business-scoped
+    /// user id ([`PiiKey::contact_of_user`]): counted, not dropped.
+    pub(crate) fn set_contact_or_user(&self, e: &mut Event, phone: Option<&str>, user_id: Option<&str>) {
+        self.set_contact(e, phone);
+        if e.contact_key.is_none() {
+            e.contact_key = user_id.and_then(|u| self.pii.contact_of_user(u));
+        }
+    }
+
     /// Whether a message text is an opt-out keyword.
     pub(crate) fn is_opt_out(&self, text: &str) -> bool {
         let t = text.trim().to_uppercase();

@@ -179,7 +179,7 @@ impl Ctx<'_> {
         };
         let mut e = self.base(event_id(s.id, &raw), event_type, s.timestamp.micros(), pnid);
         e.message_id = Some(s.id.to_string());
-        self.n.set_contact(&mut e, s.recipient_id);
+        self.n.set_contact_or_user(&mut e, s.recipient_id, s.recipient_user_id);
         // Keys in ascending order, as `Attributes` needs.
         let mut attrs = Attributes::default();
         if let Some(cb) = s.biz_opaque_callback_data {
@@ -253,7 +253,7 @@ impl Ctx<'_> {
         e.message_id = Some(m.id.clone());
         e.actor = Some("customer".into());
         e.reply_to = m.context.and_then(|c| c.id);
-        self.n.set_contact(&mut e, m.from.as_deref());
+        self.n.set_contact_or_user(&mut e, m.from.as_deref(), m.from_user_id.as_deref());
         let mut text: Option<String> = None;
         let mut interactive_type = None;
         if let Some(b) = m.button {
@@ -643,5 +643,21 @@ mod tests {
             b.events[0].event_id, "meta:wamid.M:failed:131050:opt_out",
             "one per failure: a retry is a duplicate"
         );
+    }
+
+    #[test]
+    fn a_person_without_a_phone_number_is_counted_by_their_user_id() {
+        let n = test_normalizer();
+        let status = json!({"id":"wamid.U","status":"delivered","timestamp":"1767255000","recipient_id":"",
+            "recipient_user_id":"US.134912086"});
+        let body = json!({"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"9"},"statuses":[status]}}]}]});
+        let b = parse(&n, body.to_string().as_bytes()).expect("parsed");
+        let key = n.pii().contact_of_user("US.134912086");
+        assert!(key.is_some());
+        assert_eq!(b.events[0].contact_key, key);
+        let inbound =
+            one_message(json!({"from":"","from_user_id":"US.134912086","id":"wamid.UI","timestamp":"1767255000",
+            "type":"text","text":{"body":"hi"}}));
+        assert_eq!(inbound[0].contact_key, key, "the same person by the same id");
     }
 }

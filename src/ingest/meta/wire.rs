@@ -75,6 +75,8 @@ pub(super) struct Status<'a> {
     pub(super) status: &'a str,
     pub(super) timestamp: UnixTime,
     pub(super) recipient_id: Option<&'a str>,
+    /// The business-scoped user id, where the person has no phone number in the webhook.
+    pub(super) recipient_user_id: Option<&'a str>,
     pub(super) biz_opaque_callback_data: Option<&'a str>,
     #[serde(borrow)]
     pub(super) pricing: Option<Pricing<'a>>,
@@ -110,6 +112,8 @@ pub(super) struct ErrorObj {
 #[serde(default)]
 pub(super) struct Message {
     pub(super) from: Option<String>,
+    /// The business-scoped user id, where `from` is empty.
+    pub(super) from_user_id: Option<String>,
     pub(super) id: String,
     pub(super) timestamp: UnixTime,
     #[serde(rename = "type")]
