@@ -1,7 +1,8 @@
 //! Consent anyone can verify: one contact's history of opt-ins and opt-outs with their sources
 //! (`queries/consent/history.sql`), and every contact's current consent per category for an
-//! auditor (`queries/consent/current.sql`). Both read through the analytics' session, so a
-//! tenant's reads see its own rows only.
+//! auditor (`queries/consent/current.sql`), both over every change classified once
+//! (`queries/consent/changes.sql`). Both read through the analytics' session, so a tenant's
+//! reads see its own rows only.
 
 use datafusion::scalar::ScalarValue;
 use serde::Serialize;
@@ -23,11 +24,16 @@ pub struct Change {
     pub category: Option<String>,
 }
 
+/// `query` (a statement over `changes`) with `changes` defined as changes.sql.
+fn over_changes(query: &str) -> String {
+    format!("WITH changes AS ({}) {query}", include_str!("../../queries/consent/changes.sql"))
+}
+
 /// The stored consent changes of the contact `contact_key`, oldest first.
 pub async fn history(analytics: &Analytics, contact_key: &str) -> Result<Vec<Change>> {
-    let sql = include_str!("../../queries/consent/history.sql");
+    let sql = over_changes(include_str!("../../queries/consent/history.sql"));
     let (_, batches) =
-        analytics.read_with(sql, vec![("contact", ScalarValue::Utf8(Some(contact_key.to_string())))]).await?;
+        analytics.read_with(&sql, vec![("contact", ScalarValue::Utf8(Some(contact_key.to_string())))]).await?;
     Ok(format::rows(&batches)?
         .into_iter()
         .map(|r| Change {
@@ -42,7 +48,7 @@ pub async fn history(analytics: &Analytics, contact_key: &str) -> Result<Vec<Cha
 
 /// Every contact's current consent per category, as CSV: `contact_key,category,state,since,source`.
 pub async fn current_csv(analytics: &Analytics) -> Result<String> {
-    let (schema, batches) = analytics.read(include_str!("../../queries/consent/current.sql")).await?;
+    let (schema, batches) = analytics.read(&over_changes(include_str!("../../queries/consent/current.sql"))).await?;
     Ok(format::csv(&format::columns(&schema), &format::rows(&batches)?))
 }
 

@@ -144,40 +144,28 @@ impl Normalizer {
     /// Builds the `consent.opt_out` of marketing that Meta's error 131050 on `failed` implies
     /// (the person stopped marketing messages from the business).
     pub(crate) fn stopped_marketing(&self, failed: &Event) -> Event {
-        let mut e = Event::new(
-            format!("{}:131050:opt_out", failed.event_id),
-            "consent.opt_out",
-            failed.occurred_at,
-            failed.received_at,
-            &failed.source,
-        );
-        e.account_id = failed.account_id.clone();
-        e.phone_number_id = failed.phone_number_id.clone();
-        e.message_id = failed.message_id.clone();
-        e.contact_key = failed.contact_key.clone();
-        e.country = failed.country.clone();
-        e.category = Some("marketing".into());
-        e.actor = Some("customer".into());
-        e
+        opt_out_of(failed, format!("{}:131050:opt_out", failed.event_id), Some("marketing"))
     }
 
     /// Builds the `consent.opt_out` event a STOP-like reply implies.
     pub(crate) fn opt_out_event(&self, from: &Event) -> Event {
-        let mut e = Event::new(
-            format!("{}:opt_out", from.event_id.rsplit_once(':').map(|(p, _)| p).unwrap_or(&from.event_id)),
-            "consent.opt_out",
-            from.occurred_at,
-            from.received_at,
-            &from.source,
-        );
-        e.account_id = from.account_id.clone();
-        e.phone_number_id = from.phone_number_id.clone();
-        e.message_id = from.message_id.clone();
-        e.contact_key = from.contact_key.clone();
-        e.country = from.country.clone();
-        e.actor = Some("customer".into());
-        e
+        let id = from.event_id.rsplit_once(':').map(|(p, _)| p).unwrap_or(&from.event_id);
+        opt_out_of(from, format!("{id}:opt_out"), None)
     }
+}
+
+/// The customer's `consent.opt_out` (of `category`, or of all) that `from` implies: its time,
+/// source, owner, message and contact.
+fn opt_out_of(from: &Event, event_id: String, category: Option<&str>) -> Event {
+    let mut e = Event::new(event_id, "consent.opt_out", from.occurred_at, from.received_at, &from.source);
+    e.account_id = from.account_id.clone();
+    e.phone_number_id = from.phone_number_id.clone();
+    e.message_id = from.message_id.clone();
+    e.contact_key = from.contact_key.clone();
+    e.country = from.country.clone();
+    e.category = category.map(str::to_string);
+    e.actor = Some("customer".into());
+    e
 }
 
 /// Parses provider timestamps, which come as strings or numbers of Unix seconds.
