@@ -110,11 +110,7 @@ pub async fn sweep(storage: &Storage, t: &Tombstone, lease: &mut Lease) -> Resul
     let mut linked = HashSet::new();
     for (_, meta) in &files {
         hold(lease, meta.size).await?;
-        let bytes = match storage.store.get(&meta.location).await {
-            Ok(r) => r.bytes().await?,
-            Err(object_store::Error::NotFound { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        };
+        let Some(bytes) = read_file(storage, &meta.location).await? else { continue };
         for b in kept_rows(&meta.location, &bytes, &LINK_COLUMNS, None)? {
             let cols = columns(&b)?;
             let occurred = occurred_at(&b)?;
@@ -129,12 +125,7 @@ pub async fn sweep(storage: &Storage, t: &Tombstone, lease: &mut Lease) -> Resul
     let mut erased = Erased::default();
     for (date, meta) in &files {
         hold(lease, meta.size).await?;
-        let bytes = match storage.store.get(&meta.location).await {
-            Ok(r) => r.bytes().await?,
-            // Deleted since the listing (retention): nothing of it to erase.
-            Err(object_store::Error::NotFound { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        };
+        let Some(bytes) = read_file(storage, &meta.location).await? else { continue };
         let batches = kept_rows(&meta.location, &bytes, event::COLUMNS, None)?;
         let mut removed = 0;
         let mut kept = Vec::new();
@@ -156,6 +147,16 @@ pub async fn sweep(storage: &Storage, t: &Tombstone, lease: &mut Lease) -> Resul
     }
     tracing::info!(files = erased.files, rows = erased.rows, "erased a contact's rows from the store");
     Ok((erased, linked))
+}
+
+/// The bytes of the file at `location`; `None` when it was deleted since the listing
+/// (retention, another sweep): nothing of it left to erase.
+async fn read_file(storage: &Storage, location: &object_store::path::Path) -> Result<Option<bytes::Bytes>> {
+    match storage.store.get(location).await {
+        Ok(r) => Ok(Some(r.bytes().await?)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Whether a row of the contact that occurred at `at` is erased: all of them, but those since

@@ -231,10 +231,12 @@ impl App {
     /// Appends events durably (fsynced) and records metrics. Events of an erased contact are
     /// dropped and counted ([`Tombstones`]); a new opt-in of one reopens it.
     pub async fn store(&self, source: &str, mut events: Vec<Event>) -> Result<Appended, ApiError> {
-        let before = events.len();
-        events.retain(|e| !self.tombstones.drops(e));
-        if events.len() < before {
-            self.metrics.rejected(source, "erased", (before - events.len()) as u64);
+        if !self.tombstones.is_empty() {
+            let before = events.len();
+            events.retain(|e| !self.tombstones.drops(e));
+            if events.len() < before {
+                self.metrics.rejected(source, "erased", (before - events.len()) as u64);
+            }
         }
         let n = events.len() as u64;
         match self.wal.append(events).await {

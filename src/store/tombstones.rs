@@ -238,7 +238,9 @@ impl Tombstones {
         self.known.read().map(|k| k.by_contact.values().flatten().cloned().collect()).unwrap_or_default()
     }
 
-    fn is_empty(&self) -> bool {
+    /// Whether no contact is erased (what the ingest path asks once per request, before
+    /// asking per event).
+    pub fn is_empty(&self) -> bool {
         self.known.read().map(|k| k.by_contact.is_empty()).unwrap_or(true)
     }
 
