@@ -8,7 +8,9 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+mod provider;
 mod tenant;
+pub use provider::ProviderSettings;
 pub use tenant::Tenant;
 
 /// Every setting. Field names are the keys of `convoscope.toml`.
@@ -29,6 +31,15 @@ pub struct Config {
     pub meta_verify_token: Option<String>,
     /// Token UltraMsg webhooks must carry in `?token=`.
     pub ultramsg_token: Option<String>,
+    /// Twilio auth token: Twilio webhooks are refused until it is set (`X-Twilio-Signature`).
+    pub twilio_auth_token: Option<String>,
+    /// Base URL providers call this service at (`https://hooks.example.com`), as Twilio signs
+    /// it; without it a Twilio signature is checked against the request's own URL.
+    pub public_url: Option<String>,
+    /// 360dialog's secret: its webhooks are refused until it is set (`x-360dialog-signature`).
+    pub dialog360_secret: Option<String>,
+    /// Token Gupshup webhooks must carry in `?token=`.
+    pub gupshup_token: Option<String>,
     /// Secret for `contact_key` (default: generated into `<state_dir>/pii.key`).
     pub pii_key: Option<String>,
     /// API tokens as `role:token` (the operator's: every tenant) or `role:token@tenant` (one
@@ -75,7 +86,8 @@ pub struct Config {
     pub agent_cost_per_hour: f64,
     /// Cost of a bot-answered conversation (cost report).
     pub bot_cost_per_conversation: f64,
-    /// Provider the send path uses: `meta` or `ultramsg` (none: `/v1/send` answers 503).
+    /// Provider the send path uses: `meta`, `twilio` or `ultramsg` (none: `/v1/send` answers
+    /// 503).
     pub provider: Option<String>,
     /// Cloud API base URL (the sandbox's URL for local runs).
     pub meta_api_base: String,
@@ -86,6 +98,12 @@ pub struct Config {
     pub ultramsg_api_base: String,
     pub ultramsg_instance: Option<String>,
     pub ultramsg_api_token: Option<String>,
+    /// Twilio's API base URL (the sandbox's URL for local runs).
+    pub twilio_api_base: String,
+    pub twilio_account_sid: Option<String>,
+    /// The WhatsApp sender Twilio sends from (`whatsapp:+15550100`), or a Messaging Service
+    /// (`MG…`).
+    pub twilio_from: Option<String>,
     /// Sends per second per sending number, enforced locally.
     pub send_rate_per_sec: f64,
     /// Seconds the circuit to a provider stays open before one probe is let through.
@@ -138,6 +156,10 @@ impl Default for Config {
             meta_app_secret: None,
             meta_verify_token: None,
             ultramsg_token: None,
+            twilio_auth_token: None,
+            public_url: None,
+            dialog360_secret: None,
+            gupshup_token: None,
             pii_key: None,
             tokens: Vec::new(),
             tenants: Vec::new(),
@@ -180,6 +202,9 @@ impl Default for Config {
             ultramsg_api_base: "https://api.ultramsg.com".into(),
             ultramsg_instance: None,
             ultramsg_api_token: None,
+            twilio_api_base: "https://api.twilio.com".into(),
+            twilio_account_sid: None,
+            twilio_from: None,
             send_rate_per_sec: 80.0,
             breaker_open_secs: 10.0,
             require_opt_in: vec!["marketing".into()],
@@ -333,21 +358,6 @@ fn physical_memory() -> Option<u64> {
     }
 }
 
-/// The settings a provider client is built from ([`Config::provider`]; the send path builds
-/// it).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProviderSettings {
-    /// `meta` or `ultramsg`; `None`: no client, `/v1/send` answers 503.
-    pub provider: Option<String>,
-    pub meta_api_base: String,
-    pub meta_api_version: String,
-    pub meta_phone_number_id: Option<String>,
-    pub meta_access_token: Option<String>,
-    pub ultramsg_api_base: String,
-    pub ultramsg_instance: Option<String>,
-    pub ultramsg_api_token: Option<String>,
-}
-
 /// Flag values that override everything else (`None`: not given).
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -365,6 +375,10 @@ const ENV: &[(&str, &str)] = &[
     ("CONVOSCOPE_META_APP_SECRET", "meta_app_secret"),
     ("CONVOSCOPE_META_VERIFY_TOKEN", "meta_verify_token"),
     ("CONVOSCOPE_ULTRAMSG_TOKEN", "ultramsg_token"),
+    ("CONVOSCOPE_TWILIO_AUTH_TOKEN", "twilio_auth_token"),
+    ("CONVOSCOPE_PUBLIC_URL", "public_url"),
+    ("CONVOSCOPE_360DIALOG_SECRET", "dialog360_secret"),
+    ("CONVOSCOPE_GUPSHUP_TOKEN", "gupshup_token"),
     ("CONVOSCOPE_PII_KEY", "pii_key"),
     ("CONVOSCOPE_TOKENS", "tokens"),
     ("CONVOSCOPE_EXPERIMENTS", "experiments"),
@@ -375,6 +389,9 @@ const ENV: &[(&str, &str)] = &[
     ("CONVOSCOPE_ULTRAMSG_API_BASE", "ultramsg_api_base"),
     ("CONVOSCOPE_ULTRAMSG_INSTANCE", "ultramsg_instance"),
     ("CONVOSCOPE_ULTRAMSG_API_TOKEN", "ultramsg_api_token"),
+    ("CONVOSCOPE_TWILIO_API_BASE", "twilio_api_base"),
+    ("CONVOSCOPE_TWILIO_ACCOUNT_SID", "twilio_account_sid"),
+    ("CONVOSCOPE_TWILIO_FROM", "twilio_from"),
     ("CONVOSCOPE_FLUSH_INTERVAL_SECS", "flush_interval_secs"),
     ("CONVOSCOPE_WAL_BUDGET_BYTES", "wal_budget_bytes"),
     ("CONVOSCOPE_WAL_SEGMENT_BYTES", "wal_segment_bytes"),
@@ -529,20 +546,6 @@ impl Config {
             report_timeout: secs(self.report_timeout_secs),
             max_unkeyed_join_rows: self.max_unkeyed_join_rows,
             max_result_rows: self.max_result_rows.max(1),
-        }
-    }
-
-    /// What the send path needs to build its provider client.
-    pub fn provider(&self) -> ProviderSettings {
-        ProviderSettings {
-            provider: self.provider.clone().filter(|p| !p.is_empty()),
-            meta_api_base: self.meta_api_base.clone(),
-            meta_api_version: self.meta_api_version.clone(),
-            meta_phone_number_id: self.meta_phone_number_id.clone(),
-            meta_access_token: self.meta_access_token.clone(),
-            ultramsg_api_base: self.ultramsg_api_base.clone(),
-            ultramsg_instance: self.ultramsg_instance.clone(),
-            ultramsg_api_token: self.ultramsg_api_token.clone(),
         }
     }
 

@@ -30,6 +30,9 @@ pub const EVENT_TYPES: &[&str] = &[
     "message.failed",
     "message.inbound",
     "message.other",
+    "message.edited",
+    "message.revoked",
+    "message.system",
     "interaction.reply",
     "interaction.reaction",
     "link.click",
@@ -44,10 +47,16 @@ pub const EVENT_TYPES: &[&str] = &[
     "consent.opt_in",
     "consent.opt_out",
     "template.status",
+    "account.update",
+    "account.alert",
+    "account.phone_quality",
+    "account.capability",
+    "account.error",
 ];
 
 /// Where an event came from (the `source` column).
-pub const SOURCES: &[&str] = &["meta", "ultramsg", "api", "sender", "sandbox", "generator"];
+pub const SOURCES: &[&str] =
+    &["meta", "360dialog", "gupshup", "twilio", "ultramsg", "api", "sender", "sandbox", "generator"];
 
 /// Returns the static name of a known event type, so metric labels stay a bounded set.
 pub fn known_event_type(t: &str) -> Option<&'static str> {

@@ -93,6 +93,10 @@ pub struct Variant {
     /// Quick-reply button payloads, by button index.
     #[serde(default)]
     pub buttons: Vec<String>,
+    /// Twilio's Content template (`HX…`) of this variant, which a send through Twilio names
+    /// instead of `template`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sid: Option<String>,
 }
 
 fn default_language() -> String {

@@ -1,18 +1,66 @@
 //! Normalisation: provider webhooks and first-party events in, [`Event`]s out.
 //!
-//! One module per source: [`meta`] (Cloud API webhooks), [`ultramsg`] and [`first_party`]
-//! (`POST /v1/events`). Each turns a raw body into a [`Batch`]: the events to store, plus the
-//! items it refused with a reason. A body that cannot be read at all is a [`ParseError`].
-//! Verification (signatures, tokens) happens before this, in the server.
+//! One module per source: [`meta`] (Cloud API webhooks), [`dialog360`] and [`gupshup`]
+//! (Meta's JSON relayed), [`twilio`], [`ultramsg`], and [`first_party`] (`POST /v1/events`).
+//! Each turns a raw body into a [`Batch`]: the events to store, plus the items it refused
+//! with a reason. A body that cannot be read at all is a [`ParseError`]. Verification
+//! (signatures, tokens) happens before this, in the server; [`Provider`] names the webhook
+//! sources for both.
 
+pub mod dialog360;
 pub mod first_party;
+pub mod gupshup;
 pub mod meta;
+pub mod twilio;
 pub mod ultramsg;
 
 use serde::Deserialize;
 
 use crate::event::{Event, now_micros};
 use crate::pii::PiiKey;
+
+/// A provider whose webhooks the collector reads: one module each, one arm here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Meta,
+    Dialog360,
+    Gupshup,
+    Twilio,
+    UltraMsg,
+}
+
+impl Provider {
+    /// Every provider, in the order the docs list them.
+    pub const ALL: [Provider; 5] =
+        [Provider::Meta, Provider::Dialog360, Provider::Gupshup, Provider::Twilio, Provider::UltraMsg];
+
+    /// Its name: the `source` of its events, its metric label and its path, `/webhooks/<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Meta => "meta",
+            Provider::Dialog360 => "360dialog",
+            Provider::Gupshup => "gupshup",
+            Provider::Twilio => "twilio",
+            Provider::UltraMsg => "ultramsg",
+        }
+    }
+
+    /// The provider of a name.
+    pub fn of(name: &str) -> Option<Provider> {
+        Provider::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Normalises one verified webhook: its URL's query (Twilio's callback data) and body.
+    pub fn parse(self, n: &Normalizer, query: &str, body: &[u8]) -> Result<Batch, ParseError> {
+        match self {
+            Provider::Meta => meta::parse(n, body),
+            Provider::Dialog360 => dialog360::parse(n, body),
+            Provider::Gupshup => gupshup::parse(n, body),
+            Provider::Twilio => twilio::parse(n, query, body),
+            Provider::UltraMsg => ultramsg::parse(n, body),
+        }
+    }
+}
 
 /// Settings and secrets normalisation needs.
 #[derive(Debug, Clone)]
@@ -32,6 +80,9 @@ pub enum RejectReason {
     FutureTimestamp,
     /// A required field is missing or a field has the wrong type or value.
     InvalidEvent,
+    /// A provider's item of a kind convoscope does not store (a Meta webhook field such as
+    /// `security` or `calls`): counted, never silently dropped.
+    UnsupportedField,
 }
 
 impl RejectReason {
@@ -41,6 +92,7 @@ impl RejectReason {
             RejectReason::Malformed => "malformed",
             RejectReason::FutureTimestamp => "future_timestamp",
             RejectReason::InvalidEvent => "invalid_event",
+            RejectReason::UnsupportedField => "unsupported_field",
         }
     }
 }

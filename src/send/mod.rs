@@ -367,6 +367,7 @@ impl Sender {
             body: variant.body.iter().map(|b| fill(b)).collect(),
             buttons: variant.buttons.iter().map(|b| experiments::button_payload(&exp.name, &variant.name, b)).collect(),
             callback_data: callback,
+            content_sid: variant.content_sid.clone(),
         };
         match self.call_with_retries(&msg).await {
             Ok(acc) => {

@@ -1,12 +1,13 @@
-//! Provider webhooks: Meta (`GET` handshake, `POST` signed with `X-Hub-Signature-256`) and
-//! UltraMsg (URL token). The body is verified before it is parsed, and answered 200 only
-//! after its events are in the fsynced log.
+//! Provider webhooks, `POST /webhooks/<provider>`: Meta (`X-Hub-Signature-256`, and its `GET`
+//! handshake), 360dialog (`x-360dialog-signature`), Twilio (`X-Twilio-Signature`), Gupshup and
+//! UltraMsg (a URL token). A body is verified before it is parsed, and answered 200 only after
+//! its events are in the fsynced log; a provider is refused until its secret is configured.
 
 use std::collections::HashMap;
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,13 +16,14 @@ use serde_json::json;
 
 use super::auth::secret_eq;
 use super::{ApiError, AppState};
-use crate::ingest;
+use crate::config::Config;
+use crate::ingest::Provider;
 use crate::signature;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/webhooks/meta", get(meta_verify).post(meta_post))
-        .route("/webhooks/ultramsg", axum::routing::post(ultramsg_post))
+        .route("/webhooks/meta", get(meta_verify).post(|s, h, u, b| post(s, Path("meta".into()), h, u, b)))
+        .route("/webhooks/{provider}", axum::routing::post(post))
 }
 
 /// Reads a body, turning the limit's rejection into a counted 413.
@@ -52,54 +54,100 @@ async fn meta_verify(State(app): State<AppState>, Query(q): Query<HashMap<String
     }
 }
 
-async fn meta_post(
+async fn post(
     State(app): State<AppState>,
+    Path(name): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let raw = body(&app, "meta", raw)?;
-    let Some(secret) = app.config.meta_app_secret.as_deref() else {
-        app.metrics.rejected("meta", "not_configured", 1);
-        return Err(ApiError::Unauthorized("Meta webhooks are refused until meta_app_secret is configured".into()));
+    let Some(provider) = Provider::of(&name) else {
+        return Err(ApiError::NotFound(format!("no provider {name:?}; webhooks are /webhooks/<provider>")));
     };
-    let sig = headers.get(signature::META_HEADER).and_then(|v| v.to_str().ok());
-    if !signature::verify_meta(secret, &raw, sig) {
-        app.metrics.rejected("meta", "bad_signature", 1);
-        return Err(ApiError::Unauthorized("missing or wrong X-Hub-Signature-256".into()));
+    let source = provider.name();
+    let raw = body(&app, source, raw)?;
+    if let Err(refusal) = verify(&app.config, provider, &headers, &uri, &raw) {
+        let (reason, message) = match refusal {
+            Refusal::NotConfigured(setting) => {
+                // Said once per request at warn: a provider pointed at a collector that was
+                // never given its secret loses every event until someone reads this.
+                tracing::warn!(provider = source, setting, "refused a webhook: its secret is not configured");
+                ("not_configured", format!("{source} webhooks are refused until {setting} is configured"))
+            }
+            Refusal::BadSignature(what) => ("bad_signature", format!("missing or wrong {what}")),
+        };
+        app.metrics.rejected(source, reason, 1);
+        return Err(ApiError::Unauthorized(message));
     }
-    let n = app.normalizer.clone();
-    let batch = ingest::meta::parse(&n, &raw).map_err(|e| {
-        app.metrics.rejected("meta", "malformed", 1);
+    let batch = provider.parse(&app.normalizer, uri.query().unwrap_or(""), &raw).map_err(|e| {
+        app.metrics.rejected(source, "malformed", 1);
         ApiError::bad_request("malformed", e.0)
     })?;
     let rejected = batch.rejected.len();
-    let done = app.ingest("meta", batch).await?;
+    let done = app.ingest(source, batch).await?;
     Ok(Json(
         json!({"accepted": done.accepted(), "duplicates": done.duplicate.len() - done.accepted(), "rejected": rejected}),
     ))
 }
 
-async fn ultramsg_post(
-    State(app): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let raw = body(&app, "ultramsg", raw)?;
-    let ok = match (&app.config.ultramsg_token, q.get("token")) {
-        (Some(expected), Some(got)) => secret_eq(expected, got),
-        _ => false,
+/// Why a webhook was not let through.
+enum Refusal {
+    /// The provider's secret setting is not set.
+    NotConfigured(&'static str),
+    /// The signature or token, named, is missing or wrong.
+    BadSignature(&'static str),
+}
+
+/// Checks a webhook's signature or token with the provider's secret.
+fn verify(config: &Config, provider: Provider, headers: &HeaderMap, uri: &Uri, raw: &[u8]) -> Result<(), Refusal> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let token = |expected: &str| {
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .any(|(k, v)| k == "token" && secret_eq(expected, &v))
     };
-    if !ok {
-        app.metrics.rejected("ultramsg", "bad_token", 1);
-        return Err(ApiError::Unauthorized("missing or wrong ?token= (or ultramsg_token is not configured)".into()));
+    let ok = match provider {
+        Provider::Meta => signature::verify_meta(
+            secret(&config.meta_app_secret, "meta_app_secret")?,
+            raw,
+            header(signature::META_HEADER),
+        ),
+        Provider::Dialog360 => signature::verify_360dialog(
+            secret(&config.dialog360_secret, "dialog360_secret")?,
+            raw,
+            header(signature::DIALOG360_HEADER),
+        ),
+        Provider::Twilio => {
+            let auth = secret(&config.twilio_auth_token, "twilio_auth_token")?;
+            signature::verify_twilio(auth, &signed_url(config, headers, uri), raw, header(signature::TWILIO_HEADER))
+        }
+        Provider::Gupshup => token(secret(&config.gupshup_token, "gupshup_token")?),
+        Provider::UltraMsg => token(secret(&config.ultramsg_token, "ultramsg_token")?),
+    };
+    if ok {
+        return Ok(());
     }
-    let batch = ingest::ultramsg::parse(&app.normalizer, &raw).map_err(|e| {
-        app.metrics.rejected("ultramsg", "malformed", 1);
-        ApiError::bad_request("malformed", e.0)
-    })?;
-    let rejected = batch.rejected.len();
-    let done = app.ingest("ultramsg", batch).await?;
-    Ok(Json(
-        json!({"accepted": done.accepted(), "duplicates": done.duplicate.len() - done.accepted(), "rejected": rejected}),
-    ))
+    Err(Refusal::BadSignature(match provider {
+        Provider::Meta => "X-Hub-Signature-256",
+        Provider::Dialog360 => "x-360dialog-signature",
+        Provider::Twilio => "X-Twilio-Signature",
+        Provider::Gupshup | Provider::UltraMsg => "?token=",
+    }))
+}
+
+/// A provider's secret, or the refusal that names its setting.
+fn secret<'c>(value: &'c Option<String>, setting: &'static str) -> Result<&'c str, Refusal> {
+    value.as_deref().ok_or(Refusal::NotConfigured(setting))
+}
+
+/// The URL Twilio signed: `public_url` plus the request's path and query, or without it the
+/// request's own URL (`Host`, over plain HTTP: a collector behind TLS sets `public_url`).
+fn signed_url(config: &Config, headers: &HeaderMap, uri: &Uri) -> String {
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    match &config.public_url {
+        Some(base) => format!("{}{path}", base.trim_end_matches('/')),
+        None => {
+            let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+            format!("http://{host}{path}")
+        }
+    }
 }

@@ -13,6 +13,9 @@ pub(super) struct Envelope<V> {
     #[serde(default)]
     pub(super) object: Option<String>,
     pub(super) entry: Vec<Entry<V>>,
+    /// Gupshup's app: the account of the changes whose entry names none (its `enqueued`).
+    #[serde(default)]
+    pub(super) gs_app_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -42,8 +45,13 @@ pub(super) struct Change<V> {
 /// the body (or from its JSON tree).
 pub(super) enum Typed<'a> {
     Messages(MessagesValue<'a>),
-    Template(TemplateUpdate),
+    Template(Box<TemplateUpdate>),
     Preferences(UserPreferences<'a>),
+    Echoes(Echoes),
+    Automatic(AutomaticEvents),
+    /// A field about the business account or number (`account_update`, `account_alerts`,
+    /// ...): stored whole as the attributes of an `account.*` event.
+    Account(&'static str, &'a Value),
     Ignored,
 }
 
@@ -60,6 +68,8 @@ pub(super) struct MessagesValue<'a> {
     #[serde(borrow)]
     pub(super) statuses: Vec<Status<'a>>,
     pub(super) messages: Vec<Message>,
+    /// Errors of the app, account or number rather than of one message (130429 throughput).
+    pub(super) errors: Vec<ErrorObj>,
 }
 
 #[derive(Deserialize, Default)]
@@ -78,6 +88,11 @@ pub(super) struct Status<'a> {
     /// The business-scoped user id, where the person has no phone number in the webhook.
     pub(super) recipient_user_id: Option<&'a str>,
     pub(super) biz_opaque_callback_data: Option<&'a str>,
+    /// Gupshup's own id of the message, beside Meta's.
+    pub(super) gs_id: Option<&'a str>,
+    /// Gupshup's own failures put their code (a number or a string) and reason on the status.
+    pub(super) code: Option<Value>,
+    pub(super) reason: Option<String>,
     #[serde(borrow)]
     pub(super) pricing: Option<Pricing<'a>>,
     pub(super) errors: Vec<ErrorObj>,
@@ -99,6 +114,16 @@ pub(super) struct Pricing<'a> {
 #[serde(default)]
 pub(super) struct Conversation<'a> {
     pub(super) id: Option<&'a str>,
+    #[serde(borrow)]
+    pub(super) origin: Option<Origin<'a>>,
+    pub(super) expiration_timestamp: UnixTime,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Origin<'a> {
+    #[serde(rename = "type")]
+    pub(super) kind: Option<&'a str>,
 }
 
 #[derive(Deserialize, Default)]
@@ -106,6 +131,13 @@ pub(super) struct Conversation<'a> {
 pub(super) struct ErrorObj {
     pub(super) code: Option<i64>,
     pub(super) title: Option<String>,
+    pub(super) error_data: Option<ErrorData>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct ErrorData {
+    pub(super) details: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -123,8 +155,56 @@ pub(super) struct Message {
     pub(super) button: Option<ButtonReply>,
     pub(super) interactive: Option<Interactive>,
     pub(super) reaction: Option<Reaction>,
-    pub(super) referral: Option<Value>,
+    pub(super) referral: Option<Referral>,
+    pub(super) order: Option<Order>,
+    pub(super) system: Option<System>,
+    pub(super) edit: Option<Edit>,
+    pub(super) revoke: Option<Edit>,
     pub(super) errors: Vec<ErrorObj>,
+}
+
+/// A click-to-WhatsApp ad's referral: the ad and the click id, not the ad's text or media.
+#[derive(Deserialize, Default, serde::Serialize)]
+#[serde(default)]
+pub(super) struct Referral {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) ctwa_clid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) source_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) source_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) source_url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Order {
+    pub(super) product_items: Vec<OrderItem>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct OrderItem {
+    pub(super) quantity: Option<f64>,
+    pub(super) item_price: Option<f64>,
+    pub(super) currency: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct System {
+    #[serde(rename = "type")]
+    pub(super) kind: Option<String>,
+}
+
+/// An edit or a deletion (`revoke`) names the customer's message it changes.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Edit {
+    pub(super) original_message_id: Option<String>,
+    pub(super) message_id: Option<String>,
+    pub(super) id: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -167,6 +247,8 @@ pub(super) struct Choice {
 #[serde(default)]
 pub(super) struct FlowReply {
     pub(super) name: Option<String>,
+    /// A JSON object as a string: the Flow's answers, whose values can be personal data.
+    pub(super) response_json: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -190,6 +272,90 @@ pub(super) struct TemplateUpdate {
     pub(super) previous_quality_score: Option<String>,
     pub(super) new_category: Option<String>,
     pub(super) previous_category: Option<String>,
+    pub(super) correct_category: Option<String>,
+    pub(super) category_update_timestamp: UnixTime,
+    pub(super) rejection_info: Option<RejectionInfo>,
+    pub(super) other_info: Option<OtherInfo>,
+    pub(super) disable_info: Option<DisableInfo>,
+    pub(super) message_template_element: Option<String>,
+    pub(super) message_template_title: Option<String>,
+    pub(super) message_template_footer: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RejectionInfo {
+    pub(super) reason: Option<String>,
+    pub(super) recommendation: Option<String>,
+}
+
+/// A pause or its end: `title` is FIRST_PAUSE, SECOND_PAUSE, RATE_LIMITING_PAUSE, UNPAUSE or
+/// DISABLED.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct OtherInfo {
+    pub(super) title: Option<String>,
+    pub(super) description: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct DisableInfo {
+    pub(super) disable_date: UnixTime,
+}
+
+/// `smb_message_echoes`: what the business sent from the WhatsApp Business app on a number it
+/// also uses through the API (coexistence).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Echoes {
+    pub(super) metadata: OwnedMetadata,
+    pub(super) message_echoes: Vec<Echo>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct OwnedMetadata {
+    pub(super) phone_number_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Echo {
+    pub(super) to: Option<String>,
+    pub(super) to_user_id: Option<String>,
+    pub(super) id: String,
+    pub(super) timestamp: UnixTime,
+    #[serde(rename = "type")]
+    pub(super) kind: String,
+    pub(super) context: Option<Context>,
+}
+
+/// `automatic_events`: what Meta saw the customer do after a click-to-WhatsApp ad.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct AutomaticEvents {
+    pub(super) metadata: OwnedMetadata,
+    pub(super) automatic_events: Vec<AutomaticEvent>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct AutomaticEvent {
+    /// The message (wamid) of the thread the event belongs to.
+    pub(super) id: Option<String>,
+    pub(super) event_name: Option<String>,
+    pub(super) timestamp: UnixTime,
+    pub(super) ctwa_clid: Option<String>,
+    pub(super) from: Option<String>,
+    pub(super) custom_data: Option<CustomData>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct CustomData {
+    pub(super) currency: Option<String>,
+    pub(super) value: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
