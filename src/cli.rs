@@ -98,6 +98,10 @@ pub enum Command {
         /// Exit once the reports are written instead of serving the page until Ctrl-C.
         #[arg(long)]
         exit: bool,
+        /// The provider the loop runs through: Meta's Cloud API or Twilio (its send API, its
+        /// signed status callbacks and inbound messages), both simulated by the sandbox.
+        #[arg(long, value_parser = ["meta", "twilio"], default_value = "meta")]
+        provider: String,
     },
     /// Sends an experiment to the recipients of a CSV through a running server.
     Send {
@@ -117,15 +121,20 @@ pub enum Command {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
-    /// Only the simulated WhatsApp Cloud API provider (send endpoint + signed webhooks back).
+    /// Only the simulated WhatsApp provider (send endpoints + signed webhooks back).
     Sandbox {
+        /// Whose webhooks to send: Meta's (to /webhooks/meta) or Twilio's (to the status
+        /// callback URL of each send and /webhooks/twilio). Both send APIs are served.
+        #[arg(long = "as", value_parser = ["meta", "twilio"], default_value = "meta")]
+        speaks: String,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: String,
         /// Collector to call back.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         collector: String,
-        /// Secret to sign webhooks with (the collector's meta_app_secret).
+        /// Secret to sign webhooks with: the collector's meta_app_secret, or its
+        /// twilio_auth_token with `--as twilio`.
         #[arg(long, env = "CONVOSCOPE_META_APP_SECRET")]
         app_secret: String,
         /// Token of role ingest, for conversions and conversations via /v1/events.
@@ -561,22 +570,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{summary}");
             Ok(())
         }
-        Command::Demo { sends, out, seed, exit } => {
-            crate::demo::run(crate::demo::Options { sends, out_dir: out, seed, exit }).await?;
+        Command::Demo { sends, out, seed, exit, provider } => {
+            let twilio = provider == "twilio";
+            crate::demo::run(crate::demo::Options { sends, out_dir: out, seed, exit, twilio }).await?;
             Ok(())
         }
-        Command::Sandbox { listen, collector, app_secret, ingest_token, seed, throughput, time_scale } => {
+        Command::Sandbox { speaks, listen, collector, app_secret, ingest_token, seed, throughput, time_scale } => {
             let listener =
                 tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             let (router, _handle) = crate::sandbox::start(crate::sandbox::SandboxConfig {
                 collector_url: collector.clone(),
                 app_secret,
+                speaks: if speaks == "twilio" { crate::sandbox::Speaks::Twilio } else { crate::sandbox::Speaks::Meta },
                 ingest_token,
                 seed,
                 throughput_per_sec: throughput,
                 time_scale,
             });
-            tracing::info!(%listen, %collector, "sandbox provider: POST /{{version}}/{{phone_number_id}}/messages; stats at /sandbox/stats");
+            tracing::info!(%listen, %collector, speaks, "sandbox provider: POST /{{version}}/{{phone_number_id}}/messages (Meta), POST /2010-04-01/Accounts/{{sid}}/Messages.json (Twilio); stats at /sandbox/stats");
             axum::serve(listener, router).with_graceful_shutdown(crate::server::shutdown_signal()).await?;
             Ok(())
         }

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::render::{chart, html};
 use crate::sandbox::{self, SandboxConfig};
-use crate::send::provider::MetaClient;
+use crate::send::provider::{MetaClient, Provider, TwilioClient};
 use crate::server::{self, App};
 
 /// The experiment definitions the demo runs when `experiments.toml` is absent.
@@ -31,6 +31,8 @@ pub struct Options {
     pub seed: u64,
     /// Exit after writing the reports instead of serving until Ctrl-C.
     pub exit: bool,
+    /// Run the loop through Twilio (its send API, signatures and callbacks) instead of Meta.
+    pub twilio: bool,
 }
 
 fn token() -> String {
@@ -92,6 +94,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let (router, sb) = sandbox::start(SandboxConfig {
         collector_url: collector_url.clone(),
         app_secret: secret.clone(),
+        speaks: if opts.twilio { sandbox::Speaks::Twilio } else { sandbox::Speaks::Meta },
         ingest_token: Some(ingest.clone()),
         seed: opts.seed,
         throughput_per_sec: 200.0,
@@ -104,7 +107,10 @@ pub async fn run(opts: Options) -> Result<()> {
     let config = Config {
         storage: format!("file://{}", out.join("data").display()),
         state_dir: out.join("state"),
-        meta_app_secret: Some(secret),
+        meta_app_secret: Some(secret.clone()),
+        twilio_auth_token: Some(secret.clone()),
+        // Twilio signs the URL it calls, which is the collector's here.
+        public_url: Some(collector_url.clone()),
         tokens: vec![
             format!("ingest:{ingest}"),
             format!("read:{read}"),
@@ -116,8 +122,18 @@ pub async fn run(opts: Options) -> Result<()> {
         report_cache_secs: 5,
         ..Config::default()
     };
-    let provider =
-        Arc::new(MetaClient::new(&sandbox_url, "v23.0", "600700800900111", "sandbox-token", Duration::from_secs(10)));
+    let provider: Arc<dyn Provider> = if opts.twilio {
+        Arc::new(TwilioClient::new(
+            &sandbox_url,
+            &format!("AC{:032x}", opts.seed),
+            &secret,
+            "whatsapp:+15550000000",
+            config.provider().twilio_status_callback,
+            Duration::from_secs(10),
+        ))
+    } else {
+        Arc::new(MetaClient::new(&sandbox_url, "v23.0", "600700800900111", "sandbox-token", Duration::from_secs(10)))
+    };
     let app = App::start_with_provider(config, Some(provider)).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server_app = app.clone();

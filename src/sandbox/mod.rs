@@ -1,9 +1,9 @@
-//! A simulated WhatsApp Cloud API provider on loopback, so the whole loop runs with no
-//! account: it accepts template sends like Meta (`POST /{version}/{phone_number_id}/messages`,
-//! 429 with code 130429 over its throughput), then calls the collector back with signed
-//! webhooks (sent, delivered, read, some reads without a delivered, failures with real codes,
-//! quick-reply taps with `context.id`) batched as Meta batches them, and posts conversions and
-//! support conversations to `/v1/events`.
+//! A simulated WhatsApp provider on loopback, so the whole loop runs with no account: it
+//! accepts template sends like Meta (`POST /{version}/{phone_number_id}/messages`, 429 with
+//! code 130429 over its throughput) or like Twilio (`twilio.rs`), then calls the collector back
+//! with signed webhooks (sent, delivered, read, some reads without a delivered, failures with
+//! real codes, quick-reply taps that name the message) as the provider it [`Speaks`] sends
+//! them, and posts conversions and support conversations to `/v1/events`.
 //!
 //! Outcomes are drawn from a generator seeded per message, with rates per variant, so a run
 //! with the same seed behaves the same and a variant can truly win. Recipients ending in
@@ -26,13 +26,28 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+mod twilio;
+
+/// Whose webhooks the sandbox sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Speaks {
+    /// Meta's JSON, batched, signed with the app secret, to `/webhooks/meta`.
+    #[default]
+    Meta,
+    /// Twilio's forms, one per message, signed with the auth token, to the status callback
+    /// URL of the send and to `/webhooks/twilio`.
+    Twilio,
+}
+
 /// How the sandbox behaves.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
     /// Base URL of the collector (`http://127.0.0.1:8080`).
     pub collector_url: String,
-    /// Secret the webhooks are signed with (the collector's `meta_app_secret`).
+    /// Secret the webhooks are signed with (the collector's `meta_app_secret`, or its
+    /// `twilio_auth_token` when the sandbox speaks Twilio).
     pub app_secret: String,
+    pub speaks: Speaks,
     /// Token of role `ingest` for `/v1/events` (conversions, conversations); none: not sent.
     pub ingest_token: Option<String>,
     pub seed: u64,
@@ -47,6 +62,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             collector_url: "http://127.0.0.1:8080".into(),
             app_secret: String::new(),
+            speaks: Speaks::Meta,
             ingest_token: None,
             seed: 1,
             throughput_per_sec: 200.0,
@@ -96,6 +112,8 @@ struct Shared {
     pending: AtomicI64,
     bucket: Mutex<(f64, Option<Instant>)>,
     counter: AtomicU64,
+    /// The status callback URL of each message sent through the Twilio API.
+    status_urls: Mutex<HashMap<String, String>>,
 }
 
 enum Outgoing {
@@ -158,6 +176,7 @@ pub fn start(cfg: SandboxConfig) -> (Router, Handle) {
     let sb = Arc::new(Sandbox { cfg, shared: shared.clone(), tx });
     let router = Router::new()
         .route("/{version}/{phone_number_id}/messages", post(send))
+        .route("/2010-04-01/Accounts/{account_sid}/Messages.json", post(twilio::send))
         .route("/sandbox/stats", get(stats))
         .with_state(sb);
     (router, Handle { shared })
@@ -194,17 +213,49 @@ async fn send(
     if to.is_empty() || template.is_empty() {
         return meta_error(StatusCode::BAD_REQUEST, 100, "Invalid parameter: to and template are required");
     }
+    match admit(&sb, &to) {
+        Err(Refusal::ServerError) => {
+            return meta_error(StatusCode::INTERNAL_SERVER_ERROR, 131000, "Something went wrong");
+        }
+        Err(Refusal::NoTemplate) => {
+            return meta_error(StatusCode::NOT_FOUND, 132001, "Template name does not exist in the translation");
+        }
+        Err(Refusal::Throttled) => return meta_error(StatusCode::TOO_MANY_REQUESTS, 130429, "Rate limit hit"),
+        Ok(()) => {}
+    }
+    let n = sb.shared.counter.fetch_add(1, Ordering::SeqCst) + 1;
+    let wamid = format!("wamid.SBX{:x}{:010}", sb.cfg.seed, n);
+    let callback = body["biz_opaque_callback_data"].as_str().unwrap_or_default().to_string();
+    let category = if template.contains("otp") { "authentication" } else { "marketing" };
+    simulate(&sb, n, wamid.clone(), to, callback, category);
+    Json(json!({"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+                "messages": [{"id": wamid, "message_status": "accepted"}]}))
+    .into_response()
+}
+
+/// Why the sandbox refused a send, whichever provider's API it came through.
+enum Refusal {
+    /// Over the throughput, or a recipient ending in `0429` on its first attempt.
+    Throttled,
+    /// A recipient ending in `0500`: always a server error.
+    ServerError,
+    /// A recipient ending in `2001`: a permanent "template does not exist".
+    NoTemplate,
+}
+
+/// Counts the attempt and applies the throughput and the test recipients' rules.
+fn admit(sb: &Sandbox, to: &str) -> Result<(), Refusal> {
     let attempt = {
         let mut a = sb.shared.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = a.entry(to.clone()).or_default();
+        let n = a.entry(to.to_string()).or_default();
         *n += 1;
         *n
     };
     if to.ends_with("0500") {
-        return meta_error(StatusCode::INTERNAL_SERVER_ERROR, 131000, "Something went wrong");
+        return Err(Refusal::ServerError);
     }
     if to.ends_with("2001") {
-        return meta_error(StatusCode::NOT_FOUND, 132001, "Template name does not exist in the translation");
+        return Err(Refusal::NoTemplate);
     }
     let over = {
         let mut b = sb.shared.bucket.lock().unwrap_or_else(|p| p.into_inner());
@@ -224,21 +275,13 @@ async fn send(
     };
     if over || (to.ends_with("0429") && attempt == 1) {
         sb.shared.throttled.fetch_add(1, Ordering::SeqCst);
-        return meta_error(StatusCode::TOO_MANY_REQUESTS, 130429, "Rate limit hit");
+        return Err(Refusal::Throttled);
     }
-    let n = sb.shared.counter.fetch_add(1, Ordering::SeqCst) + 1;
-    let wamid = format!("wamid.SBX{:x}{:010}", sb.cfg.seed, n);
-    let callback = body["biz_opaque_callback_data"].as_str().unwrap_or_default().to_string();
-    let (_, variant, _) = crate::experiments::parse_callback_data(&callback);
-    let variant = variant.unwrap_or_else(|| "control".into());
-    let category = if template.contains("otp") { "authentication" } else { "marketing" };
-    simulate(&sb, n, wamid.clone(), to, callback, variant, category);
-    Json(json!({"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
-                "messages": [{"id": wamid, "message_status": "accepted"}]}))
-    .into_response()
+    Ok(())
 }
 
-fn simulate(sb: &Arc<Sandbox>, n: u64, wamid: String, to: String, callback: String, variant: String, category: &str) {
+fn simulate(sb: &Arc<Sandbox>, n: u64, wamid: String, to: String, callback: String, category: &str) {
+    let variant = crate::experiments::parse_callback_data(&callback).1.unwrap_or_else(|| "control".into());
     let mut rng = ChaCha8Rng::seed_from_u64(sb.cfg.seed.wrapping_mul(1_000_003).wrapping_add(n));
     let r = rates_for(&variant);
     let scale = sb.cfg.time_scale;
@@ -391,7 +434,10 @@ async fn dispatch(cfg: SandboxConfig, shared: Arc<Shared>, mut rx: mpsc::Unbound
             }
         }
         let n_hooks = (statuses.len() + messages.len()) as i64;
-        if n_hooks > 0 {
+        if n_hooks > 0 && cfg.speaks == Speaks::Twilio {
+            twilio::deliver_all(&http, &cfg, &shared, statuses, messages).await;
+            shared.pending.fetch_sub(n_hooks, Ordering::SeqCst);
+        } else if n_hooks > 0 {
             let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "100200300400500", "changes": [
                 {"field": "messages", "value": {"messaging_product": "whatsapp",
                  "metadata": {"display_phone_number": "15550000000", "phone_number_id": "600700800900111"},
@@ -414,11 +460,24 @@ async fn dispatch(cfg: SandboxConfig, shared: Arc<Shared>, mut rx: mpsc::Unbound
 
 /// Posts until the collector answers 200, backing off like Meta does (bounded here).
 async fn deliver(http: &reqwest::Client, url: &str, body: String, sig: Option<String>, token: Option<&str>) {
+    let sig = sig.map(|s| (crate::signature::META_HEADER, s));
+    deliver_as(http, url, "application/json", body, sig, token).await
+}
+
+/// [`deliver`] of a body of `content_type`, with its signature header.
+async fn deliver_as(
+    http: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    body: String,
+    sig: Option<(&str, String)>,
+    token: Option<&str>,
+) {
     let mut wait = Duration::from_millis(100);
     for _ in 0..20 {
-        let mut req = http.post(url).header("content-type", "application/json").body(body.clone());
-        if let Some(s) = &sig {
-            req = req.header("x-hub-signature-256", s);
+        let mut req = http.post(url).header("content-type", content_type).body(body.clone());
+        if let Some((name, s)) = &sig {
+            req = req.header(*name, s);
         }
         if let Some(t) = token {
             req = req.bearer_auth(t);

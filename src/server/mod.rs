@@ -2,7 +2,7 @@
 //!
 //! Read in this order: [`App`] (what a running server holds and how it starts and stops),
 //! [`run`] (serve until shutdown, then flush), then one module per resource:
-//! [`health`] (`/healthz`, `/readyz`, `/metrics`), [`webhooks`] (Meta and UltraMsg),
+//! [`health`] (`/healthz`, `/readyz`, `/metrics`), [`webhooks`] (one handler for every provider),
 //! [`events`] (`/v1/events`), [`query`] (`/v1/query`, `/v1/admin/flush`), [`pages`] (`/`,
 //! `/login`, `/v1/reports/{name}`, `/v1/experiments`), [`send`] (`/v1/send`), [`erase`]
 //! (`/v1/admin/erase`), [`consent`] (`/v1/consent/{phone}`). Who may call what is in
@@ -308,19 +308,22 @@ impl App {
     }
 }
 
-/// The business account the send path's provider sends from: UltraMsg's instance (as its
-/// webhooks name it), none for Meta (whose sends name the number).
+/// The business account the send path's provider sends from, as its webhooks name it:
+/// UltraMsg's instance, Twilio's account; none for Meta (whose sends name the number).
 fn sending_account(config: &Config) -> Option<String> {
     match config.provider.as_deref() {
         Some("ultramsg") => config.ultramsg_instance.as_ref().map(|i| i.trim_start_matches("instance").to_string()),
+        Some("twilio") => config.twilio_account_sid.clone(),
         _ => None,
     }
 }
 
-/// The phone number id the send path's provider sends from (Meta's).
+/// The phone number id the send path's provider sends from, as its webhooks name it: Meta's
+/// number id, Twilio's Messaging Service (its webhooks name no number).
 fn sending_number(config: &Config) -> Option<String> {
     match config.provider.as_deref() {
         Some("ultramsg") => None,
+        Some("twilio") => config.twilio_from.clone().filter(|f| f.starts_with("MG")),
         _ => config.meta_phone_number_id.clone(),
     }
 }
@@ -455,11 +458,14 @@ pub async fn run(
         storage = %app.storage.url,
         wal = %app.config.wal_dir().display(),
         meta = app.config.meta_app_secret.is_some(),
+        dialog360 = app.config.dialog360_secret.is_some(),
+        gupshup = app.config.gupshup_token.is_some(),
+        twilio = app.config.twilio_auth_token.is_some(),
         ultramsg = app.config.ultramsg_token.is_some(),
         api_tokens = app.config.tokens.len(),
         send = app.sender.is_some(),
         huge_pages = ?crate::util::alloc::mode(),
-        "convoscope listening: webhooks at /webhooks/meta and /webhooks/ultramsg, API at /v1"
+        "convoscope listening: webhooks at /webhooks/<provider> (meta, 360dialog, gupshup, twilio, ultramsg), API at /v1"
     );
     let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));
     let router = router(app.clone());
