@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes the parsers that read bytes from the network or the disk: Meta and UltraMsg webhook
-# bodies, first-party NDJSON, and the write-ahead log's frame decoder (targets in fuzz/).
+# Fuzzes the parsers that read bytes from the network or the disk: Meta's webhook bodies (and
+# 360dialog's and Gupshup's, which Meta's parser reads), Twilio's and UltraMsg's, first-party
+# NDJSON, and the write-ahead log's frame decoder (targets in fuzz/).
 #
 #   scripts/fuzz.sh            # 300 s per target
 #   scripts/fuzz.sh 20         # CI's short mode
@@ -24,6 +25,7 @@ export RUSTC_BOOTSTRAP=1
 
 declare -A seeds=(
   [meta]="fixtures/meta fixtures/collector"
+  [twilio]=""
   [ultramsg]="fixtures/ultramsg"
   [ndjson]="fixtures/reports fixtures/bad"
   [wal_frames]=""
@@ -31,7 +33,7 @@ declare -A seeds=(
 cd fuzz
 # Safe Rust needs no AddressSanitizer; without it the instrumented build is much cheaper.
 cargo fuzz build --dev --sanitizer none
-for t in meta ultramsg ndjson wal_frames; do
+for t in meta twilio ultramsg ndjson wal_frames; do
   corpus="$CARGO_TARGET_DIR/corpus/$t"
   mkdir -p "$corpus" "../fixtures/fuzz/$t"
   dirs=("$corpus" "../fixtures/fuzz/$t")

@@ -15,6 +15,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 ROOT = Path(__file__).resolve().parents[1]
 # Keys whose values are customers' numbers, and keys whose values are what people wrote.
@@ -43,6 +44,26 @@ def walk(value, key, phones, texts):
             texts.add(value)
 
 
+# Twilio's form parameters by what they hold.
+FORM_PHONES = {"From", "To", "WaId"}
+FORM_TEXTS = {"Body", "ProfileName"}
+
+
+def request_body(doc, phones, texts):
+    """A provider fixture's request body (fixtures/providers/): JSON or a Twilio form."""
+    body = doc.pop("body", "")
+    if "json" in doc.get("content_type", ""):
+        walk(json.loads(body), "", phones, texts)
+        return
+    params = dict(parse_qsl(body, keep_blank_values=True))
+    for k, v in params.items():
+        if k in FORM_PHONES:
+            walk(v, "phone", phones, texts)
+        # A quick-reply tap's body is its button's title, the brand's words (kept, as Meta's).
+        elif k in FORM_TEXTS and v != params.get("ButtonText"):
+            walk(v, "body", phones, texts)
+
+
 def secrets():
     phones, texts = set(), set()
     for f in sorted((ROOT / "fixtures").rglob("*")):
@@ -50,7 +71,10 @@ def secrets():
             continue
         if f.suffix == ".json":
             try:
-                walk(json.loads(f.read_text()), "", phones, texts)
+                doc = json.loads(f.read_text())
+                if isinstance(doc, dict) and "rows" in doc and isinstance(doc.get("body"), str):
+                    request_body(doc, phones, texts)
+                walk(doc, "", phones, texts)
             except (ValueError, UnicodeDecodeError, RecursionError):
                 pass  # the hostile corpus: not JSON on purpose
         elif f.suffix == ".ndjson":

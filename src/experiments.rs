@@ -215,6 +215,11 @@ pub fn button_payload(experiment: &str, variant: &str, choice: &str) -> String {
     format!("exp={experiment};variant={variant};choice={choice}")
 }
 
+/// The query parameter that carries the callback data in a status callback URL, for a provider
+/// with no callback data of its own (Twilio): the send path writes it, ingest and the sandbox
+/// read it.
+pub const CALLBACK_QUERY_PARAM: &str = "cb";
+
 /// Parses `callback data` a sender attached (`exp=42;variant=B;campaign=spring`), into
 /// experiment, variant and campaign. Unknown keys are ignored; `None` for each absent one.
 pub fn parse_callback_data(s: &str) -> (Option<String>, Option<String>, Option<String>) {

@@ -17,7 +17,8 @@
 //! - [`config`]: settings from defaults, file, environment and flags, and the small settings
 //!   structs the reports and the send path take.
 //! - [`util`]: the process's allocator and the ingest benchmark's baseline server.
-//! - [`signature`]: Meta's webhook signature, which the collector verifies and the sandbox signs.
+//! - [`signature`]: the providers' webhook signatures, which the collector verifies and the
+//!   sandbox signs.
 //! - [`event`]: the one event schema everything is normalised into.
 //! - [`experiments`]: experiment definitions, deterministic assignment, and the callback data
 //!   the send path writes and ingest reads back.
@@ -40,7 +41,7 @@
 //! - `cluster`: the scheduler and executor of an Apache DataFusion Ballista cluster, which run
 //!   the reports past one machine (the default `cluster` feature).
 //! - [`server`]: the HTTP service (collector endpoints, `/metrics`, the `/v1` API, the pages).
-//! - [`sandbox`]: a simulated Cloud API provider that calls the collector back.
+//! - [`sandbox`]: a simulated provider (Meta's Cloud API or Twilio) that calls the collector back.
 //! - [`demo`]: the whole loop against the sandbox, in one command.
 //! - [`cli`]: the commands of the `convoscope` binary.
 //!

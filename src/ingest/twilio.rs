@@ -13,10 +13,7 @@ use std::collections::HashMap;
 
 use super::{Attributes, Batch, Normalizer, ParseError, received_now};
 use crate::event::Event;
-use crate::experiments::parse_callback_data;
-
-/// The query parameter of a status callback URL that carries the send's callback data.
-pub const CALLBACK_PARAM: &str = "cb";
+use crate::experiments::{CALLBACK_QUERY_PARAM, parse_callback_data};
 
 /// Normalises one verified Twilio webhook: its URL's query and its form body.
 pub fn parse(n: &Normalizer, query: &str, body: &[u8]) -> Result<Batch, ParseError> {
@@ -28,7 +25,7 @@ pub fn parse(n: &Normalizer, query: &str, body: &[u8]) -> Result<Batch, ParseErr
     };
     let status = form.get("MessageStatus").or_else(|| form.get("SmsStatus")).unwrap_or("").to_ascii_lowercase();
     let callback = url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == CALLBACK_PARAM)
+        .find(|(k, _)| k == CALLBACK_QUERY_PARAM)
         .map(|(_, v)| v.into_owned())
         .filter(|v| !v.is_empty());
     match status.as_str() {

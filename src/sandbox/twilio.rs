@@ -15,6 +15,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::{Refusal, Sandbox, SandboxConfig, Shared, admit, deliver_as, simulate};
+use crate::experiments::CALLBACK_QUERY_PARAM;
 use crate::signature::{TWILIO_HEADER, sign_twilio};
 
 /// The WhatsApp sender the sandbox's Twilio account sends from.
@@ -63,7 +64,9 @@ pub(super) async fn send(
         .as_deref()
         .and_then(|u| u.split_once('?'))
         .and_then(|(_, q)| {
-            url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "cb").map(|(_, v)| v.into_owned())
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == CALLBACK_QUERY_PARAM)
+                .map(|(_, v)| v.into_owned())
         })
         .unwrap_or_default();
     if let Some(url) = callback_url

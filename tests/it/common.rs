@@ -409,11 +409,30 @@ pub async fn generated_batches(events: usize, days: u32, seed: u64) -> Vec<arrow
 /// A collector started with `cfg` whose send path sends from `phone_number_id` through a
 /// sandbox provider on loopback that calls it back; returns the server and the sandbox.
 pub async fn with_sandbox(cfg: Config, phone_number_id: &str, seed: u64) -> (TestServer, convoscope::sandbox::Handle) {
+    with_sandbox_as(cfg, convoscope::sandbox::Speaks::Meta, phone_number_id, seed).await
+}
+
+/// The auth token of the Twilio account the sandbox plays.
+pub const TWILIO_TOKEN: &str = "twilio-auth-token-for-tests";
+
+/// [`with_sandbox`] through the provider the sandbox `speaks`: Meta's Cloud API, or Twilio's
+/// Messages API (the collector then checks Twilio's signatures, over its own URL).
+pub async fn with_sandbox_as(
+    mut cfg: Config,
+    speaks: convoscope::sandbox::Speaks,
+    phone_number_id: &str,
+    seed: u64,
+) -> (TestServer, convoscope::sandbox::Handle) {
+    use convoscope::sandbox::Speaks;
+    use convoscope::send::provider::{MetaClient, Provider, TwilioClient};
     let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_url = format!("http://{}", collector.local_addr().unwrap());
     let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let twilio = speaks == Speaks::Twilio;
     let (router, sb) = convoscope::sandbox::start(convoscope::sandbox::SandboxConfig {
-        collector_url: format!("http://{}", collector.local_addr().unwrap()),
-        app_secret: META_SECRET.into(),
+        collector_url: collector_url.clone(),
+        app_secret: if twilio { TWILIO_TOKEN } else { META_SECRET }.into(),
+        speaks,
         ingest_token: Some(INGEST.into()),
         seed,
         throughput_per_sec: 1000.0,
@@ -421,12 +440,19 @@ pub async fn with_sandbox(cfg: Config, phone_number_id: &str, seed: u64) -> (Tes
     });
     let sandbox_url = format!("http://{}", sandbox_listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(sandbox_listener, router).await });
-    let provider = std::sync::Arc::new(convoscope::send::provider::MetaClient::new(
-        &sandbox_url,
-        "v23.0",
-        phone_number_id,
-        "t",
-        Duration::from_secs(5),
-    ));
+    let provider: std::sync::Arc<dyn Provider> = if twilio {
+        cfg.twilio_auth_token = Some(TWILIO_TOKEN.into());
+        cfg.public_url = Some(collector_url.clone());
+        std::sync::Arc::new(TwilioClient::new(
+            &sandbox_url,
+            "AC0123456789abcdef0123456789abcdef",
+            TWILIO_TOKEN,
+            "whatsapp:+15550000000",
+            Some(format!("{collector_url}/webhooks/twilio")),
+            Duration::from_secs(5),
+        ))
+    } else {
+        std::sync::Arc::new(MetaClient::new(&sandbox_url, "v23.0", phone_number_id, "t", Duration::from_secs(5)))
+    };
     (TestServer::start_on(collector, cfg, Some(provider)).await, sb)
 }

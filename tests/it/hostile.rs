@@ -8,7 +8,13 @@ use crate::common::*;
 #[tokio::test]
 async fn every_bad_input_gets_its_answer_and_loses_nothing_else() {
     let dir = test_dir();
-    let s = TestServer::start(config(dir.path())).await;
+    let cfg = convoscope::config::Config {
+        twilio_auth_token: Some(TWILIO_TOKEN.into()),
+        dialog360_secret: Some("d360".into()),
+        gupshup_token: Some("gs".into()),
+        ..config(dir.path())
+    };
+    let s = TestServer::start(cfg).await;
     let bad = |name: &str| std::fs::read(fixture(&format!("bad/{name}"))).unwrap();
     let good_line = |i: usize| {
         json!({"event_id": format!("between-{i}"), "event_type": "conversion", "occurred_at": "2026-01-01T00:00:00Z"})
@@ -49,6 +55,35 @@ async fn every_bad_input_gets_its_answer_and_loses_nothing_else() {
         let v: Value = r.json().await.unwrap();
         if status == 200 {
             assert_eq!(v["accepted"], accepted, "{file}: {v}");
+        }
+        post_good(good).await;
+        good += 1;
+    }
+    // The other providers' bad bodies, each signed (or tokened) as its provider would.
+    for (file, status, accepted) in [
+        ("twilio_no_sid.form", 400, 0),
+        ("twilio_invalid_utf8.form", 200, 1),
+        ("gupshup_callback_ping.json", 200, 0),
+        ("dialog360_truncated.json", 400, 0),
+    ] {
+        let body = bad(file);
+        let req = if file.starts_with("twilio") {
+            let url = s.url("/webhooks/twilio");
+            let sig = convoscope::signature::sign_twilio(TWILIO_TOKEN, &url, &body);
+            s.client.post(url).header("x-twilio-signature", sig)
+        } else if file.starts_with("gupshup") {
+            s.client.post(s.url("/webhooks/gupshup?token=gs"))
+        } else {
+            let sig = convoscope::signature::sign_360dialog("d360", &body);
+            s.client.post(s.url("/webhooks/360dialog")).header("x-360dialog-signature", sig)
+        };
+        let r = req.body(body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{file}");
+        let v: Value = r.json().await.unwrap();
+        if status == 200 {
+            assert_eq!(v["accepted"], accepted, "{file}: {v}");
+        } else {
+            assert!(v["error"].is_string() && v["message"].is_string(), "{file}: {v}");
         }
         post_good(good).await;
         good += 1;

@@ -10,6 +10,7 @@ mod disk;
 mod governance;
 mod hostile;
 mod isolation;
+mod providers;
 mod reference;
 mod reports;
 mod send;

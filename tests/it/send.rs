@@ -17,12 +17,16 @@ struct Loop {
 }
 
 async fn start_loop(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> Loop {
+    start_loop_as(dir, sandbox::Speaks::Meta, tweak).await
+}
+
+async fn start_loop_as(dir: &std::path::Path, speaks: sandbox::Speaks, tweak: impl FnOnce(&mut Config)) -> Loop {
     let mut cfg = config(dir);
     cfg.tokens.push(format!("send:{SEND}"));
     cfg.experiments = fixture("send/experiments.toml");
     cfg.send_rate_per_sec = 1000.0;
     tweak(&mut cfg);
-    let (s, sb) = with_sandbox(cfg, "600700800900111", 11).await;
+    let (s, sb) = with_sandbox_as(cfg, speaks, "600700800900111", 11).await;
     Loop { s, sb }
 }
 
@@ -146,9 +150,20 @@ async fn circuit_opens_after_failures_and_closes_after_a_good_probe() {
 
 #[tokio::test]
 async fn full_loop_reports_match_what_the_sandbox_did() {
+    loop_reports_match(sandbox::Speaks::Meta, 400).await;
+}
+
+/// The same loop through Twilio: its send API, its signed status callbacks (each to the URL the
+/// send gave, with the callback data in it) and its signed inbound taps.
+#[tokio::test]
+async fn twilio_loop_reports_match_what_the_sandbox_did() {
+    loop_reports_match(sandbox::Speaks::Twilio, 200).await;
+}
+
+async fn loop_reports_match(speaks: sandbox::Speaks, sends: usize) {
     let dir = test_dir();
-    let l = start_loop(dir.path(), |_| {}).await;
-    let numbers: Vec<String> = (0..400).map(|i| format!("4477009{:05}", 10_000 + i * 7)).collect();
+    let l = start_loop_as(dir.path(), speaks, |_| {}).await;
+    let numbers: Vec<String> = (0..sends).map(|i| format!("4477009{:05}", 10_000 + i * 7)).collect();
     let refs: Vec<&str> = numbers.iter().map(String::as_str).collect();
     l.opt_in(&refs).await;
     for (i, n) in numbers.iter().enumerate() {
@@ -181,6 +196,10 @@ async fn full_loop_reports_match_what_the_sandbox_did() {
         assert_eq!(row[2].as_u64().unwrap(), st.accepted, "{v} exposures");
         assert_eq!(row[3].as_u64().unwrap(), st.converted, "{v} conversions");
     }
+    // Every receipt came through the provider's own webhook.
+    let want = if speaks == sandbox::Speaks::Twilio { "twilio" } else { "meta" };
+    let rows = l.s.query("SELECT DISTINCT source FROM events WHERE event_type LIKE 'message.%' ORDER BY 1").await;
+    assert_eq!(rows, vec![vec![json!(want)]]);
     l.s.stop().await;
 }
 

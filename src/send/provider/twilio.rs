@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use std::time::Duration;
 
 use super::{Accepted, Outbound, Provider, ProviderError, retry_after, transport};
-use crate::ingest::twilio::CALLBACK_PARAM;
+use crate::experiments::CALLBACK_QUERY_PARAM;
 
 /// Twilio's error for too many requests: worth trying again after the wait it asks for.
 const TOO_MANY_REQUESTS: i64 = 20429;
@@ -64,7 +64,7 @@ impl TwilioClient {
         }
         if let Some(cb) = &self.status_callback {
             let query: String = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair(CALLBACK_PARAM, &msg.callback_data)
+                .append_pair(CALLBACK_QUERY_PARAM, &msg.callback_data)
                 .finish();
             form.push(("StatusCallback", format!("{cb}?{query}")));
         }
