@@ -75,6 +75,7 @@ async fn post(
                 ("not_configured", format!("{source} webhooks are refused until {setting} is configured"))
             }
             Refusal::BadSignature(what) => ("bad_signature", format!("missing or wrong {what}")),
+            Refusal::BadToken => ("bad_token", "missing or wrong ?token=".to_string()),
         };
         app.metrics.rejected(source, reason, 1);
         return Err(ApiError::Unauthorized(message));
@@ -94,8 +95,10 @@ async fn post(
 enum Refusal {
     /// The provider's secret setting is not set.
     NotConfigured(&'static str),
-    /// The signature or token, named, is missing or wrong.
+    /// The signature, named, is missing or wrong.
     BadSignature(&'static str),
+    /// The URL token is missing or wrong.
+    BadToken,
 }
 
 /// Checks a webhook's signature or token with the provider's secret.
@@ -126,12 +129,12 @@ fn verify(config: &Config, provider: Provider, headers: &HeaderMap, uri: &Uri, r
     if ok {
         return Ok(());
     }
-    Err(Refusal::BadSignature(match provider {
-        Provider::Meta => "X-Hub-Signature-256",
-        Provider::Dialog360 => "x-360dialog-signature",
-        Provider::Twilio => "X-Twilio-Signature",
-        Provider::Gupshup | Provider::UltraMsg => "?token=",
-    }))
+    Err(match provider {
+        Provider::Meta => Refusal::BadSignature("X-Hub-Signature-256"),
+        Provider::Dialog360 => Refusal::BadSignature("x-360dialog-signature"),
+        Provider::Twilio => Refusal::BadSignature("X-Twilio-Signature"),
+        Provider::Gupshup | Provider::UltraMsg => Refusal::BadToken,
+    })
 }
 
 /// A provider's secret, or the refusal that names its setting.

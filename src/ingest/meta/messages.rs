@@ -235,7 +235,9 @@ impl Ctx<'_> {
     }
 
     /// What the business sent its customer from the WhatsApp Business app on a number it also
-    /// uses through the API (coexistence): an agent's reply, as first response and SLA count it.
+    /// uses through the API (coexistence): an agent's reply to the contact. It names no
+    /// conversation, so the conversation reports (which read the ones the brand posts) do not
+    /// count it yet.
     pub(super) fn echo(&self, pnid: Option<&str>, m: Echo) -> Event {
         let mut e = self.base(event_id(&m.id, "echo"), "conversation.agent_reply", m.timestamp.micros(), pnid);
         e.message_id = Some(m.id);
