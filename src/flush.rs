@@ -123,6 +123,7 @@ impl Flusher {
                 Ok(n) => stored += n,
                 Err(e) => {
                     self.metrics.flush_errors_total.inc();
+                    self.metrics.error("flush");
                     if let Ok(mut last) = self.last_error.lock() {
                         *last = Some(e.to_string());
                     }
@@ -133,6 +134,8 @@ impl Flusher {
         if let Ok(mut last) = self.last_error.lock() {
             *last = None;
         }
+        // Every sealed segment is in the store: the store is as fresh as the log allows.
+        self.metrics.flushed(stored);
         Ok(stored)
     }
 
@@ -164,6 +167,7 @@ impl Flusher {
             self.metrics.rejected("log", "erased", erased as u64);
         }
         if let Some(at) = cut_at {
+            self.metrics.error("corrupt_segment");
             tracing::warn!(segment = %path.display(), offset = at, "segment has a corrupt tail; flushing the frames before it");
         }
         let name = format!("wal-{}-{seq:020}", self.log_id);

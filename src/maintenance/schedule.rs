@@ -118,6 +118,8 @@ pub struct Upkeep {
     pub tombstones: crate::store::tombstones::Tombstones,
     /// The retention periods every round applies ([`super::retention()`]).
     pub retention: super::Policy,
+    /// Where a failed step is counted (`convoscope_errors_total{stage}`).
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Runs [`compact_small_files_of_every_day`], then [`heal_rollups`], an erasure's settling sweep
@@ -132,7 +134,7 @@ pub async fn compact_every(
     mut erasures: tokio::sync::mpsc::Receiver<EraseRequest>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let Upkeep { storage, every, max_events, wait, holder, tombstones, retention } = upkeep;
+    let Upkeep { storage, every, max_events, wait, holder, tombstones, retention, metrics } = upkeep;
     let grace = Grace { wait, stop: Some(stop.clone()) };
     let mut lease = Lease::new(storage.clone(), holder);
     let mut settled = HashMap::new();
@@ -150,6 +152,9 @@ pub async fn compact_every(
                 Ok(()) => super::erase(&storage, &tombstones, request.tombstone, &mut lease).await,
                 Err(e) => Err(e),
             };
+            if done.is_err() {
+                metrics.error("erasure");
+            }
             let _ = request.done.send(done);
             continue;
         }
@@ -170,6 +175,7 @@ pub async fn compact_every(
             }
         }
         if let Err(e) = compact_small_files_of_every_day(&storage, max_events, &grace, &mut settled, &mut lease).await {
+            metrics.error("compaction");
             tracing::warn!(error = %e, "background compaction failed; the next round retries");
         }
         if *stop.borrow() || !matches!(lease.hold_until(STEP).await, Ok(true)) {
@@ -180,7 +186,10 @@ pub async fn compact_every(
         match heal_rollups(&storage, &mut lease).await {
             Ok(Healed { written: 0, deleted: 0 }) => {}
             Ok(h) => tracing::info!(written = h.written, deleted = h.deleted, "rollups brought up to date"),
-            Err(e) => tracing::warn!(error = %e, "could not bring the rollups up to date; the next round retries"),
+            Err(e) => {
+                metrics.error("rollup_healing");
+                tracing::warn!(error = %e, "could not bring the rollups up to date; the next round retries")
+            }
         }
         // An erasure sweeps once more when every collector knows its tombstone.
         if *stop.borrow() || !matches!(lease.hold_until(STEP).await, Ok(true)) {
@@ -192,7 +201,10 @@ pub async fn compact_every(
                     tracing::info!(files = e.files, rows = e.rows, "an erasure's settling sweep finished");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "an erasure's settling sweep failed; the next round retries"),
+            Err(e) => {
+                metrics.error("erasure");
+                tracing::warn!(error = %e, "an erasure's settling sweep failed; the next round retries")
+            }
         }
         if *stop.borrow() || !matches!(lease.hold_until(STEP).await, Ok(true)) {
             continue;
@@ -204,7 +216,10 @@ pub async fn compact_every(
                 trimmed = r.trimmed.len(),
                 "removed events past their retention period"
             ),
-            Err(e) => tracing::warn!(error = %e, "retention failed; the next round retries"),
+            Err(e) => {
+                metrics.error("retention");
+                tracing::warn!(error = %e, "retention failed; the next round retries")
+            }
         }
     }
 }

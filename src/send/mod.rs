@@ -236,6 +236,7 @@ impl Sender {
             }
         }
         metrics.circuit_open.with_label_values(&[provider.name()]).set(0);
+        metrics.init_provider(provider.name());
         Ok(Sender {
             experiments,
             provider,
@@ -479,6 +480,7 @@ impl Sender {
                     return Ok(a);
                 }
                 Err(e) => {
+                    self.metrics.provider_error(self.provider.name(), e.code);
                     // Only failures of the provider itself count against the circuit: a
                     // permanent error about this message says the provider is working.
                     self.breaker_record(!e.retryable);
@@ -493,6 +495,7 @@ impl Sender {
                         return Err(SendError::Provider(e));
                     }
                     tokio::time::sleep(wait).await;
+                    self.metrics.send_retries_total.with_label_values(&[self.provider.name()]).inc();
                 }
             }
         }

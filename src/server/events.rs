@@ -68,19 +68,19 @@ async fn post_events(
             c
         }
         Err(e) => {
-            app.metrics.rejected("api", "unauthorized", 1);
+            app.metrics.refused("api", "unauthorized");
             return Err(e);
         }
     };
     let raw = super::webhooks::body(&app, "api", raw)?;
     let mut batch = ingest::first_party::parse(&app.normalizer, &raw, "api").map_err(|e| {
-        app.metrics.rejected("api", "malformed", 1);
+        app.metrics.refused("api", "malformed");
         ApiError::bad_request("malformed", e.0)
     })?;
     if let Some(tenant) = &caller.tenant {
         for e in &mut batch.events {
             if let Err(err) = stamp(tenant, e) {
-                app.metrics.rejected("api", "forbidden", 1);
+                app.metrics.refused("api", "forbidden");
                 return Err(err);
             }
         }

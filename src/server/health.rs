@@ -36,6 +36,14 @@ async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiError> {
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    app.metrics.wal_bytes.set(app.wal.shared().bytes.load(std::sync::atomic::Ordering::Relaxed) as i64);
+    let wal = app.wal.shared();
+    app.metrics.wal_bytes.set(wal.bytes.load(std::sync::atomic::Ordering::Relaxed) as i64);
+    app.metrics.wal_oldest_segment_age_seconds.set(wal.oldest_segment_age().as_secs_f64());
+    // Counted where the index fails (below the metrics), carried over here.
+    let dedup = crate::wal::DEDUP_ERRORS.load(std::sync::atomic::Ordering::Relaxed);
+    let counted = app.metrics.errors_total.with_label_values(&["dedup_index"]);
+    if dedup > counted.get() {
+        counted.inc_by(dedup - counted.get());
+    }
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render())
 }

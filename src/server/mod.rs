@@ -15,6 +15,7 @@ pub mod erase;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod observe;
 pub mod pages;
 pub mod query;
 pub mod send;
@@ -97,6 +98,11 @@ impl App {
             max_age: config.flush_interval(),
             budget_bytes: config.wal_budget_bytes,
         })?;
+        metrics.init_api_routes(observe::API_ROUTES);
+        metrics.wal_budget_bytes.set(i64::try_from(config.wal_budget_bytes).unwrap_or(i64::MAX));
+        for _ in rec.cut_tails.iter().chain(&rec.set_aside) {
+            metrics.error("corrupt_segment");
+        }
         if rec.segments > 0 {
             tracing::info!(
                 segments = rec.segments,
@@ -143,6 +149,7 @@ impl App {
                 .unwrap_or(std::time::Duration::from_secs(86_400)),
                 holder: wal.log_id().to_string(),
                 tombstones: tombstones.clone(),
+                metrics: metrics.clone(),
                 retention: crate::maintenance::Policy::of(&config, None),
             };
             let task = tokio::spawn(crate::maintenance::compact_every(upkeep, erase_requests, stopped));
@@ -179,7 +186,9 @@ impl App {
                     &config.state_dir,
                 )
                 .map_err(|e| Error::io("opening the send path's idempotency record", e))?;
-                load_consent(&analytics.clone().for_tenant(consent_scope.clone()), &s, None).await;
+                if !load_consent(&analytics.clone().for_tenant(consent_scope.clone()), &s, None).await {
+                    metrics.error("consent_refresh");
+                }
                 Some(s)
             }
             None => None,
@@ -216,6 +225,7 @@ impl App {
     /// is logged as an error (the call it records has been answered).
     pub async fn audit(&self, record: crate::audit::Record) {
         if let Err(e) = self.wal.append(vec![record.to_event()]).await {
+            self.metrics.error("audit");
             tracing::error!(error = %e, action = %record.action, "an audit record could not be made durable");
         }
     }
@@ -266,10 +276,12 @@ impl App {
                 Ok(done)
             }
             Err(e @ Error::WalFull { .. }) => {
+                self.metrics.refused(source, "wal_full");
                 self.metrics.rejected(source, "wal_full", n);
                 Err(ApiError::Unavailable(e.to_string()))
             }
             Err(e) => {
+                self.metrics.refused(source, "wal_error");
                 self.metrics.rejected(source, "wal_error", n);
                 Err(ApiError::Unavailable(format!("events could not be made durable: {e}")))
             }
@@ -339,8 +351,8 @@ const CONSENT_REFRESH_DAYS: i64 = 2;
 
 /// Reads the latest consent of every contact from storage into the send path: all of it, or
 /// only the partitions from `since`. Always in this process, whatever the engine: the
-/// collector's own state never waits on a cluster.
-async fn load_consent(analytics: &Analytics, sender: &crate::send::Sender, since: Option<chrono::NaiveDate>) {
+/// collector's own state never waits on a cluster. False when it could not be read (logged).
+async fn load_consent(analytics: &Analytics, sender: &crate::send::Sender, since: Option<chrono::NaiveDate>) -> bool {
     let range = since.map(|d| format!(" AND date >= '{}'", d.format("%Y-%m-%d"))).unwrap_or_default();
     let sql = format!(
         "SELECT contact_key, event_type, CAST(occurred_at AS BIGINT) AS at FROM events \
@@ -360,8 +372,12 @@ async fn load_consent(analytics: &Analytics, sender: &crate::send::Sender, since
                 })
                 .collect();
             sender.consent.observe(&events);
+            true
         }
-        Err(e) => tracing::warn!(error = %e, "could not read stored consent; only consent ingested from now on counts"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read stored consent; only consent ingested from now on counts");
+            false
+        }
     }
 }
 
@@ -374,11 +390,15 @@ async fn refresh_from_store(app: std::sync::Weak<App>) {
         tokio::time::sleep(CONSENT_REFRESH).await;
         let Some(app) = app.upgrade() else { return };
         if let Err(e) = app.tombstones.refresh(&app.storage).await {
+            app.metrics.error("consent_refresh");
             tracing::warn!(error = %e, "could not read the erased contacts; the next refresh retries");
         }
         if let Some(sender) = &app.sender {
             let since = chrono::Utc::now().date_naive() - chrono::Duration::days(CONSENT_REFRESH_DAYS);
-            load_consent(&app.analytics.clone().for_tenant(app.consent_scope.clone()), sender, Some(since)).await;
+            let analytics = app.analytics.clone().for_tenant(app.consent_scope.clone());
+            if !load_consent(&analytics, sender, Some(since)).await {
+                app.metrics.error("consent_refresh");
+            }
         }
     }
 }
@@ -419,6 +439,7 @@ pub fn router(app: AppState) -> Router {
         .merge(webhooks)
         .merge(audited)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), observe::requests))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(app)
 }

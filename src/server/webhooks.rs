@@ -30,10 +30,10 @@ pub fn router() -> Router<AppState> {
 pub(super) fn body(app: &AppState, source: &str, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            app.metrics.rejected(source, "too_large", 1);
+            app.metrics.refused(source, "too_large");
             ApiError::TooLarge(app.config.max_body_bytes)
         } else {
-            app.metrics.rejected(source, "malformed", 1);
+            app.metrics.refused(source, "malformed");
             ApiError::bad_request("malformed", rej.body_text())
         }
     })
@@ -48,7 +48,7 @@ async fn meta_verify(State(app): State<AppState>, Query(q): Query<HashMap<String
     match (ok, q.get("hub.challenge")) {
         (true, Some(ch)) => (StatusCode::OK, ch.clone()).into_response(),
         _ => {
-            app.metrics.rejected("meta", "bad_verify_token", 1);
+            app.metrics.refused("meta", "bad_verify_token");
             ApiError::Forbidden("hub.verify_token does not match the configured verify token".into()).into_response()
         }
     }
@@ -77,11 +77,11 @@ async fn post(
             Refusal::BadSignature(what) => ("bad_signature", format!("missing or wrong {what}")),
             Refusal::BadToken => ("bad_token", "missing or wrong ?token=".to_string()),
         };
-        app.metrics.rejected(source, reason, 1);
+        app.metrics.refused(source, reason);
         return Err(ApiError::Unauthorized(message));
     }
     let batch = provider.parse(&app.normalizer, uri.query().unwrap_or(""), &raw).map_err(|e| {
-        app.metrics.rejected(source, "malformed", 1);
+        app.metrics.refused(source, "malformed");
         ApiError::bad_request("malformed", e.0)
     })?;
     let rejected = batch.rejected.len();

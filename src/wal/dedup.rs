@@ -87,6 +87,7 @@ impl DedupIndex {
             _ => fs::create_dir_all(&files),
         };
         if let Err(e) = cleared {
+            super::DEDUP_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(error = %e, dir = %files.display(), "cannot prepare the deduplication index's files; keeping it in memory");
         }
         let mut days = BTreeMap::new();

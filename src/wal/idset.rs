@@ -203,6 +203,7 @@ impl Shard {
         match self.merge(dir, shard, new) {
             Ok(()) => self.retry_at = 0,
             Err(e) => {
+                super::DEDUP_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(error = %e, dir = %dir.display(),
                     "cannot write the deduplication index to disk; keeping its newest ids in memory until it can");
                 self.recent.extend(new.iter().copied());

@@ -105,6 +105,11 @@ pub struct WalShared {
     dir: PathBuf,
 }
 
+/// Failures of the deduplication index since the process started (its files could not be
+/// prepared, written or read), for `convoscope_errors_total{stage="dedup_index"}`. One count
+/// for the process: the index logs each with its detail where it happens.
+pub static DEDUP_ERRORS: AtomicU64 = AtomicU64::new(0);
+
 /// Smallest readiness probe: one page, as a small append would need.
 const PROBE_BYTES: usize = 4096;
 
@@ -117,6 +122,23 @@ impl WalShared {
     /// False after a write failed, until a write or [`Wal::probe_disk`] succeeds.
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// How long the oldest segment holding events has been in the log (zero when none holds
+    /// any): how stale the store is at worst. A segment's age is from its file's creation (its
+    /// last change where the file system keeps no creation time).
+    pub fn oldest_segment_age(&self) -> Duration {
+        static HEADER: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let header = *HEADER.get_or_init(|| FrameEncoder::new().map(|e| e.header().len() as u64).unwrap_or(0));
+        for (_, path) in list_segments(&self.dir).unwrap_or_default() {
+            let Ok(meta) = fs::metadata(&path) else { continue };
+            if meta.len() <= header {
+                continue;
+            }
+            let born = meta.created().or_else(|_| meta.modified());
+            return born.ok().and_then(|t| t.elapsed().ok()).unwrap_or_default();
+        }
+        Duration::ZERO
     }
 
     /// `Ok` while the log takes writes; otherwise why not.

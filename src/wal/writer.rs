@@ -138,6 +138,7 @@ impl Writer {
                     if let Some(err) = unreadable {
                         // Without the index a redelivery would be stored twice: refused, the
                         // provider retries.
+                        super::DEDUP_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::error!(error = %err, "deduplication index unreadable; refusing the request");
                         answers.push((reply, Err(err), events));
                         continue;

@@ -112,12 +112,12 @@ async fn bad_input_gets_clear_answers_and_stores_nothing() {
     );
     let metrics = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(
-        metrics.contains("convoscope_ingest_rejected_total{reason=\"bad_signature\",source=\"meta\"} 3"),
+        metrics.contains("convoscope_ingest_rejected_requests_total{reason=\"bad_signature\",source=\"meta\"} 3"),
         "{metrics}"
     );
-    assert!(metrics.contains("convoscope_ingest_rejected_total{reason=\"malformed\",source=\"meta\"} 1"));
-    assert!(metrics.contains("convoscope_ingest_rejected_total{reason=\"too_large\",source=\"meta\"} 1"));
-    assert!(metrics.contains("convoscope_ingest_rejected_total{reason=\"bad_token\",source=\"ultramsg\"} 1"));
+    assert!(metrics.contains("convoscope_ingest_rejected_requests_total{reason=\"malformed\",source=\"meta\"} 1"));
+    assert!(metrics.contains("convoscope_ingest_rejected_requests_total{reason=\"too_large\",source=\"meta\"} 1"));
+    assert!(metrics.contains("convoscope_ingest_rejected_requests_total{reason=\"bad_token\",source=\"ultramsg\"} 1"));
     s.stop().await;
 }
 
