@@ -52,8 +52,9 @@ rmdir "$probe_dir"
 export CONVOSCOPE_TEST_ROOT
 CONVOSCOPE_TEST_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/convoscope-tests.XXXXXX")"
 
-echo "== promtool check rules"
-promtool check rules dashboards/alerts.yml
+echo "== promtool check rules, test rules (must-fire and must-not-fire cases of every alert)"
+promtool check rules dashboards/alerts.yml dashboards/slo.yml
+promtool test rules dashboards/tests/rules_test.yml
 
 echo "== import layers (data flows down: scripts/check_imports.py)"
 python3 scripts/check_imports.py

@@ -97,7 +97,7 @@ fn dashboards_name_only_exported_metrics() {
     let exported = m.family_names();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
     let mut named = 0;
-    for file in ["grafana.json", "alerts.yml"] {
+    for file in ["grafana.json", "alerts.yml", "slo.yml"] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         let mut rest = text.as_str();
         while let Some(i) = rest.find("convoscope_") {
