@@ -36,7 +36,7 @@ ROWS = [
          [q('1 - (sum(increase(convoscope_webhook_requests_total{SEL, code=~"5..|408"}[30d])) / sum(increase(convoscope_webhook_requests_total{SEL}[30d]))) / 0.001', "budget left")]),
         ("Acknowledged within 1 s", "percentunit",
          "Webhook requests answered within a second (Meta's limit). Objective: 99%.",
-         [q('sum(rate(convoscope_webhook_ack_duration_seconds_bucket{SEL, le="1"}[RI])) / sum(rate(convoscope_webhook_ack_duration_seconds_count{SEL}[RI]))', "within 1 s")]),
+         [q('sum(rate(convoscope_webhook_ack_duration_seconds_bucket{SEL, le=~"1|1.0"}[RI])) / sum(rate(convoscope_webhook_ack_duration_seconds_count{SEL}[RI]))', "within 1 s")]),
         ("Systemic delivery failures", "percentunit",
          "Sends failing with a code the business or platform can act on (not undeliverable numbers or Meta's "
          "per-user limits). Objective: under 1%.",

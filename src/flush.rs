@@ -110,8 +110,14 @@ impl Flusher {
     /// Stops at the first failure: later segments wait, so files land in order.
     pub async fn flush_sealed(&self) -> Result<usize> {
         let _one_at_a_time = self.busy.lock().await;
-        if !self.tombstones.loaded() {
-            self.tombstones.refresh(&self.storage).await?;
+        if !self.tombstones.loaded()
+            && let Err(e) = self.tombstones.refresh(&self.storage).await
+        {
+            // Nothing is flushed before the erased contacts are known: a failure to read them
+            // is a failed flush.
+            self.metrics.flush_errors_total.inc();
+            self.metrics.error("flush");
+            return Err(e);
         }
         let mut stored = 0;
         for (seq, path) in self.wal.sealed_segments()? {

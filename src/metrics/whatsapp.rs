@@ -4,7 +4,8 @@
 //!
 //! A process knows only what it ingested since it started: after a restart a template shows
 //! no status until its next change (the `template.status` events in the store keep the whole
-//! history; the `templates` report reads them).
+//! history). A template's status series is valued by the time of the change that set it, so
+//! where several collectors each saw some changes, the latest across them is the status now.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -73,7 +74,8 @@ impl WhatsAppState {
         };
         let template_status = gauge(
             "convoscope_template_status",
-            "1 for a template's current status (APPROVED, PAUSED, DISABLED, REJECTED, ...), by template and language.",
+            "A template's current status (APPROVED, PAUSED, DISABLED, REJECTED, ...) as this process last saw it, \
+             valued by the Unix time of that change (the latest across collectors is the status now).",
             &["template", "language", "status"],
         );
         let template_quality = gauge(
@@ -124,7 +126,7 @@ impl WhatsAppState {
             };
             let status =
                 (text("field").as_deref() == Some("message_template_status_update")).then(|| text("event")).flatten();
-            self.template(template, language, status, text("new_quality_score"));
+            self.template(template, language, status, text("new_quality_score"), e.occurred_at / 1_000_000);
             return;
         }
         let Some(kind) = ACCOUNT_TYPES.iter().copied().find(|t| *t == e.event_type) else { return };
@@ -151,7 +153,7 @@ impl WhatsAppState {
         self.messaging_limit.collect().first().map_or(0, |f| f.get_metric().len())
     }
 
-    fn template(&self, template: String, language: String, status: Option<String>, quality: Option<String>) {
+    fn template(&self, template: String, language: String, status: Option<String>, quality: Option<String>, at: i64) {
         let Ok(mut current) = self.current.lock() else { return };
         if !current.contains_key(&(template.clone(), language.clone())) && current.len() >= MAX_TEMPLATES {
             return;
@@ -161,7 +163,7 @@ impl WhatsAppState {
             if let Some(old) = entry.0.replace(new.clone()) {
                 let _ = self.template_status.remove_label_values(&[&template, &language, &old]);
             }
-            self.template_status.with_label_values(&[&template, &language, &new]).set(1);
+            self.template_status.with_label_values(&[&template, &language, &new]).set(at);
         }
         if let Some(new) = quality {
             if let Some(old) = entry.1.replace(new.clone()) {
@@ -212,7 +214,7 @@ mod tests {
     fn a_template_shows_its_current_status_only() {
         let r = Registry::new();
         let w = WhatsAppState::new(&r);
-        let mut e = Event::new("t1".into(), "template.status", 0, 0, "meta");
+        let mut e = Event::new("t1".into(), "template.status", 1_767_254_400_000_000, 0, "meta");
         e.template = Some("spring".into());
         e.locale = Some("en".into());
         e.attributes = Some(r#"{"field":"message_template_status_update","event":"APPROVED"}"#.into());
@@ -223,7 +225,7 @@ mod tests {
         prometheus::TextEncoder::new().encode(&r.gather(), &mut enc).unwrap();
         let text = String::from_utf8(enc).unwrap();
         assert!(
-            text.contains(r#"convoscope_template_status{language="en",status="PAUSED",template="spring"} 1"#),
+            text.contains(r#"convoscope_template_status{language="en",status="PAUSED",template="spring"} 1767254400"#),
             "{text}"
         );
         assert!(!text.contains(r#"status="APPROVED""#), "{text}");

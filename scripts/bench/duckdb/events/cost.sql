@@ -28,7 +28,9 @@ msg AS (
 priced AS MATERIALIZED (
     SELECT m.message_key, m.campaign, m.contact, m.sent_at, m.category,
            COALESCE(CAST(m.cost_micros AS DOUBLE) / 1000000,
-                    CASE WHEN m.billable = 1 THEN COALESCE(r.price, d.price, 0) ELSE 0 END) AS cost
+                    CASE WHEN m.billable = 1 THEN COALESCE(r.price, d.price, 0) ELSE 0 END) AS cost,
+           CASE WHEN m.cost_micros IS NULL AND m.billable = 1 AND r.price IS NULL AND d.price IS NULL THEN 1 ELSE 0 END
+               AS unpriced
     FROM msg m
     LEFT JOIN rate_card r ON r.category = m.category AND r.country = m.country
     LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'
