@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::json;
+use tracing::Instrument;
 
 use super::auth::secret_eq;
 use super::{ApiError, AppState};
@@ -65,8 +66,22 @@ async fn post(
         return Err(ApiError::NotFound(format!("no provider {name:?}; webhooks are /webhooks/<provider>")));
     };
     let source = provider.name();
+    // A trace of the acknowledgement, exported where a trace layer is on (util::traces).
+    let span = tracing::debug_span!("webhook", source);
+    acknowledge(app, provider, headers, uri, raw).instrument(span).await
+}
+
+async fn acknowledge(
+    app: AppState,
+    provider: Provider,
+    headers: HeaderMap,
+    uri: Uri,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let source = provider.name();
     let raw = body(&app, source, raw)?;
-    if let Err(refusal) = verify(&app.config, provider, &headers, &uri, &raw) {
+    let verified = tracing::debug_span!("verify").in_scope(|| verify(&app.config, provider, &headers, &uri, &raw));
+    if let Err(refusal) = verified {
         let (reason, message) = match refusal {
             Refusal::NotConfigured(setting) => {
                 // Said once per request at warn: a provider pointed at a collector that was
@@ -80,12 +95,14 @@ async fn post(
         app.metrics.refused(source, reason);
         return Err(ApiError::Unauthorized(message));
     }
-    let batch = provider.parse(&app.normalizer, uri.query().unwrap_or(""), &raw).map_err(|e| {
+    let parsed =
+        tracing::debug_span!("parse").in_scope(|| provider.parse(&app.normalizer, uri.query().unwrap_or(""), &raw));
+    let batch = parsed.map_err(|e| {
         app.metrics.refused(source, "malformed");
         ApiError::bad_request("malformed", e.0)
     })?;
     let rejected = batch.rejected.len();
-    let done = app.ingest(source, batch).await?;
+    let done = app.ingest(source, batch).instrument(tracing::debug_span!("wal.append")).await?;
     Ok(Json(
         json!({"accepted": done.accepted(), "duplicates": done.duplicate.len() - done.accepted(), "rejected": rejected}),
     ))

@@ -1,5 +1,6 @@
 //! Process-level pieces that are not a stage of the pipeline: the memory allocator every
-//! process of the binary runs on, and the ingest benchmark's baseline server.
+//! process of the binary runs on, the ingest benchmark's baseline server, and trace export.
 
 pub mod alloc;
 pub mod ceiling;
+pub mod traces;

@@ -99,6 +99,8 @@ impl Writer {
 
     /// Writes every append of the group, syncs once, then answers them all.
     fn commit(&mut self, group: Vec<Cmd>) {
+        // Exported as a trace (debug: off unless a trace layer wants it, see util::traces).
+        let _span = tracing::debug_span!("wal.group_commit", requests = group.len()).entered();
         let now_day = crate::event::now_micros().div_euclid(MICROS_PER_DAY);
         let mut pending: IntSet<u64> = IntSet::default();
         let mut to_insert: Vec<(u64, i64)> = Vec::new();
@@ -267,7 +269,10 @@ impl Writer {
         let Some(f) = self.file.as_mut() else {
             return Err(Error::WalClosed("no active segment".into()));
         };
-        let res = f.write_all(buf).and_then(|_| f.sync_data());
+        let res = f.write_all(buf).and_then(|_| {
+            let _span = tracing::debug_span!("wal.fsync", bytes = buf.len()).entered();
+            f.sync_data()
+        });
         match res {
             Ok(()) => {
                 self.len += buf.len() as u64;

@@ -1,5 +1,5 @@
-//! The service for people: report pages and their access rules, report formats, and the
-//! dashboards naming only metrics that exist.
+//! The service for people: report pages and their access rules, report formats, the
+//! dashboards naming only metrics that exist, and traces of a webhook's acknowledgement.
 
 use serde_json::{Value, json};
 
@@ -114,4 +114,57 @@ fn dashboards_name_only_exported_metrics() {
         }
     }
     assert!(named >= 15, "only {named} metric references found");
+}
+
+/// With `CONVOSCOPE_OTLP_ENDPOINT` set, the real binary exports a webhook's spans (verify, parse,
+/// the log's append, group commit and fsync) over OTLP/HTTP to a collector on loopback.
+#[tokio::test]
+async fn a_webhooks_acknowledgement_is_traced_to_an_otlp_collector() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<(String, bytes::Bytes)>>> = Arc::default();
+    let sink = received.clone();
+    let otlp = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let kind = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                sink.lock().unwrap().push((kind, body));
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, otlp).await });
+
+    let dir = test_dir();
+    let port = free_port();
+    let serve = Proc(spawn_serve(dir.path(), port, &[("CONVOSCOPE_OTLP_ENDPOINT", &endpoint)]));
+    let base = format!("http://127.0.0.1:{port}");
+    let c = reqwest::Client::new();
+    wait_healthy(&c, &base).await;
+    let body = std::fs::read(fixture("meta/status_batch.json")).unwrap();
+    let r = c
+        .post(format!("{base}/webhooks/meta"))
+        .header("x-hub-signature-256", convoscope::signature::sign_meta(META_SECRET, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A stop sends the spans still buffered.
+    tokio::task::spawn_blocking(move || serve.terminate()).await.unwrap();
+    let got = received.lock().unwrap().clone();
+    assert!(!got.is_empty(), "no export reached the collector");
+    assert!(
+        got.iter().all(|(kind, _)| kind == "application/x-protobuf"),
+        "{:?}",
+        got.iter().map(|g| &g.0).collect::<Vec<_>>()
+    );
+    let all: Vec<u8> = got.iter().flat_map(|(_, b)| b.to_vec()).collect();
+    let has = |s: &str| all.windows(s.len()).any(|w| w == s.as_bytes());
+    for span in ["webhook", "verify", "parse", "wal.append", "wal.group_commit", "wal.fsync", "convoscope"] {
+        assert!(has(span), "no {span} in the exported traces");
+    }
 }
