@@ -273,6 +273,7 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
         crate::analytics::cluster::settle().await;
         ran
     });
+    #[cfg(feature = "otlp")]
     crate::util::traces::flush();
     match ran {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -297,16 +298,21 @@ fn init_tracing() {
         .with_ansi(ansi)
         .with_filter(filter);
     // The log's filter is its own: trace export sees the spans whatever the log level.
-    let endpoint = std::env::var(crate::util::traces::ENDPOINT_VAR).ok().filter(|e| !e.is_empty());
-    let (traces, refused) = match endpoint.as_deref().map(crate::util::traces::layer) {
-        Some(Ok(layer)) => (Some(layer), None),
-        Some(Err(why)) => (None, Some(why)),
-        None => (None, None),
-    };
-    let _ = tracing_subscriber::registry().with(log).with(traces).try_init();
-    if let Some(why) = refused {
-        tracing::warn!("{why}; traces are not exported");
+    #[cfg(feature = "otlp")]
+    {
+        let endpoint = std::env::var(crate::util::traces::ENDPOINT_VAR).ok().filter(|e| !e.is_empty());
+        let (traces, refused) = match endpoint.as_deref().map(crate::util::traces::layer) {
+            Some(Ok(layer)) => (Some(layer), None),
+            Some(Err(why)) => (None, Some(why)),
+            None => (None, None),
+        };
+        let _ = tracing_subscriber::registry().with(log).with(traces).try_init();
+        if let Some(why) = refused {
+            tracing::warn!("{why}; traces are not exported");
+        }
     }
+    #[cfg(not(feature = "otlp"))]
+    let _ = tracing_subscriber::registry().with(log).try_init();
 }
 
 /// `convoscope consent ...`.

@@ -16,7 +16,8 @@
 //! - [`ids`]: the two id hashes (the log's 64-bit dedup hash; `id_key`, the reports' key).
 //! - [`config`]: settings from defaults, file, environment and flags, and the small settings
 //!   structs the reports and the send path take.
-//! - [`util`]: the process's allocator and the ingest benchmark's baseline server.
+//! - [`util`]: the process's allocator, the ingest benchmark's baseline server, and trace
+//!   export over OTLP (the default `otlp` feature).
 //! - [`signature`]: the providers' webhook signatures, which the collector verifies and the
 //!   sandbox signs.
 //! - [`event`]: the one event schema everything is normalised into.

@@ -3,4 +3,5 @@
 
 pub mod alloc;
 pub mod ceiling;
+#[cfg(feature = "otlp")]
 pub mod traces;

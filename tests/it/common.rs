@@ -155,15 +155,7 @@ impl TestServer {
     }
 
     pub async fn post_meta(&self, body: &[u8]) -> reqwest::Response {
-        let sig = convoscope::signature::sign_meta(META_SECRET, body);
-        self.client
-            .post(self.url("/webhooks/meta"))
-            .header("content-type", "application/json")
-            .header("x-hub-signature-256", sig)
-            .body(body.to_vec())
-            .send()
-            .await
-            .expect("request")
+        post_meta_at(&self.client, &self.base, body).await
     }
 
     pub async fn flush(&self) -> Value {
@@ -210,6 +202,18 @@ pub async fn query_at(client: &reqwest::Client, base: &str, sql: &str) -> Vec<Ve
     let v: Value = r.json().await.unwrap();
     assert_eq!(status, 200, "{v}");
     serde_json::from_value(v["rows"].clone()).unwrap()
+}
+
+/// Posts a body signed as Meta signs it to `/webhooks/meta` of the server at `base`.
+pub async fn post_meta_at(c: &reqwest::Client, base: &str, body: &[u8]) -> reqwest::Response {
+    let sig = convoscope::signature::sign_meta(META_SECRET, body);
+    c.post(format!("{base}/webhooks/meta"))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", sig)
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("request")
 }
 
 /// Posts a body to `/v1/events` of the server at `base` with the ingest token; returns the

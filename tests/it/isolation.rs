@@ -155,13 +155,7 @@ async fn hostile_readers_neither_delay_webhooks_nor_lose_events() {
                 tick.tick().await;
                 let body = status(n);
                 let t = Instant::now();
-                let r = c
-                    .post(format!("{base}/webhooks/meta"))
-                    .header("x-hub-signature-256", convoscope::signature::sign_meta(META_SECRET, &body))
-                    .body(body)
-                    .send()
-                    .await
-                    .expect("webhook answered");
+                let r = post_meta_at(&c, &base, &body).await;
                 assert_eq!(r.status(), 200, "webhook {n}");
                 times.push(t.elapsed());
             }

@@ -144,14 +144,7 @@ async fn a_webhooks_acknowledgement_is_traced_to_an_otlp_collector() {
     let base = format!("http://127.0.0.1:{port}");
     let c = reqwest::Client::new();
     wait_healthy(&c, &base).await;
-    let body = std::fs::read(fixture("meta/status_batch.json")).unwrap();
-    let r = c
-        .post(format!("{base}/webhooks/meta"))
-        .header("x-hub-signature-256", convoscope::signature::sign_meta(META_SECRET, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_meta_at(&c, &base, &std::fs::read(fixture("meta/status_batch.json")).unwrap()).await;
     assert_eq!(r.status(), 200);
     // A stop sends the spans still buffered.
     tokio::task::spawn_blocking(move || serve.terminate()).await.unwrap();
