@@ -258,7 +258,7 @@ pub enum QueryFormat {
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> std::process::ExitCode {
-    init_tracing();
+    crate::util::traces::init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -273,7 +273,6 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
         crate::analytics::cluster::settle().await;
         ran
     });
-    #[cfg(feature = "otlp")]
     crate::util::traces::flush();
     match ran {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -282,37 +281,6 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing() {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::{EnvFilter, Layer};
-    let filter = EnvFilter::try_from_env("CONVOSCOPE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn,usvg=error,resvg=error"));
-    // Colour codes only for a terminal: in a log file or journal they are noise.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let log = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(ansi)
-        .with_filter(filter);
-    // The log's filter is its own: trace export sees the spans whatever the log level.
-    #[cfg(feature = "otlp")]
-    {
-        let endpoint = std::env::var(crate::util::traces::ENDPOINT_VAR).ok().filter(|e| !e.is_empty());
-        let (traces, refused) = match endpoint.as_deref().map(crate::util::traces::layer) {
-            Some(Ok(layer)) => (Some(layer), None),
-            Some(Err(why)) => (None, Some(why)),
-            None => (None, None),
-        };
-        let _ = tracing_subscriber::registry().with(log).with(traces).try_init();
-        if let Some(why) = refused {
-            tracing::warn!("{why}; traces are not exported");
-        }
-    }
-    #[cfg(not(feature = "otlp"))]
-    let _ = tracing_subscriber::registry().with(log).try_init();
 }
 
 /// `convoscope consent ...`.
