@@ -1,83 +1,212 @@
--- experiment: per-variant counts behind the A/B statistics (computed in Rust from these).
+-- experiment: per variant, slice and country, the sums behind every statistic of the experiment
+-- report (computed in Rust from these: src/analytics/reports/experiment/).
 --
--- The unit is the contact. exposures: distinct contacts sent a message of the experiment
--- (first exposure on a date in [$from, $to]); a contact is in the variant of its first
--- exposure. conversions: exposed contacts with a conversion within $window_s seconds after
--- their first exposure. revenue_sum / revenue_sq_sum: per-contact revenue in that window
--- (each conversion event once), for revenue per exposure and its Welch t-test.
--- reads / replies: exposed contacts with a message of the experiment read / replied to, for
--- reports that use those as the conversion metric.
--- Contacts and messages are grouped and joined as id_key() of their ids: numbers, which
--- DataFusion groups and joins faster than 64-character strings.
--- exposure_rows is read twice (exposed, experiment_messages): MATERIALIZED reads the exposure
--- facts once (src/analytics/materialize.rs; 10 million events, paired runs: 5-14% less time).
+-- The unit is the contact, in the variant of its first exposure (the first send of the
+-- experiment, on a date in [$from, $to]). A contact exposed to more than one variant is kept
+-- in its first variant's rows with `multi` true: the report counts and excludes them.
+--
+-- Every metric of the menu (src/experiments/analysis.rs) is summed per group as y (after
+-- exposure) and x (the same metric over the $lookback_s seconds before the first exposure, for
+-- CUPED): <metric>_y, _y2, _x, _x2, _xy. Sums add over groups, so the report can merge slices
+-- into "other", strata into one, and slices into "the rest" without another query.
+--
+-- - converted: a conversion within $window_s seconds after the first exposure (pre: in the
+--   lookback); revenue: their revenue (each conversion event once), capped at the
+--   experiment's $cap_q quantile of contacts (pre: at the quantile of the pre-period's);
+-- - read, replied, failed, blocked (a failure with 131048), cost (the message's own cost, else
+--   the rate card's price when billable), delivered (messages): over the experiment's
+--   messages to the contact (pre: over messages sent to it in the lookback);
+-- - opted_out: a consent.opt_out within the window (pre: in the lookback).
+--
+-- conversions, reads, replies, revenue_sum and revenue_sq_sum (uncapped) keep the meaning they
+-- had before the other metrics existed. `slice` is the contact's country, locale or template
+-- ($by), '' without a breakdown; `country` is the stratum of post-stratification.
+-- Contacts and messages are id_key() of their ids: numbers join faster than strings.
 WITH exposure_rows AS MATERIALIZED (
     SELECT experiment, variant, contact, exposed_at, message_key
     FROM exposure_facts
     WHERE ($experiment = '' OR experiment = $experiment)
       AND ($campaign = '' OR campaign = $campaign)
 ),
--- Not DISTINCT: the facts have about one row per message already, and engaged_contacts takes
--- the largest read and reply flag per contact, which a message met twice does not change.
-experiment_messages AS (
-    SELECT experiment, contact, message_key FROM exposure_rows WHERE message_key IS NOT NULL
-),
--- The reads and replies of messages: a message_facts row has a read time where its file (or
--- date) has a read of the message, and `replied` where it has a reply to it.
-engagement AS (
-    SELECT message_key AS target,
-           CASE WHEN read_at IS NOT NULL THEN 1 ELSE 0 END AS was_read,
-           CASE WHEN replied THEN 1 ELSE 0 END AS replied
-    FROM message_facts
-    WHERE (read_at IS NOT NULL OR replied) AND date >= $from
-),
--- A contact's first exposure and its variant in one pass (the smallest variant among
--- exposures at the same instant): joining the first exposure back to its rows read the
--- exposures once more, 1.44 s instead of 1.10 at 3 million events. earliest_text is
--- first_value(variant ORDER BY exposed_at, variant) without DataFusion's accumulator per
--- contact for text (src/analytics/earliest_text.rs).
-exposed AS (
+-- A contact's first exposure and its variant in one pass (earliest_text is the variant of the
+-- earliest exposure without an accumulator per contact for text:
+-- src/analytics/earliest_text.rs); it met more than one variant when its smallest and largest
+-- variant differ.
+exposed AS MATERIALIZED (
     SELECT experiment, contact, MIN(exposed_at) AS exposed_at,
-           earliest_text(variant, exposed_at) AS variant
+           earliest_text(variant, exposed_at) AS variant,
+           min_text(variant) <> max_text(variant) AS multi
     FROM exposure_rows
     GROUP BY experiment, contact
     HAVING CAST(MIN(exposed_at) AS DATE) >= CAST($from AS DATE)
        AND CAST(MIN(exposed_at) AS DATE) <= CAST($to AS DATE)
 ),
-engaged_contacts AS (
-    SELECT m.experiment, m.contact, MAX(g.was_read) AS was_read, MAX(g.replied) AS replied
-    FROM experiment_messages m
-    JOIN engagement g ON g.target = m.message_key
-    GROUP BY m.experiment, m.contact
+-- Every message since the lookback began, its rows merged.
+messages AS (
+    SELECT message_key,
+           MIN(sent_at) AS sent_at,
+           MAX(contact) AS contact,
+           max_text(template) AS template,
+           max_text(locale) AS locale,
+           CASE WHEN MIN(delivered_at) IS NOT NULL THEN 1 ELSE 0 END AS delivered,
+           CASE WHEN MIN(read_at) IS NOT NULL THEN 1 ELSE 0 END AS was_read,
+           CASE WHEN bool_or(replied) THEN 1 ELSE 0 END AS replied,
+           CASE WHEN bool_or(failed) THEN 1 ELSE 0 END AS failed,
+           bool_or(billable) AS billable,
+           max_text(category) AS category,
+           max_text(country) AS country,
+           MAX(cost_micros) AS cost_micros
+    FROM message_facts
+    WHERE date >= $lookback_from
+    GROUP BY message_key
+),
+blocked_messages AS (
+    SELECT DISTINCT id_key(message_id) AS message_key
+    FROM events
+    WHERE event_type = 'message.failed' AND error_code = 131048 AND date >= $lookback_from
+),
+priced AS MATERIALIZED (
+    SELECT m.message_key, m.sent_at, m.contact, m.template, m.locale, m.country,
+           m.delivered, m.was_read, m.replied, m.failed,
+           CASE WHEN b.message_key IS NULL THEN 0 ELSE 1 END AS blocked,
+           COALESCE(CAST(m.cost_micros AS DOUBLE) / 1000000,
+                    CASE WHEN m.billable THEN COALESCE(r.price, d.price, 0) ELSE 0 END) AS cost
+    FROM messages m
+    LEFT JOIN rate_card r ON r.category = m.category AND r.country = m.country
+    LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'
+    LEFT JOIN blocked_messages b ON b.message_key = m.message_key
+),
+-- The experiment's own messages per contact: what the variant did.
+post_messages AS (
+    SELECT DISTINCT experiment, contact, message_key FROM exposure_rows WHERE message_key IS NOT NULL
+),
+post AS (
+    SELECT e.experiment, e.contact,
+           MAX(p.was_read) AS was_read, MAX(p.replied) AS replied, MAX(p.failed) AS failed,
+           MAX(p.blocked) AS blocked, SUM(p.delivered) AS delivered, SUM(p.cost) AS cost,
+           max_text(p.country) AS country, max_text(p.locale) AS locale, max_text(p.template) AS template
+    FROM post_messages e
+    JOIN priced p ON p.message_key = e.message_key
+    GROUP BY e.experiment, e.contact
+),
+-- The same measures over the messages sent to the contact in the lookback.
+pre AS (
+    SELECT x.experiment, x.contact,
+           MAX(p.was_read) AS was_read, MAX(p.replied) AS replied, MAX(p.failed) AS failed,
+           MAX(p.blocked) AS blocked, SUM(p.delivered) AS delivered, SUM(p.cost) AS cost
+    FROM exposed x
+    JOIN priced p ON p.contact = x.contact
+    WHERE p.sent_at < x.exposed_at
+      AND date_part('epoch', p.sent_at) >= date_part('epoch', x.exposed_at) - $lookback_s
+    GROUP BY x.experiment, x.contact
 ),
 conversion_events AS (
     SELECT event_id, id_key(MAX(contact_key)) AS contact, MIN(occurred_at) AS occurred_at,
            MAX(COALESCE(revenue_micros, 0)) AS revenue_micros
     FROM events
-    WHERE event_type = 'conversion' AND contact_key IS NOT NULL AND date >= $from
+    WHERE event_type = 'conversion' AND contact_key IS NOT NULL AND date >= $lookback_from
     GROUP BY event_id
 ),
-per_contact AS (
-    SELECT x.experiment, x.variant, x.contact,
-           COUNT(c.event_id) AS n_conversions,
-           COALESCE(SUM(c.revenue_micros), 0) AS revenue_micros
+conversions AS (
+    SELECT x.experiment, x.contact,
+           SUM(CASE WHEN c.occurred_at >= x.exposed_at THEN 1 ELSE 0 END) AS n_post,
+           SUM(CASE WHEN c.occurred_at >= x.exposed_at THEN CAST(c.revenue_micros AS DOUBLE) / 1000000 ELSE 0 END)
+               AS revenue,
+           SUM(CASE WHEN c.occurred_at < x.exposed_at THEN 1 ELSE 0 END) AS n_pre,
+           SUM(CASE WHEN c.occurred_at < x.exposed_at THEN CAST(c.revenue_micros AS DOUBLE) / 1000000 ELSE 0 END)
+               AS pre_revenue
     FROM exposed x
-    LEFT JOIN conversion_events c
-      ON c.contact = x.contact
-     AND c.occurred_at >= x.exposed_at
-     AND date_part('epoch', c.occurred_at) <= date_part('epoch', x.exposed_at) + $window_s
-    GROUP BY x.experiment, x.variant, x.contact
+    JOIN conversion_events c ON c.contact = x.contact
+    WHERE date_part('epoch', c.occurred_at) >= date_part('epoch', x.exposed_at) - $lookback_s
+      AND date_part('epoch', c.occurred_at) <= date_part('epoch', x.exposed_at) + $window_s
+    GROUP BY x.experiment, x.contact
+),
+opt_outs AS (
+    SELECT x.experiment, x.contact,
+           MAX(CASE WHEN o.occurred_at >= x.exposed_at THEN 1 ELSE 0 END) AS post,
+           MAX(CASE WHEN o.occurred_at < x.exposed_at THEN 1 ELSE 0 END) AS pre
+    FROM exposed x
+    JOIN (SELECT id_key(contact_key) AS contact, occurred_at FROM events
+          WHERE event_type = 'consent.opt_out' AND contact_key IS NOT NULL AND date >= $lookback_from) o
+      ON o.contact = x.contact
+    WHERE date_part('epoch', o.occurred_at) >= date_part('epoch', x.exposed_at) - $lookback_s
+      AND date_part('epoch', o.occurred_at) <= date_part('epoch', x.exposed_at) + $window_s
+    GROUP BY x.experiment, x.contact
+),
+per_contact AS MATERIALIZED (
+    SELECT x.experiment, x.variant, x.multi, x.exposed_at,
+           COALESCE(CASE $by WHEN 'country' THEN p.country WHEN 'locale' THEN p.locale
+                             WHEN 'template' THEN p.template ELSE '' END, '(none)') AS slice,
+           COALESCE(p.country, '(none)') AS country,
+           CASE WHEN COALESCE(c.n_post, 0) > 0 THEN 1 ELSE 0 END AS converted,
+           CASE WHEN COALESCE(c.n_pre, 0) > 0 THEN 1 ELSE 0 END AS pre_converted,
+           COALESCE(c.revenue, 0) AS revenue, COALESCE(c.pre_revenue, 0) AS pre_revenue,
+           COALESCE(p.was_read, 0) AS was_read, COALESCE(q.was_read, 0) AS pre_read,
+           COALESCE(p.replied, 0) AS replied, COALESCE(q.replied, 0) AS pre_replied,
+           COALESCE(o.post, 0) AS opted_out, COALESCE(o.pre, 0) AS pre_opted_out,
+           COALESCE(p.failed, 0) AS failed, COALESCE(q.failed, 0) AS pre_failed,
+           COALESCE(p.blocked, 0) AS blocked, COALESCE(q.blocked, 0) AS pre_blocked,
+           COALESCE(p.cost, 0) AS cost, COALESCE(q.cost, 0) AS pre_cost,
+           COALESCE(p.delivered, 0) AS delivered, COALESCE(q.delivered, 0) AS pre_delivered
+    FROM exposed x
+    LEFT JOIN conversions c ON c.experiment = x.experiment AND c.contact = x.contact
+    LEFT JOIN post p ON p.experiment = x.experiment AND p.contact = x.contact
+    LEFT JOIN pre q ON q.experiment = x.experiment AND q.contact = x.contact
+    LEFT JOIN opt_outs o ON o.experiment = x.experiment AND o.contact = x.contact
+),
+caps AS (
+    SELECT experiment,
+           percentile_cont($cap_q) WITHIN GROUP (ORDER BY revenue) AS cap,
+           percentile_cont($cap_q) WITHIN GROUP (ORDER BY pre_revenue) AS pre_cap
+    FROM per_contact
+    WHERE NOT multi
+    GROUP BY experiment
+),
+-- Contacts met by more than one variant take no part in the caps, nor are they capped.
+capped AS (
+    SELECT p.*,
+           CASE WHEN NOT p.multi AND p.revenue > k.cap THEN COALESCE(k.cap, 0) ELSE p.revenue END AS rev,
+           CASE WHEN NOT p.multi AND p.pre_revenue > k.pre_cap THEN COALESCE(k.pre_cap, 0) ELSE p.pre_revenue END AS pre_rev
+    FROM per_contact p
+    LEFT JOIN caps k ON k.experiment = p.experiment
+),
+stopped AS (
+    SELECT experiment, variant, MIN(occurred_at) AS stopped_at
+    FROM events
+    WHERE event_type = 'experiment.variant_stopped' AND experiment IS NOT NULL AND variant IS NOT NULL
+    GROUP BY experiment, variant
+),
+sums AS (
+    SELECT experiment, variant, multi, slice, country,
+           COUNT(*) AS exposures,
+           MIN(exposed_at) AS first_exposed_at,
+           SUM(converted) AS conversions,
+           SUM(was_read) AS reads,
+           SUM(replied) AS replies,
+           SUM(revenue) AS revenue_sum,
+           SUM(revenue * revenue) AS revenue_sq_sum,
+           SUM(converted) AS converted_y, SUM(converted) AS converted_y2, SUM(pre_converted) AS converted_x,
+           SUM(pre_converted) AS converted_x2, SUM(converted * pre_converted) AS converted_xy,
+           SUM(replied) AS replied_y, SUM(replied) AS replied_y2, SUM(pre_replied) AS replied_x,
+           SUM(pre_replied) AS replied_x2, SUM(replied * pre_replied) AS replied_xy,
+           SUM(was_read) AS read_y, SUM(was_read) AS read_y2, SUM(pre_read) AS read_x,
+           SUM(pre_read) AS read_x2, SUM(was_read * pre_read) AS read_xy,
+           SUM(rev) AS revenue_y, SUM(rev * rev) AS revenue_y2, SUM(pre_rev) AS revenue_x,
+           SUM(pre_rev * pre_rev) AS revenue_x2, SUM(rev * pre_rev) AS revenue_xy,
+           SUM(opted_out) AS opted_out_y, SUM(opted_out) AS opted_out_y2, SUM(pre_opted_out) AS opted_out_x,
+           SUM(pre_opted_out) AS opted_out_x2, SUM(opted_out * pre_opted_out) AS opted_out_xy,
+           SUM(failed) AS failed_y, SUM(failed) AS failed_y2, SUM(pre_failed) AS failed_x,
+           SUM(pre_failed) AS failed_x2, SUM(failed * pre_failed) AS failed_xy,
+           SUM(blocked) AS blocked_y, SUM(blocked) AS blocked_y2, SUM(pre_blocked) AS blocked_x,
+           SUM(pre_blocked) AS blocked_x2, SUM(blocked * pre_blocked) AS blocked_xy,
+           SUM(cost) AS cost_y, SUM(cost * cost) AS cost_y2, SUM(pre_cost) AS cost_x,
+           SUM(pre_cost * pre_cost) AS cost_x2, SUM(cost * pre_cost) AS cost_xy,
+           SUM(delivered) AS delivered_y, SUM(delivered * delivered) AS delivered_y2,
+           SUM(rev * delivered) AS revenue_delivered
+    FROM capped
+    GROUP BY experiment, variant, multi, slice, country
 )
-SELECT p.experiment,
-       p.variant,
-       COUNT(*) AS exposures,
-       SUM(CASE WHEN n_conversions > 0 THEN 1 ELSE 0 END) AS conversions,
-       SUM(COALESCE(g.was_read, 0)) AS reads,
-       SUM(COALESCE(g.replied, 0)) AS replies,
-       SUM(CAST(revenue_micros AS DOUBLE) / 1000000) AS revenue_sum,
-       SUM((CAST(revenue_micros AS DOUBLE) / 1000000) * (CAST(revenue_micros AS DOUBLE) / 1000000)) AS revenue_sq_sum
-FROM per_contact p
-LEFT JOIN engaged_contacts g ON g.experiment = p.experiment AND g.contact = p.contact
-GROUP BY p.experiment, p.variant
-ORDER BY p.experiment, p.variant
-
+SELECT s.*, t.stopped_at
+FROM sums s
+LEFT JOIN stopped t ON t.experiment = s.experiment AND t.variant = s.variant
+ORDER BY s.experiment, s.variant, s.multi, s.slice, s.country

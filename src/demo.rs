@@ -257,31 +257,27 @@ fn summarize(page: &[(Computed, Option<String>)], url: &str, read: &str, out: &s
     }
     if let Some(x) = get(Report::Experiment) {
         let col = |c: &str| x.columns.iter().position(|n| n == c);
-        if let (Some(v), Some(rate), Some(ctb), Some(n)) =
-            (col("variant"), col("conversion_rate"), col("chance_to_beat_control"), col("exposures"))
-        {
-            println!("experiment:");
-            for r in &x.rows {
+        if let (Some(v), Some(m), Some(rate), Some(n), Some(d), Some(why), Some(slice)) = (
+            col("variant"),
+            col("metric"),
+            col("conversion_rate"),
+            col("exposures"),
+            col("decision"),
+            col("decision_reason"),
+            col("slice"),
+        ) {
+            // The decision is the always-valid test's, not a fixed-horizon "winner": it may be
+            // read at every look.
+            println!("experiment (decisions on the always-valid test):");
+            for r in x.rows.iter().filter(|r| r[slice].is_null()) {
                 println!(
-                    "  {:<10} exposures {:>5}  conversion {:>6.2}%  chance to beat control {}",
+                    "  {:<10} {:<10} exposures {:>5}  rate {:>6.2}%  {}: {}",
+                    r[m].as_str().unwrap_or(""),
                     r[v].as_str().unwrap_or(""),
                     r[n].as_i64().unwrap_or(0),
                     r[rate].as_f64().unwrap_or(0.0) * 100.0,
-                    r[ctb].as_f64().map(|p| format!("{:.1}%", p * 100.0)).unwrap_or_else(|| "(control)".into())
-                );
-            }
-            let best = x.rows.iter().filter(|r| r[ctb].is_number()).max_by(|a, b| {
-                a[ctb]
-                    .as_f64()
-                    .unwrap_or(0.0)
-                    .partial_cmp(&b[ctb].as_f64().unwrap_or(0.0))
-                    .unwrap_or(std::cmp::Ordering::Equal)
-            });
-            if let Some(b) = best {
-                println!(
-                    "winner: {} ({:.1}% chance to beat control)",
-                    b[v].as_str().unwrap_or(""),
-                    b[ctb].as_f64().unwrap_or(0.0) * 100.0
+                    r[d].as_str().unwrap_or("control"),
+                    r[why].as_str().unwrap_or(""),
                 );
             }
         }

@@ -17,7 +17,7 @@ const H: u32 = 340;
 #[error("chart: {0}")]
 pub struct ChartError(String);
 
-fn err<E: std::fmt::Display>(e: E) -> ChartError {
+pub(super) fn err<E: std::fmt::Display>(e: E) -> ChartError {
     ChartError(e.to_string())
 }
 
@@ -114,6 +114,7 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
                 .collect();
             error_bars(title, items)?
         }
+        ChartSpec::Effects { title } => return super::effects::effects(r, title),
     };
     Ok(Some(svg))
 }

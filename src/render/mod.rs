@@ -2,4 +2,5 @@
 //! ([`html`]). No JavaScript: the pages are plain HTML and CSS that read on a laptop or a phone.
 
 pub mod chart;
+mod effects;
 pub mod html;

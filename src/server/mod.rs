@@ -14,6 +14,7 @@ pub mod consent;
 pub mod erase;
 pub mod error;
 pub mod events;
+pub mod experiments;
 pub mod health;
 pub mod observe;
 pub mod pages;
@@ -426,6 +427,7 @@ pub fn router(app: AppState) -> Router {
             query::router()
                 .merge(erase::router())
                 .merge(pages::router())
+                .merge(experiments::router())
                 .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(request_time)),
         )
         .merge(consent::router())

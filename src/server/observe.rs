@@ -18,6 +18,7 @@ pub const API_ROUTES: &[&str] = &[
     "/v1/send",
     "/v1/reports/{name}",
     "/v1/experiments",
+    "/v1/experiments/{name}/plan",
     "/v1/consent/{phone}",
     "/v1/admin/flush",
     "/v1/admin/erase",

@@ -1,5 +1,5 @@
 //! Reports for people and scripts over HTTP: `GET /` (the report page with charts), `POST /login`
-//! (trade a read token for a page session), `GET /v1/reports/{name}`, `GET /v1/experiments`.
+//! (trade a read token for a page session), `GET /v1/reports/{name}`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,19 +15,15 @@ use serde::Deserialize;
 use super::audit::Note;
 use super::auth::{Caller, Role, SESSION_COOKIE, SESSION_TTL, Sessions};
 use super::{ApiError, AppState};
-use crate::analytics::reports::{Computed, Metric, Params, Report};
+use crate::analytics::reports::{Breakdown, Computed, Params, Report, parse_metric};
 use crate::render::{chart, html};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(index))
-        .route("/login", post(login))
-        .route("/v1/reports/{name}", get(one))
-        .route("/v1/experiments", get(experiments))
+    Router::new().route("/", get(index)).route("/login", post(login)).route("/v1/reports/{name}", get(one))
 }
 
 /// Read access by bearer token or page session: who is reading.
-fn authorize_read(app: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub(super) fn authorize_read(app: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     if let Some(caller) = Sessions::cookie(headers).and_then(|c| app.sessions.caller(c, &app.tokens)) {
         return Ok(caller);
     }
@@ -41,6 +37,7 @@ struct Filters {
     campaign: Option<String>,
     experiment: Option<String>,
     metric: Option<String>,
+    by: Option<String>,
     format: Option<String>,
 }
 
@@ -53,9 +50,10 @@ impl Filters {
             self.experiment.as_deref(),
         )
         .map_err(|e| ApiError::bad_request("bad_parameter", e.to_string()))?;
-        let metric = Metric::parse(self.metric.as_deref().unwrap_or(""))
-            .map_err(|e| ApiError::bad_request("bad_parameter", e.to_string()))?;
-        Ok(Params { metric, ..p })
+        let bad = |e: crate::error::Error| ApiError::bad_request("bad_parameter", e.to_string());
+        let metric = parse_metric(self.metric.as_deref().unwrap_or("")).map_err(bad)?;
+        let by = Breakdown::parse(self.by.as_deref().unwrap_or("")).map_err(bad)?;
+        Ok(Params { metric, by, ..p })
     }
 }
 
@@ -181,18 +179,4 @@ async fn one(
             ));
         }
     })
-}
-
-async fn experiments(
-    State(app): State<AppState>,
-    Extension(note): Extension<Note>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let caller = authorize_read(&app, &headers)?;
-    note.caller(&caller);
-    let mut visible = (*app.analytics.experiments).clone();
-    if let Some(t) = &caller.tenant {
-        visible.experiments.retain(|e| e.tenant.as_deref() == Some(t.name.as_str()));
-    }
-    Ok(Json(serde_json::to_value(&visible).unwrap_or_default()))
 }

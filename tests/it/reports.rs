@@ -407,14 +407,14 @@ template = "promo_a"
     // 2 and 2 exposures against weights 1:3: chi2 = (2-1)^2/1 + (2-3)^2/3 = 4/3, df 1.
     close(&r[0][2], 0.248_213_078_989_924_3);
 
-    let read = Params { metric: convoscope::analytics::reports::Metric::Read, ..Params::default() };
+    let read = Params { metric: Some(convoscope::analytics::reports::Metric::Read), ..Params::default() };
     let x = a.report("experiment", &read).await.unwrap();
     // Read: m1 (control) read, m4 not; m2 (bold) read, m3 failed.
     assert_eq!(
         rows(&x, &["variant", "conversions"]),
         vec![vec![json!("bold"), json!(1)], vec![json!("control"), json!(1)]]
     );
-    let replied = Params { metric: convoscope::analytics::reports::Metric::Replied, ..Params::default() };
+    let replied = Params { metric: Some(convoscope::analytics::reports::Metric::Replied), ..Params::default() };
     let x = a.report("experiment", &replied).await.unwrap();
     assert_eq!(
         rows(&x, &["variant", "conversions"]),
@@ -541,7 +541,7 @@ async fn reports_from_the_rollups_give_what_the_events_give() {
             };
             for p in &params {
                 for metric in metrics {
-                    let p = &Params { metric: *metric, ..p.clone() };
+                    let p = &Params { metric: Some(*metric), ..p.clone() };
                     let (x, y) = (a.report(name, p).await.unwrap(), events.report(name, p).await.unwrap());
                     same(&format!("{name} {p:?}"), &x, &y);
                 }

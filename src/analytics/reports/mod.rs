@@ -24,8 +24,8 @@ use chrono::{SecondsFormat, Utc};
 use datafusion::scalar::ScalarValue;
 use serde_json::{Map, Value, json};
 
-pub use self::experiment::{EXPERIMENT_COLUMNS, SRM_ALPHA};
-pub use self::params::{Metric, Param, Params};
+pub use self::experiment::{Decision, EXPERIMENT_COLUMNS, SRM_ALPHA};
+pub use self::params::{Breakdown, Metric, Param, Params, parse_metric};
 use super::executor::Work;
 use super::{Analytics, format};
 use crate::error::{Error, Result};
@@ -141,6 +141,9 @@ pub enum Chart {
     LinesPer { title: &'static str, x: &'static str, series: &'static str, value: &'static str },
     /// Per row, the rate `successes / trials` with its 95% interval, labelled by `label`.
     Intervals { title: &'static str, label: &'static [&'static str], trials: &'static str, successes: &'static str },
+    /// The experiment's differences from the control: per variant and metric, the always-valid
+    /// interval as a band, the fixed-horizon interval as ticks, coloured by the decision.
+    Effects { title: &'static str },
 }
 
 /// A computed report.
@@ -199,6 +202,7 @@ impl Analytics {
                     attribution_days: this.attribution_days,
                     bot_cost: this.costs.bot_cost_per_conversation,
                     agent_cost_per_hour: this.costs.agent_cost_per_hour,
+                    metrics: this.experiments.metrics.clone(),
                 };
                 let values: Vec<(&str, ScalarValue)> =
                     report.spec().params.iter().map(|p| (p.name(), given.value(*p, &bindings))).collect();

@@ -8,6 +8,7 @@ use datafusion::scalar::ScalarValue;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
+pub use crate::experiments::Metric;
 
 /// A parameter a report's SQL may use, with what it stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,15 @@ pub enum Param {
     BotCost,
     /// `$agent_cost_per_hour`: cost of an hour of an agent's handled time.
     AgentCostPerHour,
+    /// `$lookback_from`: the first date the pre-exposure period can reach (`$from` less the
+    /// lookback).
+    LookbackFrom,
+    /// `$lookback_s`: the pre-exposure period, in seconds before each first exposure.
+    LookbackSecs,
+    /// `$cap_q`: the quantile revenue per contact is capped at (0.999).
+    CapQuantile,
+    /// `$by`: the breakdown (`country`, `locale`, `template`; `''`: none).
+    By,
 }
 
 impl Param {
@@ -39,6 +49,10 @@ impl Param {
             Param::WindowSecs => "window_s",
             Param::BotCost => "bot_cost",
             Param::AgentCostPerHour => "agent_cost_per_hour",
+            Param::LookbackFrom => "lookback_from",
+            Param::LookbackSecs => "lookback_s",
+            Param::CapQuantile => "cap_q",
+            Param::By => "by",
         }
     }
 }
@@ -48,6 +62,8 @@ pub(crate) struct Bindings {
     pub attribution_days: i64,
     pub bot_cost: f64,
     pub agent_cost_per_hour: f64,
+    /// The experiments' metric settings (lookback, revenue cap).
+    pub metrics: crate::experiments::MetricSettings,
 }
 
 /// Filters of a report run.
@@ -57,47 +73,46 @@ pub struct Params {
     pub to: Option<NaiveDate>,
     pub campaign: Option<String>,
     pub experiment: Option<String>,
-    /// What counts as a conversion in the experiment report.
-    pub metric: Metric,
+    /// The experiment report's one goal metric, instead of each experiment's own goals.
+    pub metric: Option<Metric>,
+    /// The experiment report's breakdown: every statistic per slice.
+    pub by: Option<Breakdown>,
 }
 
-/// The experiment report's conversion metric.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Metric {
-    /// A `conversion` event within the attribution window (the default).
-    #[default]
-    Converted,
-    /// A reply to a message of the experiment.
-    Replied,
-    /// A message of the experiment read.
-    Read,
+/// What the experiment report breaks its statistics down by (`--by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breakdown {
+    Country,
+    Locale,
+    Template,
 }
 
-impl Metric {
-    /// Parses `converted`, `replied` or `read`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "converted" | "" => Ok(Metric::Converted),
-            "replied" => Ok(Metric::Replied),
-            "read" => Ok(Metric::Read),
-            other => Err(Error::Invalid(format!("metric must be converted, replied or read, got {other:?}"))),
+impl Breakdown {
+    /// Parses `country`, `locale` or `template`; `""` is no breakdown.
+    pub fn parse(s: &str) -> Result<Option<Self>> {
+        match s.trim() {
+            "" => Ok(None),
+            "country" => Ok(Some(Breakdown::Country)),
+            "locale" => Ok(Some(Breakdown::Locale)),
+            "template" => Ok(Some(Breakdown::Template)),
+            other => Err(Error::Invalid(format!("by must be country, locale or template, got {other:?}"))),
         }
     }
 
-    pub(crate) fn column(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
-            Metric::Converted => "conversions",
-            Metric::Replied => "replies",
-            Metric::Read => "reads",
+            Breakdown::Country => "country",
+            Breakdown::Locale => "locale",
+            Breakdown::Template => "template",
         }
     }
+}
 
-    fn as_str(self) -> &'static str {
-        match self {
-            Metric::Converted => "converted",
-            Metric::Replied => "replied",
-            Metric::Read => "read",
-        }
+/// Parses the experiment report's `--metric`: `""` leaves each experiment's own goals.
+pub fn parse_metric(s: &str) -> Result<Option<Metric>> {
+    match s.trim() {
+        "" => Ok(None),
+        name => Metric::parse(name).map(Some).map_err(Error::Invalid),
     }
 }
 
@@ -122,7 +137,8 @@ impl Params {
             to: date("to", to)?,
             campaign: campaign.map(str::to_string).filter(|s| !s.is_empty()),
             experiment: experiment.map(str::to_string).filter(|s| !s.is_empty()),
-            metric: Metric::Converted,
+            metric: None,
+            by: None,
         };
         if let (Some(f), Some(t)) = (p.from, p.to)
             && f > t
@@ -143,6 +159,15 @@ impl Params {
             Param::WindowSecs => ScalarValue::Float64(Some((b.attribution_days * 86_400) as f64)),
             Param::BotCost => ScalarValue::Float64(Some(b.bot_cost)),
             Param::AgentCostPerHour => ScalarValue::Float64(Some(b.agent_cost_per_hour)),
+            Param::LookbackFrom => text(match self.from {
+                Some(d) => {
+                    (d - chrono::Duration::seconds((b.metrics.lookback_days * 86_400.0).ceil() as i64)).to_string()
+                }
+                None => "0000-01-01".into(),
+            }),
+            Param::LookbackSecs => ScalarValue::Float64(Some(b.metrics.lookback_days * 86_400.0)),
+            Param::CapQuantile => ScalarValue::Float64(Some(b.metrics.revenue_cap_percentile / 100.0)),
+            Param::By => text(self.by.map(Breakdown::as_str).unwrap_or_default().to_string()),
         }
     }
 
@@ -152,7 +177,8 @@ impl Params {
             "to": self.to.map(|d| d.to_string()),
             "campaign": self.campaign,
             "experiment": self.experiment,
-            "metric": self.metric.as_str(),
+            "metric": self.metric.map(Metric::as_str),
+            "by": self.by.map(Breakdown::as_str),
         })
     }
 }

@@ -26,10 +26,13 @@
 //! and quick-reply payloads, and ingest reads it back ([`parse_callback_data`]), so receipts
 //! and replies join back to the variant. Writer and reader of that format live here, together.
 
+mod analysis;
+
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::analysis::{Analysis, Correction, Guardrail, Metric, MetricSettings};
 use crate::error::{Error, Result};
 
 /// Buckets assignment hashes into; weights are scaled onto them.
@@ -40,6 +43,9 @@ const BUCKETS: u64 = 10_000;
 pub struct Experiments {
     #[serde(default, rename = "experiment")]
     pub experiments: Vec<Experiment>,
+    /// How the metrics are computed, for every experiment of the file.
+    #[serde(default)]
+    pub metrics: MetricSettings,
 }
 
 /// One experiment.
@@ -59,6 +65,9 @@ pub struct Experiment {
     pub tenant: Option<String>,
     #[serde(rename = "variant")]
     pub variants: Vec<Variant>,
+    /// Its goals, guardrails and decision rules ([`Analysis`]).
+    #[serde(default)]
+    pub analysis: Analysis,
 }
 
 /// Lifecycle of an experiment; only running ones send.
@@ -122,6 +131,7 @@ impl Experiments {
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
         let ex: Experiments = toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {}", e.message())))?;
+        ex.metrics.validate().map_err(|why| Error::Config(format!("{origin}: {why}")))?;
         let mut seen = std::collections::HashSet::new();
         for e in &ex.experiments {
             let at =
@@ -159,6 +169,7 @@ impl Experiments {
             if e.variants.iter().filter(|v| v.control).count() > 1 {
                 return Err(at("variant.control", "only one variant may be the control"));
             }
+            e.analysis.validate().map_err(|why| Error::Config(format!("{origin}: experiment {:?}: {why}", e.name)))?;
         }
         Ok(ex)
     }

@@ -3,6 +3,25 @@
 //!
 //! All p-values are upper tails computed directly (`erfc`, `sf`), never `1 - cdf`, so values
 //! near 1e-7 keep their digits. Anything undefined for its inputs is `None`, never NaN.
+//!
+//! One file per idea beside this one, which holds the fixed-horizon tests:
+//!
+//! - [`sequential`]: always-valid confidence sequences and p-values;
+//! - [`cuped`]: variance reduction with the pre-exposure period, and its post-stratified form;
+//! - [`correction`]: Holm, Benjamini-Hochberg and Bonferroni across many tests;
+//! - [`ratio`]: ratio metrics (revenue per delivered message) by the delta method;
+//! - [`power`]: power and sample size, for planning.
+//!
+//! Every one is checked against `fixtures/ab_vectors.json` (scipy, statsmodels and gbstats,
+//! from `scripts/make_ab_vectors.py`).
+
+pub mod correction;
+pub mod cuped;
+pub mod power;
+pub mod ratio;
+pub mod sequential;
+
+pub use correction::{Correction, benjamini_hochberg, bonferroni, holm};
 
 use statrs::distribution::{ChiSquared, ContinuousCDF, StudentsT};
 use statrs::function::beta::ln_beta;
@@ -36,7 +55,7 @@ pub struct Comparison {
     pub chance_to_beat_control: Option<f64>,
 }
 
-fn finite(v: f64) -> Option<f64> {
+pub(crate) fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
@@ -123,19 +142,21 @@ pub fn srm_p_value(observed: &[u64], weights: &[f64]) -> Option<f64> {
     finite(dist.sf(chi2))
 }
 
-/// Holm step-down adjusted p-values (undefined inputs stay undefined and are not counted).
-pub fn holm(p: &[Option<f64>]) -> Vec<Option<f64>> {
-    let mut idx: Vec<usize> = (0..p.len()).filter(|&i| p[i].is_some()).collect();
-    idx.sort_by(|&a, &b| p[a].partial_cmp(&p[b]).unwrap_or(std::cmp::Ordering::Equal));
-    let m = idx.len();
-    let mut out = vec![None; p.len()];
-    let mut running: f64 = 0.0;
-    for (rank, &i) in idx.iter().enumerate() {
-        let adj = ((m - rank) as f64 * p[i].unwrap_or(1.0)).min(1.0);
-        running = running.max(adj);
-        out[i] = Some(running);
+/// One-sided p-value that `harm`, a difference in the direction of harm (e.g. the variant's
+/// opt-out rate minus the control's), exceeds `margin`: the non-inferiority test of a
+/// guardrail. H0 is "no more harm than the margin"; a small p says the variant harms.
+pub fn harm_p_value(harm: f64, se: f64, margin: f64) -> Option<f64> {
+    if !(se > 0.0 && se.is_finite() && harm.is_finite()) {
+        return None;
     }
-    out
+    finite(0.5 * erfc((harm - margin) / se / std::f64::consts::SQRT_2))
+}
+
+/// Two-sided p-value that two independent estimates differ (a slice's effect against the
+/// rest's): `(d1 - d2) / sqrt(v1 + v2)` against the normal.
+pub fn difference_p_value(d1: f64, v1: f64, d2: f64, v2: f64) -> Option<f64> {
+    let se = (v1 + v2).sqrt();
+    (se > 0.0 && se.is_finite()).then(|| normal_two_sided_p((d1 - d2) / se)).and_then(finite)
 }
 
 /// Mean, unbiased variance and count of a per-unit metric in one arm.
@@ -179,18 +200,31 @@ pub fn welch(control: MeanStats, variant: MeanStats) -> WelchResult {
     }
 }
 
+/// The reference vectors and the comparison every test of this module uses.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_vectors {
     use serde_json::Value;
 
-    fn close(got: Option<f64>, exp: &Value, abs: f64, rel: f64, what: &str) {
+    /// Passes when `|got - exp| <= max(abs, rel * |exp|)`; `None` must meet `null`.
+    pub fn close(got: Option<f64>, exp: &Value, abs: f64, rel: f64, what: &str) {
         match (got, exp.as_f64()) {
             (None, None) => {}
             (Some(g), Some(e)) => assert!((g - e).abs() <= abs.max(rel * e.abs()), "{what}: got {g}, expected {e}"),
             (g, _) => panic!("{what}: got {g:?}, expected {exp}"),
         }
     }
+
+    /// `fixtures/ab_vectors.json`.
+    pub fn vectors() -> Value {
+        serde_json::from_str(include_str!("../../../fixtures/ab_vectors.json")).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_vectors::{close, vectors};
+    use super::*;
+    use serde_json::Value;
 
     fn pair(got: Option<(f64, f64)>, exp: &Value, what: &str) {
         match got {
@@ -200,10 +234,6 @@ mod tests {
                 close(Some(hi), &exp[1], 1e-9, 1e-9, what);
             }
         }
-    }
-
-    fn vectors() -> Value {
-        serde_json::from_str(include_str!("../../fixtures/ab_vectors.json")).unwrap()
     }
 
     #[test]
@@ -269,22 +299,44 @@ mod tests {
     }
 
     #[test]
-    fn holm_matches_statsmodels() {
-        let v = vectors();
-        let case = v["cases"].as_array().unwrap().iter().find(|c| c["kind"] == "multiple_comparisons").unwrap();
-        let p: Vec<Option<f64>> = case["input"]["p_values"].as_array().unwrap().iter().map(Value::as_f64).collect();
-        let got = holm(&p);
-        for (g, e) in got.iter().zip(case["expected"]["holm_adjusted"].as_array().unwrap()) {
-            close(*g, e, 1e-12, 1e-9, "holm");
-        }
-    }
-
-    #[test]
     fn tiny_p_values_keep_their_digits() {
         // 1 - cdf would give 0 or a rounded value here.
         let p = normal_two_sided_p(5.5);
         assert!((p - 3.797_912_493_177_e-8).abs() < 1e-15, "{p}");
         assert_eq!(srm_p_value(&[10], &[1.0]), None);
         assert_eq!(compare_proportions(Proportion { n: 0, x: 0 }, Proportion { n: 5, x: 1 }), Comparison::default());
+    }
+
+    #[test]
+    fn harm_matches_statsmodels_one_sided() {
+        let v = vectors();
+        let mut checked = 0;
+        for case in v["cases"].as_array().unwrap().iter().filter(|c| c["kind"] == "noninferiority") {
+            let e = &case["expected"];
+            let p = harm_p_value(
+                e["abs_diff"].as_f64().unwrap(),
+                e["se_wald"].as_f64().unwrap(),
+                case["input"]["margin"].as_f64().unwrap(),
+            );
+            close(p, &e["p_value_harm"], 1e-10, 1e-6, "harm");
+            checked += 1;
+        }
+        assert_eq!(checked, 2);
+    }
+
+    #[test]
+    fn slice_against_rest_matches_statsmodels() {
+        let v = vectors();
+        let case = v["cases"].as_array().unwrap().iter().find(|c| c["kind"] == "welch_slice_vs_rest").unwrap();
+        let mut raw = Vec::new();
+        for s in case["expected"]["slices"].as_array().unwrap() {
+            let f = |k: &str| s[k].as_f64().unwrap();
+            let p = difference_p_value(f("d_slice"), f("v_slice"), f("d_rest"), f("v_rest"));
+            close(p, &s["p_value"], 1e-10, 1e-6, "slice p");
+            raw.push(p);
+        }
+        for (g, s) in bonferroni(&raw).iter().zip(case["expected"]["slices"].as_array().unwrap()) {
+            close(*g, &s["p_value_bonferroni"], 1e-10, 1e-6, "bonferroni");
+        }
     }
 }

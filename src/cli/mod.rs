@@ -1,5 +1,7 @@
 //! The commands of the `convoscope` binary.
 
+mod plan;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -55,9 +57,13 @@ pub enum Command {
         /// Only this experiment.
         #[arg(long)]
         experiment: Option<String>,
-        /// Conversion metric of the experiment report: converted, replied or read.
-        #[arg(long, default_value = "converted")]
-        metric: String,
+        /// The experiment report's goal metric instead of each experiment's own (converted,
+        /// replied, read, revenue, opted_out, failed, blocked, cost, revenue_per_delivered).
+        #[arg(long)]
+        metric: Option<String>,
+        /// The experiment report per slice: country, locale or template.
+        #[arg(long)]
+        by: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
         format: ReportFormat,
@@ -224,6 +230,9 @@ pub enum Command {
         #[arg(long)]
         work_dir: Option<PathBuf>,
     },
+    /// How many contacts an experiment needs per arm for the power asked, the power at a
+    /// recipients file's size, and the days at a send rate.
+    Plan(plan::PlanArgs),
     /// Ad hoc read-only SQL over the `events` table.
     Query {
         /// The SQL statement.
@@ -359,7 +368,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::server::run(listener, app, crate::server::shutdown_signal()).await?;
             Ok(())
         }
-        Command::Report { name, from, to, campaign, experiment, metric, format: fmt, out, tenant } => {
+        Command::Report { name, from, to, campaign, experiment, metric, by, format: fmt, out, tenant } => {
             let config = Config::load(cli.config.as_deref(), &flags)?;
             let params = crate::analytics::reports::Params::parse(
                 from.as_deref(),
@@ -368,7 +377,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 experiment.as_deref(),
             )?;
             let params = crate::analytics::reports::Params {
-                metric: crate::analytics::reports::Metric::parse(&metric)?,
+                metric: crate::analytics::reports::parse_metric(metric.as_deref().unwrap_or(""))?,
+                by: crate::analytics::reports::Breakdown::parse(by.as_deref().unwrap_or(""))?,
                 ..params
             };
             let analytics = Analytics::from_settings(Storage::open(&config.storage)?, &config.analytics(), None)?
@@ -610,6 +620,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 memory_bytes: config.query_memory_bytes,
             };
             crate::cluster::run_executor(options, storage).await?;
+            Ok(())
+        }
+        Command::Plan(args) => {
+            let config = Config::load(cli.config.as_deref(), &flags)?;
+            print!("{}", plan::run(&args, &config.experiments)?);
             Ok(())
         }
         Command::Query { sql, format: fmt, tenant } => {
