@@ -112,6 +112,8 @@ pub struct Config {
     pub require_opt_in: Vec<String>,
     /// Seconds a computed report is served from cache.
     pub report_cache_secs: u64,
+    /// Seconds between checks of the guardrails of experiments with `auto_stop`.
+    pub auto_stop_check_secs: u64,
     /// Days of partitions `retention` keeps.
     pub retention_days: u32,
     /// `retention` refuses to keep fewer days than this.
@@ -209,6 +211,7 @@ impl Default for Config {
             breaker_open_secs: 10.0,
             require_opt_in: vec!["marketing".into()],
             report_cache_secs: 30,
+            auto_stop_check_secs: 300,
             retention_days: 400,
             min_retention_days: 7,
             // Hourly: today's partition holds at most an hour of flushes besides its merged

@@ -47,6 +47,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "consent.opt_in",
     "consent.opt_out",
     "template.status",
+    "experiment.variant_stopped",
     "account.update",
     "account.alert",
     "account.phone_quality",

@@ -89,6 +89,7 @@ pub const ERROR_STAGES: &[&str] = &[
     "erasure",
     "audit",
     "consent_refresh",
+    "auto_stop",
 ];
 
 /// All metrics of one process.

@@ -93,6 +93,10 @@ pub struct SendResult {
     pub experiment: String,
     pub variant: String,
     pub status: String,
+    /// The variant the contact was assigned to when a guardrail stopped it: the contact got
+    /// `variant` (the control) instead, outside the experiment's analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reassigned_from: Option<String>,
 }
 
 /// Why a send did not happen.
@@ -211,6 +215,8 @@ pub struct Sender {
     idempotency_file: PathBuf,
     /// Erased contacts: refused until they opt in again.
     tombstones: crate::store::tombstones::Tombstones,
+    /// Variants a guardrail stopped, by experiment: their contacts get the control.
+    stopped: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
 }
 
 impl Sender {
@@ -251,7 +257,20 @@ impl Sender {
             in_flight: Mutex::new(HashMap::new()),
             idempotency_file,
             tombstones,
+            stopped: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Stops assigning `variant` of `experiment`; true when it was not stopped already.
+    pub fn stop_variant(&self, experiment: &str, variant: &str) -> bool {
+        let mut s = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        s.entry(experiment.to_string()).or_default().insert(variant.to_string())
+    }
+
+    /// Whether `variant` of `experiment` is stopped.
+    pub fn is_stopped(&self, experiment: &str, variant: &str) -> bool {
+        let s = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        s.get(experiment).is_some_and(|v| v.contains(variant))
     }
 
     /// Sends one message (see the module docs for the order of checks).
@@ -304,14 +323,26 @@ impl Sender {
             return fail(SendError::BadRequest("`to` is not a phone number".into()));
         };
         let digits = crate::pii::e164_digits(&req.to);
-        let variant = exp.assign(&contact_key);
+        let assigned = exp.assign(&contact_key);
+        // A stopped variant's contacts get the control, sent outside the experiment: counted
+        // as the control's, they would tilt its split and its results.
+        let reassigned_from = (self.is_stopped(&exp.name, &assigned.name) && assigned.name != exp.control().name)
+            .then(|| assigned.name.clone());
+        let variant = if reassigned_from.is_some() { exp.control() } else { assigned };
         let event = |event_type: &str| {
             let now = now_micros();
             let mut e = Event::new(String::new(), event_type, now, now, "sender");
             e.contact_key = Some(contact_key.clone());
             e.country = country.map(str::to_string);
-            e.experiment = Some(exp.name.clone());
-            e.variant = Some(variant.name.clone());
+            if let Some(from) = &reassigned_from {
+                e.attributes = Some(
+                    serde_json::json!({"experiment": exp.name, "reassigned_from": from, "reason": "variant_stopped"})
+                        .to_string(),
+                );
+            } else {
+                e.experiment = Some(exp.name.clone());
+                e.variant = Some(variant.name.clone());
+            }
             e.campaign = exp.campaign.clone();
             e.template = Some(variant.template.clone());
             e.locale = Some(variant.language.clone());
@@ -360,13 +391,24 @@ impl Sender {
             }
             s
         };
-        let callback = experiments::callback_data(&exp.name, &variant.name, exp.campaign.as_deref());
+        let callback = match (&reassigned_from, exp.campaign.as_deref()) {
+            (Some(_), Some(c)) => format!("campaign={c}"),
+            (Some(_), None) => String::new(),
+            (None, campaign) => experiments::callback_data(&exp.name, &variant.name, campaign),
+        };
         let msg = Outbound {
             to: digits,
             template: variant.template.clone(),
             language: variant.language.clone(),
             body: variant.body.iter().map(|b| fill(b)).collect(),
-            buttons: variant.buttons.iter().map(|b| experiments::button_payload(&exp.name, &variant.name, b)).collect(),
+            buttons: variant
+                .buttons
+                .iter()
+                .map(|b| match reassigned_from {
+                    Some(_) => b.clone(),
+                    None => experiments::button_payload(&exp.name, &variant.name, b),
+                })
+                .collect(),
             callback_data: callback,
             content_sid: variant.content_sid.clone(),
         };
@@ -382,6 +424,7 @@ impl Sender {
                         experiment: exp.name.clone(),
                         variant: variant.name.clone(),
                         status: acc.status,
+                        reassigned_from: reassigned_from.clone(),
                     }),
                     events: vec![e],
                 }

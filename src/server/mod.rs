@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod auth;
+mod autostop;
 pub mod consent;
 pub mod erase;
 pub mod error;
@@ -214,6 +215,10 @@ impl App {
             compactor: std::sync::Mutex::new(compactor),
         });
         tokio::spawn(refresh_from_store(Arc::downgrade(&app)));
+        if app.sender.is_some() && app.analytics.experiments.experiments.iter().any(|e| e.analysis.auto_stop) {
+            let every = std::time::Duration::from_secs(app.config.auto_stop_check_secs.max(1));
+            tokio::spawn(autostop::watch(Arc::downgrade(&app), every));
+        }
         Ok(app)
     }
 

@@ -7,6 +7,7 @@ mod collector;
 mod common;
 mod crash;
 mod disk;
+mod experiments;
 mod governance;
 mod hostile;
 mod isolation;

@@ -95,6 +95,7 @@ pub const EXPERIMENT_COLUMNS: &[&str] = &[
     "cuped_method",
     "harm_margin",
     "harm_p_value",
+    "always_valid_harm",
     "pre_period_p_value",
     "multiple_exposures",
     "health_warning",
@@ -381,7 +382,14 @@ fn rows_for(s: &Setting, arms: &[Arm], slice: Option<&SliceInfo>) -> Vec<Vec<Val
                 num(adjusted(k, i, &fixed)),
                 num(adjusted(k, i, &valid)),
                 txt(decision.map(|d| d.0.as_str())),
-                txt(decision.map(|d| d.1.as_str()).or((i == ci).then_some("the control"))),
+                match (s.stopped.get(&arm.name), decision) {
+                    (Some(at), Some(d)) => Value::from(format!(
+                        "stopped by its guardrail at {}, its contacts now get the control; {}",
+                        at.as_str().unwrap_or_default(),
+                        d.1
+                    )),
+                    _ => txt(decision.map(|d| d.1.as_str()).or((i == ci).then_some("the control"))),
+                },
                 num(o.cuped.map(|c| c.diff)),
                 num(o.cuped.map(|c| c.ci.0)),
                 num(o.cuped.map(|c| c.ci.1)),
@@ -390,6 +398,7 @@ fn rows_for(s: &Setting, arms: &[Arm], slice: Option<&SliceInfo>) -> Vec<Vec<Val
                 txt(o.cuped_method),
                 num(*margin),
                 num(o.harm_p_value),
+                if margin.is_some() && i != ci { Value::Bool(o.harmful) } else { Value::Null },
                 num(o.balance_p_value),
                 Value::from(s.multiple as u64),
                 txt(s.warning.as_deref()),
