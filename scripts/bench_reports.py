@@ -182,7 +182,8 @@ def duck_sqls(name):
 
 def params_for(sql):
     values = {"from": "0000-01-01", "to": "9999-12-31", "campaign": "", "experiment": "",
-              "window_s": 7 * 86400.0, "bot_cost": 0.10, "agent_cost_per_hour": 20.0}
+              "window_s": 7 * 86400.0, "bot_cost": 0.10, "agent_cost_per_hour": 20.0,
+              "lookback_from": "0000-01-01", "lookback_s": 14 * 86400.0, "cap_q": 0.999, "by": ""}
     return {k: v for k, v in values.items() if f"${k}" in sql}
 
 
@@ -193,7 +194,32 @@ def close(a, b_, column=""):
     return b.close(a, b_, 1e-4 if column.startswith("p") and column[1:3].isdigit() else 1e-9)
 
 
+def per_variant(ours, theirs, cols):
+    """The experiment report's goal rows and DuckDB's rows as (experiment, variant, exposures,
+    conversions): the report computes its statistics from sums per variant, slice and country
+    (summed here, without the contacts met by more than one variant), the baseline per
+    variant."""
+    mine = [{"experiment": r["experiment"], "variant": r["variant"], "exposures": r["exposures"],
+             "conversions": r["conversions"]}
+            for r in ours if r.get("metric") == "converted" and r.get("slice") is None]
+    sums = {}
+    for row in theirs:
+        r = dict(zip(cols, row))
+        if r.get("multi"):
+            continue
+        k = (r["experiment"], r["variant"])
+        e, c = sums.get(k, (0, 0))
+        sums[k] = (e + r["exposures"], c + r["conversions"])
+    theirs = [[k[0], k[1], e, c] for k, (e, c) in sorted(sums.items())]
+    mine.sort(key=lambda r: (r["experiment"], r["variant"]))
+    # A defined variant nobody was exposed to is a row of the report only.
+    mine = [r for r in mine if r["exposures"] > 0]
+    return mine, theirs, ["experiment", "variant", "exposures", "conversions"]
+
+
 def compare(name, ours, theirs, cols, label="report SQL"):
+    if name == "experiment":
+        ours, theirs, cols = per_variant(ours, theirs, cols)
     skip = COMPARE_SKIP.get(name, set())
     if len(theirs) != len(ours):
         return [f"{name}: {len(ours)} rows vs DuckDB {len(theirs)} ({label})"]
@@ -262,9 +288,13 @@ def time_reports(binary, store, runs, work, env, label):
         cursors = {}
 
         def duck(i):
+            # DuckDB's execute returns the connection itself: its description is the last
+            # query's, so each form's columns are taken as its rows are.
             sql = forms[i][1]
-            cursors[i] = con.execute(sql, params_for(sql))
-            return cursors[i].fetchall()
+            cur = con.execute(sql, params_for(sql))
+            rows = cur.fetchall()
+            cursors[i] = [d[0] for d in cur.description]
+            return rows
 
         # Interleaved: each round runs convoscope, then every DuckDB form (in turn, first form
         # rotating), so a slow minute on this shared machine slows both engines, not one. DuckDB
@@ -286,7 +316,7 @@ def time_reports(binary, store, runs, work, env, label):
         duck_s, duck_label = None, None
         for i, (form, _) in enumerate(forms):
             # Every formulation must give convoscope's rows, not only the faster one.
-            cols = [d[0] for d in cursors[i].description]
+            cols = cursors[i]
             failures += compare(name, ours, theirs[i], cols, f"{form}, {label}")
             s = statistics.median(duck_t[i])
             if duck_s is None or s < duck_s:

@@ -21,7 +21,8 @@
 //! - [`signature`]: the providers' webhook signatures, which the collector verifies and the
 //!   sandbox signs.
 //! - [`event`]: the one event schema everything is normalised into.
-//! - [`experiments`]: experiment definitions, deterministic assignment, and the callback data
+//! - [`experiments`]: experiment definitions, how each is judged (goals, guardrails, the
+//!   always-valid test's settings), deterministic assignment, and the callback data
 //!   the send path writes and ingest reads back.
 //! - [`pii`]: phone numbers → `contact_key` and `country`; numbers are never stored.
 //! - [`audit`]: the audit trail's record, as it travels the log and as `_audit/` stores it.
@@ -35,7 +36,7 @@
 //! - [`maintenance`]: one file per operation: compact, its schedule, rollup healing, retention.
 //! - [`generate`]: synthetic, seeded event sets for demos and benchmarks.
 //! - [`analytics`]: DataFusion over the store: the tables, the facts, the reports, run here or
-//!   on a cluster (`analytics::cluster`).
+//!   on a cluster (`analytics::cluster`), and the experiments' statistics (`analytics::stats`).
 //! - [`render`]: charts (plotters, SVG, PNG) and HTML pages of reports.
 //! - [`send`]: the send path (consent, assignment, rate limits, retries, circuit breaker) and
 //!   provider clients.
