@@ -151,6 +151,13 @@ mod ballista {
 #[cfg(feature = "cluster")]
 pub use ballista::{JobGuard, session};
 
+/// Plans of `ctx`, a cluster session, run with Ballista's static planner instead of its
+/// adaptive one (see [`crate::analytics::reports::Spec::adaptive`]).
+pub fn without_adaptive_planner(ctx: &datafusion::execution::context::SessionContext) -> Result<()> {
+    ctx.state_ref().write().config_mut().options_mut().set("ballista.planner.adaptive.enabled", "false")?;
+    Ok(())
+}
+
 /// Cancellations of cluster jobs under way ([`JobGuard`]), which a command that is about to
 /// exit waits for ([`settle`]): a report timed out here must not run on there.
 static CANCELLING: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> = std::sync::Mutex::new(Vec::new());

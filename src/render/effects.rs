@@ -19,6 +19,7 @@ const W: u32 = 900;
 struct Item {
     label: String,
     decision: String,
+    reason: String,
     estimate: f64,
     valid: (f64, f64),
     fixed: Option<(f64, f64)>,
@@ -51,6 +52,7 @@ fn items(r: &Computed) -> Vec<Item> {
     ) else {
         return Vec::new();
     };
+    let reason = col("decision_reason");
     let overall: Vec<&Vec<Value>> = r.rows.iter().filter(|row| row[isl].is_null()).collect();
     let experiments: std::collections::BTreeSet<&str> = overall.iter().filter_map(|row| row[ie].as_str()).collect();
     let mut out = Vec::new();
@@ -73,6 +75,7 @@ fn items(r: &Computed) -> Vec<Item> {
         out.push(Item {
             label,
             decision: row[id].as_str().unwrap_or("").to_string(),
+            reason: reason.and_then(|i| row[i].as_str()).unwrap_or("").to_string(),
             estimate: s((lo + hi) / 2.0),
             valid: (s(lo), s(hi)),
             fixed: row[iflo].as_f64().zip(row[ifhi].as_f64()).map(|(a, b)| (s(a), s(b))),
@@ -81,11 +84,51 @@ fn items(r: &Computed) -> Vec<Item> {
     out
 }
 
-/// The chart as SVG, `None` when no variant has an always-valid interval yet.
+/// Each variant's rate on the first goal with its 95% (Wald) interval: what there is to draw
+/// before any variant has an always-valid interval (too few contacts, or no variance yet).
+fn rates(r: &Computed) -> Result<Option<String>, ChartError> {
+    let col = |n: &str| r.columns.iter().position(|c| c == n);
+    let (Some(ie), Some(iv), Some(im), Some(irole), Some(ix), Some(ir), Some(isl)) = (
+        col("experiment"),
+        col("variant"),
+        col("metric"),
+        col("role"),
+        col("exposures"),
+        col("conversion_rate"),
+        col("slice"),
+    ) else {
+        return Ok(None);
+    };
+    let first_goal = r.rows.iter().find(|row| row[irole] == "goal").map(|row| row[im].clone());
+    let items: Vec<(String, f64, f64, f64)> = r
+        .rows
+        .iter()
+        .filter(|row| row[isl].is_null() && Some(&row[im]) == first_goal.as_ref())
+        .filter_map(|row| {
+            let (n, p) = (row[ix].as_f64()?, row[ir].as_f64()?);
+            let half = if n > 0.0 && (0.0..=1.0).contains(&p) {
+                crate::analytics::stats::Z975 * (p * (1.0 - p) / n).sqrt()
+            } else {
+                0.0
+            };
+            let label = format!("{} / {}", row[ie].as_str().unwrap_or(""), row[iv].as_str().unwrap_or(""));
+            Some((label, p, (p - half).max(0.0), p + half))
+        })
+        .collect();
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let metric = first_goal.as_ref().and_then(|m| m.as_str()).unwrap_or("goal");
+    super::chart::error_bars(&format!("{metric} per variant (95% interval); no always-valid interval yet"), items)
+        .map(Some)
+}
+
+/// The chart as SVG; before any variant has an always-valid interval, each variant's rate on
+/// the first goal; `None` without rows to draw.
 pub fn effects(r: &Computed, title: &str) -> Result<Option<String>, ChartError> {
     let items = items(r);
     if items.is_empty() {
-        return Ok(None);
+        return rates(r);
     }
     let extent = items
         .iter()
@@ -94,12 +137,15 @@ pub fn effects(r: &Computed, title: &str) -> Result<Option<String>, ChartError> 
         .fold(0.05_f64, |m, v| m.max(v.abs()));
     let x = -extent * 1.1..extent * 1.1;
     let n = items.len();
-    let h = 110 + 38 * n as u32;
+    // The plot, then one line per item under it: the decision's reason, in words.
+    let plot_h = 110 + 38 * n as u32;
+    let h = plot_h + 10 + 18 * n as u32;
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (W, h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
+        let (top, bottom) = root.split_vertically(plot_h);
+        let mut chart = ChartBuilder::on(&top)
             .caption(title, ("sans-serif", 17))
             .margin(12)
             .margin_right(150)
@@ -145,7 +191,15 @@ pub fn effects(r: &Computed, title: &str) -> Result<Option<String>, ChartError> 
             let (px, py) = chart.backend_coord(&(extent * 1.1, y));
             let style =
                 TextStyle::from(("sans-serif", 13).into_font()).color(&c).pos(Pos::new(HPos::Left, VPos::Center));
-            root.draw(&Text::new(it.decision.clone(), (px + 10, py), style)).map_err(err)?;
+            top.draw(&Text::new(it.decision.clone(), (px + 10, py), style)).map_err(err)?;
+        }
+        for (k, it) in items.iter().enumerate() {
+            let c = colour(&it.decision);
+            let style = TextStyle::from(("sans-serif", 12).into_font()).color(&c);
+            let line = format!("{}: {} — {}", it.label, it.decision, it.reason);
+            let line: String =
+                if line.chars().count() > 150 { line.chars().take(149).chain(['…']).collect() } else { line };
+            bottom.draw(&Text::new(line, (16, 4 + 18 * k as i32), style)).map_err(err)?;
         }
         root.present().map_err(err)?;
     }

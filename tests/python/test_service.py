@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from support import ROOT, WorkDir, free_port, need, post_fixture, serve
+from support import BIN, ROOT, WorkDir, free_port, need, post_fixture, serve
 
 ARTIFACTS = Path(os.environ.get("CONVOSCOPE_ARTIFACTS", ROOT / "target" / "test-artifacts"))
 INGEST, READ, ADMIN = "ingest-token-svc", "read-token-svc", "admin-token-svc"
@@ -89,6 +89,64 @@ class Service(unittest.TestCase):
         self.assertIn(">1200<", dom)
         shot = ARTIFACTS / "report-page.png"
         subprocess.run([chromium, *flags, "--window-size=1100,2400", f"--screenshot={shot}", page.as_uri()],
+                       capture_output=True, timeout=120)
+        self.assertTrue(shot.exists() and shot.stat().st_size > 10_000, "no screenshot")
+
+
+class ExperimentPage(unittest.TestCase):
+    """The experiment page a marketer opens, over generated data with enough contacts for an
+    always-valid interval: per variant and metric, its estimate and intervals in the chart, and
+    the decision with its reason, rendered by headless Chromium."""
+
+    def test_experiment_page_shows_decisions_in_chromium(self):
+        chromium = need("chromium")
+        tmp = WorkDir()
+        self.addCleanup(tmp.cleanup)
+        d = Path(tmp.name)
+        env = dict(os.environ, CONVOSCOPE_STORAGE=f"file://{d / 'store'}",
+                   CONVOSCOPE_EXPERIMENTS=str(ROOT / "experiments.toml"))
+        subprocess.run([BIN, "generate", "--events", "60000", "--days", "10"], env=env, check=True,
+                       capture_output=True, timeout=300)
+        proc, base, _ = serve(d, f"read:{READ}", CONVOSCOPE_EXPERIMENTS=str(ROOT / "experiments.toml"))
+        try:
+            req = urllib.request.Request(base + "/v1/reports/experiment?format=html",
+                                         headers={"Authorization": f"Bearer {READ}"})
+            html = urllib.request.urlopen(req, timeout=120).read().decode()
+            req = urllib.request.Request(base + "/v1/reports/experiment?format=json",
+                                         headers={"Authorization": f"Bearer {READ}"})
+            rows = json.load(urllib.request.urlopen(req, timeout=120))["rows"]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page = ARTIFACTS / "experiment-page.html"
+        page.write_text(html)
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={d / 'chromium'}"]
+        dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                             timeout=120).stdout
+        decided = [r for r in rows if r["decision"] is not None and r["slice"] is None]
+        self.assertTrue(decided, "no variant has a decision")
+        metrics = {r["metric"] for r in decided}
+        self.assertEqual(metrics, {"converted", "opted_out", "blocked"}, "the goal and the two guardrails")
+        control_rate = {r["metric"]: r["conversion_rate"] for r in rows if r["slice"] is None and r["decision"] is None}
+        drawn = 0
+        for r in decided:
+            self.assertIn(r["decision"], ["ship", "keep running", "stop: harm", "invalid: SRM", "not enough data"])
+            self.assertTrue(r["decision_reason"])
+            self.assertIn(f'<td>{r["decision"]}</td>', dom)
+            self.assertIn(r["decision_reason"].replace("&", "&amp;")[:40], dom)
+            # A line of the chart per variant and metric with an always-valid interval, as a
+            # share of the control's rate (none where the control's is 0: nothing to divide by).
+            if r["always_valid_low"] is not None and (control_rate.get(r["metric"]) or 0) > 0:
+                self.assertIn(f'{r["metric"]} · {r["variant"]}', dom)
+                drawn += 1
+        self.assertGreaterEqual(drawn, 2, "the goal's two variants are drawn")
+        self.assertIn("difference from the control", dom)
+        self.assertIn("<svg", dom)
+        shot = ARTIFACTS / "experiment-page.png"
+        subprocess.run([chromium, *flags, "--window-size=1100,1600", f"--screenshot={shot}", page.as_uri()],
                        capture_output=True, timeout=120)
         self.assertTrue(shot.exists() and shot.stat().st_size > 10_000, "no screenshot")
 

@@ -17,4 +17,5 @@ pub(super) const SPEC: Spec = Spec {
         value: "containment_rate",
     },
     finish: None,
+    adaptive: true,
 };

@@ -16,4 +16,5 @@ pub(super) const SPEC: Spec = Spec {
         series: &["cost_per_conversion"],
     },
     finish: None,
+    adaptive: true,
 };

@@ -17,4 +17,5 @@ pub(super) const SPEC: Spec = Spec {
         rates: &[("delivery rate", "delivered"), ("read rate", "read")],
     },
     finish: None,
+    adaptive: true,
 };

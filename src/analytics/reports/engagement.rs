@@ -16,4 +16,5 @@ pub(super) const SPEC: Spec = Spec {
         series: &["read_rate", "reply_rate"],
     },
     finish: None,
+    adaptive: true,
 };

@@ -15,4 +15,5 @@ pub(super) const SPEC: Spec = Spec {
         series: &["sent", "delivered", "read", "replied", "converted"],
     },
     finish: None,
+    adaptive: true,
 };

@@ -116,6 +116,11 @@ pub struct Spec {
     pub chart: Chart,
     /// Work done on its rows after the SQL (the experiment's statistics).
     pub finish: Option<Finish>,
+    /// Whether a cluster may plan it adaptively. Ballista 55's adaptive planner never finishes
+    /// the experiment report's plan: it makes new stages without end (and logs stages "to be
+    /// cancelled but not implemented"). Its static planner runs it to the same rows; the other
+    /// reports keep the adaptive one, which also reruns the work of an executor lost mid-job.
+    pub adaptive: bool,
 }
 
 /// Computes a report's final columns and rows from its SQL's.
@@ -198,6 +203,9 @@ impl Analytics {
             .executor()
             .run(Work::Report, async move {
                 let ctx = this.context().await?;
+                if this.distributed() && !report.spec().adaptive {
+                    super::cluster::without_adaptive_planner(&ctx)?;
+                }
                 let bindings = params::Bindings {
                     attribution_days: this.attribution_days,
                     bot_cost: this.costs.bot_cost_per_conversation,

@@ -16,4 +16,5 @@ pub(super) const SPEC: Spec = Spec {
         value: "p50_first_response_s",
     },
     finish: None,
+    adaptive: true,
 };

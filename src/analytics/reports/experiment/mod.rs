@@ -51,6 +51,7 @@ pub(super) const SPEC: Spec = Spec {
         title: "Difference from the control per metric (always-valid interval, fixed-horizon ticks)",
     },
     finish: Some(stats),
+    adaptive: false,
 };
 
 /// Columns of the experiment report after its statistics are added.
