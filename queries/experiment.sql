@@ -12,7 +12,7 @@
 --
 -- - converted: a conversion within $window_s seconds after the first exposure (pre: in the
 --   lookback); revenue: their revenue (each conversion event once), capped at the
---   experiment's $cap_q quantile of contacts (pre: at the quantile of the pre-period's);
+--   experiment's $cap_q quantile of the contacts with revenue (pre: of the pre-period's);
 -- - read, replied, failed, blocked (a failure with 131048), cost (the message's own cost, else
 --   the rate card's price when billable), delivered (messages): over the experiment's
 --   messages to the contact (pre: over messages sent to it in the lookback);
@@ -154,10 +154,12 @@ per_contact AS MATERIALIZED (
     LEFT JOIN pre q ON q.experiment = x.experiment AND q.contact = x.contact
     LEFT JOIN opt_outs o ON o.experiment = x.experiment AND o.contact = x.contact
 ),
+-- The caps: the $cap_q quantile of the amounts contacts have, zeros left out (most contacts buy
+-- nothing; with them, a 99.9th percentile under 0.1% of buyers would cap every order at 0).
 caps AS (
     SELECT experiment,
-           percentile_cont($cap_q) WITHIN GROUP (ORDER BY revenue) AS cap,
-           percentile_cont($cap_q) WITHIN GROUP (ORDER BY pre_revenue) AS pre_cap
+           percentile_cont($cap_q) WITHIN GROUP (ORDER BY revenue) FILTER (WHERE revenue > 0) AS cap,
+           percentile_cont($cap_q) WITHIN GROUP (ORDER BY pre_revenue) FILTER (WHERE pre_revenue > 0) AS pre_cap
     FROM per_contact
     WHERE NOT multi
     GROUP BY experiment

@@ -208,8 +208,9 @@ impl Analysis {
 pub struct MetricSettings {
     /// CUPED's pre-exposure window, in days before each contact's first exposure.
     pub lookback_days: f64,
-    /// Revenue per contact is capped at this percentile of the experiment's contacts (Statsig's
-    /// winsorisation), so one huge order does not decide a test.
+    /// Revenue per contact is capped at this percentile of the amounts of the experiment's
+    /// contacts with revenue (Statsig's winsorisation; zeros left out, as GrowthBook can, since
+    /// with them a 99.9th percentile under 0.1% of buyers would cap every order at 0).
     pub revenue_cap_percentile: f64,
 }
 

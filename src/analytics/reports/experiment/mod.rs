@@ -477,3 +477,45 @@ fn slices(s: &Setting, valid: &[&Group], overall: &[Arm]) -> Vec<Vec<Value>> {
     }
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::prelude::SessionContext;
+
+    use crate::analytics::stats::test_vectors::{close, vectors};
+
+    /// The revenue cap is DataFusion's `percentile_cont`, as `queries/experiment.sql` writes it
+    /// (zeros left out): the same value as numpy's linear percentile, and the capped sums with it.
+    #[tokio::test]
+    async fn the_revenue_cap_is_numpys_linear_percentile() {
+        let v = vectors();
+        let case = v["cases"].as_array().unwrap().iter().find(|c| c["kind"] == "winsorize").unwrap();
+        let mut values: Vec<f64> =
+            case["input"]["values"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let q = case["input"]["percentile"].as_f64().unwrap() / 100.0;
+        // Contacts without revenue take no part in the cap.
+        values.extend([0.0; 500]);
+        let schema = Arc::new(Schema::new(vec![Field::new("revenue", DataType::Float64, false)]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(Float64Array::from(values))]).unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_batch("per_contact", batch).unwrap();
+        let sql = format!(
+            "WITH caps AS (SELECT percentile_cont({q}) WITHIN GROUP (ORDER BY revenue) FILTER (WHERE revenue > 0) AS cap \
+             FROM per_contact) \
+             SELECT MAX(c.cap), SUM(CASE WHEN p.revenue > c.cap THEN c.cap ELSE p.revenue END), \
+                    SUM(CASE WHEN p.revenue > c.cap THEN c.cap * c.cap ELSE p.revenue * p.revenue END) \
+             FROM per_contact p CROSS JOIN caps c WHERE p.revenue > 0"
+        );
+        let rows = crate::analytics::format::rows(&ctx.sql(&sql).await.unwrap().collect().await.unwrap()).unwrap();
+        let e = &case["expected"];
+        close(rows[0][0].as_f64(), &e["cap"], 1e-9, 1e-9, "cap");
+        let (n, sum, sq) = (e["n"].as_f64().unwrap(), rows[0][1].as_f64().unwrap(), rows[0][2].as_f64().unwrap());
+        close(Some(sum), &e["capped_sum"], 1e-6, 1e-9, "capped sum");
+        close(Some(sum / n), &e["capped_mean"], 1e-9, 1e-9, "capped mean");
+        close(Some((sq - sum * sum / n) / (n - 1.0)), &e["capped_variance"], 1e-6, 1e-8, "capped variance");
+    }
+}
