@@ -267,18 +267,39 @@ fn summarize(page: &[(Computed, Option<String>)], url: &str, read: &str, out: &s
             col("slice"),
         ) {
             // The decision is the always-valid test's, not a fixed-horizon "winner": it may be
-            // read at every look.
-            println!("experiment (decisions on the always-valid test):");
-            for r in x.rows.iter().filter(|r| r[slice].is_null()) {
-                println!(
-                    "  {:<10} {:<10} exposures {:>5}  rate {:>6.2}%  {}: {}",
-                    r[m].as_str().unwrap_or(""),
-                    r[v].as_str().unwrap_or(""),
-                    r[n].as_i64().unwrap_or(0),
-                    r[rate].as_f64().unwrap_or(0.0) * 100.0,
-                    r[d].as_str().unwrap_or("control"),
-                    r[why].as_str().unwrap_or(""),
-                );
+            // read at every look. One line of rates per variant, then each decision and why.
+            let whole: Vec<&Vec<Value>> = x.rows.iter().filter(|r| r[slice].is_null()).collect();
+            let mut metrics: Vec<&str> = Vec::new();
+            let mut variants: Vec<&str> = Vec::new();
+            for r in &whole {
+                let (mm, vv) = (r[m].as_str().unwrap_or(""), r[v].as_str().unwrap_or(""));
+                if !metrics.contains(&mm) {
+                    metrics.push(mm);
+                }
+                if !variants.contains(&vv) {
+                    variants.push(vv);
+                }
+            }
+            println!("experiment (decided on the always-valid test):");
+            println!(
+                "  {:<10} {:>9}  {}",
+                "variant",
+                "exposures",
+                metrics.iter().map(|mm| format!("{mm:>10}")).collect::<String>()
+            );
+            for vv in &variants {
+                let of = |mm: &str| whole.iter().find(|r| r[v] == *vv && r[m] == mm);
+                let exposures = of(metrics[0]).and_then(|r| r[n].as_i64()).unwrap_or(0);
+                let rates: String = metrics
+                    .iter()
+                    .map(|mm| format!("{:>9.2}%", of(mm).and_then(|r| r[rate].as_f64()).unwrap_or(0.0) * 100.0))
+                    .collect();
+                println!("  {vv:<10} {exposures:>9}  {rates}");
+            }
+            for vv in &variants {
+                if let Some(r) = whole.iter().find(|r| r[v] == *vv && r[d].is_string()) {
+                    println!("  {vv}: {} — {}", r[d].as_str().unwrap_or(""), r[why].as_str().unwrap_or(""));
+                }
             }
         }
     }

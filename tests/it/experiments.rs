@@ -195,3 +195,56 @@ async fn plan_over_the_api_and_the_command_line() {
     assert_eq!(cli["at_size"], json!(5000));
     assert!(cli["power_at_size"].as_f64().unwrap() < 0.5, "5,000 recipients are too few for 0.01: {cli}");
 }
+
+/// `--by country` on generated data: the slices are the largest countries and `other`, each
+/// variant's slices add up to its whole, every slice has its own SRM and decision, and the
+/// first goal's slice-against-rest test is there.
+#[tokio::test]
+async fn a_breakdown_by_country_adds_up_to_the_whole() {
+    use convoscope::analytics::Analytics;
+    use convoscope::analytics::reports::{Breakdown, Params};
+    use convoscope::store::Storage;
+    let storage = Storage::open("memory://").unwrap();
+    let spec = convoscope::generate::Spec {
+        events: 80_000,
+        days: 10,
+        seed: 7,
+        start: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+    };
+    convoscope::generate::generate(&storage, &spec).await.unwrap();
+    let a = Analytics::new(storage, 7).unwrap();
+    let by = Params { by: Some(Breakdown::Country), ..Params::default() };
+    let r = a.report("experiment", &by).await.unwrap();
+    let col = |n: &str| r.columns.iter().position(|c| c == n).unwrap();
+    let (iv, im, is, ix, isrm, isp, idec) = (
+        col("variant"),
+        col("metric"),
+        col("slice"),
+        col("exposures"),
+        col("slice_srm_p_value"),
+        col("slice_p_value"),
+        col("decision"),
+    );
+    let goal: Vec<&Vec<Value>> = r.rows.iter().filter(|row| row[im] == "converted").collect();
+    let whole: Vec<&&Vec<Value>> = goal.iter().filter(|row| row[is].is_null()).collect();
+    let slices: Vec<&&Vec<Value>> = goal.iter().filter(|row| !row[is].is_null()).collect();
+    assert!(!whole.is_empty() && !slices.is_empty());
+    let names: std::collections::BTreeSet<&str> = slices.iter().map(|row| row[is].as_str().unwrap()).collect();
+    assert!(names.len() >= 2 && names.len() <= 21, "{names:?}");
+    for w in &whole {
+        let variant = &w[iv];
+        let sum: u64 = slices.iter().filter(|row| &row[iv] == variant).map(|row| row[ix].as_u64().unwrap()).sum();
+        assert_eq!(sum, w[ix].as_u64().unwrap(), "{variant}: the slices add up to the whole");
+    }
+    for s in &slices {
+        assert!(s[isrm].is_number(), "every slice has its SRM: {s:?}");
+        if s[idec].is_string() {
+            let p = s[isp].as_f64().expect("a compared slice has its slice-against-rest p");
+            assert!((0.0..=1.0).contains(&p));
+        }
+    }
+    // Without --by there are no slice rows; with an unknown breakdown, a clear error.
+    let plain = a.report("experiment", &Params::default()).await.unwrap();
+    assert!(plain.rows.iter().all(|row| row[is].is_null()));
+    assert!(Breakdown::parse("city").unwrap_err().to_string().contains("country, locale or template"));
+}
