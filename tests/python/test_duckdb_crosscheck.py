@@ -6,6 +6,7 @@ HTTP, SIGTERM (which must flush and exit 0), then `report ... --format json`.
 """
 
 import json
+import os
 import signal
 import subprocess
 import unittest
@@ -96,6 +97,120 @@ class DuckDbCrossCheck(unittest.TestCase):
                                                   AND c.occurred_at <= f.at + INTERVAL 7 DAY))
             FROM first f GROUP BY ALL ORDER BY ALL""")
         self.assertEqual(ours, {(r[0], r[1]): tuple(r[2:]) for r in theirs})
+
+
+def theta(arms):
+    """CUPED's pooled slope over both arms' (x, y) pairs: joint covariance over joint variance."""
+    pts = [p for arm in arms for p in arm]
+    n = len(pts)
+    mx, my = sum(x for x, _ in pts) / n, sum(y for _, y in pts) / n
+    vx = sum((x - mx) ** 2 for x, _ in pts) / (n - 1)
+    cov = sum((x - mx) * (y - my) for x, y in pts) / (n - 1)
+    return cov / vx if vx > 0 else 0.0
+
+
+def stratum_effect(c, t):
+    """The treatment coefficient of y = g0 + g1 treated + g2 x by least squares, and its
+    variance (GrowthBook's per-stratum regression), by the normal equations."""
+    rows = [(1.0, 0.0, x, y) for x, y in c] + [(1.0, 1.0, x, y) for x, y in t]
+    xtx = [[sum(r[i] * r[j] for r in rows) for j in range(3)] for i in range(3)]
+    xty = [sum(r[i] * r[3] for r in rows) for i in range(3)]
+    det = (xtx[0][0] * (xtx[1][1] * xtx[2][2] - xtx[1][2] * xtx[2][1])
+           - xtx[0][1] * (xtx[1][0] * xtx[2][2] - xtx[1][2] * xtx[2][0])
+           + xtx[0][2] * (xtx[1][0] * xtx[2][1] - xtx[1][1] * xtx[2][0]))
+    scale = max(abs(v) for row in xtx for v in row)
+    if abs(det) <= 1e-12 * scale ** 3:
+        return None  # no pre-period variation here: the stratum is pooled
+    inv = [[0.0] * 3 for _ in range(3)]
+    for i in range(3):
+        for j in range(3):
+            m = [[xtx[r][k] for k in range(3) if k != i] for r in range(3) if r != j]
+            inv[i][j] = (-1) ** (i + j) * (m[0][0] * m[1][1] - m[0][1] * m[1][0]) / det
+    g = [sum(inv[i][k] * xty[k] for k in range(3)) for i in range(3)]
+    rss = sum((r[3] - g[0] - g[1] * r[1] - g[2] * r[2]) ** 2 for r in rows)
+    return g[1], rss / (len(rows) - 3) * inv[1][1]
+
+
+class ExperimentStatisticsCrossCheck(unittest.TestCase):
+    """The experiment report's CUPED, from DuckDB's own reading of the events: each contact's
+    first exposure, variant and country, its conversion within the window after it (y) and in
+    the 14 days before it (x), and the adjustment computed here from those pairs."""
+
+    def test_cuped_from_the_raw_events(self):
+        tmp = WorkDir()
+        self.addCleanup(tmp.cleanup)
+        store = Path(tmp.name) / "store"
+        env = dict(os.environ, CONVOSCOPE_STORAGE=f"file://{store}")
+        subprocess.run([BIN, "generate", "--events", "60000", "--days", "10", "--seed", "3"], env=env, check=True,
+                       capture_output=True, timeout=300)
+        out = subprocess.run([BIN, "report", "experiment", "--format", "json"], env=env, check=True,
+                             capture_output=True, text=True, timeout=300).stdout
+        rows = [r for r in json.loads(out)["rows"] if r["metric"] == "converted" and r["slice"] is None]
+        con = duckdb.connect()
+        con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{store}/events/*/*.parquet', hive_partitioning = true)")
+        pairs = con.execute("""
+            WITH sends AS (
+                SELECT experiment, variant, contact_key, message_id, min(occurred_at) AS t0
+                FROM events
+                WHERE event_type IN ('send.accepted', 'message.sent') AND experiment IS NOT NULL
+                  AND variant IS NOT NULL AND contact_key IS NOT NULL
+                GROUP BY ALL),
+            firsts AS (
+                SELECT experiment, contact_key, arg_min(variant, t0) AS variant, min(t0) AS t0
+                FROM sends GROUP BY ALL HAVING count(DISTINCT variant) = 1),
+            billed AS (
+                SELECT message_id, max(country) AS country FROM events
+                WHERE event_type IN ('send.accepted', 'message.sent', 'message.delivered', 'message.read')
+                GROUP BY ALL),
+            countries AS (
+                SELECT s.experiment, s.contact_key, max(b.country) AS country
+                FROM sends s JOIN billed b USING (message_id) GROUP BY ALL),
+            conversions AS (
+                SELECT event_id, max(contact_key) AS contact_key, min(occurred_at) AS t0
+                FROM events WHERE event_type = 'conversion' AND contact_key IS NOT NULL GROUP BY ALL)
+            SELECT f.experiment, f.variant, coalesce(c.country, '(none)'),
+                   (SELECT count(*) > 0 FROM conversions v WHERE v.contact_key = f.contact_key
+                      AND v.t0 >= f.t0 AND v.t0 <= f.t0 + INTERVAL 7 DAY)::INT AS y,
+                   (SELECT count(*) > 0 FROM conversions v WHERE v.contact_key = f.contact_key
+                      AND v.t0 < f.t0 AND v.t0 >= f.t0 - INTERVAL 14 DAY)::INT AS x
+            FROM firsts f LEFT JOIN countries c USING (experiment, contact_key)""").fetchall()
+        by = {}
+        for exp, variant, country, y, x in pairs:
+            by.setdefault((exp, variant), []).append((country, float(x), float(y)))
+        self.assertGreater(sum(x for *_, x, _ in pairs), 20, "the generated contacts have a pre-period")
+        checked = 0
+        for r in rows:
+            if r["cuped_abs_diff"] is None:
+                continue
+            control = by[(r["experiment"], next(v for v in ["control"] if (r["experiment"], v) in by))]
+            arm = by[(r["experiment"], r["variant"])]
+            self.assertEqual(len(arm), r["exposures"])
+            if r["cuped_method"] == "cuped":
+                th = theta([[(x, y) for _, x, y in control], [(x, y) for _, x, y in arm]])
+                adj = lambda a: sum(y - th * x for _, x, y in a) / len(a)
+                diff = adj(arm) - adj(control)
+            else:
+                # Countries with at least 50 contacts in each arm stand alone; the rest pool.
+                countries = sorted({c for c, *_ in control} | {c for c, *_ in arm})
+                strata, rest = [], ([], [])
+                for k in countries:
+                    c = [(x, y) for cc, x, y in control if cc == k]
+                    t = [(x, y) for cc, x, y in arm if cc == k]
+                    if len(c) >= 50 and len(t) >= 50 and stratum_effect(c, t) is not None:
+                        strata.append((c, t))
+                    else:
+                        rest[0].extend(c)
+                        rest[1].extend(t)
+                if len(rest[0]) >= 50 and len(rest[1]) >= 50 and stratum_effect(*rest) is not None:
+                    strata.append(rest)
+                elif rest[0] or rest[1]:
+                    big = max(range(len(strata)), key=lambda i: len(strata[i][0]) + len(strata[i][1]))
+                    strata[big] = (strata[big][0] + rest[0], strata[big][1] + rest[1])
+                total = sum(len(c) + len(t) for c, t in strata)
+                diff = sum((len(c) + len(t)) / total * stratum_effect(c, t)[0] for c, t in strata)
+            self.assertAlmostEqual(r["cuped_abs_diff"], diff, places=9, msg=f'{r["variant"]} {r["cuped_method"]}')
+            checked += 1
+        self.assertGreaterEqual(checked, 2)
 
 
 if __name__ == "__main__":
