@@ -65,9 +65,13 @@ blocked_messages AS (
     FROM events
     WHERE event_type = 'message.failed' AND error_code = 131048 AND date >= $lookback_from
 ),
-priced AS MATERIALIZED (
+-- The experiment each message belongs to, for the experiment's own messages.
+experiment_messages AS (
+    SELECT DISTINCT experiment, message_key FROM exposure_rows WHERE message_key IS NOT NULL
+),
+priced AS (
     SELECT m.message_key, m.sent_at, m.contact, m.template, m.locale, m.country,
-           m.delivered, m.was_read, m.replied, m.failed,
+           m.delivered, m.was_read, m.replied, m.failed, e.experiment AS of_experiment,
            CASE WHEN b.message_key IS NULL THEN 0 ELSE 1 END AS blocked,
            COALESCE(CAST(m.cost_micros AS DOUBLE) / 1000000,
                     CASE WHEN m.billable THEN COALESCE(r.price, d.price, 0) ELSE 0 END) AS cost
@@ -75,30 +79,38 @@ priced AS MATERIALIZED (
     LEFT JOIN rate_card r ON r.category = m.category AND r.country = m.country
     LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'
     LEFT JOIN blocked_messages b ON b.message_key = m.message_key
+    LEFT JOIN experiment_messages e ON e.message_key = m.message_key
 ),
--- The experiment's own messages per contact: what the variant did.
-post_messages AS (
-    SELECT DISTINCT experiment, contact, message_key FROM exposure_rows WHERE message_key IS NOT NULL
-),
-post AS (
-    SELECT e.experiment, e.contact,
-           MAX(p.was_read) AS was_read, MAX(p.replied) AS replied, MAX(p.failed) AS failed,
-           MAX(p.blocked) AS blocked, SUM(p.delivered) AS delivered, SUM(p.cost) AS cost,
-           max_text(p.country) AS country, max_text(p.locale) AS locale, max_text(p.template) AS template
-    FROM post_messages e
-    JOIN priced p ON p.message_key = e.message_key
-    GROUP BY e.experiment, e.contact
-),
--- The same measures over the messages sent to the contact in the lookback.
-pre AS (
-    SELECT x.experiment, x.contact,
-           MAX(p.was_read) AS was_read, MAX(p.replied) AS replied, MAX(p.failed) AS failed,
-           MAX(p.blocked) AS blocked, SUM(p.delivered) AS delivered, SUM(p.cost) AS cost
-    FROM exposed x
-    JOIN priced p ON p.contact = x.contact
-    WHERE p.sent_at < x.exposed_at
-      AND date_part('epoch', p.sent_at) >= date_part('epoch', x.exposed_at) - $lookback_s
-    GROUP BY x.experiment, x.contact
+-- Per exposed contact, in one join: the experiment's own messages (what the variant did) and
+-- the messages sent to it in the lookback (the same measures before).
+message_outcomes AS (
+    SELECT experiment, contact,
+           MAX(CASE WHEN post THEN was_read ELSE 0 END) AS was_read,
+           MAX(CASE WHEN post THEN replied ELSE 0 END) AS replied,
+           MAX(CASE WHEN post THEN failed ELSE 0 END) AS failed,
+           MAX(CASE WHEN post THEN blocked ELSE 0 END) AS blocked,
+           SUM(CASE WHEN post THEN delivered ELSE 0 END) AS delivered,
+           SUM(CASE WHEN post THEN cost ELSE 0 END) AS cost,
+           max_text(CASE WHEN post THEN country END) AS country,
+           max_text(CASE WHEN post THEN locale END) AS locale,
+           max_text(CASE WHEN post THEN template END) AS template,
+           MAX(CASE WHEN pre THEN was_read ELSE 0 END) AS pre_read,
+           MAX(CASE WHEN pre THEN replied ELSE 0 END) AS pre_replied,
+           MAX(CASE WHEN pre THEN failed ELSE 0 END) AS pre_failed,
+           MAX(CASE WHEN pre THEN blocked ELSE 0 END) AS pre_blocked,
+           SUM(CASE WHEN pre THEN delivered ELSE 0 END) AS pre_delivered,
+           SUM(CASE WHEN pre THEN cost ELSE 0 END) AS pre_cost
+    FROM (
+        SELECT x.experiment, x.contact, p.was_read, p.replied, p.failed, p.blocked, p.delivered, p.cost,
+               p.country, p.locale, p.template,
+               COALESCE(p.of_experiment = x.experiment, false) AS post,
+               p.sent_at < x.exposed_at
+                 AND date_part('epoch', p.sent_at) >= date_part('epoch', x.exposed_at) - $lookback_s AS pre
+        FROM exposed x
+        JOIN priced p ON p.contact = x.contact
+    ) joined
+    WHERE post OR pre
+    GROUP BY experiment, contact
 ),
 conversion_events AS (
     SELECT event_id, id_key(MAX(contact_key)) AS contact, MIN(occurred_at) AS occurred_at,
@@ -107,30 +119,27 @@ conversion_events AS (
     WHERE event_type = 'conversion' AND contact_key IS NOT NULL AND date >= $lookback_from
     GROUP BY event_id
 ),
-conversions AS (
+-- Conversions and opt-outs of the contacts around their first exposure, in one join.
+contact_events AS (
+    SELECT contact, occurred_at, 1 AS is_conversion, CAST(revenue_micros AS DOUBLE) / 1000000 AS revenue
+    FROM conversion_events
+    UNION ALL
+    SELECT id_key(contact_key) AS contact, occurred_at, 0 AS is_conversion, 0.0 AS revenue
+    FROM events
+    WHERE event_type = 'consent.opt_out' AND contact_key IS NOT NULL AND date >= $lookback_from
+),
+outcomes AS (
     SELECT x.experiment, x.contact,
-           SUM(CASE WHEN c.occurred_at >= x.exposed_at THEN 1 ELSE 0 END) AS n_post,
-           SUM(CASE WHEN c.occurred_at >= x.exposed_at THEN CAST(c.revenue_micros AS DOUBLE) / 1000000 ELSE 0 END)
-               AS revenue,
-           SUM(CASE WHEN c.occurred_at < x.exposed_at THEN 1 ELSE 0 END) AS n_pre,
-           SUM(CASE WHEN c.occurred_at < x.exposed_at THEN CAST(c.revenue_micros AS DOUBLE) / 1000000 ELSE 0 END)
-               AS pre_revenue
+           SUM(CASE WHEN c.is_conversion = 1 AND c.occurred_at >= x.exposed_at THEN 1 ELSE 0 END) AS n_post,
+           SUM(CASE WHEN c.is_conversion = 1 AND c.occurred_at >= x.exposed_at THEN c.revenue ELSE 0 END) AS revenue,
+           SUM(CASE WHEN c.is_conversion = 1 AND c.occurred_at < x.exposed_at THEN 1 ELSE 0 END) AS n_pre,
+           SUM(CASE WHEN c.is_conversion = 1 AND c.occurred_at < x.exposed_at THEN c.revenue ELSE 0 END) AS pre_revenue,
+           MAX(CASE WHEN c.is_conversion = 0 AND c.occurred_at >= x.exposed_at THEN 1 ELSE 0 END) AS opted_out,
+           MAX(CASE WHEN c.is_conversion = 0 AND c.occurred_at < x.exposed_at THEN 1 ELSE 0 END) AS pre_opted_out
     FROM exposed x
-    JOIN conversion_events c ON c.contact = x.contact
+    JOIN contact_events c ON c.contact = x.contact
     WHERE date_part('epoch', c.occurred_at) >= date_part('epoch', x.exposed_at) - $lookback_s
       AND date_part('epoch', c.occurred_at) <= date_part('epoch', x.exposed_at) + $window_s
-    GROUP BY x.experiment, x.contact
-),
-opt_outs AS (
-    SELECT x.experiment, x.contact,
-           MAX(CASE WHEN o.occurred_at >= x.exposed_at THEN 1 ELSE 0 END) AS post,
-           MAX(CASE WHEN o.occurred_at < x.exposed_at THEN 1 ELSE 0 END) AS pre
-    FROM exposed x
-    JOIN (SELECT id_key(contact_key) AS contact, occurred_at FROM events
-          WHERE event_type = 'consent.opt_out' AND contact_key IS NOT NULL AND date >= $lookback_from) o
-      ON o.contact = x.contact
-    WHERE date_part('epoch', o.occurred_at) >= date_part('epoch', x.exposed_at) - $lookback_s
-      AND date_part('epoch', o.occurred_at) <= date_part('epoch', x.exposed_at) + $window_s
     GROUP BY x.experiment, x.contact
 ),
 per_contact AS MATERIALIZED (
@@ -141,18 +150,16 @@ per_contact AS MATERIALIZED (
            CASE WHEN COALESCE(c.n_post, 0) > 0 THEN 1 ELSE 0 END AS converted,
            CASE WHEN COALESCE(c.n_pre, 0) > 0 THEN 1 ELSE 0 END AS pre_converted,
            COALESCE(c.revenue, 0) AS revenue, COALESCE(c.pre_revenue, 0) AS pre_revenue,
-           COALESCE(p.was_read, 0) AS was_read, COALESCE(q.was_read, 0) AS pre_read,
-           COALESCE(p.replied, 0) AS replied, COALESCE(q.replied, 0) AS pre_replied,
-           COALESCE(o.post, 0) AS opted_out, COALESCE(o.pre, 0) AS pre_opted_out,
-           COALESCE(p.failed, 0) AS failed, COALESCE(q.failed, 0) AS pre_failed,
-           COALESCE(p.blocked, 0) AS blocked, COALESCE(q.blocked, 0) AS pre_blocked,
-           COALESCE(p.cost, 0) AS cost, COALESCE(q.cost, 0) AS pre_cost,
-           COALESCE(p.delivered, 0) AS delivered, COALESCE(q.delivered, 0) AS pre_delivered
+           COALESCE(p.was_read, 0) AS was_read, COALESCE(p.pre_read, 0) AS pre_read,
+           COALESCE(p.replied, 0) AS replied, COALESCE(p.pre_replied, 0) AS pre_replied,
+           COALESCE(c.opted_out, 0) AS opted_out, COALESCE(c.pre_opted_out, 0) AS pre_opted_out,
+           COALESCE(p.failed, 0) AS failed, COALESCE(p.pre_failed, 0) AS pre_failed,
+           COALESCE(p.blocked, 0) AS blocked, COALESCE(p.pre_blocked, 0) AS pre_blocked,
+           COALESCE(p.cost, 0) AS cost, COALESCE(p.pre_cost, 0) AS pre_cost,
+           COALESCE(p.delivered, 0) AS delivered, COALESCE(p.pre_delivered, 0) AS pre_delivered
     FROM exposed x
-    LEFT JOIN conversions c ON c.experiment = x.experiment AND c.contact = x.contact
-    LEFT JOIN post p ON p.experiment = x.experiment AND p.contact = x.contact
-    LEFT JOIN pre q ON q.experiment = x.experiment AND q.contact = x.contact
-    LEFT JOIN opt_outs o ON o.experiment = x.experiment AND o.contact = x.contact
+    LEFT JOIN outcomes c ON c.experiment = x.experiment AND c.contact = x.contact
+    LEFT JOIN message_outcomes p ON p.experiment = x.experiment AND p.contact = x.contact
 ),
 -- The caps: the $cap_q quantile of the amounts contacts have, zeros left out (most contacts buy
 -- nothing; with them, a 99.9th percentile under 0.1% of buyers would cap every order at 0).
