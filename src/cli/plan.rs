@@ -51,10 +51,7 @@ pub fn run(args: &PlanArgs, experiments_file: &Path) -> anyhow::Result<String> {
     if let Some(name) = &args.experiment {
         let defs = Experiments::load(experiments_file)?;
         let e = defs.get(name).with_context(|| format!("no experiment {name:?} in {}", experiments_file.display()))?;
-        // The control first, as the plan reads the weights.
-        let control = e.control();
-        let mut order: Vec<&crate::experiments::Variant> = vec![control];
-        order.extend(e.variants.iter().filter(|v| v.name != control.name));
+        let order = e.control_first();
         if weights.is_empty() {
             weights = order.iter().map(|v| v.weight).collect();
         }

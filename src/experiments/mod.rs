@@ -190,6 +190,12 @@ impl Experiment {
             .unwrap_or(&self.variants[0])
     }
 
+    /// The variants, the control first (the order a plan reads the weights in).
+    pub fn control_first(&self) -> Vec<&Variant> {
+        let control = self.control();
+        std::iter::once(control).chain(self.variants.iter().filter(|v| v.name != control.name)).collect()
+    }
+
     /// The variant a contact is assigned to, the same on every run and machine.
     pub fn assign(&self, contact_key: &str) -> &Variant {
         let h = xxhash_rust::xxh3::xxh3_64(format!("{}:{contact_key}", self.salt).as_bytes());

@@ -66,9 +66,7 @@ async fn plan(
         .get(&name)
         .filter(|e| visible(&caller, e))
         .ok_or_else(|| ApiError::NotFound(format!("no experiment {name:?}")))?;
-    let control = e.control();
-    let mut order = vec![control];
-    order.extend(e.variants.iter().filter(|v| v.name != control.name));
+    let order = e.control_first();
     let input = PlanInput {
         baseline: q.baseline,
         mde: q.mde,

@@ -21,6 +21,13 @@ ARTIFACTS = Path(os.environ.get("CONVOSCOPE_ARTIFACTS", ROOT / "target" / "test-
 INGEST, READ, ADMIN = "ingest-token-svc", "read-token-svc", "admin-token-svc"
 
 
+def chromium_flags(workdir: Path):
+    """Headless Chromium that reaches nothing but the page it is given."""
+    return ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={workdir / 'chromium'}"]
+
+
 class Service(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -76,9 +83,7 @@ class Service(unittest.TestCase):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page = ARTIFACTS / "report-page.html"
         page.write_text(html)
-        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={Path(self.tmp.name) / 'chromium'}"]
+        flags = chromium_flags(Path(self.tmp.name))
         dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
         for name in ["funnel", "delivery", "failures", "containment", "sla", "experiment", "engagement", "cost"]:
             self.assertIn(f'data-report="{name}"', dom)
@@ -121,9 +126,7 @@ class ExperimentPage(unittest.TestCase):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page = ARTIFACTS / "experiment-page.html"
         page.write_text(html)
-        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={d / 'chromium'}"]
+        flags = chromium_flags(d)
         dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
                              timeout=120).stdout
         decided = [r for r in rows if r["decision"] is not None and r["slice"] is None]
