@@ -267,6 +267,14 @@ impl Sender {
         s.entry(experiment.to_string()).or_default().insert(variant.to_string())
     }
 
+    /// Assigns `variant` of `experiment` again (its stop could not be recorded, and is retried).
+    pub fn unstop_variant(&self, experiment: &str, variant: &str) {
+        let mut s = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = s.get_mut(experiment) {
+            v.remove(variant);
+        }
+    }
+
     /// Whether `variant` of `experiment` is stopped.
     pub fn is_stopped(&self, experiment: &str, variant: &str) -> bool {
         let s = self.stopped.lock().unwrap_or_else(|p| p.into_inner());

@@ -19,10 +19,18 @@ use super::App;
 use crate::analytics::reports::{Params, Report};
 use crate::event::Event;
 
-/// Watches until the service is gone.
+/// Restores the variants stopped before, then (when an experiment has `auto_stop`) watches
+/// until the service is gone. A stop outlives turning `auto_stop` off: the variant stays
+/// stopped, as the report says, until the experiment is replaced.
 pub(super) async fn watch(app: Weak<App>, every: Duration) {
-    if let Some(app) = app.upgrade() {
-        restore(&app).await;
+    match app.upgrade() {
+        Some(app) => {
+            restore(&app).await;
+            if !app.analytics.experiments.experiments.iter().any(|e| e.analysis.auto_stop) {
+                return;
+            }
+        }
+        None => return,
     }
     loop {
         tokio::time::sleep(every).await;
@@ -98,8 +106,11 @@ pub(super) async fn check(app: &Arc<App>) {
             e.variant = Some(variant.to_string());
             e.attributes = Some(serde_json::json!({"metric": row[im], "reason": row[iwhy]}).to_string());
             if let Err(err) = app.store("sender", vec![e]).await {
+                // Unrecorded, the stop would not survive a restart nor show in the report:
+                // undone here, and the next check stops and records it again.
+                sender.unstop_variant(&name, variant);
                 app.metrics.error("auto_stop");
-                tracing::error!(error = %err, "a stopped variant could not be recorded; it is stopped in this process only");
+                tracing::error!(error = %err, "a stopped variant could not be recorded; the next check retries");
             }
         }
     }

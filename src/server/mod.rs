@@ -215,7 +215,7 @@ impl App {
             compactor: std::sync::Mutex::new(compactor),
         });
         tokio::spawn(refresh_from_store(Arc::downgrade(&app)));
-        if app.sender.is_some() && app.analytics.experiments.experiments.iter().any(|e| e.analysis.auto_stop) {
+        if app.sender.is_some() {
             let every = std::time::Duration::from_secs(app.config.auto_stop_check_secs.max(1));
             tokio::spawn(autostop::watch(Arc::downgrade(&app), every));
         }

@@ -149,8 +149,10 @@ pub fn compare(metric: Metric, control: &Arm, arm: &Arm, a: &Analysis, guardrail
     if let Some(margin) = guardrail_margin {
         out.harm_p_value = stats::harm_p_value(-sign * raw.diff, raw.variance.sqrt(), margin);
     }
+    // The ratio metric's x is its denominator after exposure, not a pre-period.
     let var_x = mc.var_x() / mc.n + mt.var_x() / mt.n;
-    out.balance_p_value = (var_x > 0.0).then(|| stats::normal_two_sided_p((mt.mean_x() - mc.mean_x()) / var_x.sqrt()));
+    out.balance_p_value = (var_x > 0.0 && metric != Metric::RevenuePerDelivered)
+        .then(|| stats::normal_two_sided_p((mt.mean_x() - mc.mean_x()) / var_x.sqrt()));
     out
 }
 

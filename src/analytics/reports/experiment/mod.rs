@@ -288,7 +288,11 @@ struct SliceInfo {
     p_value: Option<f64>,
 }
 
+/// The split's chi-square p-value. A variant `auto_stop` stopped takes no new contacts (they get
+/// the control outside the experiment), so it is left out: the other arms keep their shares of
+/// each other, which assignment by hash does not change.
 fn srm_of(s: &Setting, arms: &[Arm]) -> Option<f64> {
+    let arms: Vec<&Arm> = arms.iter().filter(|a| !s.stopped.contains_key(&a.name)).collect();
     let observed: Vec<u64> = arms.iter().map(|a| a.total.exposures() as u64).collect();
     let weights: Vec<f64> = match s.def {
         Some(d) => arms.iter().map(|a| d.weight_of(&a.name)).collect(),
