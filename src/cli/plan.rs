@@ -29,7 +29,7 @@ pub struct PlanArgs {
     /// Take the weights and arm names from this experiment of experiments.toml.
     #[arg(long)]
     pub experiment: Option<String>,
-    /// A recipients CSV: the power is reported at its size.
+    /// A recipients CSV (as `convoscope send` takes it): the power is reported at its rows.
     #[arg(long)]
     pub recipients: Option<PathBuf>,
     /// Sends a day, for the days the sample takes.
@@ -60,8 +60,12 @@ pub fn run(args: &PlanArgs, experiments_file: &Path) -> anyhow::Result<String> {
     if weights.is_empty() {
         weights = vec![50.0, 50.0];
     }
+    // The rows `convoscope send` would send: the same file, read the same way.
     let available = match &args.recipients {
-        Some(path) => Some(recipients(path)?),
+        Some(path) => {
+            let experiment = args.experiment.as_deref().unwrap_or_default();
+            Some(crate::send::batch::read_recipients(path, experiment)?.0.len() as u64)
+        }
         None => None,
     };
     let input = PlanInput {
@@ -77,18 +81,4 @@ pub fn run(args: &PlanArgs, experiments_file: &Path) -> anyhow::Result<String> {
         PlanFormat::Table => plan.to_table(arms.as_deref(), args.rate),
         PlanFormat::Json => format!("{}\n", serde_json::to_string_pretty(&plan.to_json(arms.as_deref(), args.rate))?),
     })
-}
-
-/// The recipients a CSV holds: its rows after the header.
-fn recipients(path: &Path) -> anyhow::Result<u64> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_path(path)
-        .with_context(|| format!("reading {}", path.display()))?;
-    let mut n = 0;
-    for row in rdr.records() {
-        row.with_context(|| format!("reading {}", path.display()))?;
-        n += 1;
-    }
-    Ok(n)
 }

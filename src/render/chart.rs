@@ -100,20 +100,6 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
             }
             lines(title, days, per_series.into_iter().collect())?
         }
-        ChartSpec::Intervals { title, label: by, trials, successes } => {
-            let (Some(n), Some(c)) = (col(r, trials), col(r, successes)) else { return Ok(None) };
-            let items = r
-                .rows
-                .iter()
-                .map(|row| {
-                    let (n, x) = (num(&row[n]).unwrap_or(0.0), num(&row[c]).unwrap_or(0.0));
-                    let p = if n > 0.0 { x / n } else { 0.0 };
-                    let half = if n > 0.0 { crate::analytics::stats::Z975 * (p * (1.0 - p) / n).sqrt() } else { 0.0 };
-                    (label(row, by), p, (p - half).max(0.0), (p + half).min(1.0))
-                })
-                .collect();
-            error_bars(title, items)?
-        }
         ChartSpec::Effects { title } => return super::effects::effects(r, title),
     };
     Ok(Some(svg))

@@ -8,19 +8,12 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
 use super::audit::Note;
-use super::auth::Caller;
 use super::pages::authorize_read;
 use super::{ApiError, AppState};
 use crate::analytics::stats::power::PlanInput;
-use crate::experiments::Experiment;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/experiments", get(list)).route("/v1/experiments/{name}/plan", get(plan))
-}
-
-/// Whether `caller` may see `e`: the operator sees all, a tenant its own.
-fn visible(caller: &Caller, e: &Experiment) -> bool {
-    caller.tenant.as_ref().is_none_or(|t| e.tenant.as_deref() == Some(t.name.as_str()))
 }
 
 async fn list(
@@ -30,9 +23,8 @@ async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let caller = authorize_read(&app, &headers)?;
     note.caller(&caller);
-    let mut shown = (*app.analytics.experiments).clone();
-    shown.experiments.retain(|e| visible(&caller, e));
-    Ok(Json(serde_json::to_value(&shown).unwrap_or_default()))
+    // A tenant's analytics hold its own experiments only.
+    Ok(Json(serde_json::to_value(&*app.analytics_for(&caller).experiments).unwrap_or_default()))
 }
 
 #[derive(Deserialize)]
@@ -60,12 +52,8 @@ async fn plan(
     note.caller(&caller);
     note.target(&name);
     let Query(q) = query.map_err(|e| ApiError::bad_request("bad_parameter", e.body_text()))?;
-    let e = app
-        .analytics
-        .experiments
-        .get(&name)
-        .filter(|e| visible(&caller, e))
-        .ok_or_else(|| ApiError::NotFound(format!("no experiment {name:?}")))?;
+    let analytics = app.analytics_for(&caller);
+    let e = analytics.experiments.get(&name).ok_or_else(|| ApiError::NotFound(format!("no experiment {name:?}")))?;
     let order = e.control_first();
     let input = PlanInput {
         baseline: q.baseline,

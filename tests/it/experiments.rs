@@ -160,21 +160,14 @@ async fn plan_over_the_api_and_the_command_line() {
     assert_eq!(plan["days_at_rate"], json!((plan["total"].as_f64().unwrap() / 1000.0 * 10.0).ceil() / 10.0));
     let (code, bad) = s.get_as(READ, "/v1/experiments/guarded/plan?baseline=2&mde=0.01").await;
     assert_eq!(code, 400, "{bad}");
-    assert!(
-        bad["error"]["message"].as_str().unwrap_or_default().contains("baseline")
-            || bad.to_string().contains("baseline"),
-        "{bad}"
-    );
+    assert!(bad["message"].as_str().unwrap().contains("baseline"), "{bad}");
     let (code, _) = s.get_as(READ, "/v1/experiments/nope/plan?baseline=0.1&mde=0.01").await;
     assert_eq!(code, 404);
     s.stop().await;
 
     let csv = dir.path().join("recipients.csv");
-    std::fs::write(
-        &csv,
-        "phone,name\n".to_string() + &(0..5000).map(|i| format!("1555{i:07},x\n")).collect::<String>(),
-    )
-    .unwrap();
+    std::fs::write(&csv, "to,name\n".to_string() + &(0..5000).map(|i| format!("1555{i:07},x\n")).collect::<String>())
+        .unwrap();
     let (ok, out, err) = convoscope(
         &[
             "plan",

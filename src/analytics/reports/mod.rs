@@ -144,8 +144,6 @@ pub enum Chart {
     },
     /// One line per distinct value of `series`: `value` over the distinct values of `x`.
     LinesPer { title: &'static str, x: &'static str, series: &'static str, value: &'static str },
-    /// Per row, the rate `successes / trials` with its 95% interval, labelled by `label`.
-    Intervals { title: &'static str, label: &'static [&'static str], trials: &'static str, successes: &'static str },
     /// The experiment's differences from the control: per variant and metric, the always-valid
     /// interval as a band, the fixed-horizon interval as ticks, coloured by the decision.
     Effects { title: &'static str },

@@ -81,10 +81,9 @@ pub fn compare_proportions(control: Proportion, variant: Proportion) -> Comparis
     let lift = (pc > 0.0).then(|| d / pc);
     // The delta method degenerates when either arm has no variance (a 0% or 100% rate).
     let degenerate = |p: f64| p <= 0.0 || p >= 1.0;
-    let lift_ci = if lift.is_some() && !degenerate(pc) && !degenerate(pt) {
-        let var = pt * (1.0 - pt) / (nt * pc * pc) + pt * pt * pc * (1.0 - pc) / (nc * pc.powi(4));
-        let se_rel = var.sqrt();
-        lift.map(|l| (l - Z975 * se_rel, l + Z975 * se_rel))
+    let lift_ci = if !degenerate(pc) && !degenerate(pt) {
+        lift.zip(lift_variance(pc, pc * (1.0 - pc) / nc, pt, pt * (1.0 - pt) / nt))
+            .map(|(l, var)| (l - Z975 * var.sqrt(), l + Z975 * var.sqrt()))
     } else {
         None
     };
@@ -96,6 +95,14 @@ pub fn compare_proportions(control: Proportion, variant: Proportion) -> Comparis
         p_value,
         chance_to_beat_control: Some(chance_to_beat(control, variant)),
     }
+}
+
+/// The delta method's variance of the relative lift `(mean_t − mean_c) / mean_c`, from each
+/// mean and the variance of each mean; `None` without a control mean or a positive variance.
+pub fn lift_variance(mean_c: f64, var_c: f64, mean_t: f64, var_t: f64) -> Option<f64> {
+    (mean_c != 0.0)
+        .then(|| var_t / (mean_c * mean_c) + mean_t * mean_t * var_c / mean_c.powi(4))
+        .filter(|v| v.is_finite() && *v > 0.0)
 }
 
 /// P(p_variant > p_control) with Beta(1 + x, 1 + n - x) posteriors, exact (Evan Miller's

@@ -154,7 +154,7 @@ mod tests {
             let ((nc, mc, vc), (nt, mt, vt)) = (arm(0), arm(1));
             let (n_star, alpha) = (i["sequential_tuning_parameter"].as_f64().unwrap(), i["alpha"].as_f64().unwrap());
             let abs = confidence_sequence(mt - mc, vc / nc + vt / nt, nc + nt, n_star, alpha).unwrap();
-            let rel_var = vt / (mc * mc * nt) + vc * mt * mt / (mc.powi(4) * nc);
+            let rel_var = crate::analytics::stats::lift_variance(mc, vc / nc, mt, vt / nt).unwrap();
             let rel = confidence_sequence((mt - mc) / mc, rel_var, nc + nt, n_star, alpha).unwrap();
             for (got, exp) in [(abs, &case["expected"]["absolute"]), (rel, &case["expected"]["relative"])] {
                 let id = format!("{}", case["id"]);

@@ -67,10 +67,12 @@ struct Plain {
 
 fn plain(mean_c: f64, var_c: f64, mean_t: f64, var_t: f64) -> Plain {
     // var_c and var_t are the variances of the two means.
-    let lift_variance = (mean_c != 0.0)
-        .then(|| var_t / (mean_c * mean_c) + mean_t * mean_t * var_c / mean_c.powi(4))
-        .filter(|v| v.is_finite() && *v > 0.0);
-    Plain { diff: mean_t - mean_c, variance: var_c + var_t, lift_variance, control_mean: mean_c }
+    Plain {
+        diff: mean_t - mean_c,
+        variance: var_c + var_t,
+        lift_variance: stats::lift_variance(mean_c, var_c, mean_t, var_t),
+        control_mean: mean_c,
+    }
 }
 
 /// Compares `arm` with `control` on `metric`; `guardrail_margin` is set for a guardrail.
@@ -166,6 +168,8 @@ fn rate(metric: Metric, m: &Moments) -> Option<f64> {
     Some(m.mean_y())
 }
 
-fn mean_stats(m: &Moments) -> MeanStats {
-    MeanStats { n: m.n as u64, mean: if m.n > 0.0 { m.mean_y() } else { 0.0 }, variance: m.var_y() }
+/// A metric's mean and variance per unit, as Welch's test takes them.
+pub fn mean_stats(m: &Moments) -> MeanStats {
+    // Rounding can take a zero variance a hair below zero.
+    MeanStats { n: m.n as u64, mean: if m.n > 0.0 { m.mean_y() } else { 0.0 }, variance: m.var_y().max(0.0) }
 }

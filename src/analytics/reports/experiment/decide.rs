@@ -148,30 +148,39 @@ mod tests {
         }
     }
 
+    fn evidence<'a>(
+        analysis: &'a Analysis,
+        goal: &'a Outcome,
+        guardrail: Option<&'a Outcome>,
+        conversions: f64,
+        days: f64,
+        srm: f64,
+    ) -> Evidence<'a> {
+        Evidence {
+            analysis,
+            srm_p_value: Some(srm),
+            srm_alpha: 0.001,
+            goals: vec![(Metric::Converted, goal, Some(0.01))],
+            guardrails: guardrail.map(|g| (Metric::OptedOut, g, 0.0)).into_iter().collect(),
+            conversions: (conversions, conversions),
+            days,
+        }
+    }
+
     #[test]
     fn each_decision_in_its_order() {
         let a = Analysis::default();
         let good = outcome(0.01, 0.03, true, false);
         let flat = outcome(-0.01, 0.01, false, false);
         let hurt = outcome(0.002, 0.01, false, true);
-        let ev = |goal: &'static Outcome, guard: Option<&'static Outcome>, conv: f64, days: f64, srm: f64| Evidence {
-            analysis: Box::leak(Box::new(a.clone())),
-            srm_p_value: Some(srm),
-            srm_alpha: 0.001,
-            goals: vec![(Metric::Converted, goal, Some(0.01))],
-            guardrails: guard.map(|g| (Metric::OptedOut, g, 0.0)).into_iter().collect(),
-            conversions: (conv, conv),
-            days,
-        };
-        let (good, flat, hurt) = (Box::leak(Box::new(good)), Box::leak(Box::new(flat)), Box::leak(Box::new(hurt)));
-        assert_eq!(decide(&ev(good, None, 500.0, 5.0, 1e-5)).0, Decision::InvalidSrm);
-        let (d, why) = decide(&ev(good, Some(hurt), 10.0, 1.0, 0.5));
+        assert_eq!(decide(&evidence(&a, &good, None, 500.0, 5.0, 1e-5)).0, Decision::InvalidSrm);
+        let (d, why) = decide(&evidence(&a, &good, Some(&hurt), 10.0, 1.0, 0.5));
         assert_eq!(d, Decision::StopHarm, "harm needs no gate");
         assert!(why.contains("opted_out") && why.contains("points"), "{why}");
-        let (d, why) = decide(&ev(good, None, 100.0, 1.0, 0.5));
+        let (d, why) = decide(&evidence(&a, &good, None, 100.0, 1.0, 0.5));
         assert_eq!(d, Decision::NotEnoughData);
         assert!(why.contains("100 conversions") && why.contains("1.0 days"), "{why}");
-        assert_eq!(decide(&ev(good, None, 500.0, 5.0, 0.5)).0, Decision::Ship);
-        assert_eq!(decide(&ev(flat, None, 500.0, 5.0, 0.5)).0, Decision::KeepRunning);
+        assert_eq!(decide(&evidence(&a, &good, None, 500.0, 5.0, 0.5)).0, Decision::Ship);
+        assert_eq!(decide(&evidence(&a, &flat, None, 500.0, 5.0, 0.5)).0, Decision::KeepRunning);
     }
 }

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
-use self::compare::{Arm, Outcome, compare};
+use self::compare::{Arm, Outcome, compare, mean_stats};
 use self::decide::{Evidence, decide};
 use self::sums::{Layout, Sums};
 use super::{Chart, Param, Params, Spec};
@@ -351,9 +351,13 @@ fn rows_for(s: &Setting, arms: &[Arm], slice: Option<&SliceInfo>) -> Vec<Vec<Val
         let holm = if arms.len() > 2 { stats::holm(&pvals) } else { vec![None; arms.len()] };
         for (i, arm) in arms.iter().enumerate() {
             let o = &outcomes[k][i];
-            let (rev_sum, _) = arm.total.revenue();
+            let revenue = mean_stats(&arm.total.uncapped_revenue());
             let n = arm.total.exposures();
-            let w = if i != ci { stats::welch(mean(&control.total), mean(&arm.total)) } else { Default::default() };
+            let w = if i != ci {
+                stats::welch(mean_stats(&control.total.uncapped_revenue()), revenue)
+            } else {
+                Default::default()
+            };
             let decision = decisions[i].as_ref();
             rows.push(vec![
                 Value::from(s.name),
@@ -372,7 +376,7 @@ fn rows_for(s: &Setting, arms: &[Arm], slice: Option<&SliceInfo>) -> Vec<Vec<Val
                 num(o.chance_to_beat_control),
                 num(srm),
                 srm.map(|p| Value::Bool(p < SRM_ALPHA)).unwrap_or(Value::Null),
-                num((n > 0.0).then(|| rev_sum / n)),
+                num((n > 0.0).then_some(revenue.mean)),
                 num(w.diff),
                 num(w.ci.map(|x| x.0)),
                 num(w.ci.map(|x| x.1)),
@@ -416,14 +420,6 @@ fn rows_for(s: &Setting, arms: &[Arm], slice: Option<&SliceInfo>) -> Vec<Vec<Val
         }
     }
     rows
-}
-
-fn mean(s: &Sums) -> stats::MeanStats {
-    let n = s.exposures();
-    let (sum, sq) = s.revenue();
-    let m = if n > 0.0 { sum / n } else { 0.0 };
-    let var = if n > 1.0 { ((sq - n * m * m) / (n - 1.0)).max(0.0) } else { 0.0 };
-    stats::MeanStats { n: n as u64, mean: m, variance: var }
 }
 
 /// The rows per slice: the top slices by contacts and `other`, each with its SRM and whether

@@ -139,9 +139,9 @@ impl Sums {
     pub fn conversions(&self) -> f64 {
         self.values[1]
     }
-    /// Uncapped revenue's sum and sum of squares (the report's `revenue_*` columns).
-    pub fn revenue(&self) -> (f64, f64) {
-        (self.values[4], self.values[5])
+    /// Uncapped revenue per contact as `y` (the report's `revenue_*` columns).
+    pub fn uncapped_revenue(&self) -> Moments {
+        Moments { n: self.exposures(), sum_y: self.values[4], sum_y2: self.values[5], ..Default::default() }
     }
 
     /// The metric's sums: `y` after exposure, `x` before it. For the ratio metric, `y` is the
