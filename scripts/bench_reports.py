@@ -42,7 +42,7 @@ import duckdb
 import benchlib as b
 
 ROOT = b.ROOT
-REPORTS = ["funnel", "delivery", "failures", "containment", "sla", "cost", "experiment", "engagement"]
+REPORTS = ["trends", "funnel", "delivery", "failures", "containment", "sla", "cost", "experiment", "engagement"]
 # Columns that exist in both outputs and must agree (convoscope adds statistics to experiment).
 COMPARE_SKIP = {"experiment": {"revenue_sum", "revenue_sq_sum", "reads", "replies"}}
 TOKEN = "bench-read-token"
@@ -183,7 +183,8 @@ def duck_sqls(name):
 def params_for(sql):
     values = {"from": "0000-01-01", "to": "9999-12-31", "campaign": "", "experiment": "",
               "window_s": 7 * 86400.0, "bot_cost": 0.10, "agent_cost_per_hour": 20.0,
-              "lookback_from": "0000-01-01", "lookback_s": 14 * 86400.0, "cap_q": 0.999, "by": ""}
+              "lookback_from": "0000-01-01", "lookback_s": 14 * 86400.0, "cap_q": 0.999, "by": "",
+              "interval": "day", "period_from": "0000-01-01"}
     return {k: v for k, v in values.items() if f"${k}" in sql}
 
 
@@ -390,7 +391,9 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--smoke", action="store_true", help="100,000 events, 1 run")
     ap.add_argument("--bin", default=b.default_bin())
+    ap.add_argument("--reports", default=",".join(REPORTS), help="comma-separated reports (default: all)")
     args = ap.parse_args()
+    REPORTS[:] = [r for r in args.reports.split(",") if r]
     if args.smoke:
         args.events, args.runs = "100000", 1
     sizes = [int(s) for s in args.events.split(",")]

@@ -1,6 +1,7 @@
 //! The commands of the `convoscope` binary.
 
 mod plan;
+mod report;
 
 use std::path::PathBuf;
 
@@ -41,39 +42,7 @@ pub enum Command {
         wal_dir: Option<PathBuf>,
     },
     /// Runs one report over the stored events.
-    Report {
-        /// Report name.
-        #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::analytics::reports::names()))]
-        name: String,
-        /// First date of the cohort (inclusive, UTC), e.g. 2026-01-01.
-        #[arg(long)]
-        from: Option<String>,
-        /// Last date of the cohort (inclusive, UTC).
-        #[arg(long)]
-        to: Option<String>,
-        /// Only this campaign.
-        #[arg(long)]
-        campaign: Option<String>,
-        /// Only this experiment.
-        #[arg(long)]
-        experiment: Option<String>,
-        /// The experiment report's goal metric instead of each experiment's own (converted,
-        /// replied, read, revenue, opted_out, failed, blocked, cost, revenue_per_delivered).
-        #[arg(long)]
-        metric: Option<String>,
-        /// The experiment report per slice: country, locale or template.
-        #[arg(long)]
-        by: Option<String>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
-        format: ReportFormat,
-        /// Write to this file instead of standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Only this tenant's rows (a [[tenant]] name), as its tokens see them.
-        #[arg(long)]
-        tenant: Option<String>,
-    },
+    Report(report::ReportArgs),
     /// Writes a synthetic, realistic event set straight to storage (same seed, same data).
     Generate {
         /// How many events, at least.
@@ -246,17 +215,6 @@ pub enum Command {
     },
 }
 
-/// Output formats of `report`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ReportFormat {
-    Table,
-    Json,
-    Csv,
-    Html,
-    Svg,
-    Png,
-}
-
 /// Output formats of `query`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum QueryFormat {
@@ -368,45 +326,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::server::run(listener, app, crate::server::shutdown_signal()).await?;
             Ok(())
         }
-        Command::Report { name, from, to, campaign, experiment, metric, by, format: fmt, out, tenant } => {
+        Command::Report(args) => {
             let config = Config::load(cli.config.as_deref(), &flags)?;
-            let params = crate::analytics::reports::Params::parse(
-                from.as_deref(),
-                to.as_deref(),
-                campaign.as_deref(),
-                experiment.as_deref(),
-            )?;
-            let params = crate::analytics::reports::Params {
-                metric: crate::analytics::reports::parse_metric(metric.as_deref().unwrap_or(""))?,
-                by: crate::analytics::reports::Breakdown::parse(by.as_deref().unwrap_or(""))?,
-                ..params
-            };
-            let analytics = Analytics::from_settings(Storage::open(&config.storage)?, &config.analytics(), None)?
-                .for_tenant(tenant_named(&config, tenant.as_deref())?);
-            let report = analytics.report(&name, &params).await?;
-            let text = match fmt {
-                ReportFormat::Table => report.to_table(),
-                ReportFormat::Csv => report.to_csv(),
-                ReportFormat::Json => format!("{}\n", serde_json::to_string_pretty(&report.to_json())?),
-                ReportFormat::Html => {
-                    crate::render::html::single(&report, crate::render::chart::for_report(&report)?.as_deref())
-                }
-                ReportFormat::Svg => crate::render::chart::for_report(&report)?
-                    .ok_or_else(|| anyhow::anyhow!("the {name} report has no rows to chart for these filters"))?,
-                ReportFormat::Png => {
-                    let svg = crate::render::chart::for_report(&report)?
-                        .ok_or_else(|| anyhow::anyhow!("the {name} report has no rows to chart for these filters"))?;
-                    let png = crate::render::chart::png(&svg)?;
-                    let path = out.ok_or_else(|| anyhow::anyhow!("--format png needs --out FILE"))?;
-                    std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
-                    return Ok(());
-                }
-            };
-            match out {
-                Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
-                None => print!("{text}"),
-            }
-            Ok(())
+            let tenant = tenant_named(&config, args.tenant.as_deref())?;
+            report::run(args, &config, tenant).await
         }
         Command::Generate { events, days, seed, start } => {
             let config = Config::load(cli.config.as_deref(), &flags)?;

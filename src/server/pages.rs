@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::audit::Note;
 use super::auth::{Caller, Role, SESSION_COOKIE, SESSION_TTL, Sessions};
 use super::{ApiError, AppState};
-use crate::analytics::reports::{Breakdown, Computed, Params, Report, parse_metric};
+use crate::analytics::reports::{Computed, Params, Report};
 use crate::render::{chart, html};
 
 pub fn router() -> Router<AppState> {
@@ -32,28 +32,14 @@ pub(super) fn authorize_read(app: &AppState, headers: &HeaderMap) -> Result<Call
 
 #[derive(Deserialize, Default)]
 struct Filters {
-    from: Option<String>,
-    to: Option<String>,
-    campaign: Option<String>,
-    experiment: Option<String>,
-    metric: Option<String>,
-    by: Option<String>,
+    #[serde(flatten)]
+    filters: crate::analytics::reports::Filters,
     format: Option<String>,
 }
 
 impl Filters {
     fn params(&self) -> Result<Params, ApiError> {
-        let p = Params::parse(
-            self.from.as_deref(),
-            self.to.as_deref(),
-            self.campaign.as_deref(),
-            self.experiment.as_deref(),
-        )
-        .map_err(|e| ApiError::bad_request("bad_parameter", e.to_string()))?;
-        let bad = |e: crate::error::Error| ApiError::bad_request("bad_parameter", e.to_string());
-        let metric = parse_metric(self.metric.as_deref().unwrap_or("")).map_err(bad)?;
-        let by = Breakdown::parse(self.by.as_deref().unwrap_or("")).map_err(bad)?;
-        Ok(Params { metric, by, ..p })
+        self.filters.parse().map_err(|e| ApiError::bad_request("bad_parameter", e.to_string()))
     }
 }
 

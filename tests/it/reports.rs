@@ -606,3 +606,61 @@ async fn a_file_without_its_rollup_is_read_from_the_events_until_compact_writes_
     let retired = retired.expect("a conversation rollup file");
     assert!(!std::path::Path::new(&retired).exists(), "the old layout's file is gone");
 }
+
+/// `trends` on the fixture: per day of the send, and the second day beside the first with
+/// `compare=previous` over the API, whose filters are checked (a report that cannot compare,
+/// a comparison without a range, an interval that is not one).
+#[tokio::test]
+async fn trends_per_day_and_beside_the_period_before() {
+    let (_dir, a) = loaded().await;
+    let t = a.report("trends", &Params::default()).await.unwrap();
+    // 1 Feb: m1 (delivered, read, replied, converted in 2 days) and m2 (read, so delivered;
+    // its conversion 19 days later is outside the window). 2 Feb: m3 failed, m4 delivered
+    // and converted within the hour. Every window closed long ago.
+    assert_eq!(
+        rows(
+            &t,
+            &["period", "sent", "delivered", "read", "replied", "failed", "converted", "window_closed", "window_open"]
+        ),
+        vec![
+            vec![json!("2026-02-01"), json!(2), json!(2), json!(2), json!(1), json!(0), json!(1), json!(2), json!(0)],
+            vec![json!("2026-02-02"), json!(2), json!(1), json!(0), json!(0), json!(1), json!(1), json!(2), json!(0)],
+        ]
+    );
+    let r = rows(&t, &["delivery_rate", "read_rate", "reply_rate", "failure_rate", "conversion_rate"]);
+    for (got, exp) in r.concat().iter().zip([1.0, 1.0, 0.5, 0.0, 0.5, 0.5, 0.0, 0.0, 0.5, 0.5]) {
+        close(got, exp);
+    }
+    // The messaging cost of the cost report, split by day of the send.
+    let cost: f64 = rows(&t, &["cost"]).iter().map(|r| r[0].as_f64().unwrap()).sum();
+    assert!((cost - 0.1683).abs() < 1e-9, "{cost}");
+    let week = Params { interval: convoscope::analytics::reports::Interval::Week, ..Params::default() };
+    let w = a.report("trends", &week).await.unwrap();
+    // 1 February 2026 is a Sunday: its week began on 26 January; the 2nd begins the next.
+    assert_eq!(
+        rows(&w, &["period", "sent"]),
+        vec![vec![json!("2026-01-26"), json!(2)], vec![json!("2026-02-02"), json!(2)]]
+    );
+
+    let s = TestServer::start(config(_dir.path())).await;
+    let (code, v) =
+        s.get_as(READ, "/v1/reports/trends?from=2026-02-02&to=2026-02-02&compare=previous&format=json").await;
+    assert_eq!(code, 200, "{v}");
+    let row = &v["rows"][0];
+    assert_eq!((&row["period"], &row["previous_period"]), (&json!("2026-02-02"), &json!("2026-02-01")));
+    assert_eq!((&row["sent"], &row["previous_sent"], &row["sent_change"]), (&json!(2), &json!(2), &json!(0.0)));
+    close(&row["delivery_rate_change"], -0.5);
+    assert_eq!(row["failure_rate_change"], Value::Null, "no failures the day before: no relative change");
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(1));
+    for (query, says) in [
+        ("funnel?from=2026-02-01&to=2026-02-02&compare=previous", "cannot compare"),
+        ("trends?compare=previous", "needs both from and to"),
+        ("trends?compare=next&from=2026-02-01&to=2026-02-02", "compare must be previous"),
+        ("trends?interval=month", "interval must be day or week"),
+    ] {
+        let (code, v) = s.get_as(READ, &format!("/v1/reports/{query}")).await;
+        assert_eq!(code, 400, "{query}: {v}");
+        assert!(v["message"].as_str().is_some_and(|m| m.contains(says)), "{query}: {v}");
+    }
+    s.stop().await;
+}

@@ -215,3 +215,78 @@ class ExperimentStatisticsCrossCheck(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TrendsCrossCheck(unittest.TestCase):
+    """`trends` per day and per week, and beside the period before, against DuckDB's own count of
+    the generated events: each message by the day of its first send, whether it was delivered
+    (or read), read, replied to, failed, and whether its contact converted within 7 days."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = WorkDir()
+        cls.store = Path(cls.tmp.name) / "store"
+        cls.env = dict(os.environ, CONVOSCOPE_STORAGE=f"file://{cls.store}")
+        subprocess.run([BIN, "generate", "--events", "40000", "--days", "14", "--seed", "5"], env=cls.env, check=True,
+                       capture_output=True, timeout=300)
+        con = duckdb.connect()
+        con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{cls.store}/events/*/*.parquet', hive_partitioning = true)")
+        cls.messages = con.execute("""
+            WITH sends AS (
+                SELECT message_id, min(occurred_at) AS t0, min(date) AS day, max(contact_key) AS contact_key
+                FROM events WHERE event_type IN ('send.accepted', 'message.sent') AND message_id IS NOT NULL
+                GROUP BY ALL),
+            receipts AS (
+                SELECT message_id,
+                       bool_or(event_type IN ('message.delivered', 'message.read')) AS delivered,
+                       bool_or(event_type = 'message.read') AS read,
+                       bool_or(event_type = 'message.failed') AS failed
+                FROM events GROUP BY ALL),
+            replies AS (
+                SELECT DISTINCT reply_to AS message_id FROM events
+                WHERE event_type IN ('interaction.reply', 'message.inbound') AND reply_to IS NOT NULL)
+            SELECT CAST(s.day AS DATE), coalesce(r.delivered, false)::INT, coalesce(r.read, false)::INT,
+                   (p.message_id IS NOT NULL)::INT, coalesce(r.failed, false)::INT,
+                   EXISTS (SELECT 1 FROM events c WHERE c.event_type = 'conversion' AND c.contact_key = s.contact_key
+                           AND c.occurred_at >= s.t0 AND c.occurred_at <= s.t0 + INTERVAL 7 DAY)::INT
+            FROM sends s LEFT JOIN receipts r USING (message_id) LEFT JOIN replies p USING (message_id)""").fetchall()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def report(self, *args):
+        out = subprocess.run([BIN, "report", "trends", "--format", "json", *args], env=self.env, check=True,
+                             capture_output=True, text=True, timeout=300).stdout
+        return json.loads(out)["rows"]
+
+    def counts(self, key):
+        """DuckDB's (sent, delivered, read, replied, failed, converted) per key(day)."""
+        out = {}
+        for day, *flags in self.messages:
+            row = out.setdefault(key(day), [0] * 6)
+            row[0] += 1
+            for i, f in enumerate(flags):
+                row[i + 1] += f
+        return out
+
+    def test_per_day_and_per_week(self):
+        import datetime
+        cols = ["sent", "delivered", "read", "replied", "failed", "converted"]
+        for interval, key in [("day", lambda d: d),
+                              ("week", lambda d: d - datetime.timedelta(days=d.weekday()))]:
+            ours = {r["period"]: [r[c] for c in cols] for r in self.report("--interval", interval)}
+            theirs = {str(k): v for k, v in self.counts(key).items()}
+            self.assertEqual(ours, theirs, interval)
+            self.assertTrue(all(r["window_open"] == 0 for r in self.report("--interval", interval)))
+
+    def test_beside_the_period_before(self):
+        days = {str(k): v for k, v in self.counts(lambda d: d).items()}
+        rows = self.report("--from", "2026-01-08", "--to", "2026-01-11", "--compare", "previous")
+        self.assertEqual([r["period"] for r in rows], ["2026-01-08", "2026-01-09", "2026-01-10", "2026-01-11"])
+        for r in rows:
+            self.assertEqual(r["sent"], days[r["period"]][0])
+            before = days[r["previous_period"]]
+            self.assertEqual(r["previous_sent"], before[0])
+            self.assertAlmostEqual(r["previous_read_rate"], before[2] / before[0], places=5)
+            self.assertAlmostEqual(r["sent_change"], (r["sent"] - before[0]) / before[0], places=5)

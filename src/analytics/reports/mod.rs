@@ -19,13 +19,15 @@ mod failures;
 mod funnel;
 mod params;
 mod sla;
+mod trends;
 
 use chrono::{SecondsFormat, Utc};
 use datafusion::scalar::ScalarValue;
 use serde_json::{Map, Value, json};
 
 pub use self::experiment::{Decision, EXPERIMENT_COLUMNS, SRM_ALPHA};
-pub use self::params::{Breakdown, Metric, Param, Params, parse_metric};
+pub use self::params::{Breakdown, Filters, Interval, Metric, Param, Params, parse_metric};
+pub use self::trends::COMPARED;
 use super::executor::Work;
 use super::{Analytics, format};
 use crate::error::{Error, Result};
@@ -42,11 +44,13 @@ pub enum Report {
     Experiment,
     Engagement,
     Cost,
+    Trends,
 }
 
 impl Report {
     /// Every report, in the order the report page shows them.
-    pub const ALL: [Report; 8] = [
+    pub const ALL: [Report; 9] = [
+        Report::Trends,
         Report::Funnel,
         Report::Delivery,
         Report::Failures,
@@ -68,6 +72,7 @@ impl Report {
             Report::Experiment => &experiment::SPEC,
             Report::Engagement => &engagement::SPEC,
             Report::Cost => &cost::SPEC,
+            Report::Trends => &trends::SPEC,
         }
     }
 
@@ -195,6 +200,16 @@ impl Analytics {
     /// Runs one report, on the query threads within `report_timeout_secs`
     /// ([`super::executor`]).
     pub async fn run(&self, report: Report, params: &Params) -> Result<Computed> {
+        let takes = |p: Param| report.spec().params.contains(&p);
+        if params.compare && !takes(Param::PeriodFrom) {
+            return Err(Error::Invalid(format!(
+                "{} cannot compare with the previous period; trends can",
+                report.name()
+            )));
+        }
+        if params.interval != Interval::Day && !takes(Param::Interval) {
+            return Err(Error::Invalid(format!("{} has no interval; trends has", report.name())));
+        }
         let this = self.clone();
         let given = params.clone();
         let (schema, batches) = self

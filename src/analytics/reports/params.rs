@@ -36,6 +36,11 @@ pub enum Param {
     CapQuantile,
     /// `$by`: the breakdown (`country`, `locale`, `template`; `''`: none).
     By,
+    /// `$interval`: what rows are per (`day` or `week`).
+    Interval,
+    /// `$period_from`: first date of the period asked for. `$from` is the first date of the
+    /// period before it when the report compares with it (`--compare previous`), else the same.
+    PeriodFrom,
 }
 
 impl Param {
@@ -53,6 +58,8 @@ impl Param {
             Param::LookbackSecs => "lookback_s",
             Param::CapQuantile => "cap_q",
             Param::By => "by",
+            Param::Interval => "interval",
+            Param::PeriodFrom => "period_from",
         }
     }
 }
@@ -77,6 +84,79 @@ pub struct Params {
     pub metric: Option<Metric>,
     /// The experiment report's breakdown: every statistic per slice.
     pub by: Option<Breakdown>,
+    /// What `trends` has a row per.
+    pub interval: Interval,
+    /// `trends` beside the period before, as long as the one asked for (`--compare previous`).
+    pub compare: bool,
+}
+
+/// What `trends` has a row per (`--interval`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Interval {
+    #[default]
+    Day,
+    /// An ISO week, from Monday.
+    Week,
+}
+
+impl Interval {
+    /// Parses `day` or `week`; `""` is a day.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim() {
+            "" | "day" => Ok(Interval::Day),
+            "week" => Ok(Interval::Week),
+            other => Err(Error::Invalid(format!("interval must be day or week, got {other:?}"))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interval::Day => "day",
+            Interval::Week => "week",
+        }
+    }
+}
+
+/// The filters of a report run as text, as the command line and the API take them.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct Filters {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub campaign: Option<String>,
+    pub experiment: Option<String>,
+    pub metric: Option<String>,
+    pub by: Option<String>,
+    pub interval: Option<String>,
+    /// `previous`, or nothing.
+    pub compare: Option<String>,
+}
+
+impl Filters {
+    /// The filters, each checked, with an error that names the bad one.
+    pub fn parse(&self) -> Result<Params> {
+        let text = |v: &Option<String>| v.as_deref().unwrap_or("").to_string();
+        let p = Params::parse(
+            self.from.as_deref(),
+            self.to.as_deref(),
+            self.campaign.as_deref(),
+            self.experiment.as_deref(),
+        )?;
+        let compare = match text(&self.compare).trim() {
+            "" => false,
+            "previous" => true,
+            other => return Err(Error::Invalid(format!("compare must be previous, got {other:?}"))),
+        };
+        if compare && (p.from.is_none() || p.to.is_none()) {
+            return Err(Error::Invalid("compare previous needs both from and to: the period before is as long".into()));
+        }
+        Ok(Params {
+            metric: parse_metric(&text(&self.metric))?,
+            by: Breakdown::parse(&text(&self.by))?,
+            interval: Interval::parse(&text(&self.interval))?,
+            compare,
+            ..p
+        })
+    }
 }
 
 /// What the experiment report breaks its statistics down by (`--by`).
@@ -139,6 +219,8 @@ impl Params {
             experiment: experiment.map(str::to_string).filter(|s| !s.is_empty()),
             metric: None,
             by: None,
+            interval: Interval::Day,
+            compare: false,
         };
         if let (Some(f), Some(t)) = (p.from, p.to)
             && f > t
@@ -148,11 +230,20 @@ impl Params {
         Ok(p)
     }
 
+    /// The period before the one asked for, as long, when the run compares with it.
+    pub fn previous_period(&self) -> Option<(NaiveDate, NaiveDate)> {
+        let (from, to) = (self.from?, self.to?);
+        self.compare.then(|| (from - (to - from) - chrono::Duration::days(1), from - chrono::Duration::days(1)))
+    }
+
     /// The value of `param` for this run.
     pub(crate) fn value(&self, param: Param, b: &Bindings) -> ScalarValue {
         let text = |s: String| ScalarValue::Utf8(Some(s));
+        let from = self.previous_period().map(|(f, _)| f).or(self.from);
         match param {
-            Param::From => text(self.from.map(|d| d.to_string()).unwrap_or_else(|| "0000-01-01".into())),
+            Param::From => text(from.map(|d| d.to_string()).unwrap_or_else(|| "0000-01-01".into())),
+            Param::PeriodFrom => text(self.from.map(|d| d.to_string()).unwrap_or_else(|| "0000-01-01".into())),
+            Param::Interval => text(self.interval.as_str().to_string()),
             Param::To => text(self.to.map(|d| d.to_string()).unwrap_or_else(|| "9999-12-31".into())),
             Param::Campaign => text(self.campaign.clone().unwrap_or_default()),
             Param::Experiment => text(self.experiment.clone().unwrap_or_default()),
@@ -179,6 +270,8 @@ impl Params {
             "experiment": self.experiment,
             "metric": self.metric.map(Metric::as_str),
             "by": self.by.map(Breakdown::as_str),
+            "interval": self.interval.as_str(),
+            "compare": self.compare.then_some("previous"),
         })
     }
 }
