@@ -249,9 +249,16 @@ impl Gen {
             r.reply_to = r.message_id.take();
             r.message_id = Some(format!("wamid.GENIN{}x{}", self.seed, self.seq));
             r.content_type = Some("button".into());
-            r.interaction_id = Some(if rng.random_bool(0.8) { "interested".into() } else { "not_now".into() });
+            let (id, title) = if rng.random_bool(0.8) { ("interested", "Interested") } else { ("not_now", "Not now") };
+            r.interaction_id = Some(id.into());
+            r.interaction_title = Some(title.into());
             r.actor = Some("customer".into());
             self.buf.push(r);
+        }
+        // A marketing message's link followed, as the brand's site reports it.
+        if camp.category == "marketing" && rng.random_bool(0.12) {
+            let l = base(self, "link.click", read_at + rng.random_range(5..900) * SEC_US);
+            self.buf.push(l);
         }
         if rng.random_bool(conv_rate / camp.read_rate) {
             // Mostly inside the 7-day window, some after it.

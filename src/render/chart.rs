@@ -89,8 +89,7 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
         }
         ChartSpec::LinesPer { title, x, series, value } => {
             let (Some(d), Some(q), Some(m)) = (col(r, x), col(r, series), col(r, value)) else { return Ok(None) };
-            let days: Vec<String> =
-                r.rows.iter().map(|row| text(&row[d])).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            let days = in_order(r.rows.iter().map(|row| text(&row[d])).collect());
             let mut per_series: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
             for row in &r.rows {
                 let line = per_series.entry(text(&row[q])).or_insert_with(|| vec![None; days.len()]);
@@ -103,6 +102,20 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
         ChartSpec::Effects { title } => return super::effects::effects(r, title),
     };
     Ok(Some(svg))
+}
+
+/// The distinct values of an x axis in order: as numbers when every one is a number (weeks
+/// after a cohort: as text, 10 would come before 2), else as text (dates).
+fn in_order(values: std::collections::BTreeSet<String>) -> Vec<String> {
+    let numbers: Option<Vec<f64>> = values.iter().map(|x| x.parse::<f64>().ok()).collect();
+    match numbers {
+        Some(n) => {
+            let mut keyed: Vec<(f64, String)> = n.into_iter().zip(values).collect();
+            keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
+            keyed.into_iter().map(|(_, x)| x).collect()
+        }
+        None => values.into_iter().collect(),
+    }
 }
 
 type Chart<'a, DB> =
@@ -291,5 +304,12 @@ mod tests {
         assert!(lines.contains("<svg"));
         let e = error_bars("t", vec![("v".into(), 0.1, 0.05, 0.15)]).unwrap();
         assert!(has_label(&e, "v"));
+    }
+
+    #[test]
+    fn an_axis_of_numbers_is_in_numeric_order_and_of_dates_in_date_order() {
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        assert_eq!(in_order(set(&["10", "2", "0", "1"])), ["0", "1", "2", "10"]);
+        assert_eq!(in_order(set(&["2026-01-12", "2026-01-05"])), ["2026-01-05", "2026-01-12"]);
     }
 }

@@ -101,11 +101,24 @@ async fn index(State(app): State<AppState>, headers: HeaderMap, Query(f): Query<
 
 #[derive(Deserialize)]
 struct LoginForm {
+    #[serde(default)]
     token: String,
 }
 
-async fn login(State(app): State<AppState>, Extension(note): Extension<Note>, Form(form): Form<LoginForm>) -> Response {
-    match app.tokens.check(form.token.trim(), Role::Read) {
+/// The sign-in form's answer. A post without a token (or not a form at all) gets the form back
+/// with a word on what is missing, not the extractor's plain-text rejection.
+async fn login(
+    State(app): State<AppState>,
+    Extension(note): Extension<Note>,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let html =
+        |status, message| (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html::login(Some(message)));
+    let token = match &form {
+        Ok(Form(f)) if !f.token.trim().is_empty() => f.token.trim(),
+        _ => return html(StatusCode::BAD_REQUEST, "Enter a read token to see the reports.").into_response(),
+    };
+    match app.tokens.check(token, Role::Read) {
         Ok(caller) => {
             note.caller(&caller);
             let cookie = format!(
@@ -119,12 +132,7 @@ async fn login(State(app): State<AppState>, Extension(note): Extension<Note>, Fo
             }
             resp
         }
-        Err(_) => (
-            StatusCode::UNAUTHORIZED,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            html::login(Some("That token is not a read token.")),
-        )
-            .into_response(),
+        Err(_) => html(StatusCode::UNAUTHORIZED, "That token is not a read token.").into_response(),
     }
 }
 
@@ -145,7 +153,15 @@ async fn one(
     let typed = |ct: &'static str, body: String| ([(header::CONTENT_TYPE, ct)], body).into_response();
     Ok(match f.format.as_deref().unwrap_or("json") {
         "json" => Json(r.to_json()).into_response(),
-        "csv" => typed("text/csv; charset=utf-8", r.to_csv()),
+        // A download gets a file name; the report's name is one of the fixed names, safe in a header.
+        "csv" => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}.csv\"", r.report.name())),
+            ],
+            r.to_csv(),
+        )
+            .into_response(),
         "svg" => match chart::for_report(&r).map_err(|e| ApiError::bad_request("chart", e.to_string()))? {
             Some(svg) => typed("image/svg+xml", svg),
             None => return Err(ApiError::NotFound("this report has no rows to chart for these filters".into())),

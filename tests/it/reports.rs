@@ -664,3 +664,72 @@ async fn trends_per_day_and_beside_the_period_before() {
     }
     s.stop().await;
 }
+
+/// `time_to_convert`, `retention` and `buttons` on the fixture, worked out by hand.
+#[tokio::test]
+async fn time_to_convert_retention_and_buttons_give_the_known_answers() {
+    let (_dir, a) = loaded().await;
+    let all = Params::default();
+
+    // Reads: m1 65 s after its send, m2 300 s. Reply: m1 after 120 s. Conversions in the
+    // window: m4's contact after an hour, m1's after 47 hours (m2's, 19 days on, is outside).
+    let t = a.report("time_to_convert", &all).await.unwrap();
+    assert_eq!(
+        rows(&t, &["campaign", "step", "messages", "under_1m", "1m_to_10m", "1h_to_6h", "1d_to_7d", "over_7d"]),
+        vec![
+            vec![json!("spring"), json!("read"), json!(2), json!(0), json!(2), json!(0), json!(0), json!(0)],
+            vec![json!("spring"), json!("reply"), json!(1), json!(0), json!(1), json!(0), json!(0), json!(0)],
+            vec![json!("spring"), json!("conversion"), json!(2), json!(0), json!(0), json!(1), json!(1), json!(0)],
+        ]
+    );
+    let p = rows(&t, &["p50_s", "p90_s", "p99_s"]);
+    // Linear interpolation between the two values, as percentile_cont does.
+    for (got, exp) in p.concat().iter().zip([182.5, 276.5, 297.65, 120.0, 120.0, 120.0, 86_400.0, 152_640.0, 167_544.0])
+    {
+        assert!((got.as_f64().unwrap() - exp).abs() < 1e-3, "{got} vs {exp}");
+    }
+
+    // Cohorts: contacts 1 and 2 first sent on Sunday 1 Feb (week of 26 Jan), 3 and 4 on Monday
+    // 2 Feb. Contact 1 replied that day (its inbound at 08:00 came before the send and does
+    // not count) and converted on the 3rd (week 1); contact 2 converted on the 20th (week 3);
+    // contact 4 converted within the hour. Week 2 has no activity but is a row; the 2 Feb
+    // cohort's week 3 begins after the last activity and is not.
+    let r = a.report("retention", &all).await.unwrap();
+    assert_eq!(
+        rows(&r, &["cohort_week", "week", "contacts", "active", "share", "complete"]),
+        [
+            ("2026-01-26", 0, 1),
+            ("2026-01-26", 1, 1),
+            ("2026-01-26", 2, 0),
+            ("2026-01-26", 3, 1),
+            ("2026-02-02", 0, 1),
+            ("2026-02-02", 1, 0),
+            ("2026-02-02", 2, 0),
+        ]
+        .iter()
+        .map(|&(c, w, n)| vec![json!(c), json!(w), json!(2), json!(n), json!(n as f64 / 2.0), json!(true)])
+        .collect::<Vec<_>>()
+    );
+
+    // promo_a / control: m1 (delivered, read) and m4 (delivered). m1's contact tapped "Yes
+    // please" and followed its link; m4's contact followed m4's link twice.
+    let b = a.report("buttons", &all).await.unwrap();
+    assert_eq!(
+        rows(&b, &["template", "variant", "button", "taps", "tappers", "messages_tapped", "delivered", "read"]),
+        vec![
+            vec![json!("promo_a"), json!("control"), json!("(link)"), json!(3), json!(2), json!(2), json!(2), json!(1)],
+            vec![
+                json!("promo_a"),
+                json!("control"),
+                json!("Yes please"),
+                json!(1),
+                json!(1),
+                json!(1),
+                json!(2),
+                json!(1)
+            ],
+        ]
+    );
+    let rates = rows(&b, &["tap_rate_delivered", "tap_rate_read"]);
+    assert_eq!(rates, vec![vec![json!(1.0), json!(1.0)], vec![json!(0.5), json!(1.0)]]);
+}

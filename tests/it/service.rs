@@ -38,7 +38,9 @@ async fn report_endpoint_formats_and_roles() {
     assert_eq!(v["report"], "funnel");
     assert_eq!(v["rows"][0]["template"], "promo_a");
     assert_eq!(v["rows"][0]["sent"], 2);
-    let csv = get("/v1/reports/funnel?format=csv", Some(READ)).await.unwrap().text().await.unwrap();
+    let r = get("/v1/reports/funnel?format=csv", Some(READ)).await.unwrap();
+    assert_eq!(r.headers()["content-disposition"], "attachment; filename=\"funnel.csv\"");
+    let csv = r.text().await.unwrap();
     assert!(csv.starts_with("campaign,template,sent,delivered,read,replied,converted"), "{csv}");
     assert!(csv.contains("spring,promo_a,2,2,1,1,2,1,0.5,0.5,1"), "{csv}");
     let r = get("/v1/reports/experiment?format=svg", Some(READ)).await.unwrap();
@@ -66,6 +68,16 @@ async fn report_page_signs_in_once_with_a_session_cookie() {
     assert!(r.text().await.unwrap().contains("name=\"token\""));
     let r = c.post(s.url("/login")).form(&[("token", INGEST)]).send().await.unwrap();
     assert_eq!(r.status(), 401);
+    // No token, or no form at all: the form again, with what is missing, as a page.
+    for r in [
+        c.post(s.url("/login")).form(&[("other", "x")]).send().await.unwrap(),
+        c.post(s.url("/login")).body("").send().await.unwrap(),
+    ] {
+        assert_eq!(r.status(), 400);
+        assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+        let page = r.text().await.unwrap();
+        assert!(page.contains("name=\"token\"") && page.contains("Enter a read token"), "{page}");
+    }
     let r = c.post(s.url("/login")).form(&[("token", READ)]).send().await.unwrap();
     assert_eq!(r.status(), 303);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();

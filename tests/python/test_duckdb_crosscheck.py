@@ -53,8 +53,8 @@ class DuckDbCrossCheck(unittest.TestCase):
     def test_files_are_hive_partitioned_parquet(self):
         rows = self.duck("SELECT count(*), count(DISTINCT event_id), min(date), max(date) FROM events")
         n, distinct, lo, hi = rows[0]
-        self.assertEqual(n, 32)
-        self.assertEqual(distinct, 32)
+        self.assertEqual(n, 35)
+        self.assertEqual(distinct, 35)
         self.assertEqual((str(lo), str(hi)), ("2026-02-01", "2026-02-20"))
 
     def test_funnel_counts_agree(self):
@@ -217,10 +217,11 @@ if __name__ == "__main__":
     unittest.main()
 
 
-class TrendsCrossCheck(unittest.TestCase):
-    """`trends` per day and per week, and beside the period before, against DuckDB's own count of
-    the generated events: each message by the day of its first send, whether it was delivered
-    (or read), read, replied to, failed, and whether its contact converted within 7 days."""
+class GrowthReportsCrossCheck(unittest.TestCase):
+    """`trends`, `time_to_convert`, `retention` and `buttons` against DuckDB's own reading of the
+    generated events: each message by the day of its first send, whether it was delivered (or
+    read), read, replied to, failed, and whether its contact converted within 7 days; the times
+    to each; each contact's weeks of activity; the taps and link clicks per button."""
 
     @classmethod
     def setUpClass(cls):
@@ -255,10 +256,90 @@ class TrendsCrossCheck(unittest.TestCase):
     def tearDownClass(cls):
         cls.tmp.cleanup()
 
-    def report(self, *args):
-        out = subprocess.run([BIN, "report", "trends", "--format", "json", *args], env=self.env, check=True,
+    def report(self, *args, name="trends"):
+        out = subprocess.run([BIN, "report", name, "--format", "json", *args], env=self.env, check=True,
                              capture_output=True, text=True, timeout=300).stdout
         return json.loads(out)["rows"]
+
+    def duck(self, sql):
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{self.store}/events/*/*.parquet', hive_partitioning = true)")
+        con.execute("""CREATE VIEW sends AS
+            SELECT message_id, min(occurred_at) AS t0, max(campaign) AS campaign, max(template) AS template,
+                   max(variant) AS variant, max(contact_key) AS contact_key
+            FROM events WHERE event_type IN ('send.accepted', 'message.sent') AND message_id IS NOT NULL
+            GROUP BY ALL""")
+        return con.execute(sql).fetchall()
+
+    def test_time_to_convert(self):
+        rows = self.duck("""
+            WITH firsts AS (
+                SELECT s.campaign, s.t0,
+                       (SELECT min(occurred_at) FROM events e WHERE e.event_type = 'message.read'
+                          AND e.message_id = s.message_id) AS read_at,
+                       (SELECT min(occurred_at) FROM events e WHERE e.event_type IN ('interaction.reply', 'message.inbound')
+                          AND e.reply_to = s.message_id) AS reply_at,
+                       (SELECT min(occurred_at) FROM events c WHERE c.event_type = 'conversion'
+                          AND c.contact_key = s.contact_key AND c.occurred_at >= s.t0
+                          AND c.occurred_at <= s.t0 + INTERVAL 7 DAY) AS conversion_at
+                FROM sends s),
+            times AS (
+                SELECT campaign, step, greatest((epoch_us(t1) - epoch_us(t0)) / 1e6, 0) AS s
+                FROM firsts UNPIVOT (t1 FOR step IN (read_at AS 'read', reply_at AS 'reply', conversion_at AS 'conversion')))
+            SELECT campaign, step, count(*), quantile_cont(s, 0.5), quantile_cont(s, 0.99),
+                   count(*) FILTER (WHERE s < 60), count(*) FILTER (WHERE s >= 3600 AND s < 21600),
+                   count(*) FILTER (WHERE s >= 86400 AND s < 604800), count(*) FILTER (WHERE s >= 604800)
+            FROM times GROUP BY ALL""")
+        theirs = {(r[0], r[1]): r[2:] for r in rows}
+        ours = {(r["campaign"], r["step"]): r for r in self.report(name="time_to_convert")}
+        self.assertEqual(set(ours), set(theirs))
+        for key, (n, p50, p99, under_1m, h1_6, d1_7, over_7d) in theirs.items():
+            r = ours[key]
+            self.assertEqual((r["messages"], r["under_1m"], r["1h_to_6h"], r["1d_to_7d"], r["over_7d"]),
+                             (n, under_1m, h1_6, d1_7, over_7d), key)
+            # DataFusion's percentile_cont truncates its interpolation weight to 1e-6.
+            self.assertAlmostEqual(r["p50_s"], p50, delta=1e-3 + 1e-6 * p50)
+            self.assertAlmostEqual(r["p99_s"], p99, delta=1e-3 + 1e-6 * p99)
+
+    def test_retention(self):
+        rows = self.duck("""
+            WITH firsts AS (
+                SELECT contact_key, min(t0) AS t0, CAST(date_trunc('week', min(t0)) AS DATE) AS cohort_week
+                FROM sends GROUP BY ALL),
+            active AS (
+                SELECT DISTINCT f.cohort_week, f.contact_key,
+                       (CAST(date_trunc('week', e.occurred_at) AS DATE) - f.cohort_week) // 7 AS week
+                FROM firsts f JOIN events e ON e.contact_key = f.contact_key
+                WHERE e.event_type IN ('interaction.reply', 'message.inbound', 'conversion') AND e.occurred_at >= f.t0)
+            SELECT CAST(cohort_week AS VARCHAR), week, count(*) FROM active GROUP BY ALL""")
+        theirs = {(c, w): n for c, w, n in rows}
+        sizes = dict(self.duck("SELECT CAST(date_trunc('week', min(t0)) AS DATE)::VARCHAR AS w, 1 FROM sends GROUP BY contact_key"))
+        ours = self.report(name="retention")
+        self.assertTrue(ours)
+        for r in ours:
+            self.assertEqual(r["active"], theirs.get((r["cohort_week"], r["week"]), 0), r)
+            self.assertAlmostEqual(r["share"], r["active"] / r["contacts"], places=6)
+        # Every week DuckDB saw activity in is a row (it began before the last activity).
+        self.assertLessEqual(set(theirs), {(r["cohort_week"], r["week"]) for r in ours})
+        self.assertEqual({r["cohort_week"] for r in ours}, set(sizes))
+
+    def test_buttons(self):
+        rows = self.duck("""
+            WITH taps AS (
+                SELECT CASE WHEN event_type = 'link.click' THEN coalesce(reply_to, message_id) ELSE reply_to END AS message_id,
+                       CASE WHEN event_type = 'link.click' THEN '(link)'
+                            ELSE coalesce(interaction_title, interaction_id, '(unnamed)') END AS button,
+                       contact_key
+                FROM events WHERE event_type IN ('interaction.reply', 'link.click'))
+            SELECT s.template, s.variant, t.button, count(*), count(DISTINCT t.contact_key), count(DISTINCT t.message_id)
+            FROM taps t JOIN sends s USING (message_id) GROUP BY ALL""")
+        theirs = {(r[0], r[1], r[2]): r[3:] for r in rows}
+        ours = {(r["template"], r["variant"], r["button"]): (r["taps"], r["tappers"], r["messages_tapped"])
+                for r in self.report(name="buttons")}
+        self.assertEqual(ours, theirs)
+        self.assertIn("(link)", {k[2] for k in ours})
+        self.assertIn("Interested", {k[2] for k in ours})
 
     def counts(self, key):
         """DuckDB's (sent, delivered, read, replied, failed, converted) per key(day)."""

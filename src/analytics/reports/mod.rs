@@ -10,6 +10,7 @@
 //! Every report shares one date semantics: `from`/`to` select the cohort (the sends, or the
 //! conversations, that started in the range); what follows from them counts even after `to`.
 
+mod buttons;
 mod containment;
 mod cost;
 mod delivery;
@@ -18,7 +19,9 @@ mod experiment;
 mod failures;
 mod funnel;
 mod params;
+mod retention;
 mod sla;
+mod time_to_convert;
 mod trends;
 
 use chrono::{SecondsFormat, Utc};
@@ -45,11 +48,14 @@ pub enum Report {
     Engagement,
     Cost,
     Trends,
+    TimeToConvert,
+    Retention,
+    Buttons,
 }
 
 impl Report {
     /// Every report, in the order the report page shows them.
-    pub const ALL: [Report; 9] = [
+    pub const ALL: [Report; 12] = [
         Report::Trends,
         Report::Funnel,
         Report::Delivery,
@@ -59,6 +65,9 @@ impl Report {
         Report::Experiment,
         Report::Engagement,
         Report::Cost,
+        Report::TimeToConvert,
+        Report::Retention,
+        Report::Buttons,
     ];
 
     /// What the report is: its file's [`Spec`].
@@ -73,6 +82,9 @@ impl Report {
             Report::Engagement => &engagement::SPEC,
             Report::Cost => &cost::SPEC,
             Report::Trends => &trends::SPEC,
+            Report::TimeToConvert => &time_to_convert::SPEC,
+            Report::Retention => &retention::SPEC,
+            Report::Buttons => &buttons::SPEC,
         }
     }
 
