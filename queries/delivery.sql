@@ -3,19 +3,37 @@
 -- Cohort as in funnel. p50/p95_delivery_s: seconds from the first sent to the first delivered
 -- status; p50_read_s: seconds from delivered to read (messages read without a delivered
 -- receipt count as delivered and read, but have no latency to measure).
+-- With --by, each row is also per level, as in funnel (the 20 levels with the most messages,
+-- the rest as 'other'); without, `breakdown` is '' and the report leaves it out.
 WITH {{cohort}},
-per_message AS (
-    SELECT day, template, locale,
+variants AS (
+    SELECT message_key, max_text(variant) AS variant
+    FROM exposure_facts
+    WHERE message_key IS NOT NULL AND ($by = 'variant' OR $then_by = 'variant')
+    GROUP BY message_key
+),
+-- Read twice (the levels and the rows): MATERIALIZED merges the message facts once.
+per_message AS MATERIALIZED (
+    SELECT day, template, locale, {{breakdown}} AS level,
            CASE WHEN delivered_at IS NOT NULL OR read_at IS NOT NULL THEN 1 ELSE 0 END AS delivered,
            CASE WHEN read_at IS NOT NULL THEN 1 ELSE 0 END AS was_read,
            CASE WHEN failed THEN 1 ELSE 0 END AS failed,
            date_part('epoch', delivered_at) - date_part('epoch', sent_at) AS delivery_s,
            date_part('epoch', read_at) - date_part('epoch', delivered_at) AS read_s
-    FROM cohort
+    FROM (SELECT c.*, v.variant FROM cohort c LEFT JOIN variants v ON v.message_key = c.message_key) cohort_variants
+),
+top_levels AS (
+    SELECT level FROM per_message GROUP BY level ORDER BY COUNT(*) DESC, level LIMIT 20
+),
+leveled AS (
+    SELECT m.*, COALESCE(t.level, 'other') AS breakdown
+    FROM top_levels t
+    RIGHT JOIN per_message m ON t.level = m.level
 )
 SELECT day,
        template,
        locale,
+       breakdown,
        COUNT(*) AS sent,
        SUM(delivered) AS delivered,
        SUM(was_read) AS "read",
@@ -23,6 +41,6 @@ SELECT day,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY delivery_s) AS p50_delivery_s,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY delivery_s) AS p95_delivery_s,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY read_s) AS p50_read_s
-FROM per_message
-GROUP BY day, template, locale
-ORDER BY day, template, locale
+FROM leveled
+GROUP BY day, template, locale, breakdown
+ORDER BY day, template, locale, breakdown

@@ -4,9 +4,10 @@
 -- A contact's first send: its earliest message of the cohort (first sent in [$from, $to]); its
 -- cohort week: the ISO week (from Monday) of that send. It is active in week N when it sent an
 -- interaction.reply or message.inbound, or converted, at or after its first send, in the
--- N-th calendar week after its cohort week (week 0: the same week). A row for every cohort and
--- every week that has begun by the store's last reply or conversion; `complete` is false while
--- the week has not ended, so its share is not yet final.
+-- N-th calendar week after its cohort week (week 0: the same week). The report has a row for
+-- every cohort and every week from 0 to the last with activity that had begun by the store's
+-- last reply or conversion; `complete` is false while the week has not ended, so its share is
+-- not yet final.
 WITH {{cohort}},
 -- Read twice (the cohort sizes and the activity join): MATERIALIZED computes it once.
 cohorts AS MATERIALIZED (
@@ -34,26 +35,14 @@ sizes AS (
 counts AS (
     SELECT cohort_week, week, COUNT(*) AS active FROM active GROUP BY cohort_week, week
 ),
--- Every week from 0 to the last with activity, those without any included.
-last_week AS (
-    SELECT MAX(week) AS n FROM active
-),
-weeks AS (
-    SELECT unnest(range(0, n + 1)) AS week FROM last_week
-),
 last_activity AS (
-    SELECT MAX(occurred_at) AS at FROM activity
+    SELECT CAST(MAX(occurred_at) AS DATE) AS day FROM activity
 )
-SELECT s.cohort_week,
-       w.week,
-       s.contacts,
-       COALESCE(n.active, 0) AS active,
-       CAST(COALESCE(n.active, 0) AS DOUBLE) / s.contacts AS share,
-       date_part('epoch', CAST(s.cohort_week AS TIMESTAMP)) + (w.week + 1) * 604800 <= date_part('epoch', now())
-           AS complete
+-- Each cohort with the weeks it was active in (a cohort never active: one row, week null);
+-- the report adds the weeks between with 0 active, and the share
+-- (src/analytics/reports/retention.rs).
+SELECT s.cohort_week, n.week, s.contacts, COALESCE(n.active, 0) AS active, l.day AS last_activity
 FROM sizes s
-CROSS JOIN weeks w
 CROSS JOIN last_activity l
-LEFT JOIN counts n ON n.cohort_week = s.cohort_week AND n.week = w.week
-WHERE date_part('epoch', CAST(s.cohort_week AS TIMESTAMP)) + w.week * 604800 <= date_part('epoch', l.at)
-ORDER BY s.cohort_week, w.week
+LEFT JOIN counts n ON n.cohort_week = s.cohort_week
+ORDER BY s.cohort_week, n.week

@@ -8,7 +8,7 @@
 -- One row per campaign and step: how many messages got there, exact percentiles, and how many
 -- within each bucket (the lower bound included).
 WITH {{cohort}},
--- Read three times (reads, replies, conversions): MATERIALIZED computes it once.
+-- Read twice (the conversions and the times): MATERIALIZED computes it once.
 cohort_once AS MATERIALIZED (
     SELECT message_key, sent_at, contact, campaign, read_at FROM cohort
 ),
@@ -28,23 +28,28 @@ conversions AS (
       AND date_part('epoch', c.occurred_at) <= date_part('epoch', s.sent_at) + $window_s
     GROUP BY s.message_key
 ),
-times AS (
-    SELECT campaign, 1 AS step_order, 'read' AS step, read_at AS reached_at, sent_at
-    FROM cohort_once
-    WHERE read_at IS NOT NULL
-    UNION ALL
-    SELECT s.campaign, 2, 'reply', r.replied_at, s.sent_at
-    FROM replies r
-    JOIN cohort_once s ON s.message_key = r.message_key
-    UNION ALL
-    SELECT s.campaign, 3, 'conversion', c.converted_at, s.sent_at
+-- Each message's three times side by side, then one row per message and step reached (a
+-- cross join with the steps rather than a UNION ALL of three joins to the cohort, which a
+-- Ballista cluster answered with every reply counted three times).
+per_message AS (
+    SELECT s.campaign, s.sent_at, s.read_at, r.replied_at, c.converted_at
     FROM conversions c
-    JOIN cohort_once s ON s.message_key = c.message_key
+    RIGHT JOIN (replies r RIGHT JOIN cohort_once s ON r.message_key = s.message_key) ON c.message_key = s.message_key
+),
+steps AS (
+    SELECT * FROM (VALUES (1, 'read'), (2, 'reply'), (3, 'conversion')) AS t (step_order, step)
+),
+reached AS (
+    SELECT m.campaign, t.step_order, t.step, m.sent_at,
+           CASE t.step_order WHEN 1 THEN m.read_at WHEN 2 THEN m.replied_at ELSE m.converted_at END AS reached_at
+    FROM per_message m
+    CROSS JOIN steps t
 ),
 seconds AS (
     SELECT campaign, step_order, step,
            GREATEST(date_part('epoch', reached_at) - date_part('epoch', sent_at), 0) AS s
-    FROM times
+    FROM reached
+    WHERE reached_at IS NOT NULL
 )
 SELECT campaign,
        step,

@@ -128,7 +128,8 @@ def with_ctes(sql, overrides):
 def splice(sql):
     """`sql` with queries/cohort.sql spliced in where it says `{{cohort}}`, as convoscope does
     (src/analytics/reports/mod.rs)."""
-    return sql.replace("{{cohort}}", (ROOT / "queries" / "cohort.sql").read_text())
+    return (sql.replace("{{cohort}}", (ROOT / "queries" / "cohort.sql").read_text())
+            .replace("{{breakdown}}", (ROOT / "queries" / "breakdown.sql").read_text()))
 
 
 # The facts tables the reports read (src/analytics/facts.rs): DuckDB gets them as the views
@@ -184,7 +185,7 @@ def duck_sqls(name):
 def params_for(sql):
     values = {"from": "0000-01-01", "to": "9999-12-31", "campaign": "", "experiment": "",
               "window_s": 7 * 86400.0, "bot_cost": 0.10, "agent_cost_per_hour": 20.0,
-              "lookback_from": "0000-01-01", "lookback_s": 14 * 86400.0, "cap_q": 0.999, "by": "",
+              "lookback_from": "0000-01-01", "lookback_s": 14 * 86400.0, "cap_q": 0.999, "by": "", "then_by": "",
               "interval": "day", "period_from": "0000-01-01"}
     return {k: v for k, v in values.items() if f"${k}" in sql}
 

@@ -242,5 +242,5 @@ async fn a_breakdown_by_country_adds_up_to_the_whole() {
     // Without --by there are no slice rows; with an unknown breakdown, a clear error.
     let plain = a.report("experiment", &Params::default()).await.unwrap();
     assert!(plain.rows.iter().all(|row| row[is].is_null()));
-    assert!(Breakdown::parse("city").unwrap_err().to_string().contains("country, locale or template"));
+    assert!(Breakdown::parse("city").unwrap_err().to_string().contains("country, locale, template, variant, category"));
 }

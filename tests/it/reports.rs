@@ -733,3 +733,61 @@ async fn time_to_convert_retention_and_buttons_give_the_known_answers() {
     let rates = rows(&b, &["tap_rate_delivered", "tap_rate_read"]);
     assert_eq!(rates, vec![vec![json!(1.0), json!(1.0)], vec![json!(0.5), json!(1.0)]]);
 }
+
+/// `--by` on funnel and delivery: one key or two, over the API too; a report without
+/// breakdowns, or a key a report does not take, is refused.
+#[tokio::test]
+async fn funnel_and_delivery_break_down_by_one_key_or_two() {
+    let (dir, a) = loaded().await;
+    let by = |keys: &str| {
+        let filters = convoscope::analytics::reports::Filters { by: Some(keys.into()), ..Default::default() };
+        filters.parse().unwrap()
+    };
+    // The contacts' countries: m1 and m4 to GB numbers, m2 to BR, m3 to IN.
+    let f = a.report("funnel", &by("country")).await.unwrap();
+    let cols = ["template", "breakdown", "sent", "delivered", "read", "replied", "converted"];
+    assert_eq!(
+        rows(&f, &cols),
+        vec![
+            vec![json!("promo_a"), json!("GB"), json!(2), json!(2), json!(1), json!(1), json!(2)],
+            vec![json!("promo_b"), json!("BR"), json!(1), json!(1), json!(1), json!(0), json!(0)],
+            vec![json!("promo_b"), json!("IN"), json!(1), json!(0), json!(0), json!(0), json!(0)],
+        ]
+    );
+    let f = a.report("funnel", &by("variant,country")).await.unwrap();
+    assert_eq!(
+        rows(&f, &["template", "breakdown", "sent"]),
+        vec![
+            vec![json!("promo_a"), json!("control / GB"), json!(2)],
+            vec![json!("promo_b"), json!("bold / BR"), json!(1)],
+            vec![json!("promo_b"), json!("bold / IN"), json!(1)],
+        ]
+    );
+    // Without a breakdown there is no such column; with one, delivery's rows split and add up.
+    let plain = a.report("delivery", &Params::default()).await.unwrap();
+    assert!(!plain.columns.contains(&"breakdown".to_string()));
+    let split = a.report("delivery", &by("variant")).await.unwrap();
+    let total = |r: &Report| {
+        rows(r, &["sent", "failed"]).iter().map(|r| r[0].as_i64().unwrap() * 10 + r[1].as_i64().unwrap()).sum::<i64>()
+    };
+    assert_eq!(total(&plain), total(&split));
+    assert!(rows(&split, &["breakdown"]).iter().all(|b| b[0] == json!("control") || b[0] == json!("bold")));
+
+    let s = TestServer::start(config(dir.path())).await;
+    let (code, v) = s.get_as(READ, "/v1/reports/funnel?by=country,template&format=json").await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["rows"][0]["breakdown"], json!("GB / promo_a"));
+    assert_eq!(v["params"]["by"], json!("country,template"));
+    for (query, says) in [
+        ("sla?by=country", "sla has no breakdown"),
+        ("experiment?by=variant", "experiment breaks down by country, locale, template, not variant"),
+        ("experiment?by=country,locale", "one key at a time"),
+        ("funnel?by=country,locale,template", "one key or two"),
+        ("funnel?by=planet", "by must be one of"),
+    ] {
+        let (code, v) = s.get_as(READ, &format!("/v1/reports/{query}")).await;
+        assert_eq!(code, 400, "{query}: {v}");
+        assert!(v["message"].as_str().is_some_and(|m| m.contains(says)), "{query}: {v}");
+    }
+    s.stop().await;
+}

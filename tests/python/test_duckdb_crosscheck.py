@@ -324,6 +324,28 @@ class GrowthReportsCrossCheck(unittest.TestCase):
         self.assertLessEqual(set(theirs), {(r["cohort_week"], r["week"]) for r in ours})
         self.assertEqual({r["cohort_week"] for r in ours}, set(sizes))
 
+    def test_funnel_by_two_keys_keeps_the_top_20_levels(self):
+        # DuckDB's own levels: each message's template and its contact's country (from the
+        # send and its billed receipts), the 20 with the most messages by name, the rest "other".
+        rows = self.duck("""
+            WITH countries AS (
+                SELECT message_id, max(country) AS country FROM events
+                WHERE event_type IN ('send.accepted', 'message.sent', 'message.delivered', 'message.read')
+                GROUP BY ALL),
+            levels AS (
+                SELECT s.campaign, s.template || ' / ' || coalesce(c.country, '(none)') AS level
+                FROM sends s LEFT JOIN countries c USING (message_id)),
+            top AS (SELECT level FROM levels GROUP BY level ORDER BY count(*) DESC, level LIMIT 20)
+            SELECT l.campaign, coalesce(t.level, 'other'), count(*)
+            FROM levels l LEFT JOIN top t USING (level) GROUP BY ALL""")
+        theirs = {(r[0], r[1]): r[2] for r in rows}
+        ours = {}
+        for r in self.report("--by", "template,country", name="funnel"):
+            key = (r["campaign"], r["breakdown"])
+            ours[key] = ours.get(key, 0) + r["sent"]
+        self.assertEqual(ours, theirs)
+        self.assertEqual(len({k[1] for k in ours}), 21)
+
     def test_buttons(self):
         rows = self.duck("""
             WITH taps AS (

@@ -17,5 +17,6 @@ pub(super) const SPEC: Spec = Spec {
         series: &["tap_rate_delivered", "tap_rate_read"],
     },
     finish: None,
+    by: &[],
     adaptive: true,
 };

@@ -17,5 +17,6 @@ pub(super) const SPEC: Spec = Spec {
         value: "containment_rate",
     },
     finish: None,
+    by: &[],
     adaptive: true,
 };

@@ -16,5 +16,6 @@ pub(super) const SPEC: Spec = Spec {
         series: &["cost_per_conversion"],
     },
     finish: None,
+    by: &[],
     adaptive: true,
 };

@@ -16,5 +16,6 @@ pub(super) const SPEC: Spec = Spec {
         series: &["read_rate", "reply_rate"],
     },
     finish: None,
+    by: &[],
     adaptive: true,
 };

@@ -11,5 +11,6 @@ pub(super) const SPEC: Spec = Spec {
     params: &[Param::From, Param::To, Param::Campaign],
     chart: Chart::SumBars { title: "Failed messages by error code", by: "error_code", value: "failed" },
     finish: None,
+    by: &[],
     adaptive: true,
 };

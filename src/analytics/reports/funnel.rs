@@ -1,6 +1,6 @@
 //! `funnel`: how far messages get, per campaign and template (queries/funnel.sql).
 
-use super::{Chart, Param, Spec};
+use super::{Breakdown, Chart, Param, Spec};
 
 pub(super) const SPEC: Spec = Spec {
     name: "funnel",
@@ -8,12 +8,13 @@ pub(super) const SPEC: Spec = Spec {
     about: "Messages sent in the range, and how many were delivered, read, replied to and followed \
             by a conversion within the attribution window, per campaign and template.",
     sql: include_str!("../../../queries/funnel.sql"),
-    params: &[Param::From, Param::To, Param::Campaign, Param::WindowSecs],
+    params: &[Param::From, Param::To, Param::Campaign, Param::WindowSecs, Param::By, Param::ThenBy],
     chart: Chart::Bars {
         title: "Funnel per campaign and template (messages)",
-        label: &["campaign", "template"],
+        label: &["campaign", "template", "breakdown"],
         series: &["sent", "delivered", "read", "replied", "converted"],
     },
-    finish: None,
+    finish: Some(super::without_unused_breakdown),
+    by: &Breakdown::ALL,
     adaptive: true,
 };

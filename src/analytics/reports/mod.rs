@@ -101,9 +101,10 @@ impl Report {
             .ok_or_else(|| Error::NotFound(format!("no report {name:?}; reports are {}", names().join(", "))))
     }
 
-    /// Its SQL, with the shared cohort spliced in where it says `{{cohort}}`.
+    /// Its SQL, with the shared pieces spliced in where it says `{{cohort}}` and
+    /// `{{breakdown}}`.
     pub fn sql(self) -> String {
-        self.spec().sql.replace("{{cohort}}", COHORT)
+        self.spec().sql.replace("{{cohort}}", COHORT).replace("{{breakdown}}", BREAKDOWN)
     }
 }
 
@@ -116,6 +117,33 @@ pub fn names() -> Vec<&'static str> {
 /// from `message_facts`: spliced in where a report says `{{cohort}}`, so each report names it
 /// instead of repeating it.
 const COHORT: &str = include_str!("../../../queries/cohort.sql");
+
+/// A message's level for `--by`, spliced in where a report says `{{breakdown}}`.
+const BREAKDOWN: &str = include_str!("../../../queries/breakdown.sql");
+
+/// The finish of a report with a `breakdown` column (funnel, delivery): the column goes when
+/// the run has no breakdown, where it holds only `''`.
+fn without_unused_breakdown(
+    columns: &[String],
+    rows: Vec<Vec<Value>>,
+    params: &Params,
+    _: &Experiments,
+) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
+    let Some(i) = columns.iter().position(|c| c == "breakdown").filter(|_| params.by.is_none()) else {
+        return Ok((columns.to_vec(), rows));
+    };
+    let mut columns = columns.to_vec();
+    columns.remove(i);
+    Ok((
+        columns,
+        rows.into_iter()
+            .map(|mut r| {
+                r.remove(i);
+                r
+            })
+            .collect(),
+    ))
+}
 
 /// What a report is, in one place: its file under this module holds one.
 pub struct Spec {
@@ -133,6 +161,9 @@ pub struct Spec {
     pub chart: Chart,
     /// Work done on its rows after the SQL (the experiment's statistics).
     pub finish: Option<Finish>,
+    /// The breakdowns it takes (`--by`); none when empty. It takes two keys when its SQL
+    /// uses [`Param::ThenBy`].
+    pub by: &'static [Breakdown],
     /// Whether a cluster may plan it adaptively. Ballista 55's adaptive planner never finishes
     /// the experiment report's plan: it makes new stages without end (and logs stages "to be
     /// cancelled but not implemented"). Its static planner runs it to the same rows; the other
@@ -221,6 +252,18 @@ impl Analytics {
         }
         if params.interval != Interval::Day && !takes(Param::Interval) {
             return Err(Error::Invalid(format!("{} has no interval; trends has", report.name())));
+        }
+        for key in params.by.iter().chain(&params.then_by) {
+            if !report.spec().by.contains(key) {
+                let names: Vec<&str> = report.spec().by.iter().map(|b| b.as_str()).collect();
+                return Err(Error::Invalid(match names.is_empty() {
+                    true => format!("{} has no breakdown", report.name()),
+                    false => format!("{} breaks down by {}, not {}", report.name(), names.join(", "), key.as_str()),
+                }));
+            }
+        }
+        if params.then_by.is_some() && !takes(Param::ThenBy) {
+            return Err(Error::Invalid(format!("{} breaks down by one key at a time", report.name())));
         }
         let this = self.clone();
         let given = params.clone();

@@ -34,8 +34,10 @@ pub enum Param {
     LookbackSecs,
     /// `$cap_q`: the quantile revenue per contact is capped at (0.999).
     CapQuantile,
-    /// `$by`: the breakdown (`country`, `locale`, `template`; `''`: none).
+    /// `$by`: the breakdown (`country`, `locale`, `template`, `variant`, `category`; `''`: none).
     By,
+    /// `$then_by`: a second breakdown within the first (`''`: none).
+    ThenBy,
     /// `$interval`: what rows are per (`day` or `week`).
     Interval,
     /// `$period_from`: first date of the period asked for. `$from` is the first date of the
@@ -58,6 +60,7 @@ impl Param {
             Param::LookbackSecs => "lookback_s",
             Param::CapQuantile => "cap_q",
             Param::By => "by",
+            Param::ThenBy => "then_by",
             Param::Interval => "interval",
             Param::PeriodFrom => "period_from",
         }
@@ -82,8 +85,11 @@ pub struct Params {
     pub experiment: Option<String>,
     /// The experiment report's one goal metric, instead of each experiment's own goals.
     pub metric: Option<Metric>,
-    /// The experiment report's breakdown: every statistic per slice.
+    /// The breakdown: the experiment's statistics per slice, or the funnel and delivery per
+    /// level.
     pub by: Option<Breakdown>,
+    /// A second breakdown within the first (funnel and delivery).
+    pub then_by: Option<Breakdown>,
     /// What `trends` has a row per.
     pub interval: Interval,
     /// `trends` beside the period before, as long as the one asked for (`--compare previous`).
@@ -149,9 +155,11 @@ impl Filters {
         if compare && (p.from.is_none() || p.to.is_none()) {
             return Err(Error::Invalid("compare previous needs both from and to: the period before is as long".into()));
         }
+        let (by, then_by) = Breakdown::parse_keys(&text(&self.by))?;
         Ok(Params {
             metric: parse_metric(&text(&self.metric))?,
-            by: Breakdown::parse(&text(&self.by))?,
+            by,
+            then_by,
             interval: Interval::parse(&text(&self.interval))?,
             compare,
             ..p
@@ -159,23 +167,42 @@ impl Filters {
     }
 }
 
-/// What the experiment report breaks its statistics down by (`--by`).
+/// What a report breaks its rows down by (`--by`): the experiment its statistics, funnel and
+/// delivery their rows; each report's [`super::Spec::by`] says which it takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Breakdown {
     Country,
     Locale,
     Template,
+    Variant,
+    Category,
 }
 
 impl Breakdown {
-    /// Parses `country`, `locale` or `template`; `""` is no breakdown.
+    /// Every breakdown, in the order help texts list them.
+    pub const ALL: [Breakdown; 5] =
+        [Breakdown::Country, Breakdown::Locale, Breakdown::Template, Breakdown::Variant, Breakdown::Category];
+
+    /// Parses one of [`Self::ALL`] by name; `""` is no breakdown.
     pub fn parse(s: &str) -> Result<Option<Self>> {
         match s.trim() {
             "" => Ok(None),
-            "country" => Ok(Some(Breakdown::Country)),
-            "locale" => Ok(Some(Breakdown::Locale)),
-            "template" => Ok(Some(Breakdown::Template)),
-            other => Err(Error::Invalid(format!("by must be country, locale or template, got {other:?}"))),
+            name => Self::ALL.into_iter().find(|b| b.as_str() == name).map(Some).ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|b| b.as_str()).collect();
+                Error::Invalid(format!("by must be one of {}, got {name:?}", names.join(", ")))
+            }),
+        }
+    }
+
+    /// Parses one key or two (`country,template`): the breakdown and the one within it.
+    pub fn parse_keys(s: &str) -> Result<(Option<Self>, Option<Self>)> {
+        let keys: Vec<&str> = s.split(',').map(str::trim).filter(|k| !k.is_empty()).collect();
+        match keys.as_slice() {
+            [] => Ok((None, None)),
+            [one] => Ok((Self::parse(one)?, None)),
+            [one, two] if one != two => Ok((Self::parse(one)?, Self::parse(two)?)),
+            [_, _] => Err(Error::Invalid(format!("by names {s:?} twice"))),
+            _ => Err(Error::Invalid(format!("by takes one key or two, got {s:?}"))),
         }
     }
 
@@ -184,6 +211,8 @@ impl Breakdown {
             Breakdown::Country => "country",
             Breakdown::Locale => "locale",
             Breakdown::Template => "template",
+            Breakdown::Variant => "variant",
+            Breakdown::Category => "category",
         }
     }
 }
@@ -219,6 +248,7 @@ impl Params {
             experiment: experiment.map(str::to_string).filter(|s| !s.is_empty()),
             metric: None,
             by: None,
+            then_by: None,
             interval: Interval::Day,
             compare: false,
         };
@@ -259,6 +289,7 @@ impl Params {
             Param::LookbackSecs => ScalarValue::Float64(Some(b.metrics.lookback_days * 86_400.0)),
             Param::CapQuantile => ScalarValue::Float64(Some(b.metrics.revenue_cap_percentile / 100.0)),
             Param::By => text(self.by.map(Breakdown::as_str).unwrap_or_default().to_string()),
+            Param::ThenBy => text(self.then_by.map(Breakdown::as_str).unwrap_or_default().to_string()),
         }
     }
 
@@ -269,7 +300,10 @@ impl Params {
             "campaign": self.campaign,
             "experiment": self.experiment,
             "metric": self.metric.map(Metric::as_str),
-            "by": self.by.map(Breakdown::as_str),
+            "by": match (self.by, self.then_by) {
+                (Some(a), Some(b)) => Some(format!("{},{}", a.as_str(), b.as_str())),
+                (a, _) => a.map(|a| a.as_str().to_string()),
+            },
             "interval": self.interval.as_str(),
             "compare": self.compare.then_some("previous"),
         })
@@ -279,6 +313,20 @@ impl Params {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn breakdowns_parse_one_key_or_two() {
+        assert_eq!(Breakdown::parse_keys("").unwrap(), (None, None));
+        assert_eq!(Breakdown::parse_keys("variant").unwrap(), (Some(Breakdown::Variant), None));
+        assert_eq!(
+            Breakdown::parse_keys("country, template").unwrap(),
+            (Some(Breakdown::Country), Some(Breakdown::Template))
+        );
+        for bad in ["country,country", "a,b,c", "country,planet"] {
+            assert!(Breakdown::parse_keys(bad).is_err(), "{bad}");
+        }
+        assert!(Breakdown::parse_keys("planet").unwrap_err().to_string().contains("country, locale, template"));
+    }
 
     #[test]
     fn params_are_validated() {

@@ -16,5 +16,6 @@ pub(super) const SPEC: Spec = Spec {
         value: "p50_first_response_s",
     },
     finish: None,
+    by: &[],
     adaptive: true,
 };

@@ -17,5 +17,6 @@ pub(super) const SPEC: Spec = Spec {
         series: &["under_1m", "1m_to_10m", "10m_to_1h", "1h_to_6h", "6h_to_1d", "1d_to_7d", "over_7d"],
     },
     finish: None,
+    by: &[],
     adaptive: true,
 };

@@ -32,6 +32,7 @@ pub(super) const SPEC: Spec = Spec {
         ],
     },
     finish: Some(finish),
+    by: &[],
     adaptive: true,
 };
 

@@ -3,7 +3,7 @@
 -- team without convoscope would run. Its pieces in double braces: cohort, the cohort over the
 -- events (cohort.sql here); report_cte:X, the CTE X of the report's own SQL (queries/delivery.sql)
 -- where the two forms agree; report_from:X, the rest of the report from its CTE X (SELECT:
--- its final SELECT).
+-- its final SELECT). Without a breakdown every level is '', as the report's.
 WITH {{cohort}},
 status AS (
     SELECT id_key(message_id) AS message_key,
@@ -15,7 +15,7 @@ status AS (
     GROUP BY id_key(message_id)
 ),
 per_message AS (
-    SELECT s.day, s.template, s.locale,
+    SELECT s.day, s.template, s.locale, '' AS level,
            CASE WHEN st.delivered_at IS NOT NULL OR st.read_at IS NOT NULL THEN 1 ELSE 0 END AS delivered,
            CASE WHEN st.read_at IS NOT NULL THEN 1 ELSE 0 END AS was_read,
            COALESCE(st.failed, 0) AS failed,
@@ -25,4 +25,4 @@ per_message AS (
     FROM status st
     RIGHT JOIN cohort s ON st.message_key = s.message_key
 )
-{{report_from:SELECT}}
+{{report_from:top_levels}}

@@ -21,7 +21,7 @@ use serde_json::Value;
 use self::compare::{Arm, Outcome, compare, mean_stats};
 use self::decide::{Evidence, decide};
 use self::sums::{Layout, Sums};
-use super::{Chart, Param, Params, Spec};
+use super::{Breakdown, Chart, Param, Params, Spec};
 use crate::analytics::stats::{self, correction};
 use crate::error::{Error, Result};
 use crate::experiments::{Analysis, Experiment, Experiments, Metric};
@@ -51,6 +51,7 @@ pub(super) const SPEC: Spec = Spec {
         title: "Difference from the control per metric (always-valid interval, fixed-horizon ticks)",
     },
     finish: Some(stats),
+    by: &[Breakdown::Country, Breakdown::Locale, Breakdown::Template],
     adaptive: false,
 };
 
