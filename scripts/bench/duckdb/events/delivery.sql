@@ -24,5 +24,5 @@ per_message AS (
     -- status RIGHT JOIN cohort: DataFusion builds its hash table from the left input.
     FROM status st
     RIGHT JOIN cohort s ON st.message_key = s.message_key
-)
+),
 {{report_from:top_levels}}
