@@ -43,7 +43,7 @@ import benchlib as b
 
 ROOT = b.ROOT
 REPORTS = ["trends", "funnel", "delivery", "failures", "containment", "sla", "cost", "experiment", "engagement",
-           "time_to_convert", "retention", "buttons"]
+           "time_to_convert", "retention", "buttons", "templates", "account"]
 # Columns that exist in both outputs and must agree (convoscope adds statistics to experiment).
 COMPARE_SKIP = {"experiment": {"revenue_sum", "revenue_sq_sum", "reads", "replies"}}
 TOKEN = "bench-read-token"
@@ -60,13 +60,15 @@ DUCKDB_MACROS = [
     "CREATE MACRO id_key(x) AS CASE WHEN x IS NULL THEN NULL ELSE hash(x) END",
     "CREATE MACRO max_text(x) AS max(x)",
     "CREATE MACRO min_text(x) AS min(x)",
-    "CREATE MACRO earliest_text(x, t) AS first(x ORDER BY t, x)",
+    "CREATE MACRO earliest_text(x, t) AS first(x ORDER BY t, x) FILTER (WHERE x IS NOT NULL AND t IS NOT NULL)",
+    "CREATE MACRO json_text(j, k) AS json_extract_string(j, '$.' || k)",
 ]
 PLAIN_SQL = [
     (re.compile(r"\bid_key\(((?:[^()]|\([^()]*\))*)\)"), r"\1"),
     (re.compile(r"\bmax_text\("), "MAX("),
     (re.compile(r"\bmin_text\("), "MIN("),
-    (re.compile(r"\bearliest_text\((\w+), (\w+)\)"), r"first(\1 ORDER BY \2, \1)"),
+    (re.compile(r"\bearliest_text\((\w+), (\w+)\)"),
+     r"first(\1 ORDER BY \2, \1) FILTER (WHERE \1 IS NOT NULL AND \2 IS NOT NULL)"),
 ]
 
 
@@ -139,10 +141,12 @@ FACTS = ["message_facts", "conversation_facts", "exposure_facts"]
 
 def events_sql(name, report):
     """scripts/bench/duckdb/events/NAME.sql with its pieces in: `{{cohort}}` the cohort over the
-    events, `{{report_cte:X}}` the report's CTE X, `{{report_from:X}}` the report from its CTE X
-    (or its final SELECT) to the end."""
+    events, `{{report}}` the whole report (one that reads the events alone), `{{report_cte:X}}`
+    the report's CTE X, `{{report_from:X}}` the report from its CTE X (or its final SELECT) to
+    the end."""
     sql = (DUCKDB_DIR / "events" / f"{name}.sql").read_text()
     sql = sql.replace("{{cohort}}", (DUCKDB_DIR / "events" / "cohort.sql").read_text())
+    sql = sql.replace("{{report}}", report)
     spans = cte_spans(report)
     final = [m.start() for m in re.finditer(r"^SELECT ", report, re.MULTILINE)][-1]
 
@@ -242,7 +246,8 @@ def compare(name, ours, theirs, cols, label="report SQL"):
         for c, v in zip(cols, t_row):
             if c in skip or c not in o:
                 continue
-            v = v.isoformat() if hasattr(v, "isoformat") else v
+            # A UTC time as convoscope writes it (RFC 3339 with Z), DuckDB's as +00:00.
+            v = v.isoformat().replace("+00:00", "Z") if hasattr(v, "isoformat") else v
             if not close(o[c], v, c):
                 return [f"{name} row {i} {c}: convoscope {o[c]!r} vs DuckDB {v!r} ({label})"]
     return []

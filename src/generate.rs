@@ -138,6 +138,7 @@ pub async fn generate(storage: &Storage, spec: &Spec) -> Result<Summary> {
     // Average events per send is about 4.5; a contact gets a handful of messages over the span.
     let contacts = (spec.events / 12).max(50);
     let mut g = Gen { buf: Vec::new(), seq: 0, seed: spec.seed, written: Summary::default(), chunk: 0 };
+    g.lifecycle(start_us, days);
     while g.written.events + g.buf.len() < spec.events {
         let at = start_us + rng.random_range(0..days * DAY_US);
         let contact_no = rng.random_range(0..contacts);
@@ -173,6 +174,85 @@ impl Gen {
         e.account_id = Some("100200300400500".into());
         e.phone_number_id = Some("600700800900111".into());
         e
+    }
+
+    /// What Meta tells a business about its templates and its number over the span, the same
+    /// for every seed: every template approved in every language on the first day (and one
+    /// rejected, never sent); `winback_offer` falling to YELLOW quality at a third of the span,
+    /// paused (FIRST_PAUSE) at half and reinstated three hours later; the number's messaging
+    /// limit raised at a quarter, its quality flagged at half and cleared two days on; an
+    /// account alert at a third.
+    fn lifecycle(&mut self, start: i64, days: i64) {
+        let day = |d: i64| start + d.min(days - 1).max(0) * DAY_US;
+        let template = |g: &mut Gen, at: i64, name: &str, locale: &str, attrs: serde_json::Value| {
+            let mut e = g.event("template.status", at);
+            e.template = Some(name.into());
+            e.locale = Some(locale.into());
+            e.attributes = Some(attrs.to_string());
+            g.buf.push(e);
+        };
+        let status = |event: &str| serde_json::json!({"field": "message_template_status_update", "event": event});
+        for camp in CAMPAIGNS {
+            for name in camp.templates {
+                for loc in LOCALES {
+                    template(self, day(0) + 3_600 * SEC_US, name, loc.locale, status("APPROVED"));
+                }
+            }
+        }
+        template(
+            self,
+            day(0) + 7_200 * SEC_US,
+            "spring_promo_v2",
+            "en_US",
+            serde_json::json!({"field": "message_template_status_update", "event": "REJECTED",
+                "reason": "INVALID_FORMAT", "rejection_reason": "INVALID_FORMAT",
+                "rejection_recommendation": "Remove the variable at the start of the body."}),
+        );
+        for loc in LOCALES {
+            let quality = serde_json::json!({"field": "message_template_quality_update",
+                "previous_quality_score": "GREEN", "new_quality_score": "YELLOW"});
+            template(self, day(days / 3) + 10 * 3_600 * SEC_US, "winback_offer", loc.locale, quality);
+            let mut paused = status("PAUSED");
+            paused["pause"] = "FIRST_PAUSE".into();
+            paused["reason"] = "LOW_QUALITY".into();
+            template(self, day(days / 2) + 9 * 3_600 * SEC_US, "winback_offer", loc.locale, paused);
+            template(self, day(days / 2) + 12 * 3_600 * SEC_US, "winback_offer", loc.locale, status("REINSTATED"));
+        }
+        let account = |g: &mut Gen, at: i64, kind: &str, attrs: serde_json::Value| {
+            let mut e = g.event(kind, at);
+            e.attributes = Some(attrs.to_string());
+            g.buf.push(e);
+        };
+        let quality = |event: &str, old: &str, new: &str| {
+            serde_json::json!({"field": "phone_number_quality_update", "event": event, "old_limit": old,
+                "current_limit": new})
+        };
+        account(self, day(0) + 1_800 * SEC_US, "account.phone_quality", quality("ONBOARDING", "TIER_250", "TIER_1K"));
+        account(
+            self,
+            day(days / 4) + 8 * 3_600 * SEC_US,
+            "account.phone_quality",
+            quality("UPGRADE", "TIER_1K", "TIER_10K"),
+        );
+        account(
+            self,
+            day(days / 3) + 15 * 3_600 * SEC_US,
+            "account.alert",
+            serde_json::json!({"field": "account_alerts", "alert_severity": "WARNING", "alert_status": "ACTIVE",
+                "alert_type": "INCREASED_BLOCK_RATE", "alert_description": "More people than usual block your number."}),
+        );
+        account(
+            self,
+            day(days / 2) + 6 * 3_600 * SEC_US,
+            "account.phone_quality",
+            quality("FLAGGED", "TIER_10K", "TIER_10K"),
+        );
+        account(
+            self,
+            day(days / 2 + 2) + 6 * 3_600 * SEC_US,
+            "account.phone_quality",
+            quality("UNFLAGGED", "TIER_10K", "TIER_10K"),
+        );
     }
 
     fn send(&mut self, rng: &mut ChaCha8Rng, at: i64, contact: &str, country: &Option<String>, loc: &Locale) {

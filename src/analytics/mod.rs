@@ -17,6 +17,7 @@ pub mod facts;
 pub mod format;
 pub mod guard;
 pub mod id_key;
+pub mod json_text;
 pub mod materialize;
 pub mod reports;
 pub mod stats;
@@ -122,11 +123,14 @@ fn store_url() -> Result<url::Url> {
     url::Url::parse(STORE_URL).map_err(|e| Error::Invalid(e.to_string()))
 }
 
-/// convoscope's SQL functions: `id_key`, and the aggregates `max_text`, `min_text` and
-/// `earliest_text`. Every session registers them, and so does every node of a cluster
+/// convoscope's SQL functions: `id_key`, `json_text`, and the aggregates `max_text`,
+/// `min_text` and `earliest_text`. Every session registers them, and so does every node of a cluster
 /// ([`crate::cluster`]), which finds a plan's functions by name.
 pub fn functions() -> (Vec<datafusion::logical_expr::ScalarUDF>, Vec<datafusion::logical_expr::AggregateUDF>) {
-    (vec![id_key::udf()], vec![text_extreme::udaf(true), text_extreme::udaf(false), earliest_text::udaf()])
+    (
+        vec![id_key::udf(), json_text::udf()],
+        vec![text_extreme::udaf(true), text_extreme::udaf(false), earliest_text::udaf()],
+    )
 }
 
 /// Registers `storage`'s object store under the URL the tables name, in a node's runtime

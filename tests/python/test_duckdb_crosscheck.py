@@ -53,8 +53,8 @@ class DuckDbCrossCheck(unittest.TestCase):
     def test_files_are_hive_partitioned_parquet(self):
         rows = self.duck("SELECT count(*), count(DISTINCT event_id), min(date), max(date) FROM events")
         n, distinct, lo, hi = rows[0]
-        self.assertEqual(n, 35)
-        self.assertEqual(distinct, 35)
+        self.assertEqual(n, 43)
+        self.assertEqual(distinct, 43)
         self.assertEqual((str(lo), str(hi)), ("2026-02-01", "2026-02-20"))
 
     def test_funnel_counts_agree(self):
@@ -345,6 +345,35 @@ class GrowthReportsCrossCheck(unittest.TestCase):
             ours[key] = ours.get(key, 0) + r["sent"]
         self.assertEqual(ours, theirs)
         self.assertEqual(len({k[1] for k in ours}), 21)
+
+    def test_templates_and_account(self):
+        # DuckDB reads Meta's changes from the attributes with its own JSON functions.
+        rows = self.duck("""
+            WITH u AS (
+                SELECT template, locale, occurred_at, attributes->>'field' AS field, attributes->>'event' AS event,
+                       attributes->>'pause' AS pause, attributes->>'new_quality_score' AS quality
+                FROM events WHERE event_type = 'template.status')
+            SELECT template, locale,
+                   arg_max(event || coalesce(':' || pause, ''), occurred_at) FILTER (WHERE field = 'message_template_status_update'),
+                   max(CAST(occurred_at AS DATE)) FILTER (WHERE event = 'PAUSED'),
+                   arg_max(quality, occurred_at) FILTER (WHERE quality IS NOT NULL)
+            FROM u GROUP BY ALL""")
+        theirs = {(r[0], r[1]): (r[2], None if r[3] is None else str(r[3]), r[4]) for r in rows}
+        ours = {(r["template"], r["locale"]): (r["status"], r["paused_on"], r["quality"])
+                for r in self.report(name="templates") if r["status"] is not None}
+        self.assertEqual(ours, theirs)
+        self.assertEqual(ours[("winback_offer", "en_US")][:1], ("REINSTATED",))
+        self.assertEqual(ours[("spring_promo_v2", "en_US")][0], "REJECTED")
+        sent = self.duck("SELECT template, locale, count(*) FROM sends s JOIN (SELECT DISTINCT message_id, locale FROM events WHERE event_type = 'send.accepted') l USING (message_id) GROUP BY ALL")
+        by_template = {(r["template"], r["locale"]): r["sent"] for r in self.report(name="templates")}
+        for t, l, n in sent:
+            self.assertEqual(by_template[(t, l)], n, (t, l))
+        account = self.duck("""
+            SELECT event_type, attributes->>'event', attributes->>'current_limit' FROM events
+            WHERE event_type LIKE 'account.%' ORDER BY occurred_at, event_id""")
+        self.assertEqual([(r["kind"], r["change"] if r["kind"] != "account.alert" else None, r["current_limit"])
+                          for r in self.report(name="account")],
+                         [(k, e, c) for k, e, c in account])
 
     def test_buttons(self):
         rows = self.duck("""

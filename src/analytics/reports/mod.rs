@@ -10,6 +10,7 @@
 //! Every report shares one date semantics: `from`/`to` select the cohort (the sends, or the
 //! conversations, that started in the range); what follows from them counts even after `to`.
 
+mod account;
 mod buttons;
 mod containment;
 mod cost;
@@ -21,6 +22,7 @@ mod funnel;
 mod params;
 mod retention;
 mod sla;
+mod templates;
 mod time_to_convert;
 mod trends;
 
@@ -51,11 +53,13 @@ pub enum Report {
     TimeToConvert,
     Retention,
     Buttons,
+    Templates,
+    Account,
 }
 
 impl Report {
     /// Every report, in the order the report page shows them.
-    pub const ALL: [Report; 12] = [
+    pub const ALL: [Report; 14] = [
         Report::Trends,
         Report::Funnel,
         Report::Delivery,
@@ -68,6 +72,8 @@ impl Report {
         Report::TimeToConvert,
         Report::Retention,
         Report::Buttons,
+        Report::Templates,
+        Report::Account,
     ];
 
     /// What the report is: its file's [`Spec`].
@@ -85,6 +91,8 @@ impl Report {
             Report::TimeToConvert => &time_to_convert::SPEC,
             Report::Retention => &retention::SPEC,
             Report::Buttons => &buttons::SPEC,
+            Report::Templates => &templates::SPEC,
+            Report::Account => &account::SPEC,
         }
     }
 
