@@ -33,15 +33,7 @@ cohort_once AS MATERIALIZED (
 top_levels AS (
     SELECT level FROM cohort_once WHERE $by <> '' GROUP BY level ORDER BY COUNT(*) DESC, level LIMIT 20
 ),
-conversions AS (
-    SELECT DISTINCT s.message_key
-    FROM cohort_once s
-    JOIN events c ON id_key(c.contact_key) = s.contact
-    WHERE c.event_type = 'conversion'
-      AND c.date >= $from
-      AND c.occurred_at >= s.sent_at
-      AND date_part('epoch', c.occurred_at) <= date_part('epoch', s.sent_at) + $window_s
-),
+{{conversions}},
 -- A LEFT JOIN written as RIGHT JOIN with the cohort last: DataFusion builds its hash table
 -- from the left input, and the cohort is the larger side (20-25% faster at 3 million events
 -- than building from the cohort and emitting its unmatched rows at the end).

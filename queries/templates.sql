@@ -22,15 +22,7 @@ cohort_once AS MATERIALIZED (
            CASE WHEN replied THEN 1 ELSE 0 END AS replied
     FROM cohort
 ),
-conversions AS (
-    SELECT DISTINCT s.message_key
-    FROM cohort_once s
-    JOIN events c ON id_key(c.contact_key) = s.contact
-    WHERE c.event_type = 'conversion'
-      AND c.date >= $from
-      AND c.occurred_at >= s.sent_at
-      AND date_part('epoch', c.occurred_at) <= date_part('epoch', s.sent_at) + $window_s
-),
+{{conversions}},
 clicks AS (
     SELECT DISTINCT id_key(CASE WHEN event_type = 'link.click' THEN COALESCE(reply_to, message_id) ELSE reply_to END)
                AS message_key

@@ -18,16 +18,7 @@ replies AS (
     WHERE event_type IN ('interaction.reply', 'message.inbound') AND reply_to IS NOT NULL AND date >= $from
     GROUP BY id_key(reply_to)
 ),
-conversions AS (
-    SELECT s.message_key, MIN(c.occurred_at) AS converted_at
-    FROM cohort_once s
-    JOIN events c ON id_key(c.contact_key) = s.contact
-    WHERE c.event_type = 'conversion'
-      AND c.date >= $from
-      AND c.occurred_at >= s.sent_at
-      AND date_part('epoch', c.occurred_at) <= date_part('epoch', s.sent_at) + $window_s
-    GROUP BY s.message_key
-),
+{{conversions}},
 -- Each message's three times side by side, then one row per message and step reached (a
 -- cross join with the steps rather than a UNION ALL of three joins to the cohort, which a
 -- Ballista cluster answered with every reply counted three times).

@@ -27,15 +27,7 @@ cohort_once AS MATERIALIZED (
     LEFT JOIN rate_card r ON r.category = m.category AND r.country = m.country
     LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'
 ),
-conversions AS (
-    SELECT DISTINCT s.message_key
-    FROM cohort_once s
-    JOIN events c ON id_key(c.contact_key) = s.contact
-    WHERE c.event_type = 'conversion'
-      AND c.date >= $from
-      AND c.occurred_at >= s.sent_at
-      AND date_part('epoch', c.occurred_at) <= date_part('epoch', s.sent_at) + $window_s
-),
+{{conversions}},
 per_message AS (
     SELECT s.day, s.delivered, s.was_read, s.replied, s.failed, s.cost,
            CASE WHEN cv.message_key IS NULL THEN 0 ELSE 1 END AS converted,

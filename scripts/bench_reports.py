@@ -128,10 +128,12 @@ def with_ctes(sql, overrides):
 
 
 def splice(sql):
-    """`sql` with queries/cohort.sql spliced in where it says `{{cohort}}`, as convoscope does
+    """`sql` with the shared pieces of queries/ spliced in where it names them (`{{cohort}}`,
+    `{{conversions}}`, `{{breakdown}}`), as convoscope does
     (src/analytics/reports/mod.rs)."""
-    return (sql.replace("{{cohort}}", (ROOT / "queries" / "cohort.sql").read_text())
-            .replace("{{breakdown}}", (ROOT / "queries" / "breakdown.sql").read_text()))
+    for piece in ["cohort", "conversions", "breakdown"]:
+        sql = sql.replace("{{" + piece + "}}", (ROOT / "queries" / f"{piece}.sql").read_text())
+    return sql
 
 
 # The facts tables the reports read (src/analytics/facts.rs): DuckDB gets them as the views

@@ -109,10 +109,14 @@ impl Report {
             .ok_or_else(|| Error::NotFound(format!("no report {name:?}; reports are {}", names().join(", "))))
     }
 
-    /// Its SQL, with the shared pieces spliced in where it says `{{cohort}}` and
-    /// `{{breakdown}}`.
+    /// Its SQL, with the shared pieces spliced in where it names them in double braces:
+    /// `cohort`, `conversions`, `breakdown`.
     pub fn sql(self) -> String {
-        self.spec().sql.replace("{{cohort}}", COHORT).replace("{{breakdown}}", BREAKDOWN)
+        self.spec()
+            .sql
+            .replace("{{cohort}}", COHORT)
+            .replace("{{conversions}}", CONVERSIONS)
+            .replace("{{breakdown}}", BREAKDOWN)
     }
 }
 
@@ -126,8 +130,20 @@ pub fn names() -> Vec<&'static str> {
 /// instead of repeating it.
 const COHORT: &str = include_str!("../../../queries/cohort.sql");
 
+/// The cohort's messages followed by a conversion within the window, spliced in where a report
+/// says `{{conversions}}`.
+const CONVERSIONS: &str = include_str!("../../../queries/conversions.sql");
+
 /// A message's level for `--by`, spliced in where a report says `{{breakdown}}`.
 const BREAKDOWN: &str = include_str!("../../../queries/breakdown.sql");
+
+/// The position of `name` among a report's SQL columns, for its finish.
+fn column(columns: &[String], report: &str, name: &str) -> Result<usize> {
+    columns
+        .iter()
+        .position(|c| c == name)
+        .ok_or_else(|| Error::Invalid(format!("the {report} report's SQL has no {name} column")))
+}
 
 /// The finish of a report with a `breakdown` column (funnel, delivery): the column goes when
 /// the run has no breakdown, where it holds only `''`.

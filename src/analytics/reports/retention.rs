@@ -45,9 +45,7 @@ fn finish(
     _: &Params,
     _: &Experiments,
 ) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
-    let at = |name: &str| {
-        columns.iter().position(|c| c == name).ok_or_else(|| Error::Invalid(format!("retention has no {name} column")))
-    };
+    let at = |name: &str| super::column(columns, "retention", name);
     let (c, w, n, a, l) = (at("cohort_week")?, at("week")?, at("contacts")?, at("active")?, at("last_activity")?);
     let date = |v: &Value| {
         v.as_str()

@@ -49,9 +49,7 @@ fn finish(
     params: &Params,
     _: &Experiments,
 ) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
-    let at = |name: &str| {
-        columns.iter().position(|c| c == name).ok_or_else(|| Error::Invalid(format!("trends has no {name} column")))
-    };
+    let at = |name: &str| super::column(columns, "trends", name);
     let (previous_at, period_at) = (at("previous")?, at("period")?);
     let keep: Vec<usize> = (0..columns.len()).filter(|&i| i != previous_at).collect();
     let mut names: Vec<String> = keep.iter().map(|&i| columns[i].clone()).collect();

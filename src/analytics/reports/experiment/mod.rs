@@ -23,7 +23,7 @@ use self::decide::{Evidence, decide};
 use self::sums::{Layout, Sums};
 use super::{Breakdown, Chart, Param, Params, Spec};
 use crate::analytics::stats::{self, correction};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::experiments::{Analysis, Experiment, Experiments, Metric};
 
 pub use self::decide::Decision;
@@ -152,9 +152,7 @@ fn stats(
     defs: &Experiments,
 ) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
     let layout = Layout::of(columns)?;
-    let col = |name: &str| {
-        columns.iter().position(|c| c == name).ok_or_else(|| Error::Invalid(format!("experiment.sql lacks {name}")))
-    };
+    let col = |name: &str| super::column(columns, "experiment", name);
     let (ie, iv, im, is, ic, ifirst, istop) = (
         col("experiment")?,
         col("variant")?,

@@ -1,0 +1,13 @@
+-- conversions: the cohort's messages whose contact converted within $window_s seconds after the
+-- send, each with the first such conversion's time. Spliced in as a CTE where a report names it
+-- in double braces, after its `cohort_once` (each message's message_key, sent_at and contact).
+conversions AS (
+    SELECT s.message_key, MIN(c.occurred_at) AS converted_at
+    FROM cohort_once s
+    JOIN events c ON id_key(c.contact_key) = s.contact
+    WHERE c.event_type = 'conversion'
+      AND c.date >= $from
+      AND c.occurred_at >= s.sent_at
+      AND date_part('epoch', c.occurred_at) <= date_part('epoch', s.sent_at) + $window_s
+    GROUP BY s.message_key
+)
