@@ -32,7 +32,6 @@ use serde_json::{Map, Value, json};
 
 pub use self::experiment::{Decision, EXPERIMENT_COLUMNS, SRM_ALPHA};
 pub use self::params::{Breakdown, Filters, Interval, Metric, Param, Params, parse_metric};
-pub use self::trends::COMPARED;
 use super::executor::Work;
 use super::{Analytics, format};
 use crate::error::{Error, Result};
@@ -183,7 +182,9 @@ pub struct Spec {
     pub params: &'static [Param],
     /// How its rows are drawn.
     pub chart: Chart,
-    /// Work done on its rows after the SQL (the experiment's statistics).
+    /// Work done on its rows after the SQL: the experiment's statistics, trends set beside
+    /// the period before, retention's weeks without activity, an unused breakdown column
+    /// dropped.
     pub finish: Option<Finish>,
     /// The breakdowns it takes (`--by`); none when empty. It takes two keys when its SQL
     /// uses [`Param::ThenBy`].

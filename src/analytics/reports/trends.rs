@@ -38,7 +38,7 @@ pub(super) const SPEC: Spec = Spec {
 
 /// The columns set beside the period before: `previous_<column>` and `<column>_change`, the
 /// relative change from it.
-pub const COMPARED: [&str; 7] =
+const COMPARED: [&str; 7] =
     ["sent", "delivery_rate", "read_rate", "reply_rate", "failure_rate", "conversion_rate", "cost"];
 
 /// Drops the SQL's `previous` column; when comparing, sets each row of the period asked for
