@@ -6,23 +6,18 @@
 -- With --by, each row is also per level, as in funnel (the 20 levels with the most messages,
 -- the rest as 'other'); without, `breakdown` is '' and the report leaves it out.
 WITH {{cohort}},
-variants AS (
-    SELECT message_key, max_text(variant) AS variant
-    FROM exposure_facts
-    WHERE message_key IS NOT NULL AND ($by = 'variant' OR $then_by = 'variant')
-    GROUP BY message_key
-),
+{{breakdown}},
 -- Not MATERIALIZED: without a breakdown only the rows read it (the levels' filter is false and
 -- their side is gone from the plan), and materializing it cost 5% on every run (10 million
 -- events, paired); a breakdown merges the message facts twice instead.
 per_message AS (
-    SELECT day, template, locale, {{breakdown}} AS level,
+    SELECT day, template, locale, level,
            CASE WHEN delivered_at IS NOT NULL OR read_at IS NOT NULL THEN 1 ELSE 0 END AS delivered,
            CASE WHEN read_at IS NOT NULL THEN 1 ELSE 0 END AS was_read,
            CASE WHEN failed THEN 1 ELSE 0 END AS failed,
            date_part('epoch', delivered_at) - date_part('epoch', sent_at) AS delivery_s,
            date_part('epoch', read_at) - date_part('epoch', delivered_at) AS read_s
-    FROM (SELECT c.*, v.variant FROM variants v RIGHT JOIN cohort c ON v.message_key = c.message_key) cohort_variants
+    FROM cohort_levels
 ),
 -- The 20 levels with the most messages; none without a breakdown.
 top_levels AS (

@@ -10,14 +10,7 @@
 -- the 20 levels with the most messages by name, the rest as 'other'; without, `breakdown` is ''
 -- and the report leaves it out.
 WITH {{cohort}},
--- A message's variant, read only for a breakdown by variant: otherwise the filter is false and
--- the join has nothing to read.
-variants AS (
-    SELECT message_key, max_text(variant) AS variant
-    FROM exposure_facts
-    WHERE message_key IS NOT NULL AND ($by = 'variant' OR $then_by = 'variant')
-    GROUP BY message_key
-),
+{{breakdown}},
 -- The cohort is read twice, by the per-message counts and by conversions. Without the hint
 -- DataFusion would merge the message facts twice; MATERIALIZED computes them once
 -- (src/analytics/materialize.rs; 10 million events, paired runs: 15-20% less time).
@@ -26,8 +19,8 @@ cohort_once AS MATERIALIZED (
            CASE WHEN delivered_at IS NOT NULL OR read_at IS NOT NULL THEN 1 ELSE 0 END AS delivered,
            CASE WHEN read_at IS NOT NULL THEN 1 ELSE 0 END AS was_read,
            CASE WHEN replied THEN 1 ELSE 0 END AS replied,
-           {{breakdown}} AS level
-    FROM (SELECT c.*, v.variant FROM variants v RIGHT JOIN cohort c ON v.message_key = c.message_key) cohort_variants
+           level
+    FROM cohort_levels
 ),
 -- The 20 levels with the most messages; none without a breakdown, so that run does no more work.
 top_levels AS (

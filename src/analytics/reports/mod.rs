@@ -133,7 +133,8 @@ const COHORT: &str = include_str!("../../../queries/cohort.sql");
 /// says `{{conversions}}`.
 const CONVERSIONS: &str = include_str!("../../../queries/conversions.sql");
 
-/// A message's level for `--by`, spliced in where a report says `{{breakdown}}`.
+/// The cohort with each message's `--by` level (`cohort_levels`), spliced in where a report says
+/// `{{breakdown}}`.
 const BREAKDOWN: &str = include_str!("../../../queries/breakdown.sql");
 
 /// The position of `name` among a report's SQL columns, for its finish.
