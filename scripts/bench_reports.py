@@ -43,7 +43,7 @@ import benchlib as b
 
 ROOT = b.ROOT
 REPORTS = ["trends", "funnel", "delivery", "failures", "containment", "sla", "cost", "experiment", "engagement",
-           "time_to_convert", "retention", "buttons", "templates", "account"]
+           "time_to_convert", "retention", "buttons", "templates", "pricing", "account"]
 # Columns that exist in both outputs and must agree (convoscope adds statistics to experiment).
 COMPARE_SKIP = {"experiment": {"revenue_sum", "revenue_sq_sum", "reads", "replies"}}
 TOKEN = "bench-read-token"

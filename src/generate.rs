@@ -116,6 +116,18 @@ const FAILURES: &[(i32, &str, u32)] = &[
 
 const QUEUES: &[&str] = &["billing", "orders", "tech"];
 
+/// Meta's pricing type of a message: some utility messages land in a customer service window
+/// the contact opened (free), some marketing messages answer a click-to-WhatsApp ad (a free
+/// entry point), the rest are charged.
+fn pricing_type(category: &str, message_id: &str) -> &'static str {
+    let bucket = xxhash_rust::xxh3::xxh3_64(message_id.as_bytes()) % 100;
+    match category {
+        "utility" if bucket < 30 => "free_customer_service",
+        "marketing" if bucket < 6 => "free_entry_point",
+        _ => "regular",
+    }
+}
+
 fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T], weight: impl Fn(&T) -> u32) -> &'a T {
     let total: u32 = items.iter().map(&weight).sum();
     let mut x = rng.random_range(0..total.max(1));
@@ -312,17 +324,28 @@ impl Gen {
         let read = rng.random_bool(camp.read_rate);
         // Meta may skip the delivered webhook when delivery and read happen together.
         let skip_delivered = read && rng.random_bool(0.08);
+        // Meta's pricing on the first receipt: the type, and billable only when it is regular.
+        // Chosen by a hash of the message, not the random stream, so the rest of the data stays
+        // what the seed gave before pricing types existed.
+        let pricing_type = pricing_type(camp.category, &message_id);
+        let priced = |e: &mut Event| {
+            e.billable = Some(pricing_type == "regular");
+            e.category = Some(camp.category.into());
+            e.attributes = Some(serde_json::json!({"pricing_model": "PMP", "pricing_type": pricing_type}).to_string());
+        };
         if !skip_delivered {
             let mut d = base(self, "message.delivered", delivered_at);
-            d.billable = Some(camp.category != "authentication" || country.as_deref() != Some("IN"));
-            d.category = Some(camp.category.into());
+            priced(&mut d);
             self.buf.push(d);
         }
         if !read {
             return;
         }
         let read_at = delivered_at + rng.random_range(5..6 * 3600) * SEC_US;
-        let e = base(self, "message.read", read_at);
+        let mut e = base(self, "message.read", read_at);
+        if skip_delivered {
+            priced(&mut e);
+        }
         self.buf.push(e);
         if rng.random_bool(camp.reply_rate) {
             let mut r = base(self, "interaction.reply", read_at + rng.random_range(5..600) * SEC_US);

@@ -93,8 +93,10 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
             let mut per_series: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
             for row in &r.rows {
                 let line = per_series.entry(text(&row[q])).or_insert_with(|| vec![None; days.len()]);
-                if let Some(i) = days.iter().position(|x| *x == text(&row[d])) {
-                    line[i] = num(&row[m]);
+                // Rows sharing a point (pricing's types and countries of one category and day)
+                // add up.
+                if let (Some(i), Some(v)) = (days.iter().position(|x| *x == text(&row[d])), num(&row[m])) {
+                    line[i] = Some(line[i].unwrap_or(0.0) + v);
                 }
             }
             lines(title, days, per_series.into_iter().collect())?

@@ -296,6 +296,8 @@ fn simulate(sb: &Arc<Sandbox>, n: u64, wamid: String, to: String, callback: Stri
         }
         Outgoing::Status(v)
     };
+    // Meta prices every sent, delivered and read status (not a failure), so a message whose
+    // delivered status never comes still has its category.
     let pricing =
         json!({"pricing": {"billable": true, "pricing_model": "PMP", "type": "regular", "category": category}});
     let mut t = 1.0;
@@ -311,7 +313,7 @@ fn simulate(sb: &Arc<Sandbox>, n: u64, wamid: String, to: String, callback: Stri
         ));
         st.failed = 1;
     } else {
-        plan.push((t, status("sent", stamp(now, 1.0), json!({}))));
+        plan.push((t, status("sent", stamp(now, 1.0), pricing.clone())));
         st.sent = 1;
         t += rng.random_range(2.0..30.0);
         let read = rng.random_bool(r.read);
@@ -322,7 +324,7 @@ fn simulate(sb: &Arc<Sandbox>, n: u64, wamid: String, to: String, callback: Stri
         st.delivered = 1;
         if read {
             t += rng.random_range(10.0..600.0);
-            plan.push((t, status("read", stamp(now, t), json!({}))));
+            plan.push((t, status("read", stamp(now, t), pricing.clone())));
             st.read = 1;
             if rng.random_bool(r.reply) {
                 t += rng.random_range(5.0..120.0);

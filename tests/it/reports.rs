@@ -215,7 +215,8 @@ async fn every_report_gives_the_known_answers() {
         ]
     );
 
-    // Messaging: m1 and m4 to GB (0.0529 each), m2 to BR (0.0625) are billable marketing.
+    // Messaging: m1 to GB (0.0529) and m2 to BR (0.0625) are billable marketing; m4 answered
+    // an ad (a free entry point), so it is not billable.
     // Support: c4 (opened after m4 to the same contact) resolved an hour after its handoff,
     // with a bot reply: 20.00 + 0.10. Revenue: the two conversions inside the window.
     let k = a.report("cost", &all).await.unwrap();
@@ -223,7 +224,7 @@ async fn every_report_gives_the_known_answers() {
     assert_eq!(r, vec![vec![json!("spring"), json!("marketing"), json!(4), json!(1), json!(2)]]);
     let r =
         rows(&k, &["messaging_cost", "support_cost", "cost", "revenue", "cost_per_resolution", "cost_per_conversion"]);
-    for (got, exp) in r[0].iter().zip([0.1683, 20.10, 20.2683, 30.0, 20.2683, 10.13415]) {
+    for (got, exp) in r[0].iter().zip([0.1154, 20.10, 20.2154, 30.0, 20.2154, 10.1077]) {
         close(got, exp);
     }
 
@@ -638,7 +639,7 @@ async fn trends_per_day_and_beside_the_period_before() {
     }
     // The messaging cost of the cost report, split by day of the send.
     let cost: f64 = rows(&t, &["cost"]).iter().map(|r| r[0].as_f64().unwrap()).sum();
-    assert!((cost - 0.1683).abs() < 1e-9, "{cost}");
+    assert!((cost - 0.1154).abs() < 1e-9, "{cost}");
     let week = Params { interval: convoscope::analytics::reports::Interval::Week, ..Params::default() };
     let w = a.report("trends", &week).await.unwrap();
     // 1 February 2026 is a Sunday: its week began on 26 January; the 2nd begins the next.
@@ -923,4 +924,113 @@ async fn templates_and_account_give_the_known_answers() {
             ],
         ]
     );
+}
+
+/// `pricing` on the fixture: m1 (GB) and m2 (BR) regular and billable, m4 (GB) a free entry
+/// point (it answered an ad), m3 failed with no pricing at all.
+#[tokio::test]
+async fn pricing_gives_the_known_answers() {
+    let (_dir, a) = loaded().await;
+    let p = a.report("pricing", &Params::default()).await.unwrap();
+    let n = Value::Null;
+    assert_eq!(
+        rows(
+            &p,
+            &[
+                "day",
+                "category",
+                "pricing_type",
+                "country",
+                "messages",
+                "billable",
+                "unpriced",
+                "delivered",
+                "read",
+                "clicked",
+                "converted",
+                "window_open"
+            ]
+        ),
+        vec![
+            vec![
+                json!("2026-02-01"),
+                json!("marketing"),
+                json!("regular"),
+                json!("BR"),
+                json!(1),
+                json!(1),
+                json!(0),
+                json!(1),
+                json!(1),
+                json!(0),
+                json!(0),
+                json!(0)
+            ],
+            vec![
+                json!("2026-02-01"),
+                json!("marketing"),
+                json!("regular"),
+                json!("GB"),
+                json!(1),
+                json!(1),
+                json!(0),
+                json!(1),
+                json!(1),
+                json!(1),
+                json!(1),
+                json!(0)
+            ],
+            vec![
+                json!("2026-02-02"),
+                json!("marketing"),
+                json!("free_entry_point"),
+                json!("GB"),
+                json!(1),
+                json!(0),
+                json!(0),
+                json!(1),
+                json!(0),
+                json!(1),
+                json!(1),
+                json!(0)
+            ],
+            vec![
+                json!("2026-02-02"),
+                json!("marketing"),
+                n.clone(),
+                json!("IN"),
+                json!(1),
+                json!(0),
+                json!(0),
+                json!(0),
+                json!(0),
+                json!(0),
+                json!(0),
+                json!(0)
+            ],
+        ]
+    );
+    // The rate card's marketing prices: BR 0.0625, GB 0.0529; free and failed messages cost 0.
+    let costs = rows(&p, &["cost", "cost_per_delivered", "cost_per_read", "cost_per_click", "cost_per_conversion"]);
+    let expected = [
+        [Some(0.0625), Some(0.0625), Some(0.0625), None, None],
+        [Some(0.0529), Some(0.0529), Some(0.0529), Some(0.0529), Some(0.0529)],
+        [Some(0.0), Some(0.0), None, Some(0.0), Some(0.0)],
+        [Some(0.0), None, None, None, None],
+    ];
+    for (got, exp) in costs.iter().zip(expected) {
+        for (g, e) in got.iter().zip(exp) {
+            match e {
+                Some(e) => close(g, e),
+                None => assert_eq!(g, &n, "{got:?}"),
+            }
+        }
+    }
+    // With a ten-year attribution window every window is still open: no conversion is final.
+    let long = Analytics::new(Storage::open(&config(_dir.path()).storage).unwrap(), 3650).unwrap();
+    let p = long.report("pricing", &Params::default()).await.unwrap();
+    let open: Vec<Value> = rows(&p, &["window_open"]).concat();
+    let converted: Vec<Value> = rows(&p, &["converted"]).concat();
+    assert_eq!(open, vec![json!(1); 4]);
+    assert_eq!(converted, vec![json!(0); 4]);
 }

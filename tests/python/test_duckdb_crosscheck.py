@@ -392,6 +392,40 @@ class GrowthReportsCrossCheck(unittest.TestCase):
         self.assertIn("(link)", {k[2] for k in ours})
         self.assertIn("Interested", {k[2] for k in ours})
 
+    def test_pricing(self):
+        # Each message's category, country and Meta pricing type from its send and billed
+        # receipts (the type read with DuckDB's JSON operator), priced from the rate card's CSV
+        # when billable.
+        card = Path(__file__).resolve().parents[2] / "queries" / "rate_card.csv"
+        rows = self.duck(f"""
+            WITH billed AS (
+                SELECT message_id, max(category) AS category, max(country) AS country,
+                       max(attributes->>'pricing_type') AS pricing_type, bool_or(coalesce(billable, false)) AS billable,
+                       bool_or(event_type IN ('message.delivered', 'message.read')) AS delivered,
+                       bool_or(event_type = 'message.read') AS read
+                FROM events WHERE event_type IN ('send.accepted', 'message.sent', 'message.delivered', 'message.read')
+                GROUP BY ALL),
+            card AS (SELECT * FROM read_csv('{card}', header = true)),
+            priced AS (
+                SELECT CAST(s.t0 AS DATE)::VARCHAR AS day, b.category, b.pricing_type, b.country, b.billable,
+                       b.delivered, b.read,
+                       CASE WHEN b.billable THEN coalesce(r.price, d.price, 0) ELSE 0 END AS cost
+                FROM sends s JOIN billed b USING (message_id)
+                LEFT JOIN card r ON r.category = b.category AND r.country = b.country
+                LEFT JOIN card d ON d.category = b.category AND d.country = '*')
+            SELECT day, category, pricing_type, country, count(*), count(*) FILTER (WHERE billable),
+                   count(*) FILTER (WHERE delivered), count(*) FILTER (WHERE read), sum(cost)
+            FROM priced GROUP BY ALL""")
+        theirs = {tuple(r[:4]): r[4:] for r in rows}
+        ours = {(r["day"], r["category"], r["pricing_type"], r["country"]): r for r in self.report(name="pricing")}
+        self.assertEqual(set(ours), set(theirs))
+        for key, (n, billable, delivered, read, cost) in theirs.items():
+            r = ours[key]
+            self.assertEqual((r["messages"], r["billable"], r["delivered"], r["read"]), (n, billable, delivered, read), key)
+            self.assertAlmostEqual(r["cost"], cost, places=6)
+        self.assertEqual({k[2] for k in ours} - {None}, {"regular", "free_customer_service", "free_entry_point"})
+        self.assertTrue(all(r["cost"] == 0 for k, r in ours.items() if k[2] not in ("regular", None)))
+
     def counts(self, key):
         """DuckDB's (sent, delivered, read, replied, failed, converted) per key(day)."""
         out = {}

@@ -20,6 +20,7 @@ mod experiment;
 mod failures;
 mod funnel;
 mod params;
+mod pricing;
 mod retention;
 mod sla;
 mod templates;
@@ -53,12 +54,13 @@ pub enum Report {
     Retention,
     Buttons,
     Templates,
+    Pricing,
     Account,
 }
 
 impl Report {
     /// Every report, in the order the report page shows them.
-    pub const ALL: [Report; 14] = [
+    pub const ALL: [Report; 15] = [
         Report::Trends,
         Report::Funnel,
         Report::Delivery,
@@ -72,6 +74,7 @@ impl Report {
         Report::Retention,
         Report::Buttons,
         Report::Templates,
+        Report::Pricing,
         Report::Account,
     ];
 
@@ -91,6 +94,7 @@ impl Report {
             Report::Retention => &retention::SPEC,
             Report::Buttons => &buttons::SPEC,
             Report::Templates => &templates::SPEC,
+            Report::Pricing => &pricing::SPEC,
             Report::Account => &account::SPEC,
         }
     }
@@ -216,7 +220,8 @@ pub enum Chart {
         denominator: &'static str,
         rates: &'static [(&'static str, &'static str)],
     },
-    /// One line per distinct value of `series`: `value` over the distinct values of `x`.
+    /// One line per distinct value of `series`: `value` over the distinct values of `x`, summed
+    /// over the rows that share both.
     LinesPer { title: &'static str, x: &'static str, series: &'static str, value: &'static str },
     /// The experiment's differences from the control: per variant and metric, the always-valid
     /// interval as a band, the fixed-horizon interval as ticks, coloured by the decision.

@@ -1,0 +1,68 @@
+-- pricing: what the messages sent in the range cost, per day of the send, pricing category,
+-- pricing type and country, against what they brought.
+--
+-- Cohort, receipts and clicks as in templates; conversions as in funnel. `pricing_type` is
+-- Meta's pricing.type on the message's statuses (regular, free_customer_service,
+-- free_entry_point), kept by ingest in attributes; null where the provider sends none. Cost as
+-- in cost: the message's own cost, else the rate card's price for its category and country
+-- when a status says it is billable; `unpriced` counts billable messages the card has no price
+-- for (they cost nothing here, so a missing price shows instead of reading as free).
+-- cost_per_delivered, _read, _click: the row's cost over those counts. A conversion is final
+-- only once the attribution window has closed: `converted` and cost_per_conversion count the
+-- messages whose window had closed when the report ran, and `window_open` the rest.
+WITH {{cohort}},
+pricing_types AS (
+    SELECT id_key(message_id) AS message_key, max_text(json_text(attributes, 'pricing_type')) AS pricing_type
+    FROM events
+    WHERE event_type IN ('message.sent', 'message.delivered', 'message.read')
+      AND attributes IS NOT NULL AND date >= $from
+    GROUP BY id_key(message_id)
+),
+-- Read three times (conversions, clicks, per message): MATERIALIZED computes it once.
+cohort_once AS MATERIALIZED (
+    SELECT m.message_key, m.sent_at, m.contact, m.day, m.category, m.country, t.pricing_type,
+           CASE WHEN m.delivered_at IS NOT NULL OR m.read_at IS NOT NULL THEN 1 ELSE 0 END AS delivered,
+           CASE WHEN m.read_at IS NOT NULL THEN 1 ELSE 0 END AS was_read,
+           CASE WHEN m.billable THEN 1 ELSE 0 END AS billable,
+           COALESCE(CAST(m.cost_micros AS DOUBLE) / 1000000,
+                    CASE WHEN m.billable THEN COALESCE(r.price, d.price, 0) ELSE 0 END) AS cost,
+           CASE WHEN m.cost_micros IS NULL AND m.billable AND r.price IS NULL AND d.price IS NULL THEN 1 ELSE 0 END
+               AS unpriced,
+           CASE WHEN date_part('epoch', m.sent_at) + $window_s <= date_part('epoch', now()) THEN 1 ELSE 0 END
+               AS closed
+    FROM cohort m
+    LEFT JOIN pricing_types t ON t.message_key = m.message_key
+    LEFT JOIN rate_card r ON r.category = m.category AND r.country = m.country
+    LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'
+),
+{{conversions}},
+clicks AS (
+    SELECT DISTINCT id_key(CASE WHEN event_type = 'link.click' THEN COALESCE(reply_to, message_id) ELSE reply_to END)
+               AS message_key
+    FROM events
+    WHERE event_type IN ('interaction.reply', 'link.click') AND date >= $from
+),
+totals AS (
+    SELECT CAST(s.day AS DATE) AS day, s.category, s.pricing_type, s.country,
+           COUNT(*) AS messages,
+           SUM(s.billable) AS billable,
+           SUM(s.unpriced) AS unpriced,
+           SUM(s.delivered) AS delivered,
+           SUM(s.was_read) AS was_read,
+           SUM(CASE WHEN k.message_key IS NULL THEN 0 ELSE 1 END) AS clicked,
+           SUM(CASE WHEN cv.message_key IS NULL THEN 0 ELSE s.closed END) AS converted,
+           COUNT(*) - SUM(s.closed) AS window_open,
+           SUM(s.cost) AS cost,
+           SUM(s.cost * s.closed) AS cost_closed
+    FROM conversions cv
+    RIGHT JOIN (clicks k RIGHT JOIN cohort_once s ON k.message_key = s.message_key) ON cv.message_key = s.message_key
+    GROUP BY CAST(s.day AS DATE), s.category, s.pricing_type, s.country
+)
+SELECT day, category, pricing_type, country, messages, billable, unpriced, delivered, was_read AS "read", clicked,
+       converted, window_open, cost,
+       CASE WHEN delivered = 0 THEN NULL ELSE cost / delivered END AS cost_per_delivered,
+       CASE WHEN was_read = 0 THEN NULL ELSE cost / was_read END AS cost_per_read,
+       CASE WHEN clicked = 0 THEN NULL ELSE cost / clicked END AS cost_per_click,
+       CASE WHEN converted = 0 THEN NULL ELSE cost_closed / converted END AS cost_per_conversion
+FROM totals
+ORDER BY day, category, pricing_type, country
