@@ -11,7 +11,9 @@
 -- and resolved. Their support cost: $bot_cost for a conversation the bot answered, plus
 -- $agent_cost_per_hour for the time from handoff to resolution.
 -- cost = messaging + support cost; cost_per_resolution and cost_per_conversion divide it and
--- are null when the denominator is 0.
+-- are null when the denominator is 0. window_open counts the messages whose attribution window
+-- had not closed when the report ran: while it is above 0, conversions, revenue and
+-- resolutions may still grow and the per-conversion and per-resolution costs fall.
 WITH {{cohort}},
 -- Read twice (the message totals and the attribution join): MATERIALIZED computes the
 -- messages' aggregation once.
@@ -20,7 +22,9 @@ priced AS MATERIALIZED (
            COALESCE(CAST(m.cost_micros AS DOUBLE) / 1000000,
                     CASE WHEN m.billable THEN COALESCE(r.price, d.price, 0) ELSE 0 END) AS cost,
            CASE WHEN m.cost_micros IS NULL AND m.billable AND r.price IS NULL AND d.price IS NULL THEN 1 ELSE 0 END
-               AS unpriced
+               AS unpriced,
+           CASE WHEN date_part('epoch', m.sent_at) + $window_s <= date_part('epoch', now()) THEN 0 ELSE 1 END
+               AS window_open
     FROM cohort m
     LEFT JOIN rate_card r ON r.category = m.category AND r.country = m.country
     LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'
@@ -83,16 +87,17 @@ outcome_values AS (
 -- 21-29% less time, paired runs; DuckDB's 16% less).
 parts AS (
     SELECT campaign, category, 1 AS messages, unpriced, cost AS messaging_cost, 0 AS conversions,
-           0.0 AS revenue, 0 AS resolutions, 0.0 AS support_cost
+           0.0 AS revenue, 0 AS resolutions, 0.0 AS support_cost, window_open
     FROM priced
     UNION ALL
-    SELECT campaign, category, 0, 0, 0.0, 1, 0.0, 0, 0.0
+    SELECT campaign, category, 0, 0, 0.0, 1, 0.0, 0, 0.0, 0
     FROM (SELECT DISTINCT campaign, category, message_key FROM matched WHERE kind = 'conversion') converted
     UNION ALL
     SELECT campaign, category, 0, 0, 0.0, 0,
            CASE WHEN kind = 'conversion' THEN value ELSE 0 END,
            CASE WHEN kind = 'resolution' THEN 1 ELSE 0 END,
-           CASE WHEN kind = 'resolution' THEN value ELSE 0 END
+           CASE WHEN kind = 'resolution' THEN value ELSE 0 END,
+           0
     FROM outcome_values
 ),
 totals0 AS (
@@ -103,18 +108,19 @@ totals0 AS (
            SUM(conversions) AS conversions,
            SUM(revenue) AS revenue,
            SUM(resolutions) AS resolutions,
-           SUM(support_cost) AS support_cost
+           SUM(support_cost) AS support_cost,
+           SUM(window_open) AS window_open
     FROM parts
     GROUP BY campaign, category
 ),
 totals AS (
     SELECT campaign, category, messages, unpriced, messaging_cost, support_cost,
            messaging_cost + support_cost AS cost,
-           resolutions, conversions, revenue
+           resolutions, conversions, revenue, window_open
     FROM totals0
 )
 SELECT campaign, category, messages, unpriced, messaging_cost, support_cost, cost, resolutions, conversions,
-       revenue,
+       revenue, window_open,
        CASE WHEN resolutions = 0 THEN NULL ELSE cost / resolutions END AS cost_per_resolution,
        CASE WHEN conversions = 0 THEN NULL ELSE cost / conversions END AS cost_per_conversion
 FROM totals

@@ -4,7 +4,9 @@
 -- Their receipts, replies and conversions count even when they arrive after $to.
 -- A read implies delivered (Meta may skip the delivered webhook). A reply is an
 -- interaction.reply or message.inbound whose reply_to is the message. A conversion counts when
--- the same contact converts within $window_s seconds after the send.
+-- the same contact converts within $window_s seconds after the send; a conversion count is
+-- final only once that window has closed, so `converted` and conversion_rate are over the
+-- messages whose window had closed when the report ran, and `window_open` counts the rest.
 -- Every count is of distinct messages, so a duplicated event is counted once.
 -- With --by ($by, $then_by), each row is also per level (queries/breakdown.sql, spliced in):
 -- the 20 levels with the most messages by name, the rest as 'other'; without, `breakdown` is ''
@@ -33,7 +35,9 @@ top_levels AS (
 per_message AS (
     SELECT s.campaign, s.template, CASE WHEN $by = '' THEN '' ELSE COALESCE(t.level, 'other') END AS breakdown,
            s.delivered, s.was_read, s.replied,
-           CASE WHEN cv.message_key IS NULL THEN 0 ELSE 1 END AS converted
+           CASE WHEN cv.message_key IS NULL THEN 0 ELSE 1 END AS converted,
+           CASE WHEN date_part('epoch', s.sent_at) + $window_s <= date_part('epoch', now()) THEN 1 ELSE 0 END
+               AS closed
     FROM conversions cv
     RIGHT JOIN (top_levels t RIGHT JOIN cohort_once s ON t.level = s.level) ON cv.message_key = s.message_key
 )
@@ -44,11 +48,12 @@ SELECT campaign,
        SUM(delivered) AS delivered,
        SUM(was_read) AS "read",
        SUM(replied) AS replied,
-       SUM(converted) AS converted,
+       SUM(converted * closed) AS converted,
+       COUNT(*) - SUM(closed) AS window_open,
        CAST(SUM(delivered) AS DOUBLE) / COUNT(*) AS delivery_rate,
        CAST(SUM(was_read) AS DOUBLE) / COUNT(*) AS read_rate,
        CAST(SUM(replied) AS DOUBLE) / COUNT(*) AS reply_rate,
-       CAST(SUM(converted) AS DOUBLE) / COUNT(*) AS conversion_rate
+       CASE WHEN SUM(closed) > 0 THEN CAST(SUM(converted * closed) AS DOUBLE) / SUM(closed) END AS conversion_rate
 FROM per_message
 GROUP BY campaign, template, breakdown
 ORDER BY campaign, template, breakdown

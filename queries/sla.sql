@@ -4,7 +4,9 @@
 -- the conversation, else its opening) to the first bot or agent reply after it.
 -- resolution: seconds from opening to the first resolution.
 -- first_contact_resolution_rate: resolved conversations not reopened within 7 days of the
--- first resolution / resolved conversations.
+-- first resolution / resolved conversations, over those whose 7 days had passed when the report
+-- ran: a conversation resolved a minute ago has not yet had the chance to be reopened.
+-- reopen_window_open counts the resolved conversations still inside their 7 days.
 --
 -- conversation_facts has a row per conversation and file (or date), merged here per
 -- conversation over the dates >= $from. A conversation of one row (88% of them in a store of
@@ -71,13 +73,15 @@ joined AS (
                                AND t.at >= s.resolved_at
                                AND date_part('epoch', t.at) <= date_part('epoch', s.resolved_at) + 604800
                           THEN 1 ELSE 0 END) = 0
-                THEN 1 ELSE 0 END AS fcr
+                THEN 1 ELSE 0 END AS fcr,
+           CASE WHEN date_part('epoch', MAX(s.resolved_at)) + 604800 <= date_part('epoch', now()) THEN 1 ELSE 0 END
+               AS closed
     FROM start s
     LEFT JOIN touches t ON t.conv_key = s.conv_key
     GROUP BY s.conv_key
 ),
 per_conv AS (
-    SELECT day, queue, first_response_s, resolution_s, resolved, fcr FROM joined
+    SELECT day, queue, first_response_s, resolution_s, resolved, fcr, closed FROM joined
     UNION ALL
     SELECT day,
            queue,
@@ -85,7 +89,8 @@ per_conv AS (
              - date_part('epoch', COALESCE(first_customer_at, opened_at)) AS first_response_s,
            date_part('epoch', resolved_at) - date_part('epoch', opened_at) AS resolution_s,
            CASE WHEN resolved_at IS NULL THEN 0 ELSE 1 END AS resolved,
-           CASE WHEN resolved_at IS NOT NULL AND NOT reopened_within_week THEN 1 ELSE 0 END AS fcr
+           CASE WHEN resolved_at IS NOT NULL AND NOT reopened_within_week THEN 1 ELSE 0 END AS fcr,
+           CASE WHEN date_part('epoch', resolved_at) + 604800 <= date_part('epoch', now()) THEN 1 ELSE 0 END AS closed
     FROM merged
     WHERE pieces = 1 AND opened_at IS NOT NULL AND day <= $to
 )
@@ -96,8 +101,9 @@ SELECT day,
        percentile_cont(0.9) WITHIN GROUP (ORDER BY first_response_s) AS p90_first_response_s,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY resolution_s) AS p50_resolution_s,
        percentile_cont(0.9) WITHIN GROUP (ORDER BY resolution_s) AS p90_resolution_s,
-       CASE WHEN SUM(resolved) = 0 THEN NULL ELSE CAST(SUM(fcr) AS DOUBLE) / SUM(resolved) END
-           AS first_contact_resolution_rate
+       CASE WHEN SUM(closed) = 0 THEN NULL ELSE CAST(SUM(fcr * closed) AS DOUBLE) / SUM(closed) END
+           AS first_contact_resolution_rate,
+       SUM(resolved) - SUM(closed) AS reopen_window_open
 FROM per_conv
 GROUP BY day, queue
 ORDER BY day, queue

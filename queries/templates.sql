@@ -2,8 +2,9 @@
 -- each with its history) and how its messages of the range did.
 --
 -- Messages: the cohort (as in funnel) per template and locale: sent, delivered, read, replied,
--- clicked (a button tapped or a link followed, as in buttons), converted (as in funnel); their
--- rates over sent; `failures`: the error codes of its failed messages, most frequent first, as
+-- clicked (a button tapped or a link followed, as in buttons), converted (as in funnel: of the
+-- messages whose attribution window has closed, with `window_open` the rest); their rates over
+-- sent, the conversion rate over the messages whose window has closed; `failures`: the error codes of its failed messages, most frequent first, as
 -- "code (messages)".
 -- Standing: the template.status events up to $to (Meta's template updates, the change kept in
 -- attributes by ingest: src/ingest/meta/), each once. `status`: the latest status update's
@@ -19,7 +20,8 @@ cohort_once AS MATERIALIZED (
     SELECT message_key, sent_at, contact, template, locale,
            CASE WHEN delivered_at IS NOT NULL OR read_at IS NOT NULL THEN 1 ELSE 0 END AS delivered,
            CASE WHEN read_at IS NOT NULL THEN 1 ELSE 0 END AS was_read,
-           CASE WHEN replied THEN 1 ELSE 0 END AS replied
+           CASE WHEN replied THEN 1 ELSE 0 END AS replied,
+           CASE WHEN date_part('epoch', sent_at) + $window_s <= date_part('epoch', now()) THEN 1 ELSE 0 END AS closed
     FROM cohort
 ),
 {{conversions}},
@@ -54,7 +56,8 @@ messages AS (
            SUM(s.was_read) AS was_read,
            SUM(s.replied) AS replied,
            SUM(CASE WHEN k.message_key IS NULL THEN 0 ELSE 1 END) AS clicked,
-           SUM(CASE WHEN cv.message_key IS NULL THEN 0 ELSE 1 END) AS converted
+           SUM(CASE WHEN cv.message_key IS NULL THEN 0 ELSE s.closed END) AS converted,
+           SUM(s.closed) AS window_closed
     FROM conversions cv
     RIGHT JOIN (clicks k RIGHT JOIN cohort_once s ON k.message_key = s.message_key) ON cv.message_key = s.message_key
     GROUP BY s.template, s.locale
@@ -102,11 +105,12 @@ SELECT COALESCE(m.template, t.template) AS template,
        COALESCE(m.clicked, 0) AS clicked,
        COALESCE(m.replied, 0) AS replied,
        COALESCE(m.converted, 0) AS converted,
+       COALESCE(m.sent - m.window_closed, 0) AS window_open,
        CAST(m.delivered AS DOUBLE) / m.sent AS delivery_rate,
        CAST(m.was_read AS DOUBLE) / m.sent AS read_rate,
        CAST(m.clicked AS DOUBLE) / m.sent AS click_rate,
        CAST(m.replied AS DOUBLE) / m.sent AS reply_rate,
-       CAST(m.converted AS DOUBLE) / m.sent AS conversion_rate,
+       CASE WHEN m.window_closed > 0 THEN CAST(m.converted AS DOUBLE) / m.window_closed END AS conversion_rate,
        f.failures
 FROM messages m
 FULL JOIN standing t ON (t.template = m.template) AND (COALESCE(t.locale, '') = COALESCE(m.locale, ''))

@@ -1034,3 +1034,50 @@ async fn pricing_gives_the_known_answers() {
     assert_eq!(open, vec![json!(1); 4]);
     assert_eq!(converted, vec![json!(0); 4]);
 }
+
+/// A rate is final only once its window has closed: a conversation resolved a minute ago may
+/// still be reopened within 7 days, and a conversion may still follow a message sent a minute
+/// ago, so neither counts yet; each report says how many are still open.
+#[tokio::test]
+async fn rates_wait_for_their_window_to_close() {
+    let at = |mins: i64| (chrono::Utc::now() - chrono::Duration::minutes(mins)).to_rfc3339();
+    let events = [
+        json!({"event_id": "o-open", "event_type": "conversation.opened", "occurred_at": at(10),
+               "conversation_id": "o1", "queue": "billing", "contact": "+447700900001"}),
+        json!({"event_id": "o-bot", "event_type": "conversation.bot_reply", "occurred_at": at(9),
+               "conversation_id": "o1", "actor": "bot"}),
+        json!({"event_id": "o-res", "event_type": "conversation.resolved", "occurred_at": at(1),
+               "conversation_id": "o1"}),
+        json!({"event_id": "n-acc", "event_type": "send.accepted", "occurred_at": at(5), "message_id": "n1",
+               "contact": "+447700900001", "campaign": "now", "template": "promo_a", "locale": "en_GB",
+               "category": "marketing"}),
+        json!({"event_id": "n-dlv", "event_type": "message.delivered", "occurred_at": at(4), "message_id": "n1",
+               "contact": "+447700900001", "billable": true}),
+        json!({"event_id": "n-conv", "event_type": "conversion", "occurred_at": at(2),
+               "contact": "+447700900001", "revenue_micros": 1000000}),
+    ];
+    let ndjson: String = events.iter().map(|e| format!("{e}\n")).collect();
+    let (_dir, a) = load(&ndjson).await;
+    let all = Params::default();
+
+    let s = a.report("sla", &all).await.unwrap();
+    assert_eq!(
+        rows(&s, &["conversations", "first_contact_resolution_rate", "reopen_window_open"]),
+        vec![vec![json!(1), Value::Null, json!(1)]]
+    );
+    let f = a.report("funnel", &all).await.unwrap();
+    assert_eq!(
+        rows(&f, &["sent", "converted", "window_open", "conversion_rate"]),
+        vec![vec![json!(1), json!(0), json!(1), Value::Null]]
+    );
+    let t = a.report("templates", &all).await.unwrap();
+    assert_eq!(
+        rows(&t, &["sent", "converted", "window_open", "conversion_rate"]),
+        vec![vec![json!(1), json!(0), json!(1), Value::Null]]
+    );
+    let t = a.report("trends", &all).await.unwrap();
+    assert_eq!(rows(&t, &["sent", "converted", "window_open"]), vec![vec![json!(1), json!(0), json!(1)]]);
+    // cost counts the conversion it has seen and says the window is open.
+    let c = a.report("cost", &all).await.unwrap();
+    assert_eq!(rows(&c, &["messages", "conversions", "window_open"]), vec![vec![json!(1), json!(1), json!(1)]]);
+}

@@ -30,7 +30,9 @@ priced AS MATERIALIZED (
            COALESCE(CAST(m.cost_micros AS DOUBLE) / 1000000,
                     CASE WHEN m.billable = 1 THEN COALESCE(r.price, d.price, 0) ELSE 0 END) AS cost,
            CASE WHEN m.cost_micros IS NULL AND m.billable = 1 AND r.price IS NULL AND d.price IS NULL THEN 1 ELSE 0 END
-               AS unpriced
+               AS unpriced,
+           CASE WHEN date_part('epoch', m.sent_at) + $window_s <= date_part('epoch', now()) THEN 0 ELSE 1 END
+               AS window_open
     FROM msg m
     LEFT JOIN rate_card r ON r.category = m.category AND r.country = m.country
     LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'

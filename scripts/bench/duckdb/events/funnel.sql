@@ -33,7 +33,9 @@ per_message AS (
            COALESCE(st.delivered, 0) AS delivered,
            COALESCE(st.was_read, 0) AS was_read,
            CASE WHEN r.message_key IS NULL THEN 0 ELSE 1 END AS replied,
-           CASE WHEN cv.message_key IS NULL THEN 0 ELSE 1 END AS converted
+           CASE WHEN cv.message_key IS NULL THEN 0 ELSE 1 END AS converted,
+           CASE WHEN date_part('epoch', s.sent_at) + $window_s <= date_part('epoch', now()) THEN 1 ELSE 0 END
+               AS closed
     FROM conversions cv
     RIGHT JOIN (replies r
         RIGHT JOIN (status st

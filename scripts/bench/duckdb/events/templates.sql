@@ -16,7 +16,8 @@ receipts AS (
 ),
 cohort_once AS MATERIALIZED (
     SELECT c.message_key, c.sent_at, c.contact, c.template, c.locale, COALESCE(r.delivered, 0) AS delivered,
-           COALESCE(r.was_read, 0) AS was_read, COALESCE(r.replied, 0) AS replied
+           COALESCE(r.was_read, 0) AS was_read, COALESCE(r.replied, 0) AS replied,
+           CASE WHEN date_part('epoch', c.sent_at) + $window_s <= date_part('epoch', now()) THEN 1 ELSE 0 END AS closed
     FROM cohort c
     LEFT JOIN receipts r ON r.message_key = c.message_key
 ),
