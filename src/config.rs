@@ -86,6 +86,9 @@ pub struct Config {
     pub agent_cost_per_hour: f64,
     /// Cost of a bot-answered conversation (cost report).
     pub bot_cost_per_conversation: f64,
+    /// The ISO 4217 code of the rate card's and these costs' currency: the report pages show
+    /// money in it.
+    pub currency: String,
     /// Provider the send path uses: `meta`, `twilio` or `ultramsg` (none: `/v1/send` answers
     /// 503).
     pub provider: Option<String>,
@@ -196,6 +199,7 @@ impl Default for Config {
             rate_card: None,
             agent_cost_per_hour: 20.0,
             bot_cost_per_conversation: 0.10,
+            currency: "USD".into(),
             provider: None,
             meta_api_base: "https://graph.facebook.com".into(),
             meta_api_version: "v23.0".into(),
@@ -406,6 +410,7 @@ const ENV: &[(&str, &str)] = &[
     ("CONVOSCOPE_QUERY_TIMEOUT_SECS", "query_timeout_secs"),
     ("CONVOSCOPE_REPORT_TIMEOUT_SECS", "report_timeout_secs"),
     ("CONVOSCOPE_ENGINE", "engine"),
+    ("CONVOSCOPE_CURRENCY", "currency"),
 ];
 
 impl Config {
@@ -472,6 +477,9 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         Engine::parse(&self.engine)?;
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(Error::Config(format!("currency {:?} must be an ISO 4217 code such as USD", self.currency)));
+        }
         Tenant::check_all(&self.tenants)?;
         let periods = [
             ("retention_days", self.retention_days),

@@ -204,6 +204,7 @@ pub async fn run(opts: Options) -> Result<()> {
     app.flush_now().await?;
 
     let params = Params::default();
+    let files = html::Page { currency: &app.config.currency, links: html::Links::Files };
     let mut page = Vec::new();
     for report in Report::ALL {
         let name = report.name();
@@ -217,13 +218,16 @@ pub async fn run(opts: Options) -> Result<()> {
         };
         write(format!("{name}.json"), serde_json::to_string_pretty(&r.to_json()).unwrap_or_default())?;
         write(format!("{name}.csv"), r.to_csv())?;
-        write(format!("{name}.html"), html::single(&r, svg.as_deref()))?;
+        write(format!("{name}.html"), html::single(&r, svg.as_deref(), &files))?;
         if let Some(svg) = &svg {
             write(format!("{name}.svg"), svg.clone())?;
+            let png = chart::png(svg).map_err(|e| Error::Invalid(e.to_string()))?;
+            std::fs::write(out.join(format!("{name}.png")), png)
+                .map_err(|e| Error::io(format!("writing {name}.png"), e))?;
         }
         page.push(((*r).clone(), svg));
     }
-    std::fs::write(out.join("index.html"), html::index(&page, &params))
+    std::fs::write(out.join("index.html"), html::index(&page, &params, None, None, &files))
         .map_err(|e| Error::io("writing index.html", e))?;
     summarize(&page, &collector_url, &read, out, started.elapsed());
 

@@ -80,7 +80,8 @@ pub async fn run(args: ReportArgs, config: &Config, tenant: Option<Arc<Tenant>>)
         ReportFormat::Csv => report.to_csv(),
         ReportFormat::Json => format!("{}\n", serde_json::to_string_pretty(&report.to_json())?),
         ReportFormat::Html => {
-            crate::render::html::single(&report, crate::render::chart::for_report(&report)?.as_deref())
+            let page = crate::render::html::Page { currency: &config.currency, links: crate::render::html::Links::Api };
+            crate::render::html::single(&report, crate::render::chart::for_report(&report)?.as_deref(), &page)
         }
         ReportFormat::Svg => chart()?,
         ReportFormat::Png => {

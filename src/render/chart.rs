@@ -54,7 +54,7 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
                     col(r, n).map(|i| (n.to_string(), r.rows.iter().map(|row| num(&row[i]).unwrap_or(0.0)).collect()))
                 })
                 .collect();
-            bars(title, r.rows.iter().map(|row| label(row, by)).collect(), series)?
+            bars_with(title, r.rows.iter().map(|row| label(row, by)).collect(), series, Axis::of(names))?
         }
         ChartSpec::SumBars { title, by, value } => {
             let mut sums: BTreeMap<String, f64> = BTreeMap::new();
@@ -62,7 +62,13 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
             for row in &r.rows {
                 *sums.entry(text(&row[c])).or_default() += num(&row[f]).unwrap_or(0.0);
             }
-            bars(title, sums.keys().cloned().collect(), vec![(value.into(), sums.values().copied().collect())])?
+            let axis = Axis::of(&[value]);
+            bars_with(
+                title,
+                sums.keys().cloned().collect(),
+                vec![(value.into(), sums.values().copied().collect())],
+                axis,
+            )?
         }
         ChartSpec::RateLines { title, x, denominator, rates } => {
             let (Some(d), Some(s)) = (col(r, x), col(r, denominator)) else { return Ok(None) };
@@ -85,7 +91,7 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
                     (name.to_string(), by.values().map(|v| (v[0] > 0.0).then(|| v[k + 1] / v[0])).collect())
                 })
                 .collect();
-            lines(title, by.keys().cloned().collect(), series)?
+            lines_with(title, by.keys().cloned().collect(), series, Axis::share_of(denominator))?
         }
         ChartSpec::LinesPer { title, x, series, value } => {
             let (Some(d), Some(q), Some(m)) = (col(r, x), col(r, series), col(r, value)) else { return Ok(None) };
@@ -99,7 +105,26 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
                     line[i] = Some(line[i].unwrap_or(0.0) + v);
                 }
             }
-            lines(title, days, per_series.into_iter().collect())?
+            lines_with(title, days, per_series.into_iter().collect(), Axis::of(&[value]))?
+        }
+        ChartSpec::Steps { title, label: by, steps } => {
+            let Some(idx) = steps.iter().map(|c| col(r, c)).collect::<Option<Vec<usize>>>() else { return Ok(None) };
+            // The rows with the most at the first step: more lines than colours can tell apart
+            // would be noise.
+            let mut rows: Vec<&Vec<Value>> = r.rows.iter().collect();
+            rows.sort_by(|a, b| num(&b[idx[0]]).unwrap_or(0.0).total_cmp(&num(&a[idx[0]]).unwrap_or(0.0)));
+            rows.truncate(STEP_LINES);
+            let series = rows
+                .iter()
+                .map(|row| {
+                    let first = num(&row[idx[0]]).unwrap_or(0.0);
+                    let shares =
+                        idx.iter().map(|&i| (first > 0.0).then(|| num(&row[i]).unwrap_or(0.0) / first)).collect();
+                    (label(row, by), shares)
+                })
+                .collect();
+            let names: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
+            lines_with(title, names, series, Axis::share_of(steps[0]))?
         }
         ChartSpec::Effects { title } => return super::effects::effects(r, title),
     };
@@ -137,33 +162,91 @@ fn svg(
     Ok(buf)
 }
 
-/// The common frame of every chart: title, margins, label areas, value axis from 0.
+/// Lines a step chart draws at most: the rows with the most at its first step.
+const STEP_LINES: usize = 8;
+
+/// What the value axis measures: its name, and whether its values are shares (drawn as
+/// percentages) or money.
+#[derive(Clone, Debug, Default)]
+pub struct Axis {
+    name: String,
+    percent: bool,
+}
+
+impl Axis {
+    /// The axis of these columns: a share when every one is a rate, else the columns' names.
+    fn of(columns: &[&str]) -> Axis {
+        let percent = !columns.is_empty() && columns.iter().all(|c| super::html::is_share(c));
+        let name = if percent { "share".to_string() } else { columns.join(", ").replace('_', " ") };
+        Axis { name, percent }
+    }
+
+    /// Shares of a column (rates over sent, steps over the first one).
+    fn share_of(column: &str) -> Axis {
+        Axis { name: format!("share of {}", column.replace('_', " ")), percent: true }
+    }
+
+    /// A tick's label. Shares stop at 100%: the room above is the legend's.
+    fn label(&self, v: f64) -> String {
+        match self.percent {
+            true if v > 1.0 + 1e-9 => String::new(),
+            true => format!("{:.0}%", v * 100.0),
+            false => super::html::short_number(v),
+        }
+    }
+}
+
+/// The common frame of every chart: title, margins, label areas, value axis from 0 with its
+/// name, and room above the highest value for a legend of `legend` series, so it never covers
+/// a bar or a line.
 fn frame<'a, DB: DrawingBackend>(
     root: &'a DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
     x: std::ops::Range<f64>,
     ymax: f64,
+    legend: usize,
 ) -> Result<Chart<'a, DB>, ChartError> {
+    // The plot is about 240 pixels high; a legend line is about 20.
+    let legend_px = if legend > 1 { 20.0 * legend as f64 + 16.0 } else { 0.0 };
+    let top = if ymax <= 0.0 { 1.0 } else { ymax * 1.08 / (1.0 - (legend_px / 240.0).min(0.6)) };
     ChartBuilder::on(root)
         .caption(title, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(46)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x, 0f64..ymax)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, 0f64..top)
         .map_err(err)
 }
 
-fn nice_max(v: f64) -> f64 {
-    if v <= 0.0 { 1.0 } else { v * 1.1 }
+fn legend<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>, series: usize) -> Result<(), ChartError> {
+    if series < 2 {
+        return Ok(());
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .border_style(BLACK.mix(0.4))
+        .background_style(WHITE.mix(0.9))
+        .draw()
+        .map_err(err)
 }
 
 /// Grouped bars: one group per category, one bar per series.
 pub fn bars(title: &str, categories: Vec<String>, series: Vec<(String, Vec<f64>)>) -> Result<String, ChartError> {
+    bars_with(title, categories, series, Axis::default())
+}
+
+fn bars_with(
+    title: &str,
+    categories: Vec<String>,
+    series: Vec<(String, Vec<f64>)>,
+    axis: Axis,
+) -> Result<String, ChartError> {
     svg(|root| {
-        let ymax = nice_max(series.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0, f64::max));
+        let ymax = series.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0, f64::max);
         let n = categories.len().max(1);
-        let mut chart = frame(root, title, 0f64..n as f64, ymax)?;
-        categorical_mesh(&mut chart, n)?;
+        let mut chart = frame(root, title, 0f64..n as f64, ymax, series.len())?;
+        categorical_mesh(&mut chart, n, &axis)?;
         let width = 0.8 / series.len().max(1) as f64;
         for (si, (name, vals)) in series.iter().enumerate() {
             let color = Palette99::pick(si).mix(0.9);
@@ -176,15 +259,25 @@ pub fn bars(title: &str, categories: Vec<String>, series: Vec<(String, Vec<f64>)
                 .label(name.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
         }
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.85)).draw().map_err(err)?;
+        legend(&mut chart, series.len())?;
         category_labels(root, &chart, &categories)?;
         Ok(())
     })
 }
 
 /// Value grid only: category names are drawn by [`category_labels`].
-fn categorical_mesh<DB: DrawingBackend>(chart: &mut Chart<DB>, n: usize) -> Result<(), ChartError> {
-    chart.configure_mesh().disable_x_mesh().x_labels(n + 1).x_label_formatter(&|_| String::new()).draw().map_err(err)
+fn categorical_mesh<DB: DrawingBackend>(chart: &mut Chart<DB>, n: usize, axis: &Axis) -> Result<(), ChartError> {
+    let a = axis.clone();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n + 1)
+        .x_label_formatter(&|_| String::new())
+        .light_line_style(RGBColor(244, 245, 247))
+        .y_desc(axis.name.as_str())
+        .y_label_formatter(&move |v| a.label(*v))
+        .draw()
+        .map_err(err)
 }
 
 /// Category names centred under their groups. Drawn by hand because plotters places mesh
@@ -198,39 +291,131 @@ fn category_labels<DB: DrawingBackend>(
     labels: &[String],
 ) -> Result<(), ChartError> {
     let style = TextStyle::from(("sans-serif", 11).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
-    for (i, l) in labels.iter().enumerate() {
+    let (left, _) = chart.backend_coord(&(0.0, 0.0));
+    let (right, _) = chart.backend_coord(&(labels.len().max(1) as f64, 0.0));
+    // About 6.5 pixels a character at this size.
+    let fit = (((right - left) as f64 / labels.len().max(1) as f64) / 6.5).floor().max(5.0) as usize;
+    for (i, lines) in short_labels(labels, fit).into_iter().enumerate() {
         let (x, y) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
-        let short: String =
-            if l.chars().count() > 22 { l.chars().take(21).chain(['…']).collect() } else { l.clone() };
-        root.draw(&Text::new(short, (x, y + 6), style.clone())).map_err(err)?;
+        for (k, line) in lines.into_iter().enumerate() {
+            root.draw(&Text::new(line, (x, y + 6 + 13 * k as i32), style.clone())).map_err(err)?;
+        }
     }
     Ok(())
 }
 
+/// The x labels of a line chart under their points: every one when they fit, else every k-th
+/// (always the first and the last).
+fn point_labels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    chart: &ChartContext<
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    xs: &[String],
+) -> Result<(), ChartError> {
+    let style = TextStyle::from(("sans-serif", 11).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+    let (left, _) = chart.backend_coord(&(0.0, 0.0));
+    let (right, _) = chart.backend_coord(&((xs.len().max(2) - 1) as f64, 0.0));
+    let widest = xs.iter().map(|x| x.chars().count()).max().unwrap_or(1) as f64 * 6.5 + 10.0;
+    let fits = (((right - left) as f64 / widest).floor() as usize + 1).max(2);
+    let step = xs.len().div_ceil(fits).max(1);
+    for (i, x) in xs.iter().enumerate() {
+        if i % step != 0 && i != xs.len() - 1 {
+            continue;
+        }
+        // The last label is drawn; the one before it only where they do not collide.
+        if i != xs.len() - 1 && i + step > xs.len() - 1 && (xs.len() - 1 - i) < step {
+            continue;
+        }
+        let (px, py) = chart.backend_coord(&(i as f64, 0.0));
+        root.draw(&Text::new(x.clone(), (px, py + 6), style.clone())).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Labels that fit `fit` characters a line and stay apart: the parts every label shares
+/// (`spring_sale / ` of each variant of one campaign) are left out, each remaining part is a
+/// line of its own (at most two), and a part too long loses its middle, not its end, which is
+/// where names that share a beginning differ.
+fn short_labels(labels: &[String], fit: usize) -> Vec<Vec<String>> {
+    let parts: Vec<Vec<&str>> = labels.iter().map(|l| l.split(" / ").collect()).collect();
+    let width = parts.iter().map(Vec::len).max().unwrap_or(0);
+    let shared = |k: usize| labels.len() > 1 && parts.iter().all(|p| p.get(k) == parts[0].get(k));
+    let keep: Vec<usize> = (0..width).filter(|&k| !shared(k)).collect();
+    parts
+        .iter()
+        .map(|p| {
+            let mut kept: Vec<String> = keep.iter().filter_map(|&k| p.get(k).map(|s| s.to_string())).collect();
+            if kept.is_empty() {
+                kept = p.iter().map(|s| s.to_string()).collect();
+            }
+            if kept.len() > 2 {
+                let rest = kept.split_off(1).join(" / ");
+                kept.push(rest);
+            }
+            kept.iter().map(|part| middle_ellipsis(part, fit)).collect()
+        })
+        .collect()
+}
+
+fn middle_ellipsis(s: &str, fit: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= fit {
+        return s.to_string();
+    }
+    let head = (fit - 1) / 2;
+    let tail = fit - 1 - head;
+    chars[..head].iter().chain(['…'].iter()).chain(chars[chars.len() - tail..].iter()).collect()
+}
+
 /// Lines over ordered labels (days); gaps where a value is missing.
 pub fn lines(title: &str, xs: Vec<String>, series: Vec<(String, Vec<Option<f64>>)>) -> Result<String, ChartError> {
+    lines_with(title, xs, series, Axis::default())
+}
+
+fn lines_with(
+    title: &str,
+    xs: Vec<String>,
+    series: Vec<(String, Vec<Option<f64>>)>,
+    axis: Axis,
+) -> Result<String, ChartError> {
+    // A line needs two points: one x is drawn as labelled bars, not a lone dot in a grid.
+    if xs.len() == 1 {
+        let bars = series.into_iter().map(|(name, v)| (name, vec![v[0].unwrap_or(0.0)])).collect();
+        return bars_with(title, xs, bars, axis);
+    }
     svg(|root| {
-        let ymax = nice_max(series.iter().flat_map(|(_, v)| v.iter().flatten().copied()).fold(0.0, f64::max));
+        let ymax = series.iter().flat_map(|(_, v)| v.iter().flatten().copied()).fold(0.0, f64::max);
         let n = xs.len().max(2);
-        let mut chart = frame(root, title, 0f64..(n - 1) as f64, ymax)?;
-        let labels = xs.clone();
+        // A margin of a third of a step each side, so the first and last labels are not cut.
+        let mut chart = frame(root, title, -0.35f64..(n - 1) as f64 + 0.35, ymax, series.len())?;
+        let a = axis.clone();
         chart
             .configure_mesh()
-            .x_labels(n.min(10))
-            .x_label_formatter(&move |x| labels.get(x.round() as usize).cloned().unwrap_or_default())
+            .disable_x_mesh()
+            .x_label_formatter(&|_| String::new())
+            .light_line_style(RGBColor(244, 245, 247))
+            .y_desc(axis.name.as_str())
+            .y_label_formatter(&move |v| a.label(*v))
             .draw()
             .map_err(err)?;
+        point_labels(root, &chart, &xs)?;
+        // Earlier series are drawn wider, so a later one lying on top of them leaves their
+        // colour showing at its edges: series that coincide stay visible.
+        let widths = series.len() as u32;
         for (si, (name, vals)) in series.iter().enumerate() {
             let color = Palette99::pick(si).to_rgba();
+            let stroke = 2 + 2 * (widths - 1 - si as u32).min(3);
             let pts: Vec<(f64, f64)> = vals.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i as f64, v))).collect();
             chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(stroke)))
                 .map_err(err)?
                 .label(name.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], color.stroke_width(2)));
             chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(err)?;
         }
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.85)).draw().map_err(err)?;
+        legend(&mut chart, series.len())?;
         Ok(())
     })
 }
@@ -238,10 +423,10 @@ pub fn lines(title: &str, xs: Vec<String>, series: Vec<(String, Vec<Option<f64>>
 /// A point per item with its interval as an error bar.
 pub fn error_bars(title: &str, items: Vec<(String, f64, f64, f64)>) -> Result<String, ChartError> {
     svg(|root| {
-        let ymax = nice_max(items.iter().map(|i| i.3).fold(0.0, f64::max));
+        let ymax = items.iter().map(|i| i.3).fold(0.0, f64::max);
         let n = items.len().max(1);
-        let mut chart = frame(root, title, 0f64..n as f64, ymax)?;
-        categorical_mesh(&mut chart, n)?;
+        let mut chart = frame(root, title, 0f64..n as f64, ymax, 0)?;
+        categorical_mesh(&mut chart, n, &Axis::default())?;
         let color = Palette99::pick(0).to_rgba();
         chart
             .draw_series(items.iter().enumerate().map(|(i, it)| {
@@ -306,6 +491,37 @@ mod tests {
         assert!(lines.contains("<svg"));
         let e = error_bars("t", vec![("v".into(), 0.1, 0.05, 0.15)]).unwrap();
         assert!(has_label(&e, "v"));
+    }
+
+    #[test]
+    fn labels_keep_what_tells_them_apart() {
+        let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // The campaign all three share is left out; what differs stays whole.
+        assert_eq!(
+            short_labels(&l(&["spring_sale / spring_promo_bold", "spring_sale / spring_promo_emoji"]), 30),
+            vec![vec!["spring_promo_bold".to_string()], vec!["spring_promo_emoji".to_string()]]
+        );
+        // Too long for its room: the middle goes, the differing end stays.
+        assert_eq!(middle_ellipsis("spring_promo_control", 11), "sprin…ntrol");
+        // Three parts that differ: the first, then the rest on a second line.
+        assert_eq!(short_labels(&l(&["a / b / c", "d / e / f"]), 30)[0], vec!["a".to_string(), "b / c".to_string()]);
+        // One label keeps all of itself.
+        assert_eq!(short_labels(&l(&["x / y"]), 30), vec![vec!["x".to_string(), "y".to_string()]]);
+    }
+
+    #[test]
+    fn one_point_is_drawn_as_a_labelled_bar() {
+        let svg =
+            lines_with("t", vec!["2026-01-05".into()], vec![("r".into(), vec![Some(0.4)])], Axis::default()).unwrap();
+        let two = lines_with(
+            "t",
+            vec!["a".into(), "b".into()],
+            vec![("r".into(), vec![Some(0.4), Some(0.5)])],
+            Axis::default(),
+        )
+        .unwrap();
+        assert!(svg.matches("<rect").count() > two.matches("<rect").count(), "a bar");
+        assert!(svg.lines().any(|x| x.trim() == "2026-01-05"), "its label");
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub async fn record(State(app): State<AppState>, mut req: Request, next: Next) -
     let status = response.status().as_u16();
     let noted = note.0.lock().map(|mut n| std::mem::take(&mut *n)).unwrap_or_default();
     let (token_id, role, tenant) = match noted.caller.map(Ok).or(presented) {
-        Some(Ok(c)) => (c.token_id.clone(), format!("{:?}", c.role).to_ascii_lowercase(), c.tenant_name().to_string()),
+        Some(Ok(c)) => (c.token_id.clone(), c.role.as_str().to_string(), c.tenant_name().to_string()),
         // A token nobody configured: its id, so repeated guesses show as one caller.
         Some(Err(id)) => (id, "-".into(), "-".into()),
         None => ("-".into(), "-".into(), "-".into()),

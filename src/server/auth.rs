@@ -37,6 +37,16 @@ impl Role {
         })
     }
 
+    /// Its name, as the configuration spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Read => "read",
+            Role::Send => "send",
+            Role::Admin => "admin",
+        }
+    }
+
     /// Whether a token of this role may act as `needed` (admin may do everything).
     pub fn allows(self, needed: Role) -> bool {
         self == Role::Admin || self == needed
@@ -199,8 +209,9 @@ impl Tokens {
             Ok(caller)
         } else {
             Err(ApiError::Forbidden(format!(
-                "this token's role ({:?}) may not do this; it needs {needed:?}",
-                caller.role
+                "this token's role ({}) may not do this; it needs a {} token",
+                caller.role.as_str(),
+                needed.as_str()
             )))
         }
     }

@@ -492,7 +492,7 @@ pub async fn run(
         ultramsg = app.config.ultramsg_token.is_some(),
         api_tokens = app.config.tokens.len(),
         send = app.sender.is_some(),
-        huge_pages = ?crate::util::alloc::mode(),
+        huge_pages = %crate::util::alloc::mode().map_or("not managed".to_string(), |m| m.to_string()),
         "convoscope listening: webhooks at /webhooks/<provider> (meta, 360dialog, gupshup, twilio, ultramsg), API at /v1"
     );
     let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));

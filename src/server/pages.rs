@@ -78,14 +78,25 @@ async fn index(State(app): State<AppState>, headers: HeaderMap, Query(f): Query<
         return (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html::login(None))
             .into_response();
     };
-    let params = match f.params() {
+    let page = |status: StatusCode, body: String| {
+        (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+    };
+    let look = html::Page { currency: &app.config.currency, links: html::Links::Api };
+    // Filters that cannot be applied: the form again, with what is wrong, and no reports.
+    let params = match f.filters.parse() {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            let shown = Params::default();
+            return page(
+                StatusCode::BAD_REQUEST,
+                html::index(&[], &shown, Some(&choices(&app, &caller, &shown, &[]).await), Some(&e.to_string()), &look),
+            );
+        }
     };
     let mut out = Vec::new();
     for report in Report::ALL {
         let name = report.name();
-        match app.report(name, &params, &caller).await {
+        match app.report(name, &params.for_report(report), &caller).await {
             Ok(r) => {
                 let svg = chart::for_report(&r).unwrap_or_else(|e| {
                     tracing::warn!(report = name, error = %e, "chart failed");
@@ -93,10 +104,44 @@ async fn index(State(app): State<AppState>, headers: HeaderMap, Query(f): Query<
                 });
                 out.push(((*r).clone(), svg));
             }
+            Err(ApiError::BadRequest { message, .. }) => {
+                let c = choices(&app, &caller, &params, &out).await;
+                return page(StatusCode::BAD_REQUEST, html::index(&[], &params, Some(&c), Some(&message), &look));
+            }
             Err(e) => return e.into_response(),
         }
     }
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html::index(&out, &params)).into_response()
+    let c = choices(&app, &caller, &params, &out).await;
+    page(StatusCode::OK, html::index(&out, &params, Some(&c), None, &look))
+}
+
+/// The campaigns of the date range (the funnel's, over every campaign) and the experiments
+/// defined or seen, for the page's selectors.
+async fn choices(
+    app: &AppState,
+    caller: &Caller,
+    params: &Params,
+    shown: &[(Computed, Option<String>)],
+) -> html::Choices {
+    let column = |r: &Computed, name: &str| -> Vec<String> {
+        let Some(i) = r.columns.iter().position(|c| c == name) else { return Vec::new() };
+        r.rows.iter().filter_map(|row| row[i].as_str().map(str::to_string)).collect()
+    };
+    let all = Params { campaign: None, experiment: None, by: None, then_by: None, compare: false, ..params.clone() };
+    let mut campaigns = match app.report(Report::Funnel.name(), &all.for_report(Report::Funnel), caller).await {
+        Ok(r) => column(&r, "campaign"),
+        Err(_) => Vec::new(),
+    };
+    campaigns.sort();
+    campaigns.dedup();
+    let mut experiments: Vec<String> =
+        app.analytics_for(caller).experiments.experiments.iter().map(|e| e.name.clone()).collect();
+    for (r, _) in shown.iter().filter(|(r, _)| r.report == Report::Experiment) {
+        experiments.extend(column(r, "experiment"));
+    }
+    experiments.sort();
+    experiments.dedup();
+    html::Choices { campaigns, experiments }
 }
 
 #[derive(Deserialize)]
@@ -147,7 +192,7 @@ async fn one(
     note.caller(&caller);
     note.target(&name);
     let params = f.params()?;
-    note.detail(format!("{params:?}"));
+    note.detail(params.to_json().to_string());
     let r = app.report(&name, &params, &caller).await?;
     note.count(r.rows.len());
     let typed = |ct: &'static str, body: String| ([(header::CONTENT_TYPE, ct)], body).into_response();
@@ -166,7 +211,14 @@ async fn one(
             Some(svg) => typed("image/svg+xml", svg),
             None => return Err(ApiError::NotFound("this report has no rows to chart for these filters".into())),
         },
-        "html" => typed("text/html; charset=utf-8", html::single(&r, chart::for_report(&r).ok().flatten().as_deref())),
+        "html" => typed(
+            "text/html; charset=utf-8",
+            html::single(
+                &r,
+                chart::for_report(&r).ok().flatten().as_deref(),
+                &html::Page { currency: &app.config.currency, links: html::Links::Api },
+            ),
+        ),
         "png" => match chart::for_report(&r).map_err(|e| ApiError::bad_request("chart", e.to_string()))? {
             Some(svg) => {
                 let png = chart::png(&svg).map_err(|e| ApiError::bad_request("chart", e.to_string()))?;

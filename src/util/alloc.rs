@@ -179,6 +179,16 @@ pub enum HugePages {
     Unavailable,
 }
 
+impl std::fmt::Display for HugePages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HugePages::Large => "on large blocks",
+            HugePages::Off => "off",
+            HugePages::Unavailable => "unavailable",
+        })
+    }
+}
+
 /// The kernel's transparent huge page setting: the bracketed word of
 /// `/sys/kernel/mm/transparent_hugepage/enabled`.
 fn kernel_setting() -> Option<String> {

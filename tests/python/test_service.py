@@ -7,10 +7,12 @@ skips with a message saying what to install; under CI (CI=true) a missing tool i
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 import unittest
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -19,6 +21,9 @@ from support import BIN, ROOT, WorkDir, free_port, need, post_fixture, serve
 
 ARTIFACTS = Path(os.environ.get("CONVOSCOPE_ARTIFACTS", ROOT / "target" / "test-artifacts"))
 INGEST, READ, ADMIN = "ingest-token-svc", "read-token-svc", "admin-token-svc"
+# Every report, as the page shows them.
+REPORTS = ["trends", "funnel", "delivery", "failures", "containment", "sla", "experiment", "engagement", "cost",
+           "time_to_convert", "retention", "buttons", "templates", "pricing", "account"]
 
 
 def chromium_flags(workdir: Path):
@@ -85,17 +90,91 @@ class Service(unittest.TestCase):
         page.write_text(html)
         flags = chromium_flags(Path(self.tmp.name))
         dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
-        for name in ["funnel", "delivery", "failures", "containment", "sla", "experiment", "engagement", "cost"]:
+        for name in REPORTS:
             self.assertIn(f'data-report="{name}"', dom)
-        self.assertGreaterEqual(dom.count("<svg"), 7)
-        # Numbers of the fixture: the funnel row of promo_a, the failure code, the SLA median.
+            # Each section links to its own page and files with the page's filters.
+            for fmt in ["html", "csv", "json", "svg", "png"]:
+                self.assertIn(f'href="/v1/reports/{name}?format={fmt}"', dom)
+        self.assertGreaterEqual(dom.count("<svg"), 12)
+        # Numbers of the fixture as a person reads them: the funnel row of promo_a, the failure
+        # code, the SLA median with its thousands separator, the funnel's read rate of promo_b
+        # as a percentage, the messaging cost in dollars.
         self.assertIn("promo_a", dom)
         self.assertIn("131026", dom)
-        self.assertIn(">1200<", dom)
+        self.assertIn(">1,200<", dom)
+        self.assertIn(">50.0%<", dom)
+        self.assertIn(">$0.1154<", dom)
+        # The selectors: the fixture's campaign and experiment, every breakdown.
+        self.assertIn('<option value="spring">spring</option>', dom)
+        self.assertIn('<option value="cta">cta</option>', dom)
+        self.assertIn('<option value="template">template</option>', dom)
         shot = ARTIFACTS / "report-page.png"
         subprocess.run([chromium, *flags, "--window-size=1100,2400", f"--screenshot={shot}", page.as_uri()],
                        capture_output=True, timeout=120)
         self.assertTrue(shot.exists() and shot.stat().st_size > 10_000, "no screenshot")
+
+    def test_a_table_sorts_by_the_column_asked_for(self):
+        chromium = need("chromium")
+        req = urllib.request.Request(self.base + "/", headers={"Authorization": f"Bearer {READ}"})
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page = ARTIFACTS / "report-page-sorted.html"
+        page.write_bytes(urllib.request.urlopen(req, timeout=30).read())
+        flags = chromium_flags(Path(self.tmp.name))
+
+        def locales(fragment):
+            dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri() + fragment], capture_output=True,
+                                 text=True, timeout=120).stdout
+            engagement = dom[dom.index('id="engagement"'):]
+            engagement = engagement[:engagement.index("</table>")]
+            return re.findall(r"<td>(\w\w_\w\w)</td>", engagement)
+
+        self.assertEqual(locales(""), ["en_GB", "en_IN", "pt_BR"])
+        self.assertEqual(locales("#sort=engagement.locale.desc"), ["pt_BR", "en_IN", "en_GB"])
+        self.assertEqual(locales("#sort=engagement.read_rate.asc")[0], "en_IN")
+
+    def test_the_filters_apply_to_the_reports_that_take_them(self):
+        # A breakdown, weekly trends and a comparison on one page: each report takes what it
+        # can, the funnel gains its levels, and the form keeps the choices.
+        q = "from=2026-02-01&to=2026-02-02&by=country&interval=week&compare=previous&campaign=spring"
+        req = urllib.request.Request(self.base + "/?" + q, headers={"Authorization": f"Bearer {READ}"})
+        html = urllib.request.urlopen(req, timeout=30).read().decode()
+        funnel = html[html.index('id="funnel"'):]
+        funnel = funnel[:funnel.index("</section>")]
+        self.assertIn("<th title=\"sort\">breakdown</th>", funnel)
+        self.assertIn(">GB<", funnel)
+        self.assertIn('<option value="country" selected>', html)
+        self.assertIn('<option value="week" selected>', html)
+        self.assertIn('name="compare" value="previous" checked', html)
+        self.assertIn("previous_sent", html)
+        # A filter that cannot apply: the form again with the reason, not an error page.
+        req = urllib.request.Request(self.base + "/?compare=previous", headers={"Authorization": f"Bearer {READ}"})
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=30)
+        self.assertEqual(e.exception.code, 400)
+        body = e.exception.read().decode()
+        self.assertIn('role="alert"', body)
+        self.assertIn("compare previous needs both from and to", body)
+        self.assertIn("<form", body)
+
+    def test_every_report_alone_in_chromium_with_a_screenshot(self):
+        # One page per report, as its "Open alone" link serves it, rendered and kept as a
+        # screenshot for a person to look at (target/test-artifacts/report-NAME.png).
+        chromium = need("chromium")
+        flags = chromium_flags(Path(self.tmp.name))
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for name in REPORTS:
+            req = urllib.request.Request(f"{self.base}/v1/reports/{name}?format=html",
+                                         headers={"Authorization": f"Bearer {READ}"})
+            page = ARTIFACTS / f"report-{name}.html"
+            page.write_bytes(urllib.request.urlopen(req, timeout=60).read())
+            dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                                 timeout=120).stdout
+            self.assertIn(f'data-report="{name}"', dom, name)
+            self.assertIn("<table>", dom, name)
+            shot = ARTIFACTS / f"report-{name}.png"
+            subprocess.run([chromium, *flags, "--window-size=1000,900", f"--screenshot={shot}", page.as_uri()],
+                           capture_output=True, timeout=120)
+            self.assertTrue(shot.exists() and shot.stat().st_size > 5_000, f"no screenshot of {name}")
 
 
 class ExperimentPage(unittest.TestCase):
@@ -138,7 +217,7 @@ class ExperimentPage(unittest.TestCase):
         for r in decided:
             self.assertIn(r["decision"], ["ship", "keep running", "stop: harm", "invalid: SRM", "not enough data"])
             self.assertTrue(r["decision_reason"])
-            self.assertIn(f'<td>{r["decision"]}</td>', dom)
+            self.assertRegex(dom, f'<td[^>]*>{re.escape(r["decision"])}</td>')
             self.assertIn(r["decision_reason"].replace("&", "&amp;")[:40], dom)
             # A line of the chart per variant and metric with an always-valid interval, as a
             # share of the control's rate (none where the control's is 0: nothing to divide by).

@@ -9,10 +9,10 @@ pub(super) const SPEC: Spec = Spec {
             by a conversion within the attribution window, per campaign and template.",
     sql: include_str!("../../../queries/funnel.sql"),
     params: &[Param::From, Param::To, Param::Campaign, Param::WindowSecs, Param::By, Param::ThenBy],
-    chart: Chart::Bars {
-        title: "Funnel per campaign and template (messages)",
+    chart: Chart::Steps {
+        title: "Share of sent reaching each step, per campaign and template (and level)",
         label: &["campaign", "template", "breakdown"],
-        series: &["sent", "delivered", "read", "replied", "converted"],
+        steps: &["sent", "delivered", "read", "replied", "converted"],
     },
     finish: Some(super::without_unused_breakdown),
     by: &Breakdown::ALL,

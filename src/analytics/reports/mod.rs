@@ -226,6 +226,9 @@ pub enum Chart {
     /// The experiment's differences from the control: per variant and metric, the always-valid
     /// interval as a band, the fixed-horizon interval as ticks, coloured by the decision.
     Effects { title: &'static str },
+    /// A funnel: per row (labelled by `label`), a line over the `steps` columns, each as a
+    /// share of the first, for the rows with the most at the first step.
+    Steps { title: &'static str, label: &'static [&'static str], steps: &'static [&'static str] },
 }
 
 /// A computed report.
@@ -262,6 +265,31 @@ impl Computed {
     /// An aligned text table.
     pub fn to_table(&self) -> String {
         format::table(&self.columns, &self.rows)
+    }
+}
+
+impl Params {
+    /// These filters as `report` takes them: a breakdown, interval or comparison it has not is
+    /// left out rather than refused, so one set of filters (the report page's) serves every
+    /// report.
+    pub fn for_report(&self, report: Report) -> Params {
+        let spec = report.spec();
+        let takes = |p: Param| spec.params.contains(&p);
+        let mut p = self.clone();
+        if !p.by.is_some_and(|b| spec.by.contains(&b)) || p.then_by.is_some_and(|b| !spec.by.contains(&b)) {
+            p.by = None;
+            p.then_by = None;
+        }
+        if !takes(Param::ThenBy) {
+            p.then_by = None;
+        }
+        if !takes(Param::Interval) {
+            p.interval = Interval::Day;
+        }
+        if !takes(Param::PeriodFrom) {
+            p.compare = false;
+        }
+        p
     }
 }
 
