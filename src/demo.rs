@@ -35,6 +35,11 @@ pub struct Options {
     pub twilio: bool,
 }
 
+/// The demo's PII key. Its recipients are synthetic, so a fixed key costs no privacy and makes
+/// their contact keys, and so every number the demo shows, the same on every run of the same
+/// command. A real deployment's key is its own secret (`pii_key`, or the state directory's).
+const DEMO_PII_KEY: &str = "convoscope-demo-only-synthetic-recipients";
+
 fn token() -> String {
     let mut b = [0u8; 16];
     rand::fill(&mut b);
@@ -107,6 +112,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let config = Config {
         storage: format!("file://{}", out.join("data").display()),
         state_dir: out.join("state"),
+        pii_key: Some(DEMO_PII_KEY.into()),
         meta_app_secret: Some(secret.clone()),
         twilio_auth_token: Some(secret.clone()),
         // Twilio signs the URL it calls, which is the collector's here.
@@ -170,23 +176,17 @@ pub async fn run(opts: Options) -> Result<()> {
             return Err(Error::Invalid(format!("opt-ins refused: {}", r.status())));
         }
     }
+    // Paced to the send path's rate as `convoscope send` is, so the dashboards show a sender
+    // that keeps to its limit rather than thousands of refused sends.
+    let pacer = crate::send::batch::Pacer::default();
+    let send_url = format!("{collector_url}/v1/send");
     let results: Vec<(u16, Value)> = futures::stream::iter(people.iter().enumerate())
         .map(|(i, p)| {
-            let (http, url, send, experiment) = (http.clone(), collector_url.clone(), send.clone(), experiment.clone());
+            let (http, url, send, experiment, pacer) = (http.clone(), &send_url, &send, experiment.clone(), &pacer);
             async move {
                 let body = json!({"experiment": experiment, "to": p, "params": {"name": format!("Customer {i}")},
                                   "idempotency_key": format!("demo-{i}")});
-                loop {
-                    match http.post(format!("{url}/v1/send")).bearer_auth(&send).json(&body).send().await {
-                        // Over the local send rate: wait and try again, as a batch sender would.
-                        Ok(r) if r.status() == 429 => tokio::time::sleep(Duration::from_millis(50)).await,
-                        Ok(r) => {
-                            let s = r.status().as_u16();
-                            return (s, r.json().await.unwrap_or(Value::Null));
-                        }
-                        Err(e) => return (0, json!({"error": e.to_string()})),
-                    }
-                }
+                pacer.post(&http, url, send, &body).await.unwrap_or_else(|e| (0, json!({"error": e})))
             }
         })
         .buffer_unordered(16)
@@ -194,9 +194,10 @@ pub async fn run(opts: Options) -> Result<()> {
         .await;
     let accepted = results.iter().filter(|(s, _)| *s == 200).count();
     println!(
-        "sent {accepted} of {} in {:.1}s; waiting for the provider's callbacks ...",
+        "sent {accepted} of {} in {:.1}s ({} refused over the send rate and sent later); waiting for the provider's callbacks ...",
         people.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        pacer.refusals()
     );
     if !sb.settle(Duration::from_secs(120)).await {
         tracing::warn!(pending = sb.pending(), "some sandbox callbacks were still pending");
@@ -229,7 +230,11 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     std::fs::write(out.join("index.html"), html::index(&page, &params, None, None, &files))
         .map_err(|e| Error::io("writing index.html", e))?;
-    summarize(&page, &collector_url, &read, out, started.elapsed());
+    summarize(&page, out, started.elapsed());
+    if !opts.exit {
+        println!("report page: {collector_url}/  (sign in with the read token {read})");
+        println!("metrics:     {collector_url}/metrics");
+    }
 
     if !opts.exit {
         println!("serving the report page until Ctrl-C ...");
@@ -243,7 +248,7 @@ pub async fn run(opts: Options) -> Result<()> {
     Ok(())
 }
 
-fn summarize(page: &[(Computed, Option<String>)], url: &str, read: &str, out: &std::path::Path, took: Duration) {
+fn summarize(page: &[(Computed, Option<String>)], out: &std::path::Path, took: Duration) {
     let get = |report: Report| page.iter().find(|(r, _)| r.report == report).map(|(r, _)| r);
     if let Some(f) = get(Report::Funnel) {
         let sum = |col: &str| -> i64 {
@@ -251,12 +256,21 @@ fn summarize(page: &[(Computed, Option<String>)], url: &str, read: &str, out: &s
             f.rows.iter().filter_map(|r| r[i].as_i64()).sum()
         };
         println!(
-            "\nfunnel: sent {}, delivered {}, read {}, replied {}, converted {}",
+            "\nfunnel: sent {}, delivered {}, read {}, replied {}",
             sum("sent"),
             sum("delivered"),
             sum("read"),
             sum("replied"),
-            sum("converted")
+        );
+    }
+    // The funnel counts a conversion once its attribution window has closed, days from now;
+    // the cost report counts those seen so far.
+    if let Some(c) = get(Report::Cost)
+        && let Some(i) = c.columns.iter().position(|n| n == "conversions")
+    {
+        let seen: i64 = c.rows.iter().filter_map(|r| r[i].as_i64()).sum();
+        println!(
+            "conversions so far: {seen} (the funnel's conversion rate waits for the attribution windows to close)"
         );
     }
     if let Some(x) = get(Report::Experiment) {
@@ -307,8 +321,15 @@ fn summarize(page: &[(Computed, Option<String>)], url: &str, read: &str, out: &s
             }
         }
     }
-    println!("\nreports written to {}/ (index.html, <report>.json|csv|html|svg)", out.display());
-    println!("report page: {url}/  (sign in with the read token {read})");
-    println!("metrics:     {url}/metrics");
+    println!(
+        "\nreports written to {}/ (open index.html; each report as .json, .csv, .html, .svg, .png)",
+        out.display()
+    );
+    let data = std::fs::canonicalize(out.join("data")).unwrap_or_else(|_| out.join("data"));
+    println!(
+        "the demo's data: {} (`convoscope report` and `query` read it with --storage file://{})",
+        data.display(),
+        data.display()
+    );
     println!("took {:.1}s", took.as_secs_f64());
 }

@@ -280,6 +280,23 @@ async fn command_lease(storage: &Storage, command: &str) -> anyhow::Result<crate
 }
 
 /// The `[[tenant]]` named `name`, for a command run on one tenant's behalf.
+/// After `convoscope demo`, `report` and `query` would read an empty `./data` and show
+/// nothing: say where the demo's data is (on standard error, so the output stays the report).
+fn hint_demo_data(config: &Config) {
+    let default = Config::default().storage;
+    // A store without events: `./data` may hold only the query spill folder.
+    let no_events = |dir: &str| !std::path::Path::new(dir).join("events").is_dir();
+    let demo = std::path::Path::new("demo-out/data");
+    if config.storage == default && no_events("data") && !no_events("demo-out/data") {
+        let at = std::fs::canonicalize(demo).unwrap_or_else(|_| demo.to_path_buf());
+        eprintln!(
+            "./data holds no events; the demo's data is in {}: run with --storage file://{} (or CONVOSCOPE_STORAGE)",
+            at.display(),
+            at.display()
+        );
+    }
+}
+
 fn tenant_named(config: &Config, name: Option<&str>) -> anyhow::Result<Option<std::sync::Arc<crate::config::Tenant>>> {
     let Some(name) = name else { return Ok(None) };
     let t = config
@@ -328,6 +345,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Report(args) => {
             let config = Config::load(cli.config.as_deref(), &flags)?;
+            hint_demo_data(&config);
             let tenant = tenant_named(&config, args.tenant.as_deref())?;
             report::run(args, &config, tenant).await
         }
@@ -552,6 +570,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Query { sql, format: fmt, tenant } => {
             let config = Config::load(cli.config.as_deref(), &flags)?;
+            hint_demo_data(&config);
             let analytics = Analytics::from_settings(Storage::open(&config.storage)?, &config.analytics(), None)?
                 .for_tenant(tenant_named(&config, tenant.as_deref())?);
             let (schema, batches) = analytics.query(&sql).await?;

@@ -260,8 +260,8 @@ pub struct Page<'a> {
     pub links: Links,
 }
 
-/// One report's section: heading, links (this report alone, its CSV, JSON, SVG and PNG with
-/// the same filters), chart, table.
+/// One report's section: heading, links (this report alone, its CSV, JSON, and its chart's SVG
+/// and PNG, with the same filters), chart, table.
 pub fn section(r: &Computed, svg: Option<&str>, page: &Page) -> String {
     let q = query_string(&r.params);
     let sep = if q.is_empty() { "" } else { "&" };
@@ -280,8 +280,9 @@ pub fn section(r: &Computed, svg: Option<&str>, page: &Page) -> String {
         page = link("html", "Open alone"),
         csv = link("csv", "CSV"),
         json = link("json", "JSON"),
-        svg_link = link("svg", "SVG"),
-        png = link("png", "PNG"),
+        // A report without rows has no chart to link to.
+        svg_link = if svg.is_some() { link("svg", "SVG") } else { String::new() },
+        png = if svg.is_some() { link("png", "PNG") } else { String::new() },
         chart = svg.unwrap_or(""),
         table = table(r, page.currency),
     )

@@ -227,7 +227,7 @@ async fn send(
     let wamid = format!("wamid.SBX{:x}{:010}", sb.cfg.seed, n);
     let callback = body["biz_opaque_callback_data"].as_str().unwrap_or_default().to_string();
     let category = if template.contains("otp") { "authentication" } else { "marketing" };
-    simulate(&sb, n, wamid.clone(), to, callback, category);
+    simulate(&sb, wamid.clone(), to, callback, category);
     Json(json!({"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
                 "messages": [{"id": wamid, "message_status": "accepted"}]}))
     .into_response()
@@ -280,9 +280,13 @@ fn admit(sb: &Sandbox, to: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn simulate(sb: &Arc<Sandbox>, n: u64, wamid: String, to: String, callback: String, category: &str) {
+fn simulate(sb: &Arc<Sandbox>, wamid: String, to: String, callback: String, category: &str) {
     let variant = crate::experiments::parse_callback_data(&callback).1.unwrap_or_else(|| "control".into());
-    let mut rng = ChaCha8Rng::seed_from_u64(sb.cfg.seed.wrapping_mul(1_000_003).wrapping_add(n));
+    // Seeded by the recipient, not the order sends arrive in (which concurrency shuffles): the
+    // same seed and recipients give the same outcomes run after run.
+    let mut rng = ChaCha8Rng::seed_from_u64(
+        sb.cfg.seed.wrapping_mul(1_000_003).wrapping_add(xxhash_rust::xxh3::xxh3_64(to.as_bytes())),
+    );
     let r = rates_for(&variant);
     let scale = sb.cfg.time_scale;
     let now = chrono::Utc::now().timestamp();

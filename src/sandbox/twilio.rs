@@ -74,7 +74,7 @@ pub(super) async fn send(
     {
         urls.insert(sid.clone(), url);
     }
-    simulate(&sb, n, sid.clone(), to.to_string(), callback, "marketing");
+    simulate(&sb, sid.clone(), to.to_string(), callback, "marketing");
     let created = json!({"account_sid": account_sid, "api_version": "2010-04-01", "sid": sid, "status": "queued",
         "to": form.get("To"), "from": form.get("From"), "direction": "outbound-api", "error_code": null, "error_message": null});
     (StatusCode::CREATED, Json(created)).into_response()

@@ -95,7 +95,119 @@ pub fn read_recipients(path: &Path, experiment: &str) -> Result<Rows> {
     Ok((good, bad))
 }
 
-/// Sends every good row through `base_url`'s `/v1/send`.
+/// Paces sends to a server's rate limit instead of retrying every 429 at once. Requests leave
+/// one per `gap`. A refused one waits the `Retry-After` it was given; the gap becomes what the
+/// server let through in the last second (the first refusal comes once the server's burst is
+/// spent, so from the second on this is its rate), widened a tenth. Each accepted send narrows
+/// the gap by a thousandth, probing for a limit raised meanwhile. A batch so meets a refusal
+/// every hundred or so sends (each one a `rate_limited` send in the server's metrics) instead
+/// of several per send.
+#[derive(Debug)]
+pub struct Pacer {
+    state: std::sync::Mutex<PacerState>,
+    refusals: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+struct PacerState {
+    /// When the next request may leave.
+    next: tokio::time::Instant,
+    gap: Duration,
+    /// When the server accepted sends, over the last second.
+    accepted: std::collections::VecDeque<tokio::time::Instant>,
+}
+
+/// The gap a pacer starts from and never narrows below: 1,000 sends a second.
+const PACER_MIN_GAP: Duration = Duration::from_millis(1);
+/// The widest gap: one send a second, the slowest a number's limit allows.
+const PACER_MAX_GAP: Duration = Duration::from_secs(1);
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Pacer {
+            state: std::sync::Mutex::new(PacerState {
+                next: tokio::time::Instant::now(),
+                gap: PACER_MIN_GAP,
+                accepted: std::collections::VecDeque::new(),
+            }),
+            refusals: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl Pacer {
+    /// Waits for this request's turn.
+    pub async fn turn(&self) {
+        let at = {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let at = s.next.max(tokio::time::Instant::now());
+            s.next = at + s.gap;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+
+    /// How many times the server refused a send over its rate.
+    pub fn refusals(&self) -> u64 {
+        self.refusals.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The server refused a send over its rate: pace to what it let through.
+    pub fn refused(&self) {
+        self.refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        while s.accepted.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1)) {
+            s.accepted.pop_front();
+        }
+        let through = Duration::from_secs(1) / (s.accepted.len() as u32).max(1);
+        s.gap = through.max(s.gap).mul_f64(1.1).clamp(PACER_MIN_GAP, PACER_MAX_GAP);
+    }
+
+    /// The server took a send.
+    pub fn accepted(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        s.accepted.push_back(now);
+        while s.accepted.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1)) {
+            s.accepted.pop_front();
+        }
+        s.gap = s.gap.mul_f64(0.999).max(PACER_MIN_GAP);
+    }
+
+    /// Posts `body` to `url` until the server answers other than 429, in turn.
+    pub async fn post(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        token: &str,
+        body: &Value,
+    ) -> std::result::Result<(u16, Value), String> {
+        loop {
+            self.turn().await;
+            match http.post(url).bearer_auth(token).json(body).send().await {
+                Ok(r) if r.status() == 429 => {
+                    self.refused();
+                    let wait = r
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map_or(Duration::from_secs(1), Duration::from_secs);
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(r) => {
+                    self.accepted();
+                    let s = r.status().as_u16();
+                    return Ok((s, r.json().await.unwrap_or(Value::Null)));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Sends every good row through `base_url`'s `/v1/send`, paced to its rate limit.
 pub async fn run(base_url: &str, token: &str, experiment: &str, file: &Path, concurrency: usize) -> Result<Summary> {
     let (rows, bad) = read_recipients(file, experiment)?;
     let bar = indicatif::ProgressBar::new(rows.len() as u64);
@@ -105,21 +217,12 @@ pub async fn run(base_url: &str, token: &str, experiment: &str, file: &Path, con
     );
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap_or_default();
     let url = format!("{}/v1/send", base_url.trim_end_matches('/'));
+    let pacer = Pacer::default();
     let outcomes: Vec<std::result::Result<(u16, Value), String>> = futures::stream::iter(rows)
         .map(|(_, body)| {
-            let (http, url, bar) = (http.clone(), url.clone(), bar.clone());
+            let (http, url, bar, pacer) = (http.clone(), url.clone(), bar.clone(), &pacer);
             async move {
-                let out = loop {
-                    match http.post(&url).bearer_auth(token).json(&body).send().await {
-                        // Over the server's send rate: back off briefly and try the row again.
-                        Ok(r) if r.status() == 429 => tokio::time::sleep(Duration::from_millis(100)).await,
-                        Ok(r) => {
-                            let s = r.status().as_u16();
-                            break Ok((s, r.json().await.unwrap_or(Value::Null)));
-                        }
-                        Err(e) => break Err(e.to_string()),
-                    }
-                };
+                let out = pacer.post(&http, &url, token, &body).await;
                 bar.inc(1);
                 out
             }

@@ -114,8 +114,8 @@ pub enum SendError {
     OptedOut,
     #[error("the contact has no recorded opt-in for {0} messages")]
     NoOptIn(String),
-    #[error("over the {0} send rate; retry later")]
-    RateLimited(&'static str),
+    #[error("over the {limit} send rate; a send is allowed again in {:.2} s", retry_after.as_secs_f64())]
+    RateLimited { limit: &'static str, retry_after: Duration },
     #[error("the circuit to {0} is open after repeated failures; retry later")]
     CircuitOpen(&'static str),
     #[error("provider failed: {0}")]
@@ -177,6 +177,11 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// How long until the bucket, refilling at `per_sec`, holds a whole token.
+    fn until_one(&self, per_sec: f64) -> Duration {
+        Duration::from_secs_f64(((1.0 - self.tokens).max(0.0) / per_sec.max(1e-9)).min(3600.0))
+    }
+
     fn take(&mut self, capacity: f64, per_sec: f64) -> bool {
         let now = Instant::now();
         self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * per_sec).min(capacity);
@@ -388,9 +393,9 @@ impl Sender {
             }
             _ => {}
         }
-        if !self.take_tokens(&contact_key) {
+        if let Err((limit, retry_after)) = self.take_tokens(&contact_key) {
             self.metrics.sends_total.with_label_values(&[&exp.name, &variant.name, "rate_limited"]).inc();
-            return fail(SendError::RateLimited(if self.number_has_room() { "per-recipient" } else { "per-number" }));
+            return fail(SendError::RateLimited { limit, retry_after });
         }
         let fill = |t: &str| {
             let mut s = t.to_string();
@@ -449,11 +454,9 @@ impl Sender {
         }
     }
 
-    fn number_has_room(&self) -> bool {
-        self.number_bucket.lock().map(|b| b.tokens >= 1.0).unwrap_or(false)
-    }
-
-    fn take_tokens(&self, contact_key: &str) -> bool {
+    /// Spends a token of the recipient's bucket and one of the number's, or neither: then which
+    /// limit refused and how long until it has a token again.
+    fn take_tokens(&self, contact_key: &str) -> std::result::Result<(), (&'static str, Duration)> {
         let mut rb = self.recipient_buckets.lock().unwrap_or_else(|p| p.into_inner());
         let (burst, per_sec) = (self.cfg.per_recipient_burst, 1.0 / self.cfg.per_recipient_refill_secs);
         if rb.len() > 100_000 {
@@ -465,15 +468,16 @@ impl Sender {
         // Check the recipient first without spending, so a refused send costs no number token.
         let mut probe = Bucket { tokens: bucket.tokens, at: bucket.at };
         if !probe.take(burst, per_sec) {
+            let wait = probe.until_one(per_sec);
             *bucket = probe;
-            return false;
+            return Err(("per-recipient", wait));
         }
         let mut nb = self.number_bucket.lock().unwrap_or_else(|p| p.into_inner());
         if !nb.take(self.cfg.per_number_per_sec, self.cfg.per_number_per_sec) {
-            return false;
+            return Err(("per-number", nb.until_one(self.cfg.per_number_per_sec)));
         }
         *bucket = probe;
-        true
+        Ok(())
     }
 
     fn breaker_allows(&self) -> bool {

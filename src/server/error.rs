@@ -26,8 +26,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("{0}")]
-    TooManyRequests(String),
+    /// Over a rate limit; `Retry-After` says when it has room again (at least 1 s).
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_secs: u64 },
     #[error("{0}")]
     BadGateway(String),
     #[error("request body is larger than {0} bytes")]
@@ -51,7 +52,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "provider_failed"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -74,6 +75,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after_secs, .. } => (*retry_after_secs).max(1),
+            _ => RETRY_AFTER_SECS,
+        };
         let message = match &self {
             ApiError::Internal(
                 e @ (Error::WalFull { .. }
@@ -99,7 +104,7 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (status, Json(json!({"error": code, "message": message}))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         resp
     }

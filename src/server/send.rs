@@ -74,7 +74,10 @@ impl App {
                 ApiError::Conflict(e.to_string())
             }
             SendError::BadRequest(m) => ApiError::bad_request("invalid", m),
-            SendError::RateLimited(_) => ApiError::TooManyRequests(e.to_string()),
+            SendError::RateLimited { retry_after, .. } => ApiError::TooManyRequests {
+                message: e.to_string(),
+                retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+            },
             SendError::CircuitOpen(_) => ApiError::Unavailable(e.to_string()),
             SendError::Provider(_) => ApiError::BadGateway(e.to_string()),
         })

@@ -6,6 +6,7 @@ mod cluster;
 mod collector;
 mod common;
 mod crash;
+mod demo;
 mod disk;
 mod experiments;
 mod governance;
