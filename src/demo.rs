@@ -213,7 +213,7 @@ pub async fn run(opts: Options) -> Result<()> {
             .report(name, &params, &crate::server::auth::Caller::operator("demo"))
             .await
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        let svg = chart::for_report(&r).map_err(|e| Error::Invalid(e.to_string()))?;
+        let svg = chart::for_report(&r, &app.config.currency).map_err(|e| Error::Invalid(e.to_string()))?;
         let write = |file: String, body: String| {
             std::fs::write(out.join(&file), body).map_err(|e| Error::io(format!("writing {file}"), e))
         };

@@ -72,7 +72,7 @@ pub async fn run(args: ReportArgs, config: &Config, tenant: Option<Arc<Tenant>>)
         Analytics::from_settings(Storage::open(&config.storage)?, &config.analytics(), None)?.for_tenant(tenant);
     let report = analytics.report(&name, &params).await?;
     let chart = || -> anyhow::Result<String> {
-        crate::render::chart::for_report(&report)?
+        crate::render::chart::for_report(&report, &config.currency)?
             .ok_or_else(|| anyhow::anyhow!("the {name} report has no rows to chart for these filters"))
     };
     let text = match format {
@@ -81,7 +81,11 @@ pub async fn run(args: ReportArgs, config: &Config, tenant: Option<Arc<Tenant>>)
         ReportFormat::Json => format!("{}\n", serde_json::to_string_pretty(&report.to_json())?),
         ReportFormat::Html => {
             let page = crate::render::html::Page { currency: &config.currency, links: crate::render::html::Links::Api };
-            crate::render::html::single(&report, crate::render::chart::for_report(&report)?.as_deref(), &page)
+            crate::render::html::single(
+                &report,
+                crate::render::chart::for_report(&report, &config.currency)?.as_deref(),
+                &page,
+            )
         }
         ReportFormat::Svg => chart()?,
         ReportFormat::Png => {

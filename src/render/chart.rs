@@ -39,7 +39,7 @@ fn text(v: &Value) -> String {
 
 /// The chart of a report, drawn as its [`ChartSpec`] says, or `None` when it has nothing to
 /// draw.
-pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
+pub fn for_report(r: &Computed, currency: &str) -> Result<Option<String>, ChartError> {
     if r.rows.is_empty() {
         return Ok(None);
     }
@@ -54,7 +54,7 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
                     col(r, n).map(|i| (n.to_string(), r.rows.iter().map(|row| num(&row[i]).unwrap_or(0.0)).collect()))
                 })
                 .collect();
-            bars_with(title, r.rows.iter().map(|row| label(row, by)).collect(), series, Axis::of(names))?
+            bars_with(title, r.rows.iter().map(|row| label(row, by)).collect(), series, Axis::of(names, currency))?
         }
         ChartSpec::SumBars { title, by, value } => {
             let mut sums: BTreeMap<String, f64> = BTreeMap::new();
@@ -62,7 +62,7 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
             for row in &r.rows {
                 *sums.entry(text(&row[c])).or_default() += num(&row[f]).unwrap_or(0.0);
             }
-            let axis = Axis::of(&[value]);
+            let axis = Axis::of(&[value], currency);
             bars_with(
                 title,
                 sums.keys().cloned().collect(),
@@ -105,7 +105,7 @@ pub fn for_report(r: &Computed) -> Result<Option<String>, ChartError> {
                     line[i] = Some(line[i].unwrap_or(0.0) + v);
                 }
             }
-            lines_with(title, days, per_series.into_iter().collect(), Axis::of(&[value]))?
+            lines_with(title, days, per_series.into_iter().collect(), Axis::of(&[value], currency))?
         }
         ChartSpec::Steps { title, label: by, steps } => {
             let Some(idx) = steps.iter().map(|c| col(r, c)).collect::<Option<Vec<usize>>>() else { return Ok(None) };
@@ -174,11 +174,16 @@ pub struct Axis {
 }
 
 impl Axis {
-    /// The axis of these columns: a share when every one is a rate, else the columns' names.
-    fn of(columns: &[&str]) -> Axis {
-        let percent = !columns.is_empty() && columns.iter().all(|c| super::html::is_share(c));
-        let name = if percent { "share".to_string() } else { columns.join(", ").replace('_', " ") };
-        Axis { name, percent }
+    /// The axis of these columns: a share when every one is a rate, else the columns' names,
+    /// with the currency when they are money.
+    fn of(columns: &[&str], currency: &str) -> Axis {
+        let all = |f: fn(&str) -> bool| !columns.is_empty() && columns.iter().all(|c| f(c));
+        let names = columns.join(", ").replace('_', " ");
+        match (all(super::html::is_share), all(super::html::is_money)) {
+            (true, _) => Axis { name: "share".into(), percent: true },
+            (_, true) => Axis { name: format!("{names} ({currency})"), percent: false },
+            _ => Axis { name: names, percent: false },
+        }
     }
 
     /// Shares of a column (rates over sent, steps over the first one).

@@ -85,8 +85,7 @@ pub const PAGE_ROWS: usize = 50;
 
 /// Columns a reader compares first: on the page they follow a table's leading names, so a
 /// wide table (the experiment's) shows them without scrolling.
-const KEY_COLUMNS: &[&str] =
-    &["metric", "decision", "conversion_rate", "chance_to_beat_control", "p_value", "always_valid_p_value"];
+const KEY_COLUMNS: &[&str] = &["metric", "decision", "chance_to_beat_control", "p_value", "always_valid_p_value"];
 
 /// Metrics of the experiment report measured as amounts: their rows' `conversion_rate` is a
 /// mean, not a share.
@@ -102,7 +101,7 @@ pub fn is_share(c: &str) -> bool {
 }
 
 /// Whether a column holds money, shown in the configured currency.
-fn is_money(c: &str) -> bool {
+pub fn is_money(c: &str) -> bool {
     !c.contains("p_value")
         && (c == "cost"
             || c.ends_with("_cost")

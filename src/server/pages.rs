@@ -98,7 +98,7 @@ async fn index(State(app): State<AppState>, headers: HeaderMap, Query(f): Query<
         let name = report.name();
         match app.report(name, &params.for_report(report), &caller).await {
             Ok(r) => {
-                let svg = chart::for_report(&r).unwrap_or_else(|e| {
+                let svg = chart::for_report(&r, &app.config.currency).unwrap_or_else(|e| {
                     tracing::warn!(report = name, error = %e, "chart failed");
                     None
                 });
@@ -207,7 +207,9 @@ async fn one(
             r.to_csv(),
         )
             .into_response(),
-        "svg" => match chart::for_report(&r).map_err(|e| ApiError::bad_request("chart", e.to_string()))? {
+        "svg" => match chart::for_report(&r, &app.config.currency)
+            .map_err(|e| ApiError::bad_request("chart", e.to_string()))?
+        {
             Some(svg) => typed("image/svg+xml", svg),
             None => return Err(ApiError::NotFound("this report has no rows to chart for these filters".into())),
         },
@@ -215,11 +217,13 @@ async fn one(
             "text/html; charset=utf-8",
             html::single(
                 &r,
-                chart::for_report(&r).ok().flatten().as_deref(),
+                chart::for_report(&r, &app.config.currency).ok().flatten().as_deref(),
                 &html::Page { currency: &app.config.currency, links: html::Links::Api },
             ),
         ),
-        "png" => match chart::for_report(&r).map_err(|e| ApiError::bad_request("chart", e.to_string()))? {
+        "png" => match chart::for_report(&r, &app.config.currency)
+            .map_err(|e| ApiError::bad_request("chart", e.to_string()))?
+        {
             Some(svg) => {
                 let png = chart::png(&svg).map_err(|e| ApiError::bad_request("chart", e.to_string()))?;
                 ([(header::CONTENT_TYPE, "image/png")], png).into_response()
