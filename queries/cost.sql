@@ -13,7 +13,7 @@
 -- cost = messaging + support cost; cost_per_resolution and cost_per_conversion divide it and
 -- are null when the denominator is 0. window_open counts the messages whose attribution window
 -- had not closed when the report ran: while it is above 0, conversions, revenue and
--- resolutions may still grow and the per-conversion and per-resolution costs fall.
+-- resolutions may still grow and the per-conversion and per-resolution costs change.
 WITH {{cohort}},
 -- Read twice (the message totals and the attribution join): MATERIALIZED computes the
 -- messages' aggregation once.

@@ -324,9 +324,9 @@ impl Gen {
         let read = rng.random_bool(camp.read_rate);
         // Meta may skip the delivered webhook when delivery and read happen together.
         let skip_delivered = read && rng.random_bool(0.08);
-        // Meta's pricing on the first receipt: the type, and billable only when it is regular.
-        // Chosen by a hash of the message, not the random stream, so the rest of the data stays
-        // what the seed gave before pricing types existed.
+        // Meta's pricing on the first receipt (the read, when Meta skipped the delivered): the
+        // type, and billable only when it is regular. Chosen by a hash of the message, not the
+        // random stream, so every other draw of a seed is unchanged by it.
         let pricing_type = pricing_type(camp.category, &message_id);
         let priced = |e: &mut Event| {
             e.billable = Some(pricing_type == "regular");

@@ -279,7 +279,6 @@ async fn command_lease(storage: &Storage, command: &str) -> anyhow::Result<crate
     Ok(lease)
 }
 
-/// The `[[tenant]]` named `name`, for a command run on one tenant's behalf.
 /// After `convoscope demo`, `report` and `query` would read an empty `./data` and show
 /// nothing: say where the demo's data is (on standard error, so the output stays the report).
 fn hint_demo_data(config: &Config) {
@@ -297,6 +296,7 @@ fn hint_demo_data(config: &Config) {
     }
 }
 
+/// The `[[tenant]]` named `name`, for a command run on one tenant's behalf.
 fn tenant_named(config: &Config, name: Option<&str>) -> anyhow::Result<Option<std::sync::Arc<crate::config::Tenant>>> {
     let Some(name) = name else { return Ok(None) };
     let t = config

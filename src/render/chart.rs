@@ -93,22 +93,16 @@ pub fn for_report(r: &Computed, currency: &str) -> Result<Option<String>, ChartE
                 .collect();
             lines_with(title, by.keys().cloned().collect(), series, Axis::share_of(denominator))?
         }
-        ChartSpec::LinesPer { title, x, series, value } => {
-            let (Some(d), Some(q), Some(m)) = (col(r, x), col(r, series), col(r, value)) else { return Ok(None) };
-            let days = in_order(r.rows.iter().map(|row| text(&row[d])).collect());
-            let mut per_series: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
-            for row in &r.rows {
-                let line = per_series.entry(text(&row[q])).or_insert_with(|| vec![None; days.len()]);
-                // Rows sharing a point (pricing's types and countries of one category and day)
-                // add up.
-                if let (Some(i), Some(v)) = (days.iter().position(|x| *x == text(&row[d])), num(&row[m])) {
-                    line[i] = Some(line[i].unwrap_or(0.0) + v);
-                }
-            }
-            lines_with(title, days, per_series.into_iter().collect(), Axis::of(&[value], currency))?
+        ChartSpec::LinesPer { title, x, series, value } | ChartSpec::SumLines { title, x, series, value } => {
+            let sum = matches!(r.report.spec().chart, ChartSpec::SumLines { .. });
+            let Some((xs, lines)) = lines_per(r, x, series, value, sum) else { return Ok(None) };
+            lines_with(title, xs, lines, Axis::of(&[value], currency))?
         }
         ChartSpec::Steps { title, label: by, steps } => {
-            let Some(idx) = steps.iter().map(|c| col(r, c)).collect::<Option<Vec<usize>>>() else { return Ok(None) };
+            let Some(idx) = steps.iter().map(|(_, c)| col(r, c)).collect::<Option<Vec<usize>>>() else {
+                return Ok(None);
+            };
+            let rate: Vec<bool> = steps.iter().map(|(_, c)| super::html::is_share(c)).collect();
             // The rows with the most at the first step: more lines than colours can tell apart
             // would be noise.
             let mut rows: Vec<&Vec<Value>> = r.rows.iter().collect();
@@ -118,17 +112,45 @@ pub fn for_report(r: &Computed, currency: &str) -> Result<Option<String>, ChartE
                 .iter()
                 .map(|row| {
                     let first = num(&row[idx[0]]).unwrap_or(0.0);
-                    let shares =
-                        idx.iter().map(|&i| (first > 0.0).then(|| num(&row[i]).unwrap_or(0.0) / first)).collect();
+                    let shares = idx
+                        .iter()
+                        .zip(&rate)
+                        .map(|(&i, &rate)| match rate {
+                            true => num(&row[i]),
+                            false => (first > 0.0).then(|| num(&row[i]).unwrap_or(0.0) / first),
+                        })
+                        .collect();
                     (label(row, by), shares)
                 })
                 .collect();
-            let names: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
-            lines_with(title, names, series, Axis::share_of(steps[0]))?
+            let names: Vec<String> = steps.iter().map(|(name, _)| name.to_string()).collect();
+            lines_with(title, names, series, Axis::share_of(steps[0].0))?
         }
         ChartSpec::Effects { title } => return super::effects::effects(r, title),
     };
     Ok(Some(svg))
+}
+
+/// The x values in order and a line per distinct `series`: the `value` of the row at each x,
+/// or with `sum` the sum of the rows there.
+#[allow(clippy::type_complexity)]
+fn lines_per(
+    r: &Computed,
+    x: &str,
+    series: &str,
+    value: &str,
+    sum: bool,
+) -> Option<(Vec<String>, Vec<(String, Vec<Option<f64>>)>)> {
+    let (d, q, m) = (col(r, x)?, col(r, series)?, col(r, value)?);
+    let xs = in_order(r.rows.iter().map(|row| text(&row[d])).collect());
+    let mut per_series: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+    for row in &r.rows {
+        let line = per_series.entry(text(&row[q])).or_insert_with(|| vec![None; xs.len()]);
+        if let (Some(i), Some(v)) = (xs.iter().position(|x| *x == text(&row[d])), num(&row[m])) {
+            line[i] = Some(if sum { line[i].unwrap_or(0.0) + v } else { v });
+        }
+    }
+    Some((xs, per_series.into_iter().collect()))
 }
 
 /// The distinct values of an x axis in order: as numbers when every one is a number (weeks
@@ -512,6 +534,30 @@ mod tests {
         assert_eq!(short_labels(&l(&["a / b / c", "d / e / f"]), 30)[0], vec!["a".to_string(), "b / c".to_string()]);
         // One label keeps all of itself.
         assert_eq!(short_labels(&l(&["x / y"]), 30), vec![vec!["x".to_string(), "y".to_string()]]);
+    }
+
+    #[test]
+    fn lines_take_a_points_last_row_or_add_its_rows_up() {
+        use crate::analytics::reports::{Params, Report};
+        use serde_json::json;
+        // Two quality updates of one number on one day: the limit is the later one, not the
+        // sum; pricing's rows of one category and day add up.
+        let r = Computed {
+            report: Report::Account,
+            params: Params::default(),
+            generated_at: String::new(),
+            columns: vec!["day".into(), "phone_number_id".into(), "messaging_limit".into()],
+            rows: vec![
+                vec![json!("2026-02-01"), json!("pn-1"), json!(1000)],
+                vec![json!("2026-02-01"), json!("pn-1"), json!(10000)],
+                vec![json!("2026-02-02"), json!("pn-1"), serde_json::Value::Null],
+            ],
+        };
+        let (xs, last) = lines_per(&r, "day", "phone_number_id", "messaging_limit", false).unwrap();
+        assert_eq!(xs, ["2026-02-01", "2026-02-02"]);
+        assert_eq!(last, vec![("pn-1".to_string(), vec![Some(10000.0), None])]);
+        let (_, sum) = lines_per(&r, "day", "phone_number_id", "messaging_limit", true).unwrap();
+        assert_eq!(sum[0].1[0], Some(11000.0));
     }
 
     #[test]

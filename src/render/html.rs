@@ -37,8 +37,9 @@ label.check{flex-direction:row;align-items:center;gap:4px;padding-bottom:8px}
 input,button,select{font-size:14px;padding:6px}.empty{color:#667}.error{color:#a11;font-weight:600}
 "#;
 
-/// Sorts a table by the column whose header is clicked (again: the other way), by each cell's
-/// `data-v` (the number it shows) or its text; a link ending `#sort=REPORT.COLUMN.desc` (or
+/// Sorts a table's rows on the page (the first [`PAGE_ROWS`]) by the column whose header is
+/// clicked (again: the other way), by each cell's `data-v` (the number it shows; empty for
+/// none, which sorts last either way) or its text; a link ending `#sort=REPORT.COLUMN.desc` (or
 /// `.asc`) opens the page sorted so. The page works without it; nothing is fetched.
 const SORT: &str = r#"
 document.querySelectorAll("table").forEach(function(t){t.querySelectorAll("th").forEach(function(th,i){
@@ -46,7 +47,8 @@ th.addEventListener("click",function(){var up=th.getAttribute("aria-sort")!=="as
 t.querySelectorAll("th").forEach(function(h){h.removeAttribute("aria-sort")});
 th.setAttribute("aria-sort",up?"ascending":"descending");var b=t.tBodies[0];
 var rows=Array.prototype.slice.call(b.rows);var key=function(r){var c=r.cells[i];var v=c.getAttribute("data-v");
-return v===null?c.textContent:parseFloat(v)};rows.sort(function(x,y){var a=key(x),c=key(y);
+return v===null?c.textContent:(v===""?null:parseFloat(v))};rows.sort(function(x,y){var a=key(x),c=key(y);
+if(a===null||c===null){return (a===null)-(c===null)}
 var o=(typeof a==="number"&&typeof c==="number")?a-c:String(a).localeCompare(String(c));return up?o:-o});
 rows.forEach(function(r){b.appendChild(r)})})})});
 var m=/^#sort=(\w+)\.(\w+)\.(asc|desc)$/.exec(location.hash);var sec=m&&document.getElementById(m[1]);
@@ -226,7 +228,10 @@ pub fn table(r: &Computed, currency: &str) -> String {
                 class.push("key");
             }
             let class = if class.is_empty() { String::new() } else { format!(" class=\"{}\"", class.join(" ")) };
-            let data = v.as_f64().map(|f| format!(" data-v=\"{f}\"")).unwrap_or_default();
+            let data = match v {
+                serde_json::Value::Null => " data-v=\"\"".to_string(),
+                v => v.as_f64().map(|f| format!(" data-v=\"{f}\"")).unwrap_or_default(),
+            };
             s.push_str(&format!("<td{class}{data}>{}</td>", esc(&cell(&r.columns[i], v, amount_row, currency))));
         }
         s.push_str("</tr>");
@@ -333,8 +338,8 @@ fn filter_form(p: &Params, choices: &Choices) -> String {
          Trends beside the period before</label>\
          <button type=\"submit\">Apply</button></form>\
          <p class=\"empty\">Dates select the sends (or conversations) that started in the range; \
-         what followed counts even after it. The breakdown applies to the funnel, delivery and \
-         experiment; comparing needs both dates.</p></section>",
+         what followed counts even after it. The breakdown applies to the funnel and delivery, and \
+         by country, locale or template to the experiment; comparing needs both dates.</p></section>",
         from = esc(&p.from.map(|d| d.to_string()).unwrap_or_default()),
         to = esc(&p.to.map(|d| d.to_string()).unwrap_or_default()),
         campaign =

@@ -96,12 +96,14 @@ pub fn read_recipients(path: &Path, experiment: &str) -> Result<Rows> {
 }
 
 /// Paces sends to a server's rate limit instead of retrying every 429 at once. Requests leave
-/// one per `gap`. A refused one waits the `Retry-After` it was given; the gap becomes what the
-/// server let through in the last second (the first refusal comes once the server's burst is
-/// spent, so from the second on this is its rate), widened a tenth. Each accepted send narrows
-/// the gap by a thousandth, probing for a limit raised meanwhile. A batch so meets a refusal
-/// every hundred or so sends (each one a `rate_limited` send in the server's metrics) instead
-/// of several per send.
+/// one per `gap`. A refused one waits the `Retry-After` it was given. When the number's limit
+/// refuses, the gap becomes what the server let through in the last second (the first refusal
+/// comes once the server's burst is spent, so from the second on this is its rate), widened a
+/// tenth, once: the other requests already on their way when it widened are refused for the
+/// same overload and change nothing. A recipient's own limit (a few messages to one person)
+/// holds that request alone. Each accepted send narrows the gap by a thousandth, probing for a
+/// limit raised meanwhile. So a batch meets a refusal now and then (each one a
+/// `rate_limited` send in the server's metrics), not several per send.
 #[derive(Debug)]
 pub struct Pacer {
     state: std::sync::Mutex<PacerState>,
@@ -113,6 +115,8 @@ struct PacerState {
     /// When the next request may leave.
     next: tokio::time::Instant,
     gap: Duration,
+    /// When the gap was last widened: requests that left before then were paced by the old gap.
+    widened: tokio::time::Instant,
     /// When the server accepted sends, over the last second.
     accepted: std::collections::VecDeque<tokio::time::Instant>,
 }
@@ -124,10 +128,12 @@ const PACER_MAX_GAP: Duration = Duration::from_secs(1);
 
 impl Default for Pacer {
     fn default() -> Self {
+        let now = tokio::time::Instant::now();
         Pacer {
             state: std::sync::Mutex::new(PacerState {
-                next: tokio::time::Instant::now(),
+                next: now,
                 gap: PACER_MIN_GAP,
+                widened: now,
                 accepted: std::collections::VecDeque::new(),
             }),
             refusals: std::sync::atomic::AtomicU64::new(0),
@@ -135,9 +141,18 @@ impl Default for Pacer {
     }
 }
 
+impl PacerState {
+    /// Forgets acceptances more than a second old.
+    fn last_second(&mut self, now: tokio::time::Instant) {
+        while self.accepted.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1)) {
+            self.accepted.pop_front();
+        }
+    }
+}
+
 impl Pacer {
-    /// Waits for this request's turn.
-    pub async fn turn(&self) {
+    /// Waits for this request's turn; returns when it left.
+    pub async fn turn(&self) -> tokio::time::Instant {
         let at = {
             let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let at = s.next.max(tokio::time::Instant::now());
@@ -145,6 +160,7 @@ impl Pacer {
             at
         };
         tokio::time::sleep_until(at).await;
+        at
     }
 
     /// How many times the server refused a send over its rate.
@@ -152,16 +168,24 @@ impl Pacer {
         self.refusals.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The server refused a send over its rate: pace to what it let through.
-    pub fn refused(&self) {
+    /// The gap between requests now.
+    pub fn gap(&self) -> Duration {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).gap
+    }
+
+    /// The server refused a send that left at `left`: over the number's rate (`per_number`),
+    /// or one recipient's.
+    pub fn refused(&self, left: tokio::time::Instant, per_number: bool) {
         self.refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let now = tokio::time::Instant::now();
-        while s.accepted.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1)) {
-            s.accepted.pop_front();
+        if !per_number || left < s.widened {
+            return;
         }
+        let now = tokio::time::Instant::now();
+        s.last_second(now);
         let through = Duration::from_secs(1) / (s.accepted.len() as u32).max(1);
         s.gap = through.max(s.gap).mul_f64(1.1).clamp(PACER_MIN_GAP, PACER_MAX_GAP);
+        s.widened = now;
     }
 
     /// The server took a send.
@@ -169,9 +193,7 @@ impl Pacer {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = tokio::time::Instant::now();
         s.accepted.push_back(now);
-        while s.accepted.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1)) {
-            s.accepted.pop_front();
-        }
+        s.last_second(now);
         s.gap = s.gap.mul_f64(0.999).max(PACER_MIN_GAP);
     }
 
@@ -184,16 +206,20 @@ impl Pacer {
         body: &Value,
     ) -> std::result::Result<(u16, Value), String> {
         loop {
-            self.turn().await;
+            let left = self.turn().await;
             match http.post(url).bearer_auth(token).json(body).send().await {
                 Ok(r) if r.status() == 429 => {
-                    self.refused();
                     let wait = r
                         .headers()
                         .get(reqwest::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map_or(Duration::from_secs(1), Duration::from_secs);
+                    // The send path names the limit in its message (`over the per-recipient
+                    // send rate`); anything else is taken as the whole server's.
+                    let v: Value = r.json().await.unwrap_or(Value::Null);
+                    let per_recipient = v["message"].as_str().is_some_and(|m| m.contains("per-recipient"));
+                    self.refused(left, !per_recipient);
                     tokio::time::sleep(wait).await;
                 }
                 Ok(r) => {
@@ -259,6 +285,34 @@ pub async fn run(base_url: &str, token: &str, experiment: &str, file: &Path, con
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_pacer_widens_once_per_overload_and_not_for_one_recipient() {
+        let p = Pacer::default();
+        let left = p.turn().await;
+        for _ in 0..80 {
+            p.accepted();
+        }
+        // Sixteen sends on their way when the number's limit was reached: one widening, to the
+        // rate the server let through (80 in the last second), a tenth wider.
+        for _ in 0..16 {
+            p.refused(left, true);
+        }
+        let once = p.gap();
+        assert!(once >= Duration::from_millis(13) && once < Duration::from_millis(14), "{once:?}");
+        // A recipient's own limit changes nothing for the batch.
+        let later = p.turn().await;
+        p.refused(later, false);
+        assert_eq!(p.gap(), once);
+        // A send that left after the widening and is refused again widens it again.
+        p.refused(later, true);
+        assert!(p.gap() > once);
+        assert_eq!(p.refusals(), 18);
+        // Accepted sends narrow it slowly.
+        let before = p.gap();
+        p.accepted();
+        assert!(p.gap() < before);
+    }
 
     #[test]
     fn bad_rows_are_reported_by_line_and_skipped() {

@@ -1033,6 +1033,9 @@ async fn pricing_gives_the_known_answers() {
     let converted: Vec<Value> = rows(&p, &["converted"]).concat();
     assert_eq!(open, vec![json!(1); 4]);
     assert_eq!(converted, vec![json!(0); 4]);
+    // No conversion is final, so none has a cost yet; the others do not wait.
+    assert_eq!(rows(&p, &["cost_per_conversion"]).concat(), vec![Value::Null; 4]);
+    close(&rows(&p, &["cost_per_delivered"])[1][0], 0.0529);
 }
 
 /// A rate is final only once its window has closed: a conversation resolved a minute ago may

@@ -406,23 +406,44 @@ class GrowthReportsCrossCheck(unittest.TestCase):
                 FROM events WHERE event_type IN ('send.accepted', 'message.sent', 'message.delivered', 'message.read')
                 GROUP BY ALL),
             card AS (SELECT * FROM read_csv('{card}', header = true)),
+            clicks AS (
+                SELECT DISTINCT CASE WHEN event_type = 'link.click' THEN coalesce(reply_to, message_id)
+                                     ELSE reply_to END AS message_id
+                FROM events WHERE event_type IN ('interaction.reply', 'link.click')),
+            converted AS (
+                SELECT DISTINCT s.message_id FROM sends s JOIN events c ON c.contact_key = s.contact_key
+                WHERE c.event_type = 'conversion' AND c.occurred_at >= s.t0 AND c.occurred_at <= s.t0 + INTERVAL 7 DAY),
             priced AS (
                 SELECT CAST(s.t0 AS DATE)::VARCHAR AS day, b.category, b.pricing_type, b.country, b.billable,
-                       b.delivered, b.read,
+                       b.delivered, b.read, k.message_id IS NOT NULL AS clicked, v.message_id IS NOT NULL AS converted,
+                       b.billable AND r.price IS NULL AND d.price IS NULL AS unpriced,
                        CASE WHEN b.billable THEN coalesce(r.price, d.price, 0) ELSE 0 END AS cost
                 FROM sends s JOIN billed b USING (message_id)
+                LEFT JOIN clicks k USING (message_id) LEFT JOIN converted v USING (message_id)
                 LEFT JOIN card r ON r.category = b.category AND r.country = b.country
                 LEFT JOIN card d ON d.category = b.category AND d.country = '*')
             SELECT day, category, pricing_type, country, count(*), count(*) FILTER (WHERE billable),
-                   count(*) FILTER (WHERE delivered), count(*) FILTER (WHERE read), sum(cost)
+                   count(*) FILTER (WHERE delivered), count(*) FILTER (WHERE read), count(*) FILTER (WHERE clicked),
+                   count(*) FILTER (WHERE converted), count(*) FILTER (WHERE unpriced), sum(cost)
             FROM priced GROUP BY ALL""")
         theirs = {tuple(r[:4]): r[4:] for r in rows}
         ours = {(r["day"], r["category"], r["pricing_type"], r["country"]): r for r in self.report(name="pricing")}
         self.assertEqual(set(ours), set(theirs))
-        for key, (n, billable, delivered, read, cost) in theirs.items():
+        per = lambda cost, n: None if n == 0 else cost / n  # noqa: E731
+        for key, (n, billable, delivered, read, clicked, converted, unpriced, cost) in theirs.items():
             r = ours[key]
-            self.assertEqual((r["messages"], r["billable"], r["delivered"], r["read"]), (n, billable, delivered, read), key)
+            self.assertEqual(
+                [r[c] for c in ["messages", "billable", "delivered", "read", "clicked", "converted", "unpriced",
+                                "window_open"]],
+                [n, billable, delivered, read, clicked, converted, unpriced, 0], key)
             self.assertAlmostEqual(r["cost"], cost, places=6)
+            for column, count in [("cost_per_delivered", delivered), ("cost_per_read", read),
+                                  ("cost_per_click", clicked), ("cost_per_conversion", converted)]:
+                if count == 0:
+                    self.assertIsNone(r[column], (key, column))
+                else:
+                    self.assertAlmostEqual(r[column], per(cost, count), places=6, msg=(key, column))
+        self.assertTrue(any(r["clicked"] for r in ours.values()) and any(r["converted"] for r in ours.values()))
         self.assertEqual({k[2] for k in ours} - {None}, {"regular", "free_customer_service", "free_entry_point"})
         self.assertTrue(all(r["cost"] == 0 for k, r in ours.items() if k[2] not in ("regular", None)))
 

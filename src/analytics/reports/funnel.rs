@@ -12,7 +12,15 @@ pub(super) const SPEC: Spec = Spec {
     chart: Chart::Steps {
         title: "Share of sent reaching each step, per campaign and template (and level)",
         label: &["campaign", "template", "breakdown"],
-        steps: &["sent", "delivered", "read", "replied", "converted"],
+        // Conversions as their rate: the count waits for attribution windows to close, so over
+        // everything sent it would read low for recent sends.
+        steps: &[
+            ("sent", "sent"),
+            ("delivered", "delivered"),
+            ("read", "read"),
+            ("replied", "replied"),
+            ("converted", "conversion_rate"),
+        ],
     },
     finish: Some(super::without_unused_breakdown),
     by: &Breakdown::ALL,

@@ -220,15 +220,19 @@ pub enum Chart {
         denominator: &'static str,
         rates: &'static [(&'static str, &'static str)],
     },
-    /// One line per distinct value of `series`: `value` over the distinct values of `x`, summed
-    /// over the rows that share both.
+    /// One line per distinct value of `series`: `value` over the distinct values of `x` (rows
+    /// share no point: the last one's value is drawn).
     LinesPer { title: &'static str, x: &'static str, series: &'static str, value: &'static str },
+    /// As [`Chart::LinesPer`], with the sum of `value` over the rows that share a point
+    /// (pricing's types and countries of one category and day).
+    SumLines { title: &'static str, x: &'static str, series: &'static str, value: &'static str },
     /// The experiment's differences from the control: per variant and metric, the always-valid
     /// interval as a band, the fixed-horizon interval as ticks, coloured by the decision.
     Effects { title: &'static str },
-    /// A funnel: per row (labelled by `label`), a line over the `steps` columns, each as a
-    /// share of the first, for the rows with the most at the first step.
-    Steps { title: &'static str, label: &'static [&'static str], steps: &'static [&'static str] },
+    /// A funnel: per row (labelled by `label`), a line over the `steps`, each `(name, column)`
+    /// a count as a share of the first step's, or a rate column (`..._rate`) as it is, for the
+    /// rows with the most at the first step.
+    Steps { title: &'static str, label: &'static [&'static str], steps: &'static [(&'static str, &'static str)] },
 }
 
 /// A computed report.

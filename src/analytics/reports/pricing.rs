@@ -11,7 +11,7 @@ pub(super) const SPEC: Spec = Spec {
             messages, and the cost per delivered, read, clicked and converted message.",
     sql: include_str!("../../../queries/pricing.sql"),
     params: &[Param::From, Param::To, Param::Campaign, Param::WindowSecs],
-    chart: Chart::LinesPer { title: "Cost per day by pricing category", x: "day", series: "category", value: "cost" },
+    chart: Chart::SumLines { title: "Cost per day by pricing category", x: "day", series: "category", value: "cost" },
     finish: None,
     by: &[],
     adaptive: true,
