@@ -25,7 +25,8 @@ messages_merged AS (
            bool_or(billable) AS billable,
            max_text(category) AS category,
            max_text(country) AS country,
-           MAX(cost_micros) AS cost_micros
+           MAX(cost_micros) AS cost_micros,
+           max_text(pricing_type) AS pricing_type
     FROM message_facts
     WHERE date >= $from
     GROUP BY message_key

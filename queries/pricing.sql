@@ -3,7 +3,8 @@
 --
 -- Cohort, receipts and clicks as in templates; conversions as in funnel. `pricing_type` is
 -- Meta's pricing.type on the message's statuses (regular, free_customer_service,
--- free_entry_point), kept by ingest in attributes; null where the provider sends none. Cost as
+-- free_entry_point), kept by ingest in attributes and by the message rollup as a column (the
+-- cohort's); null where the provider sends none. Cost as
 -- in cost: the message's own cost, else the rate card's price for its category and country
 -- when a status says it is billable; `unpriced` counts billable messages the card has no price
 -- for (they cost nothing here, so a missing price shows instead of reading as free).
@@ -11,16 +12,9 @@
 -- only once the attribution window has closed: `converted` and cost_per_conversion count the
 -- messages whose window had closed when the report ran, and `window_open` the rest.
 WITH {{cohort}},
-pricing_types AS (
-    SELECT id_key(message_id) AS message_key, max_text(json_text(attributes, 'pricing_type')) AS pricing_type
-    FROM events
-    WHERE event_type IN ('message.sent', 'message.delivered', 'message.read')
-      AND attributes IS NOT NULL AND date >= $from
-    GROUP BY id_key(message_id)
-),
 -- Read three times (conversions, clicks, per message): MATERIALIZED computes it once.
 cohort_once AS MATERIALIZED (
-    SELECT m.message_key, m.sent_at, m.contact, m.day, m.category, m.country, t.pricing_type,
+    SELECT m.message_key, m.sent_at, m.contact, m.day, m.category, m.country, m.pricing_type,
            CASE WHEN m.delivered_at IS NOT NULL OR m.read_at IS NOT NULL THEN 1 ELSE 0 END AS delivered,
            CASE WHEN m.read_at IS NOT NULL THEN 1 ELSE 0 END AS was_read,
            CASE WHEN m.billable THEN 1 ELSE 0 END AS billable,
@@ -31,7 +25,6 @@ cohort_once AS MATERIALIZED (
            CASE WHEN date_part('epoch', m.sent_at) + $window_s <= date_part('epoch', now()) THEN 1 ELSE 0 END
                AS closed
     FROM cohort m
-    LEFT JOIN pricing_types t ON t.message_key = m.message_key
     LEFT JOIN rate_card r ON r.category = m.category AND r.country = m.country
     LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'
 ),

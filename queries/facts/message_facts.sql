@@ -23,10 +23,11 @@ SELECT date,
        bool_or(is_billed AND COALESCE(billable, false)) AS billable,
        max_text(CASE WHEN is_billed THEN category END) AS category,
        max_text(CASE WHEN is_billed THEN country END) AS country,
-       MAX(CASE WHEN is_billed THEN cost_micros END) AS cost_micros
+       MAX(CASE WHEN is_billed THEN cost_micros END) AS cost_micros,
+       max_text(CASE WHEN is_billed THEN json_text(attributes, 'pricing_type') END) AS pricing_type
 FROM (
     SELECT date, event_type, occurred_at, campaign, template, locale, contact_key, billable, category,
-           country, cost_micros,
+           country, cost_micros, attributes,
            id_key(CASE WHEN event_type IN ('interaction.reply', 'message.inbound') THEN reply_to
                        ELSE message_id END) AS message_key,
            event_type IN ('send.accepted', 'message.sent') AS is_send,

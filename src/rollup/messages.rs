@@ -5,7 +5,7 @@
 //! after scanning every event; that grouping and the 64-character ids it reads were most of
 //! their time. The writer of an events file already holds
 //! its rows in memory, so it also writes their partial aggregate per message to
-//! `rollups/messages-v2/date=<date>/<name>.parquet`: first send time and the send's attributes,
+//! `rollups/messages-v3/date=<date>/<name>.parquet`: first send time and the send's attributes,
 //! first delivered and read times, whether it failed and whether it was replied to. A report
 //! merges these per message (`MIN`/`MAX` again), which reads a quarter of the rows, as numbers.
 //!
@@ -48,6 +48,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("category", DataType::Utf8, true),
         Field::new("country", DataType::Utf8, true),
         Field::new("cost_micros", DataType::Int64, true),
+        Field::new("pricing_type", DataType::Utf8, true),
         owner_fields()[0].clone(),
         owner_fields()[1].clone(),
     ]))
@@ -62,8 +63,9 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// - `delivered_at`, `read_at`: first `message.delivered`, `message.read`;
 /// - `failed`: it has a `message.failed`; `replied`: an `interaction.reply` or `message.inbound`
 ///   names it in `reply_to`;
-/// - for the `cost` report, over its send, delivered and read events: `billable`, any of them
-///   billable; `category`, `country`, `cost_micros`: the largest value;
+/// - for the `cost` and `pricing` reports, over its send, delivered and read events:
+///   `billable`, any of them billable; `category`, `country`, `cost_micros`: the largest value;
+///   `pricing_type`: the largest `pricing_type` of their `attributes` (Meta's `pricing.type`);
 /// - `account_id`, `phone_number_id`: the owner of the row's events (a row per message and
 ///   owner: [`crate::rollup`]).
 pub fn schema() -> SchemaRef {
@@ -88,6 +90,8 @@ struct Partial<'a> {
     category: Option<&'a str>,
     country: Option<&'a str>,
     cost_micros: Option<i64>,
+    /// Read out of the attributes' JSON, so not a slice of the batch.
+    pricing_type: Option<String>,
 }
 
 /// The rollup rows of `batches` (of the events table, usually one date's rows of one file), ordered by when each message was first seen.
@@ -113,6 +117,7 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
             .column_by_name("cost_micros")
             .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>())
             .ok_or_else(|| Error::Invalid("events batch without cost_micros".into()))?;
+        let attributes = utf8(events, "attributes")?;
         let (account, phone) = (utf8(events, "account_id")?, utf8(events, "phone_number_id")?);
         let occurred = occurred_at(events)?;
         for i in 0..events.num_rows() {
@@ -138,6 +143,13 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
                 max_of(&mut p.category, text(category, i));
                 max_of(&mut p.country, text(country, i));
                 max_of(&mut p.cost_micros, cost_micros.is_valid(i).then(|| cost_micros.value(i)));
+                // Only attributes that name it are parsed: most events carry none, or other keys.
+                if let Some(a) = text(attributes, i).filter(|a| a.contains("pricing_type"))
+                    && let Some(t) = crate::analytics::json_text::value_text(a, "pricing_type")
+                    && p.pricing_type.as_ref().is_none_or(|have| *have < t)
+                {
+                    p.pricing_type = Some(t);
+                }
             }
             match kind {
                 "message.delivered" => min_of(&mut p.delivered_at, at),
@@ -173,6 +185,7 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
         text_column(&rows, |p| p.category),
         text_column(&rows, |p| p.country),
         Arc::new(arrow::array::Int64Array::from_iter(rows.iter().map(|(_, _, p)| p.cost_micros))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|(_, _, p)| p.pricing_type.as_deref()))),
         account_id,
         phone_number_id,
     ];
@@ -204,6 +217,7 @@ mod tests {
         sent.template = Some("a".into());
         sent.billable = Some(true);
         sent.category = Some("utility".into());
+        sent.attributes = Some(r#"{"pricing_model":"PMP","pricing_type":"regular"}"#.into());
         let mut failed = ev("message.failed", "m2", 60);
         failed.billable = Some(true);
         failed.cost_micros = Some(7);
@@ -250,6 +264,8 @@ mod tests {
         assert_eq!(flags("replied"), (true, false));
         assert_eq!(flags("billable"), (true, false), "a failure's billing is not the message's");
         assert_eq!(col("category").as_string::<i32>().value(0), "utility");
+        assert_eq!(col("pricing_type").as_string::<i32>().value(0), "regular");
+        assert!(col("pricing_type").is_null(1));
         assert!(col("cost_micros").is_null(1));
     }
 

@@ -58,7 +58,7 @@ impl Kind {
     /// them.
     pub fn dir(self) -> &'static str {
         match self {
-            Kind::Messages => "rollups/messages-v2",
+            Kind::Messages => "rollups/messages-v3",
             Kind::Conversations => "rollups/conversations-v3",
             Kind::Exposures => "rollups/exposures-v2",
         }
@@ -108,14 +108,20 @@ impl Kind {
 /// written the current ones (`maintenance::heal_rollups`).
 /// `rollups/conversations`: before the conversation rollup had `contact_key`, `handoff_at` and
 /// `bot_replied` (for `cost`); `rollups/messages`, `rollups/conversations-v2`,
-/// `rollups/exposures`: before rows were kept per owner (`account_id`, `phone_number_id`).
-pub const RETIRED_DIRS: [&str; 4] =
-    ["rollups/conversations", "rollups/messages", "rollups/conversations-v2", "rollups/exposures"];
+/// `rollups/exposures`: before rows were kept per owner (`account_id`, `phone_number_id`);
+/// `rollups/messages-v2`: before the message rollup had `pricing_type` (for `pricing`).
+pub const RETIRED_DIRS: [&str; 5] = [
+    "rollups/conversations",
+    "rollups/messages",
+    "rollups/conversations-v2",
+    "rollups/exposures",
+    "rollups/messages-v2",
+];
 
 /// The columns of the events table the rollups read: a merge of events files reads only these
 /// for the rollups of the merged file (`maintenance`). A rollup reading another column fails
 /// on such a batch (every merge test would).
-pub const EVENT_COLUMNS: [&str; 19] = [
+pub const EVENT_COLUMNS: [&str; 20] = [
     "event_type",
     "account_id",
     "phone_number_id",
@@ -135,6 +141,7 @@ pub const EVENT_COLUMNS: [&str; 19] = [
     "cost_micros",
     "actor",
     "queue",
+    "attributes",
 ];
 
 /// The rollups of one events file, each encoded as Parquet (by `crate::store`).
@@ -271,7 +278,7 @@ mod tests {
         let m = Kind::Messages;
         assert_eq!(
             m.path_of("events/date=2026-01-02/wal-a-1.parquet").as_deref(),
-            Some("rollups/messages-v2/date=2026-01-02/wal-a-1.parquet")
+            Some("rollups/messages-v3/date=2026-01-02/wal-a-1.parquet")
         );
         assert_eq!(
             Kind::Conversations.path_of("pre/fix/events/date=2026-01-02/x.parquet").as_deref(),
