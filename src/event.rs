@@ -291,6 +291,69 @@ pub fn to_record_batch<E: Borrow<Event>>(events: &[E]) -> Result<RecordBatch, ar
     RecordBatch::try_new(schema(), columns)
 }
 
+/// The value at `key` of an event's `attributes` (a JSON object), as text: a string value is
+/// its text, any other value its JSON; a missing key, a null or text that is not one JSON
+/// object give `None`. Rollups read a key of every status this way, so the object is not
+/// built: its keys are compared as they are read and the other values skipped, and only the
+/// value asked for is made (a duplicated key gives its last value, as a parsed object would).
+pub fn attribute_text(json: &str, key: &str) -> Option<String> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let found = serde::Deserializer::deserialize_map(&mut de, Find(key)).ok()?;
+    // Text after the object is not a JSON object either.
+    de.end().ok()?;
+    match found? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Reads an object for the value of one key.
+struct Find<'k>(&'k str);
+
+impl<'de> serde::de::Visitor<'de> for Find<'_> {
+    type Value = Option<serde_json::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(hit) = map.next_key_seed(IsKey(self.0))? {
+            if hit {
+                found = Some(map.next_value::<serde_json::Value>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A key compared with the one asked for as it is read, without a copy of it.
+struct IsKey<'k>(&'k str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for IsKey<'_> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for IsKey<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(v == self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,5 +375,41 @@ mod tests {
         for c in COLUMNS {
             assert!(s.field_with_name(c).is_ok(), "{c}");
         }
+    }
+
+    /// The same answers as parsing the whole object, on objects with nesting, escapes, spaces,
+    /// a duplicated key, and on text that is not one object.
+    #[test]
+    fn the_same_as_the_parsed_object() {
+        let whole = |json: &str, key: &str| match serde_json::from_str::<serde_json::Value>(json).ok()?.get(key)? {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        };
+        let cases = [
+            r#"{"pricing_model":"PMP","pricing_type":"regular"}"#,
+            r#"{ "a" : { "pricing_type" : "nested" } , "pricing_type" : "top" }"#,
+            r#"{"a":{"pricing_type":"nested only"}}"#,
+            r#"{"note":"\"pricing_type\":\"fake\"","pricing_type":"free_entry_point"}"#,
+            r#"{"pricing_type":"first","pricing_type":"last"}"#,
+            r#"{"pric\u0069ng_type":"escaped key","x":[1,{"pricing_type":2}]}"#,
+            r#"{"pricing_type":"caf\u00e9 \"quoted\""}"#,
+            r#"{"pricing_type":["a",1]}"#,
+            r#"{"pricing_type":"regular"} trailing"#,
+            r#"{"pricing_type":"regular""#,
+            r#""pricing_type""#,
+            "",
+        ];
+        for json in cases {
+            for key in ["pricing_type", "a", "x", "note", "missing"] {
+                assert_eq!(attribute_text(json, key), whole(json, key), "{json} {key}");
+            }
+        }
+        assert_eq!(attribute_text(cases[1], "pricing_type").as_deref(), Some("top"));
+        assert_eq!(attribute_text(cases[3], "pricing_type").as_deref(), Some("free_entry_point"));
+        assert_eq!(attribute_text(cases[4], "pricing_type").as_deref(), Some("last"));
+        assert_eq!(attribute_text(cases[5], "pricing_type").as_deref(), Some("escaped key"));
+        assert_eq!(attribute_text(cases[6], "pricing_type").as_deref(), Some("café \"quoted\""));
+        assert_eq!(attribute_text(cases[2], "pricing_type"), None);
     }
 }

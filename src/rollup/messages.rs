@@ -145,7 +145,7 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
                 max_of(&mut p.cost_micros, cost_micros.is_valid(i).then(|| cost_micros.value(i)));
                 // Only attributes that name it are parsed: most events carry none, or other keys.
                 if let Some(a) = text(attributes, i).filter(|a| a.contains("pricing_type"))
-                    && let Some(t) = crate::analytics::json_text::value_text(a, "pricing_type")
+                    && let Some(t) = crate::event::attribute_text(a, "pricing_type")
                     && p.pricing_type.as_ref().is_none_or(|have| *have < t)
                 {
                     p.pricing_type = Some(t);
