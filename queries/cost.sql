@@ -1,10 +1,6 @@
 -- cost: what messages and support cost, against what they brought, per campaign and category.
 --
--- Messaging cost per message of the cohort: its own cost_micros when the provider or sender
--- recorded one, else, when any status says it is billable, the rate card's price for its
--- category and the contact's country (the '*' row when the country is not listed). A billable
--- message the card has no price for costs nothing here and is counted in `unpriced`, so a
--- missing category shows instead of reading as free.
+-- Messaging cost per message of the cohort, and `unpriced`: as queries/priced.sql says.
 -- Conversions and revenue: as in funnel (a conversion within $window_s seconds after a send to
 -- the contact); each conversion event's revenue counts once per row.
 -- Resolutions: conversations opened within the window after a send of the row to the contact
@@ -15,19 +11,14 @@
 -- had not closed when the report ran: while it is above 0, conversions, revenue and
 -- resolutions may still grow and the per-conversion and per-resolution costs change.
 WITH {{cohort}},
+{{priced}},
 -- Read twice (the message totals and the attribution join): MATERIALIZED computes the
 -- messages' aggregation once.
 priced AS MATERIALIZED (
-    SELECT m.message_key, m.campaign, m.contact, m.sent_at, m.category,
-           COALESCE(CAST(m.cost_micros AS DOUBLE) / 1000000,
-                    CASE WHEN m.billable THEN COALESCE(r.price, d.price, 0) ELSE 0 END) AS cost,
-           CASE WHEN m.cost_micros IS NULL AND m.billable AND r.price IS NULL AND d.price IS NULL THEN 1 ELSE 0 END
-               AS unpriced,
-           CASE WHEN date_part('epoch', m.sent_at) + $window_s <= date_part('epoch', now()) THEN 0 ELSE 1 END
+    SELECT message_key, campaign, contact, sent_at, category, cost, unpriced,
+           CASE WHEN date_part('epoch', sent_at) + $window_s <= date_part('epoch', now()) THEN 0 ELSE 1 END
                AS window_open
-    FROM cohort m
-    LEFT JOIN rate_card r ON r.category = m.category AND r.country = m.country
-    LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'
+    FROM priced_cohort
 ),
 per_conversation AS (
     SELECT conversation_key AS id,

@@ -4,37 +4,25 @@
 -- Cohort, receipts and clicks as in templates; conversions as in funnel. `pricing_type` is
 -- Meta's pricing.type on the message's statuses (regular, free_customer_service,
 -- free_entry_point), kept by ingest in attributes and by the message rollup as a column (the
--- cohort's); null where the provider sends none. Cost as
--- in cost: the message's own cost, else the rate card's price for its category and country
--- when a status says it is billable; `unpriced` counts billable messages the card has no price
--- for (they cost nothing here, so a missing price shows instead of reading as free).
+-- cohort's); null where the provider sends none. Cost and `unpriced` as queries/priced.sql
+-- says.
 -- cost_per_delivered, _read, _click: the row's cost over those counts. A conversion is final
 -- only once the attribution window has closed: `converted` and cost_per_conversion count the
 -- messages whose window had closed when the report ran, and `window_open` the rest.
 WITH {{cohort}},
+{{priced}},
 -- Read three times (conversions, clicks, per message): MATERIALIZED computes it once.
 cohort_once AS MATERIALIZED (
-    SELECT m.message_key, m.sent_at, m.contact, m.day, m.category, m.country, m.pricing_type,
-           CASE WHEN m.delivered_at IS NOT NULL OR m.read_at IS NOT NULL THEN 1 ELSE 0 END AS delivered,
-           CASE WHEN m.read_at IS NOT NULL THEN 1 ELSE 0 END AS was_read,
-           CASE WHEN m.billable THEN 1 ELSE 0 END AS billable,
-           COALESCE(CAST(m.cost_micros AS DOUBLE) / 1000000,
-                    CASE WHEN m.billable THEN COALESCE(r.price, d.price, 0) ELSE 0 END) AS cost,
-           CASE WHEN m.cost_micros IS NULL AND m.billable AND r.price IS NULL AND d.price IS NULL THEN 1 ELSE 0 END
-               AS unpriced,
-           CASE WHEN date_part('epoch', m.sent_at) + $window_s <= date_part('epoch', now()) THEN 1 ELSE 0 END
+    SELECT message_key, sent_at, contact, day, category, country, pricing_type, cost, unpriced,
+           CASE WHEN delivered_at IS NOT NULL OR read_at IS NOT NULL THEN 1 ELSE 0 END AS delivered,
+           CASE WHEN read_at IS NOT NULL THEN 1 ELSE 0 END AS was_read,
+           CASE WHEN billable THEN 1 ELSE 0 END AS billable,
+           CASE WHEN date_part('epoch', sent_at) + $window_s <= date_part('epoch', now()) THEN 1 ELSE 0 END
                AS closed
-    FROM cohort m
-    LEFT JOIN rate_card r ON r.category = m.category AND r.country = m.country
-    LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'
+    FROM priced_cohort
 ),
 {{conversions}},
-clicks AS (
-    SELECT DISTINCT id_key(CASE WHEN event_type = 'link.click' THEN COALESCE(reply_to, message_id) ELSE reply_to END)
-               AS message_key
-    FROM events
-    WHERE event_type IN ('interaction.reply', 'link.click') AND date >= $from
-),
+{{clicks}},
 totals AS (
     SELECT CAST(s.day AS DATE) AS day, s.category, s.pricing_type, s.country,
            COUNT(*) AS messages,

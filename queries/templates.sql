@@ -25,12 +25,7 @@ cohort_once AS MATERIALIZED (
     FROM cohort
 ),
 {{conversions}},
-clicks AS (
-    SELECT DISTINCT id_key(CASE WHEN event_type = 'link.click' THEN COALESCE(reply_to, message_id) ELSE reply_to END)
-               AS message_key
-    FROM events
-    WHERE event_type IN ('interaction.reply', 'link.click') AND date >= $from
-),
+{{clicks}},
 failure_codes AS (
     SELECT DISTINCT id_key(message_id) AS message_key, error_code
     FROM events

@@ -14,18 +14,16 @@
 -- period's rows, and the report pairs each with the day or week one period later
 -- (src/analytics/reports/trends.rs). Without it, $period_from is $from and no row is previous.
 WITH {{cohort}},
+{{priced}},
 -- Read twice (the per-message counts and conversions): MATERIALIZED computes it once.
 cohort_once AS MATERIALIZED (
-    SELECT m.message_key, m.sent_at, m.contact, CAST(m.day AS DATE) AS day,
-           CASE WHEN m.delivered_at IS NOT NULL OR m.read_at IS NOT NULL THEN 1 ELSE 0 END AS delivered,
-           CASE WHEN m.read_at IS NOT NULL THEN 1 ELSE 0 END AS was_read,
-           CASE WHEN m.replied THEN 1 ELSE 0 END AS replied,
-           CASE WHEN m.failed THEN 1 ELSE 0 END AS failed,
-           COALESCE(CAST(m.cost_micros AS DOUBLE) / 1000000,
-                    CASE WHEN m.billable THEN COALESCE(r.price, d.price, 0) ELSE 0 END) AS cost
-    FROM cohort m
-    LEFT JOIN rate_card r ON r.category = m.category AND r.country = m.country
-    LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'
+    SELECT message_key, sent_at, contact, CAST(day AS DATE) AS day,
+           CASE WHEN delivered_at IS NOT NULL OR read_at IS NOT NULL THEN 1 ELSE 0 END AS delivered,
+           CASE WHEN read_at IS NOT NULL THEN 1 ELSE 0 END AS was_read,
+           CASE WHEN replied THEN 1 ELSE 0 END AS replied,
+           CASE WHEN failed THEN 1 ELSE 0 END AS failed,
+           cost
+    FROM priced_cohort
 ),
 {{conversions}},
 per_message AS (

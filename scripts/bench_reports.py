@@ -129,9 +129,9 @@ def with_ctes(sql, overrides):
 
 def splice(sql):
     """`sql` with the shared pieces of queries/ spliced in where it names them (`{{cohort}}`,
-    `{{conversions}}`, `{{breakdown}}`), as convoscope does
+    `{{priced}}`, `{{conversions}}`, `{{clicks}}`, `{{breakdown}}`), as convoscope does
     (src/analytics/reports/mod.rs)."""
-    for piece in ["cohort", "conversions", "breakdown"]:
+    for piece in ["cohort", "priced", "conversions", "clicks", "breakdown"]:
         sql = sql.replace("{{" + piece + "}}", (ROOT / "queries" / f"{piece}.sql").read_text())
     return sql
 

@@ -113,12 +113,14 @@ impl Report {
     }
 
     /// Its SQL, with the shared pieces spliced in where it names them in double braces:
-    /// `cohort`, `conversions`, `breakdown`.
+    /// `cohort`, `priced`, `conversions`, `clicks`, `breakdown`.
     pub fn sql(self) -> String {
         self.spec()
             .sql
             .replace("{{cohort}}", COHORT)
+            .replace("{{priced}}", PRICED)
             .replace("{{conversions}}", CONVERSIONS)
+            .replace("{{clicks}}", CLICKS)
             .replace("{{breakdown}}", BREAKDOWN)
     }
 }
@@ -132,6 +134,14 @@ pub fn names() -> Vec<&'static str> {
 /// from `message_facts`: spliced in where a report says `{{cohort}}`, so each report names it
 /// instead of repeating it.
 const COHORT: &str = include_str!("../../../queries/cohort.sql");
+
+/// The cohort with what each message cost (`priced_cohort`), spliced in where a report says
+/// `{{priced}}`.
+const PRICED: &str = include_str!("../../../queries/priced.sql");
+
+/// The messages with a button tapped or a link followed, spliced in where a report says
+/// `{{clicks}}`.
+const CLICKS: &str = include_str!("../../../queries/clicks.sql");
 
 /// The cohort's messages followed by a conversion within the window, spliced in where a report
 /// says `{{conversions}}`.
