@@ -198,12 +198,18 @@ pub struct Axis {
 impl Axis {
     /// The axis of these columns: a share when every one is a rate, else the columns' names,
     /// with the currency when they are money.
+    /// Seconds (`..._s`) say so; several counts are a count, not a list of their names.
     fn of(columns: &[&str], currency: &str) -> Axis {
         let all = |f: fn(&str) -> bool| !columns.is_empty() && columns.iter().all(|c| f(c));
-        let names = columns.join(", ").replace('_', " ");
+        let name = |c: &&str| match c.strip_suffix("_s") {
+            Some(stem) => format!("{} (seconds)", stem.replace('_', " ")),
+            None => c.replace('_', " "),
+        };
+        let names = columns.iter().map(name).collect::<Vec<_>>().join(", ");
         match (all(super::html::is_share), all(super::html::is_money)) {
             (true, _) => Axis { name: "share".into(), percent: true },
             (_, true) => Axis { name: format!("{names} ({currency})"), percent: false },
+            _ if columns.len() > 2 => Axis { name: "count".into(), percent: false },
             _ => Axis { name: names, percent: false },
         }
     }
@@ -558,6 +564,15 @@ mod tests {
         assert_eq!(last, vec![("pn-1".to_string(), vec![Some(10000.0), None])]);
         let (_, sum) = lines_per(&r, "day", "phone_number_id", "messaging_limit", true).unwrap();
         assert_eq!(sum[0].1[0], Some(11000.0));
+    }
+
+    #[test]
+    fn an_axis_says_what_it_measures() {
+        assert_eq!(Axis::of(&["p50_first_response_s"], "USD").name, "p50 first response (seconds)");
+        assert_eq!(Axis::of(&["cost_per_conversion"], "EUR").name, "cost per conversion (EUR)");
+        assert!(Axis::of(&["read_rate", "reply_rate"], "USD").percent);
+        assert_eq!(Axis::of(&["under_1m", "1m_to_10m", "over_7d"], "USD").name, "count");
+        assert_eq!(Axis::of(&["messaging_limit"], "USD").name, "messaging limit");
     }
 
     #[test]
