@@ -13,6 +13,8 @@ use arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 
+use crate::event::attribute_text;
+
 /// The SQL name of the function.
 pub const NAME: &str = "json_text";
 
@@ -25,11 +27,6 @@ pub fn udf() -> ScalarUDF {
         Volatility::Immutable,
         Arc::new(invoke),
     )
-}
-
-/// The value at `key` of the object `json`, as text ([`crate::event::attribute_text`]).
-pub fn value_text(json: &str, key: &str) -> Option<String> {
-    crate::event::attribute_text(json, key)
 }
 
 fn invoke(args: &[ColumnarValue]) -> datafusion::common::Result<ColumnarValue> {
@@ -49,7 +46,7 @@ fn invoke(args: &[ColumnarValue]) -> datafusion::common::Result<ColumnarValue> {
     match (json, key) {
         (ColumnarValue::Scalar(j), ColumnarValue::Scalar(k)) => {
             let out = match (scalar_text(j)?, scalar_text(k)?) {
-                (Some(j), Some(k)) => value_text(&j, &k),
+                (Some(j), Some(k)) => attribute_text(&j, &k),
                 _ => None,
             };
             Ok(ColumnarValue::Scalar(ScalarValue::Utf8(out)))
@@ -57,7 +54,8 @@ fn invoke(args: &[ColumnarValue]) -> datafusion::common::Result<ColumnarValue> {
         (ColumnarValue::Array(j), ColumnarValue::Scalar(k)) => {
             let k = scalar_text(k)?;
             let j = views(j)?;
-            let out: StringArray = j.iter().map(|j| j.zip(k.as_deref()).and_then(|(j, k)| value_text(j, k))).collect();
+            let out: StringArray =
+                j.iter().map(|j| j.zip(k.as_deref()).and_then(|(j, k)| attribute_text(j, k))).collect();
             Ok(ColumnarValue::Array(Arc::new(out)))
         }
         (j, k) => {
@@ -66,7 +64,7 @@ fn invoke(args: &[ColumnarValue]) -> datafusion::common::Result<ColumnarValue> {
             let (j, k) = (ColumnarValue::Array(j).into_array(n)?, ColumnarValue::Array(k).into_array(n)?);
             let (j, k) = (views(&j)?, views(&k)?);
             let out: StringArray =
-                j.iter().zip(k.iter()).map(|(j, k)| j.zip(k).and_then(|(j, k)| value_text(j, k))).collect();
+                j.iter().zip(k.iter()).map(|(j, k)| j.zip(k).and_then(|(j, k)| attribute_text(j, k))).collect();
             Ok(ColumnarValue::Array(Arc::new(out)))
         }
     }
@@ -80,13 +78,13 @@ mod tests {
     #[test]
     fn values_of_every_kind_and_nothing_for_what_is_not_there() {
         let j = r#"{"event":"PAUSED","tier":2,"info":{"a":1},"none":null}"#;
-        assert_eq!(value_text(j, "event").as_deref(), Some("PAUSED"));
-        assert_eq!(value_text(j, "tier").as_deref(), Some("2"));
-        assert_eq!(value_text(j, "info").as_deref(), Some(r#"{"a":1}"#));
-        assert_eq!(value_text(j, "none"), None);
-        assert_eq!(value_text(j, "missing"), None);
-        assert_eq!(value_text("not json", "event"), None);
-        assert_eq!(value_text("[1,2]", "event"), None);
+        assert_eq!(attribute_text(j, "event").as_deref(), Some("PAUSED"));
+        assert_eq!(attribute_text(j, "tier").as_deref(), Some("2"));
+        assert_eq!(attribute_text(j, "info").as_deref(), Some(r#"{"a":1}"#));
+        assert_eq!(attribute_text(j, "none"), None);
+        assert_eq!(attribute_text(j, "missing"), None);
+        assert_eq!(attribute_text("not json", "event"), None);
+        assert_eq!(attribute_text("[1,2]", "event"), None);
     }
 
     #[tokio::test]

@@ -46,7 +46,8 @@ pub fn for_report(r: &Computed, currency: &str) -> Result<Option<String>, ChartE
     let label = |row: &[Value], cols: &[&str]| {
         cols.iter().filter_map(|c| col(r, c)).map(|i| text(&row[i])).collect::<Vec<_>>().join(" / ")
     };
-    let svg = match r.report.spec().chart {
+    let spec = r.report.spec().chart;
+    let svg = match spec {
         ChartSpec::Bars { title, label: by, series: names } => {
             let series = names
                 .iter()
@@ -94,7 +95,7 @@ pub fn for_report(r: &Computed, currency: &str) -> Result<Option<String>, ChartE
             lines_with(title, by.keys().cloned().collect(), series, Axis::share_of(denominator))?
         }
         ChartSpec::LinesPer { title, x, series, value } | ChartSpec::SumLines { title, x, series, value } => {
-            let sum = matches!(r.report.spec().chart, ChartSpec::SumLines { .. });
+            let sum = matches!(spec, ChartSpec::SumLines { .. });
             let Some((xs, lines)) = lines_per(r, x, series, value, sum) else { return Ok(None) };
             lines_with(title, xs, lines, Axis::of(&[value], currency))?
         }

@@ -215,11 +215,10 @@ impl Pacer {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map_or(Duration::from_secs(1), Duration::from_secs);
-                    // The send path names the limit in its message (`over the per-recipient
-                    // send rate`); anything else is taken as the whole server's.
+                    // The send path names the limit that refused; anything else is taken as
+                    // the whole server's.
                     let v: Value = r.json().await.unwrap_or(Value::Null);
-                    let per_recipient = v["message"].as_str().is_some_and(|m| m.contains("per-recipient"));
-                    self.refused(left, !per_recipient);
+                    self.refused(left, v["limit"] != "per-recipient");
                     tokio::time::sleep(wait).await;
                 }
                 Ok(r) => {

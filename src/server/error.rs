@@ -26,9 +26,11 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    /// Over a rate limit; `Retry-After` says when it has room again (at least 1 s).
+    /// Over a rate limit; `Retry-After` says when it has room again (at least 1 s), and the
+    /// body's `limit` which limit it was (`per-number`, `per-recipient`), so a sender can tell a
+    /// limit of the whole batch from one person's.
     #[error("{message}")]
-    TooManyRequests { message: String, retry_after_secs: u64 },
+    TooManyRequests { message: String, limit: &'static str, retry_after_secs: u64 },
     #[error("{0}")]
     BadGateway(String),
     #[error("request body is larger than {0} bytes")]
@@ -75,9 +77,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let retry_after = match &self {
-            ApiError::TooManyRequests { retry_after_secs, .. } => (*retry_after_secs).max(1),
-            _ => RETRY_AFTER_SECS,
+        let (retry_after, limit) = match &self {
+            ApiError::TooManyRequests { retry_after_secs, limit, .. } => ((*retry_after_secs).max(1), Some(*limit)),
+            _ => (RETRY_AFTER_SECS, None),
         };
         let message = match &self {
             ApiError::Internal(
@@ -102,7 +104,11 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut resp = (status, Json(json!({"error": code, "message": message}))).into_response();
+        let body = match limit {
+            Some(limit) => json!({"error": code, "message": message, "limit": limit}),
+            None => json!({"error": code, "message": message}),
+        };
+        let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }

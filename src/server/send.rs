@@ -74,8 +74,9 @@ impl App {
                 ApiError::Conflict(e.to_string())
             }
             SendError::BadRequest(m) => ApiError::bad_request("invalid", m),
-            SendError::RateLimited { retry_after, .. } => ApiError::TooManyRequests {
+            SendError::RateLimited { limit, retry_after } => ApiError::TooManyRequests {
                 message: e.to_string(),
+                limit,
                 retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
             },
             SendError::CircuitOpen(_) => ApiError::Unavailable(e.to_string()),

@@ -123,6 +123,28 @@ async fn consent_idempotency_retries_and_assignment() {
     l2.s.stop().await;
 }
 
+/// A recipient's fourth message in a burst is over their limit: a 429 that names the limit and
+/// says when it has room, so a batch sender holds that one send and not the whole batch.
+#[tokio::test]
+async fn a_recipients_limit_is_named_with_when_it_has_room() {
+    let dir = test_dir();
+    let l = start_loop(dir.path(), |_| {}).await;
+    l.opt_in(&["15550001003"]).await;
+    for i in 0..3 {
+        let (st, v) = l.send("15550001003", Some(&format!("burst-{i}"))).await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let body = json!({"experiment": "spring_cta", "to": "15550001003", "params": {"name": "Ana"},
+                      "idempotency_key": "burst-3"});
+    let r = l.s.client.post(l.s.url("/v1/send")).bearer_auth(SEND).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    // The recipient refills a message every 6 s: its room comes back within that.
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=6).contains(&wait), "{wait}");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((&v["error"], &v["limit"]), (&json!("rate_limited"), &json!("per-recipient")), "{v}");
+}
+
 #[tokio::test]
 async fn circuit_opens_after_failures_and_closes_after_a_good_probe() {
     let dir = test_dir();
