@@ -132,16 +132,12 @@ pub fn for_report(r: &Computed, currency: &str) -> Result<Option<String>, ChartE
     Ok(Some(svg))
 }
 
+/// Named lines: each a value (or a gap) per x.
+type Lines = Vec<(String, Vec<Option<f64>>)>;
+
 /// The x values in order and a line per distinct `series`: the `value` of the row at each x,
 /// or with `sum` the sum of the rows there.
-#[allow(clippy::type_complexity)]
-fn lines_per(
-    r: &Computed,
-    x: &str,
-    series: &str,
-    value: &str,
-    sum: bool,
-) -> Option<(Vec<String>, Vec<(String, Vec<Option<f64>>)>)> {
+fn lines_per(r: &Computed, x: &str, series: &str, value: &str, sum: bool) -> Option<(Vec<String>, Lines)> {
     let (d, q, m) = (col(r, x)?, col(r, series)?, col(r, value)?);
     let xs = in_order(r.rows.iter().map(|row| text(&row[d])).collect());
     let mut per_series: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
@@ -404,16 +400,11 @@ fn middle_ellipsis(s: &str, fit: usize) -> String {
 }
 
 /// Lines over ordered labels (days); gaps where a value is missing.
-pub fn lines(title: &str, xs: Vec<String>, series: Vec<(String, Vec<Option<f64>>)>) -> Result<String, ChartError> {
+pub fn lines(title: &str, xs: Vec<String>, series: Lines) -> Result<String, ChartError> {
     lines_with(title, xs, series, Axis::default())
 }
 
-fn lines_with(
-    title: &str,
-    xs: Vec<String>,
-    series: Vec<(String, Vec<Option<f64>>)>,
-    axis: Axis,
-) -> Result<String, ChartError> {
+fn lines_with(title: &str, xs: Vec<String>, series: Lines, axis: Axis) -> Result<String, ChartError> {
     // A line needs two points: one x is drawn as labelled bars, not a lone dot in a grid.
     if xs.len() == 1 {
         let bars = series.into_iter().map(|(name, v)| (name, vec![v[0].unwrap_or(0.0)])).collect();
