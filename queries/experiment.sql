@@ -89,10 +89,13 @@ priced AS (
     LEFT JOIN rate_card r ON r.category = m.category AND r.country = m.country
     LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'
 ),
--- Per exposed contact, in one join: the experiment's own messages (what the variant did) and
--- the messages sent to it in the lookback (the same measures before).
-message_outcomes AS (
+-- Per exposed contact, in one join and one aggregation: the experiment's own messages (what the
+-- variant did) and the messages sent to it in the lookback (the same measures before). The
+-- contact's exposure rides along, so no join of two million-row tables follows; LEFT JOIN keeps
+-- a contact none of whose messages is in the store.
+contact_messages AS (
     SELECT experiment, contact,
+           MIN(exposed_at) AS exposed_at, max_text(variant) AS variant, bool_or(multi) AS multi,
            MAX(CASE WHEN post THEN was_read ELSE 0 END) AS was_read,
            MAX(CASE WHEN post THEN replied ELSE 0 END) AS replied,
            MAX(CASE WHEN post THEN failed ELSE 0 END) AS failed,
@@ -109,15 +112,19 @@ message_outcomes AS (
            SUM(CASE WHEN pre THEN delivered ELSE 0 END) AS pre_delivered,
            SUM(CASE WHEN pre THEN cost ELSE 0 END) AS pre_cost
     FROM (
-        SELECT x.experiment, x.contact, p.was_read, p.replied, p.failed, p.blocked, p.delivered, p.cost,
+        SELECT x.experiment, x.contact, x.exposed_at, x.variant, x.multi,
+               p.was_read, p.replied, p.failed, p.blocked, p.delivered, p.cost,
                p.country, p.locale, p.template,
                COALESCE(p.of_experiment = x.experiment, false) AS post,
-               p.sent_at < x.exposed_at
-                 AND date_part('epoch', p.sent_at) >= date_part('epoch', x.exposed_at) - $lookback_s AS pre
+               -- the join lets in only the experiment's messages (sent at its first exposure or
+               -- later) and those of the lookback, so sent before the exposure means the lookback
+               COALESCE(p.sent_at < x.exposed_at, false) AS pre
         FROM exposed x
-        JOIN priced p ON p.contact = x.contact
+        LEFT JOIN priced p ON p.contact = x.contact
+          AND (p.of_experiment = x.experiment
+               OR (p.sent_at < x.exposed_at
+                   AND date_part('epoch', p.sent_at) >= date_part('epoch', x.exposed_at) - $lookback_s))
     ) joined
-    WHERE post OR pre
     GROUP BY experiment, contact
 ),
 conversion_events AS (
@@ -153,7 +160,7 @@ outcomes AS MATERIALIZED (
     GROUP BY x.experiment, x.contact
 ),
 per_contact AS (
-    SELECT x.experiment, x.variant, x.multi, x.exposed_at,
+    SELECT p.experiment, p.variant, p.multi, p.exposed_at,
            COALESCE(CASE $by WHEN 'country' THEN p.country WHEN 'locale' THEN p.locale
                              WHEN 'template' THEN p.template ELSE '' END, '(none)') AS slice,
            COALESCE(p.country, '(none)') AS country,
@@ -168,8 +175,7 @@ per_contact AS (
            COALESCE(p.cost, 0) AS cost, COALESCE(p.pre_cost, 0) AS pre_cost,
            COALESCE(p.delivered, 0) AS delivered, COALESCE(p.pre_delivered, 0) AS pre_delivered
     FROM outcomes c
-    RIGHT JOIN exposed x ON c.experiment = x.experiment AND c.contact = x.contact
-    LEFT JOIN message_outcomes p ON p.experiment = x.experiment AND p.contact = x.contact
+    RIGHT JOIN contact_messages p ON c.experiment = p.experiment AND c.contact = p.contact
 ),
 -- The caps: the $cap_q quantile of the amounts contacts have, zeros left out (most contacts buy
 -- nothing; with them, a 99.9th percentile under 0.1% of buyers would cap every order at 0).

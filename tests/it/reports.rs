@@ -319,6 +319,38 @@ async fn a_message_failing_twice_counts_once_in_what_was_sent() {
     close(&fl.rows[1][share], 1.0 / 3.0);
 }
 
+/// A contact whose exposure names no message (a send recorded without its id) has no message
+/// in the store: it still counts as exposed, and its conversion as its variant's.
+#[tokio::test]
+async fn an_exposure_without_a_message_in_the_store_still_counts() {
+    let send = |id: &str, message: Option<&str>, contact: &str, variant: &str| {
+        let mut e = json!({"event_id": id, "event_type": "send.accepted", "occurred_at": "2026-03-01T10:00:00Z",
+            "contact": contact, "campaign": "c", "template": "t", "experiment": "x", "variant": variant});
+        if let Some(m) = message {
+            e["message_id"] = json!(m);
+        }
+        e.to_string()
+    };
+    let body = [
+        send("s1", Some("m1"), "+447700900001", "control"),
+        send("s2", None, "+447700900002", "control"),
+        send("s3", Some("m3"), "+447700900003", "bold"),
+        r#"{"event_id":"r1","event_type":"message.read","occurred_at":"2026-03-01T10:05:00Z","message_id":"m1"}"#.to_string(),
+        r#"{"event_id":"c2","event_type":"conversion","occurred_at":"2026-03-01T11:00:00Z","contact":"+447700900002","revenue_micros":1000000}"#
+            .to_string(),
+    ]
+    .join("\n");
+    let (_dir, a) = load(&body).await;
+    let x = a.report("experiment", &Params::default()).await.unwrap();
+    let r = rows(&x, &["metric", "variant", "exposures", "conversions"]);
+    let goal: Vec<&Vec<Value>> = r.iter().filter(|row| row[0] == "converted").collect();
+    assert_eq!(
+        goal.iter().map(|row| row[1..].to_vec()).collect::<Vec<_>>(),
+        vec![vec![json!("bold"), json!(1), json!(0)], vec![json!("control"), json!(2), json!(1)]],
+        "{r:?}"
+    );
+}
+
 #[tokio::test]
 async fn date_ranges_select_cohorts() {
     let (_dir, a) = loaded().await;
