@@ -114,6 +114,11 @@ fn engine_runtime(limits: &QueryLimits) -> Result<Arc<RuntimeEnv>> {
 }
 
 /// No parameters, for a statement that has none.
+/// What a caller's statement may do: read.
+fn read_only() -> SQLOptions {
+    SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
+}
+
 fn no_params() -> Vec<(&'static str, datafusion::scalar::ScalarValue)> {
     Vec::new()
 }
@@ -402,10 +407,9 @@ impl Analytics {
                 if this.tenant.is_some() {
                     tenancy::check_statement(&ctx, &sql, &materialize::dialect_of(&ctx, &sql))?;
                 }
-                let read_only =
-                    SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-                let df =
-                    materialize::plan_inline(&ctx, &sql, read_only, no_params()).await.map_err(|e| this.classify(e))?;
+                let df = materialize::plan_inline(&ctx, &sql, read_only(), no_params())
+                    .await
+                    .map_err(|e| this.classify(e))?;
                 let explain = matches!(df.logical_plan(), datafusion::logical_expr::LogicalPlan::Explain(_));
                 let max_pairs = this.executor.limits().max_unkeyed_join_rows;
                 if !explain && this.distributed() {
@@ -434,6 +438,22 @@ impl Analytics {
             .run_checked(Work::Query, check, move |planned| async move {
                 let (schema, batches) = this.collect(planned, Work::Query, max_rows).await?;
                 finish(schema, batches)
+            })
+            .await
+    }
+
+    /// [`Analytics::query`] with the CTEs marked `AS MATERIALIZED` run once first, as the
+    /// reports run theirs (on a cluster, read where referenced, as reports are there), for
+    /// `convoscope query --materialize` on the operator's own machine: their results are held
+    /// outside the query memory budget, so a server never runs a caller's statement this way.
+    /// Read-only; no join guard (the operator's own process).
+    pub async fn query_materialized(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let (this, sql) = (self.clone(), sql.to_string());
+        self.executor
+            .run(Work::Query, async move {
+                let ctx = this.context().await?;
+                let df = this.plan_with(&ctx, &sql, read_only(), no_params()).await?;
+                this.execute(df, Work::Query, None).await
             })
             .await
     }
@@ -469,10 +489,20 @@ impl Analytics {
         sql: &str,
         params: Vec<(&str, datafusion::scalar::ScalarValue)>,
     ) -> Result<datafusion::dataframe::DataFrame> {
+        self.plan_with(ctx, sql, SQLOptions::new(), params).await
+    }
+
+    async fn plan_with(
+        &self,
+        ctx: &SessionContext,
+        sql: &str,
+        options: SQLOptions,
+        params: Vec<(&str, datafusion::scalar::ScalarValue)>,
+    ) -> Result<datafusion::dataframe::DataFrame> {
         let planned = if self.distributed() {
-            materialize::plan_inline(ctx, sql, SQLOptions::new(), params).await
+            materialize::plan_inline(ctx, sql, options, params).await
         } else {
-            materialize::plan(ctx, sql, SQLOptions::new(), params).await
+            materialize::plan(ctx, sql, options, params).await
         };
         planned.map_err(|e| self.classify(e))
     }
@@ -587,6 +617,29 @@ mod tests {
         assert_eq!(count().await, serde_json::json!(2));
         storage.write_events(vec![ev("c"), ev("d"), ev("e")], "one").await.expect("overwrite");
         assert_eq!(count().await, serde_json::json!(4));
+    }
+
+    #[tokio::test]
+    async fn a_materialized_query_gives_the_inline_rows_and_only_reads() {
+        use crate::event::Event;
+        let storage = Storage::open("memory://").expect("memory store");
+        let analytics = Analytics::new(storage.clone(), 7).expect("analytics");
+        let day = 1_767_225_600_000_000i64; // 2026-01-01
+        let events = ["a", "b", "c"].iter().map(|id| Event::new((*id).into(), "message.sent", day + 1, 0, "api"));
+        storage.write_events(events.collect(), "one").await.expect("write");
+        // The CTE is read twice: once where it is computed first, twice inline; the same rows.
+        let sql = "WITH sent AS MATERIALIZED (SELECT event_id FROM events WHERE event_type = 'message.sent') \
+                   SELECT (SELECT COUNT(*) FROM sent) AS n, COUNT(*) AS pairs FROM sent s1 JOIN sent s2 ON s1.event_id <> s2.event_id";
+        let inline = format::rows(&analytics.query(sql).await.expect("inline").1).expect("rows");
+        let materialized =
+            format::rows(&analytics.query_materialized(sql).await.expect("materialized").1).expect("rows");
+        assert_eq!(inline, vec![vec![serde_json::json!(3), serde_json::json!(6)]]);
+        assert_eq!(materialized, inline);
+        for write in
+            ["CREATE TABLE t AS SELECT 1", "CREATE VIEW v AS SELECT 1", "SET datafusion.execution.batch_size = 1"]
+        {
+            assert!(analytics.query_materialized(write).await.is_err(), "{write} must be refused");
+        }
     }
 
     #[test]

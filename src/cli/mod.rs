@@ -212,6 +212,11 @@ pub enum Command {
         /// Only this tenant's rows (a [[tenant]] name), with its tokens' limits.
         #[arg(long)]
         tenant: Option<String>,
+        /// Run the CTEs marked `AS MATERIALIZED` once, before the statement, as the reports
+        /// run theirs (otherwise they are read where referenced: the same rows); their results
+        /// are held outside the query memory budget.
+        #[arg(long, conflicts_with = "tenant")]
+        materialize: bool,
     },
 }
 
@@ -568,12 +573,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", plan::run(&args, &config.experiments)?);
             Ok(())
         }
-        Command::Query { sql, format: fmt, tenant } => {
+        Command::Query { sql, format: fmt, tenant, materialize } => {
             let config = Config::load(cli.config.as_deref(), &flags)?;
             hint_demo_data(&config);
             let analytics = Analytics::from_settings(Storage::open(&config.storage)?, &config.analytics(), None)?
                 .for_tenant(tenant_named(&config, tenant.as_deref())?);
-            let (schema, batches) = analytics.query(&sql).await?;
+            let (schema, batches) =
+                if materialize { analytics.query_materialized(&sql).await? } else { analytics.query(&sql).await? };
             let (columns, rows) = (format::columns(&schema), format::rows(&batches)?);
             let out = match fmt {
                 QueryFormat::Table => format::table(&columns, &rows),
