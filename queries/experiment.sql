@@ -69,33 +69,22 @@ blocked_messages AS (
 experiment_messages AS (
     SELECT DISTINCT experiment, message_key FROM exposure_rows WHERE message_key IS NOT NULL
 ),
--- Joins name their small side first and keep the large one with RIGHT JOIN: DataFusion builds
--- its hash table from the first side unless statistics say the other is smaller, and an
--- aggregate over the events' view (a store without rollups) has none. Built from the 2.4
--- million messages, the two joins here took 3 of the report's 12 seconds on 10 million events.
--- Joins name their small side first and keep the large one with RIGHT JOIN: DataFusion builds
--- its hash table from the first side unless statistics say the other is smaller, and an
--- aggregate over the events' view (a store without rollups) has none. Built from the 2.4
--- million messages, the two joins here took 3 of the report's 12 seconds on 10 million events.
 priced AS (
     SELECT m.message_key, m.sent_at, m.contact, m.template, m.locale, m.country,
            m.delivered, m.was_read, m.replied, m.failed, e.experiment AS of_experiment,
            CASE WHEN b.message_key IS NULL THEN 0 ELSE 1 END AS blocked,
            COALESCE(CAST(m.cost_micros AS DOUBLE) / 1000000,
                     CASE WHEN m.billable THEN COALESCE(r.price, d.price, 0) ELSE 0 END) AS cost
-    FROM blocked_messages b
-    RIGHT JOIN (experiment_messages e RIGHT JOIN messages m ON e.message_key = m.message_key)
-      ON b.message_key = m.message_key
+    FROM messages m
     LEFT JOIN rate_card r ON r.category = m.category AND r.country = m.country
     LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'
+    LEFT JOIN blocked_messages b ON b.message_key = m.message_key
+    LEFT JOIN experiment_messages e ON e.message_key = m.message_key
 ),
--- Per exposed contact, in one join and one aggregation: the experiment's own messages (what the
--- variant did) and the messages sent to it in the lookback (the same measures before). The
--- contact's exposure rides along, so no join of two million-row tables follows; LEFT JOIN keeps
--- a contact none of whose messages is in the store.
-contact_messages AS (
+-- Per exposed contact, in one join: the experiment's own messages (what the variant did) and
+-- the messages sent to it in the lookback (the same measures before).
+message_outcomes AS (
     SELECT experiment, contact,
-           MIN(exposed_at) AS exposed_at, max_text(variant) AS variant, bool_or(multi) AS multi,
            MAX(CASE WHEN post THEN was_read ELSE 0 END) AS was_read,
            MAX(CASE WHEN post THEN replied ELSE 0 END) AS replied,
            MAX(CASE WHEN post THEN failed ELSE 0 END) AS failed,
@@ -112,19 +101,15 @@ contact_messages AS (
            SUM(CASE WHEN pre THEN delivered ELSE 0 END) AS pre_delivered,
            SUM(CASE WHEN pre THEN cost ELSE 0 END) AS pre_cost
     FROM (
-        SELECT x.experiment, x.contact, x.exposed_at, x.variant, x.multi,
-               p.was_read, p.replied, p.failed, p.blocked, p.delivered, p.cost,
+        SELECT x.experiment, x.contact, p.was_read, p.replied, p.failed, p.blocked, p.delivered, p.cost,
                p.country, p.locale, p.template,
                COALESCE(p.of_experiment = x.experiment, false) AS post,
-               -- the join lets in only the experiment's messages (sent at its first exposure or
-               -- later) and those of the lookback, so sent before the exposure means the lookback
-               COALESCE(p.sent_at < x.exposed_at, false) AS pre
+               p.sent_at < x.exposed_at
+                 AND date_part('epoch', p.sent_at) >= date_part('epoch', x.exposed_at) - $lookback_s AS pre
         FROM exposed x
-        LEFT JOIN priced p ON p.contact = x.contact
-          AND (p.of_experiment = x.experiment
-               OR (p.sent_at < x.exposed_at
-                   AND date_part('epoch', p.sent_at) >= date_part('epoch', x.exposed_at) - $lookback_s))
+        JOIN priced p ON p.contact = x.contact
     ) joined
+    WHERE post OR pre
     GROUP BY experiment, contact
 ),
 conversion_events AS (
@@ -143,24 +128,22 @@ contact_events AS (
     FROM events
     WHERE event_type = 'consent.opt_out' AND contact_key IS NOT NULL AND date >= $lookback_from
 ),
--- Read twice (the caps, the contacts' rows), and small: the contacts with a conversion or an
--- opt-out around their exposure.
-outcomes AS MATERIALIZED (
-    SELECT x.experiment, x.contact, bool_or(x.multi) AS multi,
+outcomes AS (
+    SELECT x.experiment, x.contact,
            SUM(CASE WHEN c.is_conversion = 1 AND c.occurred_at >= x.exposed_at THEN 1 ELSE 0 END) AS n_post,
            SUM(CASE WHEN c.is_conversion = 1 AND c.occurred_at >= x.exposed_at THEN c.revenue ELSE 0 END) AS revenue,
            SUM(CASE WHEN c.is_conversion = 1 AND c.occurred_at < x.exposed_at THEN 1 ELSE 0 END) AS n_pre,
            SUM(CASE WHEN c.is_conversion = 1 AND c.occurred_at < x.exposed_at THEN c.revenue ELSE 0 END) AS pre_revenue,
            MAX(CASE WHEN c.is_conversion = 0 AND c.occurred_at >= x.exposed_at THEN 1 ELSE 0 END) AS opted_out,
            MAX(CASE WHEN c.is_conversion = 0 AND c.occurred_at < x.exposed_at THEN 1 ELSE 0 END) AS pre_opted_out
-    FROM contact_events c
-    JOIN exposed x ON x.contact = c.contact
+    FROM exposed x
+    JOIN contact_events c ON c.contact = x.contact
     WHERE date_part('epoch', c.occurred_at) >= date_part('epoch', x.exposed_at) - $lookback_s
       AND date_part('epoch', c.occurred_at) <= date_part('epoch', x.exposed_at) + $window_s
     GROUP BY x.experiment, x.contact
 ),
-per_contact AS (
-    SELECT p.experiment, p.variant, p.multi, p.exposed_at,
+per_contact AS MATERIALIZED (
+    SELECT x.experiment, x.variant, x.multi, x.exposed_at,
            COALESCE(CASE $by WHEN 'country' THEN p.country WHEN 'locale' THEN p.locale
                              WHEN 'template' THEN p.template ELSE '' END, '(none)') AS slice,
            COALESCE(p.country, '(none)') AS country,
@@ -174,26 +157,27 @@ per_contact AS (
            COALESCE(p.blocked, 0) AS blocked, COALESCE(p.pre_blocked, 0) AS pre_blocked,
            COALESCE(p.cost, 0) AS cost, COALESCE(p.pre_cost, 0) AS pre_cost,
            COALESCE(p.delivered, 0) AS delivered, COALESCE(p.pre_delivered, 0) AS pre_delivered
-    FROM outcomes c
-    RIGHT JOIN contact_messages p ON c.experiment = p.experiment AND c.contact = p.contact
+    FROM exposed x
+    LEFT JOIN outcomes c ON c.experiment = x.experiment AND c.contact = x.contact
+    LEFT JOIN message_outcomes p ON p.experiment = x.experiment AND p.contact = x.contact
 ),
 -- The caps: the $cap_q quantile of the amounts contacts have, zeros left out (most contacts buy
 -- nothing; with them, a 99.9th percentile under 0.1% of buyers would cap every order at 0).
--- Contacts met by more than one variant take no part in the caps, nor are they capped.
 caps AS (
     SELECT experiment,
            percentile_cont($cap_q) WITHIN GROUP (ORDER BY revenue) FILTER (WHERE revenue > 0) AS cap,
            percentile_cont($cap_q) WITHIN GROUP (ORDER BY pre_revenue) FILTER (WHERE pre_revenue > 0) AS pre_cap
-    FROM outcomes
+    FROM per_contact
     WHERE NOT multi
     GROUP BY experiment
 ),
+-- Contacts met by more than one variant take no part in the caps, nor are they capped.
 capped AS (
     SELECT p.*,
            CASE WHEN NOT p.multi AND p.revenue > k.cap THEN COALESCE(k.cap, 0) ELSE p.revenue END AS rev,
            CASE WHEN NOT p.multi AND p.pre_revenue > k.pre_cap THEN COALESCE(k.pre_cap, 0) ELSE p.pre_revenue END AS pre_rev
-    FROM caps k
-    RIGHT JOIN per_contact p ON k.experiment = p.experiment
+    FROM per_contact p
+    LEFT JOIN caps k ON k.experiment = p.experiment
 ),
 stopped AS (
     SELECT experiment, variant, MIN(occurred_at) AS stopped_at
@@ -232,6 +216,6 @@ sums AS (
     GROUP BY experiment, variant, multi, slice, country
 )
 SELECT s.*, t.stopped_at
-FROM stopped t
-RIGHT JOIN sums s ON t.experiment = s.experiment AND t.variant = s.variant
+FROM sums s
+LEFT JOIN stopped t ON t.experiment = s.experiment AND t.variant = s.variant
 ORDER BY s.experiment, s.variant, s.multi, s.slice, s.country
