@@ -144,8 +144,11 @@ outcomes AS (
 ),
 per_contact AS MATERIALIZED (
     SELECT x.experiment, x.variant, x.multi, x.exposed_at,
-           COALESCE(CASE $by WHEN 'country' THEN p.country WHEN 'locale' THEN p.locale
-                             WHEN 'template' THEN p.template ELSE '' END, '(none)') AS slice,
+           -- Without a breakdown the slice is the constant '', so the plan drops every
+           -- message's template and locale, which only a breakdown reads.
+           CASE WHEN $by = '' THEN ''
+                ELSE COALESCE(CASE $by WHEN 'country' THEN p.country WHEN 'locale' THEN p.locale
+                                       WHEN 'template' THEN p.template ELSE '' END, '(none)') END AS slice,
            COALESCE(p.country, '(none)') AS country,
            CASE WHEN COALESCE(c.n_post, 0) > 0 THEN 1 ELSE 0 END AS converted,
            CASE WHEN COALESCE(c.n_pre, 0) > 0 THEN 1 ELSE 0 END AS pre_converted,
