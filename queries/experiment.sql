@@ -18,8 +18,11 @@
 --   messages to the contact (pre: over messages sent to it in the lookback);
 -- - opted_out: a consent.opt_out within the window (pre: in the lookback).
 --
--- conversions, reads, replies, revenue_sum and revenue_sq_sum (uncapped) keep the meaning they
--- had before the other metrics existed. `slice` is the contact's country, locale or template
+-- Of the metrics read from every message (read, replied, failed, blocked, cost, and delivered
+-- for revenue per delivered message), those not in $metrics are 0: no experiment shows them.
+--
+-- conversions, revenue_sum and revenue_sq_sum (uncapped) keep the meaning they had before the
+-- other metrics existed; reads and replies too, when read and replied are measured. `slice` is the contact's country, locale or template
 -- ($by), '' without a breakdown; `country` is the stratum of post-stratification.
 -- Contacts and messages are id_key() of their ids: numbers join faster than strings.
 WITH exposure_rows AS MATERIALIZED (
@@ -64,20 +67,30 @@ blocked_messages AS (
     SELECT DISTINCT id_key(message_id) AS message_key
     FROM events
     WHERE event_type = 'message.failed' AND error_code = 131048 AND date >= $lookback_from
+      AND strpos($metrics, ',blocked,') > 0
 ),
 -- The experiment each message belongs to, for the experiment's own messages.
 experiment_messages AS (
     SELECT DISTINCT experiment, message_key FROM exposure_rows WHERE message_key IS NOT NULL
 ),
+-- A metric that reads every message is computed only when the run can show it ($metrics: the
+-- experiments' goals and guardrails): otherwise it is the constant 0, and the plan drops the
+-- columns, aggregates and joins only it reads (the rate card's, for cost).
 priced AS (
     SELECT m.message_key, m.sent_at, m.contact, m.template, m.locale, m.country,
-           m.delivered, m.was_read, m.replied, m.failed, e.experiment AS of_experiment,
+           CASE WHEN strpos($metrics, ',revenue_per_delivered,') > 0 THEN m.delivered ELSE 0 END AS delivered,
+           CASE WHEN strpos($metrics, ',read,') > 0 THEN m.was_read ELSE 0 END AS was_read,
+           CASE WHEN strpos($metrics, ',replied,') > 0 THEN m.replied ELSE 0 END AS replied,
+           CASE WHEN strpos($metrics, ',failed,') > 0 THEN m.failed ELSE 0 END AS failed,
+           e.experiment AS of_experiment,
            CASE WHEN b.message_key IS NULL THEN 0 ELSE 1 END AS blocked,
-           COALESCE(CAST(m.cost_micros AS DOUBLE) / 1000000,
-                    CASE WHEN m.billable THEN COALESCE(r.price, d.price, 0) ELSE 0 END) AS cost
+           CASE WHEN strpos($metrics, ',cost,') > 0
+                THEN COALESCE(CAST(m.cost_micros AS DOUBLE) / 1000000,
+                              CASE WHEN m.billable THEN COALESCE(r.price, d.price, 0) ELSE 0 END)
+                ELSE 0 END AS cost
     FROM messages m
-    LEFT JOIN rate_card r ON r.category = m.category AND r.country = m.country
-    LEFT JOIN rate_card d ON d.category = m.category AND d.country = '*'
+    LEFT JOIN rate_card r ON strpos($metrics, ',cost,') > 0 AND r.category = m.category AND r.country = m.country
+    LEFT JOIN rate_card d ON strpos($metrics, ',cost,') > 0 AND d.category = m.category AND d.country = '*'
     LEFT JOIN blocked_messages b ON b.message_key = m.message_key
     LEFT JOIN experiment_messages e ON e.message_key = m.message_key
 ),

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -188,11 +189,23 @@ def duck_sqls(name):
     return out
 
 
+def measured_metrics():
+    """`$metrics` as `serve` binds it for the benchmark's experiments.toml: every experiment's
+    goals and guardrails, and the default goal (converted) for an experiment not defined."""
+    defs = tomllib.loads((ROOT / "experiments.toml").read_text()).get("experiment", [])
+    metrics = {"converted"}
+    for e in defs:
+        analysis = e.get("analysis", {})
+        metrics.update(analysis.get("goals", ["converted"]))
+        metrics.update(g["metric"] for g in analysis.get("guardrails", []))
+    return "," + "".join(m + "," for m in sorted(metrics))
+
+
 def params_for(sql):
     values = {"from": "0000-01-01", "to": "9999-12-31", "campaign": "", "experiment": "",
               "window_s": 7 * 86400.0, "bot_cost": 0.10, "agent_cost_per_hour": 20.0,
               "lookback_from": "0000-01-01", "lookback_s": 14 * 86400.0, "cap_q": 0.999, "by": "", "then_by": "",
-              "interval": "day", "period_from": "0000-01-01"}
+              "interval": "day", "period_from": "0000-01-01", "metrics": measured_metrics()}
     return {k: v for k, v in values.items() if f"${k}" in sql}
 
 

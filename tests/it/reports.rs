@@ -458,6 +458,41 @@ template = "promo_a"
         rows(&x, &["variant", "conversions"]),
         vec![vec![json!("bold"), json!(0)], vec![json!("control"), json!(1)]]
     );
+
+    // Guardrails read from every message are measured when an experiment names them (the SQL
+    // computes only the metrics a run can show): m3 (bold) failed, and every arm's messages
+    // cost something.
+    let guarded = convoscope::experiments::Experiments::parse(
+        r#"
+[[experiment]]
+name = "cta"
+salt = "s"
+[experiment.analysis]
+guardrails = [{ metric = "failed", margin = 0.0 }, { metric = "cost", margin = 0.0 }]
+[[experiment.variant]]
+name = "control"
+weight = 1
+control = true
+template = "promo_a"
+[[experiment.variant]]
+name = "bold"
+weight = 1
+template = "promo_b"
+"#,
+        "test.toml",
+    )
+    .unwrap();
+    let a = a.with_experiments(guarded);
+    let x = a.report("experiment", &Params::default()).await.unwrap();
+    let r = rows(&x, &["metric", "variant", "conversions", "conversion_rate"]);
+    let of = |m: &str| r.iter().filter(|row| row[0] == m).map(|row| row[1..].to_vec()).collect::<Vec<_>>();
+    assert_eq!(
+        of("failed"),
+        vec![vec![json!("control"), json!(0), json!(0.0)], vec![json!("bold"), json!(1), json!(0.5)]]
+    );
+    let cost = of("cost");
+    assert_eq!(cost.len(), 2, "{r:?}");
+    assert!(cost.iter().all(|row| row[2].as_f64().is_some_and(|c| c > 0.0)), "{cost:?}");
 }
 
 /// Old and new files coexist for a while during compaction (and after a crash between upload

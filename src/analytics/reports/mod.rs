@@ -352,6 +352,7 @@ impl Analytics {
                     bot_cost: this.costs.bot_cost_per_conversation,
                     agent_cost_per_hour: this.costs.agent_cost_per_hour,
                     metrics: this.experiments.metrics.clone(),
+                    measured: experiment::measured_param(&this.experiments, &given),
                 };
                 let values: Vec<(&str, ScalarValue)> =
                     report.spec().params.iter().map(|p| (p.name(), given.value(*p, &bindings))).collect();

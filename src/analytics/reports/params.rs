@@ -43,6 +43,9 @@ pub enum Param {
     /// `$period_from`: first date of the period asked for. `$from` is the first date of the
     /// period before it when the report compares with it (`--compare previous`), else the same.
     PeriodFrom,
+    /// `$metrics`: the experiment metrics the run can show, between commas
+    /// (`,converted,opted_out,`): the experiments' goals and guardrails and the goal asked for.
+    Metrics,
 }
 
 impl Param {
@@ -63,6 +66,7 @@ impl Param {
             Param::ThenBy => "then_by",
             Param::Interval => "interval",
             Param::PeriodFrom => "period_from",
+            Param::Metrics => "metrics",
         }
     }
 }
@@ -74,6 +78,8 @@ pub(crate) struct Bindings {
     pub agent_cost_per_hour: f64,
     /// The experiments' metric settings (lookback, revenue cap).
     pub metrics: crate::experiments::MetricSettings,
+    /// `$metrics`' value for this run.
+    pub measured: String,
 }
 
 /// Filters of a report run.
@@ -290,6 +296,7 @@ impl Params {
             Param::CapQuantile => ScalarValue::Float64(Some(b.metrics.revenue_cap_percentile / 100.0)),
             Param::By => text(self.by.map(Breakdown::as_str).unwrap_or_default().to_string()),
             Param::ThenBy => text(self.then_by.map(Breakdown::as_str).unwrap_or_default().to_string()),
+            Param::Metrics => text(b.measured.clone()),
         }
     }
 

@@ -46,6 +46,7 @@ pub(super) const SPEC: Spec = Spec {
         Param::LookbackSecs,
         Param::CapQuantile,
         Param::By,
+        Param::Metrics,
     ],
     chart: Chart::Effects {
         title: "Difference from the control per metric (always-valid interval, fixed-horizon ticks)",
@@ -126,6 +127,24 @@ struct Group {
     slice: String,
     country: String,
     sums: Sums,
+}
+
+/// The metrics a run can show: every defined experiment's goals and guardrails, the default
+/// analysis's (an experiment seen in the log but not defined), and the goal asked for. Every
+/// metric the report compares is one of them ([`setting`] takes its analysis from the same
+/// places), so the SQL computes only these of the metrics that read every message.
+pub(crate) fn measured(defs: &Experiments, params: &Params) -> BTreeSet<Metric> {
+    let default = Analysis::default();
+    let analyses = defs.experiments.iter().map(|e| &e.analysis).chain(std::iter::once(&default));
+    let mut metrics: BTreeSet<Metric> =
+        analyses.flat_map(|a| a.goals.iter().copied().chain(a.guardrails.iter().map(|g| g.metric))).collect();
+    metrics.extend(params.metric);
+    metrics
+}
+
+/// [`measured`] as `$metrics` reads it: `,converted,opted_out,`.
+pub(crate) fn measured_param(defs: &Experiments, params: &Params) -> String {
+    measured(defs, params).iter().fold(",".to_string(), |s, m| s + m.as_str() + ",")
 }
 
 /// An experiment's rows of the SQL, its first exposure and its stopped variants.
@@ -486,6 +505,44 @@ mod tests {
     use datafusion::prelude::SessionContext;
 
     use crate::analytics::stats::test_vectors::{close, vectors};
+
+    /// What the SQL measures covers every metric a run compares: each experiment's goals and
+    /// guardrails, the default goal of an experiment not defined, and the goal asked for.
+    #[test]
+    fn the_run_measures_every_metric_it_can_show() {
+        use super::{Params, measured, measured_param};
+        use crate::experiments::{Experiments, Metric};
+        let defs = Experiments::parse(
+            r#"
+[[experiment]]
+name = "a"
+salt = "a1"
+[experiment.analysis]
+goals = ["cost"]
+guardrails = [{ metric = "blocked", margin = 0.0 }]
+[[experiment.variant]]
+name = "control"
+weight = 50
+control = true
+template = "t_control"
+[[experiment.variant]]
+name = "b"
+weight = 50
+template = "t_b"
+"#,
+            "test",
+        )
+        .unwrap();
+        let plain = Params::default();
+        assert_eq!(
+            measured(&defs, &plain).into_iter().collect::<Vec<_>>(),
+            vec![Metric::Converted, Metric::Blocked, Metric::Cost]
+        );
+        assert_eq!(measured_param(&defs, &plain), ",converted,blocked,cost,");
+        let asked = Params { metric: Some(Metric::Read), ..Params::default() };
+        assert!(measured(&defs, &asked).contains(&Metric::Read));
+        assert_eq!(measured_param(&Experiments::default(), &plain), ",converted,");
+    }
 
     /// The revenue cap is DataFusion's `percentile_cont`, as `queries/experiment.sql` writes it
     /// (zeros left out): the same value as numpy's linear percentile, and the capped sums with it.
