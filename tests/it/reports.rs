@@ -418,8 +418,7 @@ async fn generated_data_runs_every_report_and_the_better_variant_wins() {
 #[tokio::test]
 async fn definitions_set_control_and_weights_and_the_metric_is_selectable() {
     let (_dir, a) = loaded().await;
-    let defs = convoscope::experiments::Experiments::parse(
-        r#"
+    let cta = r#"
 [[experiment]]
 name = "cta"
 salt = "s"
@@ -432,10 +431,8 @@ template = "promo_b"
 name = "control"
 weight = 3
 template = "promo_a"
-"#,
-        "test.toml",
-    )
-    .unwrap();
+"#;
+    let defs = convoscope::experiments::Experiments::parse(cta, "test.toml").unwrap();
     let a = a.with_experiments(defs);
     let x = a.report("experiment", &Params::default()).await.unwrap();
     let r = rows(&x, &["variant", "abs_diff", "srm_p_value"]);
@@ -462,33 +459,20 @@ template = "promo_a"
     // Guardrails read from every message are measured when an experiment names them (the SQL
     // computes only the metrics a run can show): m3 (bold) failed, and every arm's messages
     // cost something.
-    let guarded = convoscope::experiments::Experiments::parse(
-        r#"
-[[experiment]]
-name = "cta"
-salt = "s"
-[experiment.analysis]
-guardrails = [{ metric = "failed", margin = 0.0 }, { metric = "cost", margin = 0.0 }]
-[[experiment.variant]]
-name = "control"
-weight = 1
-control = true
-template = "promo_a"
-[[experiment.variant]]
-name = "bold"
-weight = 1
-template = "promo_b"
-"#,
-        "test.toml",
-    )
-    .unwrap();
+    let with_guardrails = cta.replacen(
+        "salt = \"s\"\n",
+        "salt = \"s\"\n[experiment.analysis]\n\
+         guardrails = [{ metric = \"failed\", margin = 0.0 }, { metric = \"cost\", margin = 0.0 }]\n",
+        1,
+    );
+    let guarded = convoscope::experiments::Experiments::parse(&with_guardrails, "test.toml").unwrap();
     let a = a.with_experiments(guarded);
     let x = a.report("experiment", &Params::default()).await.unwrap();
     let r = rows(&x, &["metric", "variant", "conversions", "conversion_rate"]);
     let of = |m: &str| r.iter().filter(|row| row[0] == m).map(|row| row[1..].to_vec()).collect::<Vec<_>>();
     assert_eq!(
         of("failed"),
-        vec![vec![json!("control"), json!(0), json!(0.0)], vec![json!("bold"), json!(1), json!(0.5)]]
+        vec![vec![json!("bold"), json!(1), json!(0.5)], vec![json!("control"), json!(0), json!(0.0)]]
     );
     let cost = of("cost");
     assert_eq!(cost.len(), 2, "{r:?}");
