@@ -20,6 +20,8 @@
 --
 -- Of the metrics read from every message (read, replied, failed, blocked, cost, and delivered
 -- for revenue per delivered message), those not in $metrics are 0: no experiment shows them.
+-- Without one that reads every message, only the experiment's own messages (and the blocked
+-- ones, for blocked) are merged.
 --
 -- conversions, revenue_sum and revenue_sq_sum (uncapped) keep the meaning they had before the
 -- other metrics existed; reads and replies too, when read and replied are measured. `slice` is the contact's country, locale or template
@@ -44,7 +46,18 @@ exposed AS MATERIALIZED (
     HAVING CAST(MIN(exposed_at) AS DATE) >= CAST($from AS DATE)
        AND CAST(MIN(exposed_at) AS DATE) <= CAST($to AS DATE)
 ),
--- Every message since the lookback began, its rows merged.
+-- Messages with a failure 131048 (blocked), when blocked is measured.
+blocked_messages AS MATERIALIZED (
+    SELECT DISTINCT id_key(message_id) AS message_key
+    FROM events
+    WHERE event_type = 'message.failed' AND error_code = 131048 AND date >= $lookback_from
+      AND strpos($metrics, ',blocked,') > 0
+),
+-- The messages since the lookback began that a run reads, their rows merged: the experiment's
+-- own (what the variant did, the contact's country and slice) and, for the pre-exposure period,
+-- every message when a metric read from every message is measured, else the blocked ones when
+-- blocked is (the other pre-period metrics are then 0 whatever a message did). Without such a
+-- metric, the plan merges the experiment's messages only.
 messages AS (
     SELECT message_key,
            MIN(sent_at) AS sent_at,
@@ -61,13 +74,13 @@ messages AS (
            MAX(cost_micros) AS cost_micros
     FROM message_facts
     WHERE date >= $lookback_from
+      AND (strpos($metrics, ',read,') > 0 OR strpos($metrics, ',replied,') > 0
+           OR strpos($metrics, ',failed,') > 0 OR strpos($metrics, ',cost,') > 0
+           OR strpos($metrics, ',revenue_per_delivered,') > 0
+           OR message_key IN (SELECT message_key FROM exposure_rows
+                              UNION ALL
+                              SELECT message_key FROM blocked_messages))
     GROUP BY message_key
-),
-blocked_messages AS (
-    SELECT DISTINCT id_key(message_id) AS message_key
-    FROM events
-    WHERE event_type = 'message.failed' AND error_code = 131048 AND date >= $lookback_from
-      AND strpos($metrics, ',blocked,') > 0
 ),
 -- The experiment each message belongs to, for the experiment's own messages.
 experiment_messages AS (
@@ -166,13 +179,21 @@ per_contact AS MATERIALIZED (
            CASE WHEN COALESCE(c.n_post, 0) > 0 THEN 1 ELSE 0 END AS converted,
            CASE WHEN COALESCE(c.n_pre, 0) > 0 THEN 1 ELSE 0 END AS pre_converted,
            COALESCE(c.revenue, 0) AS revenue, COALESCE(c.pre_revenue, 0) AS pre_revenue,
-           COALESCE(p.was_read, 0) AS was_read, COALESCE(p.pre_read, 0) AS pre_read,
-           COALESCE(p.replied, 0) AS replied, COALESCE(p.pre_replied, 0) AS pre_replied,
+           -- The metrics read from every message, 0 where unmeasured here as well, so the plan
+           -- drops their aggregates per contact and their columns from the join.
+           CASE WHEN strpos($metrics, ',read,') > 0 THEN COALESCE(p.was_read, 0) ELSE 0 END AS was_read,
+           CASE WHEN strpos($metrics, ',read,') > 0 THEN COALESCE(p.pre_read, 0) ELSE 0 END AS pre_read,
+           CASE WHEN strpos($metrics, ',replied,') > 0 THEN COALESCE(p.replied, 0) ELSE 0 END AS replied,
+           CASE WHEN strpos($metrics, ',replied,') > 0 THEN COALESCE(p.pre_replied, 0) ELSE 0 END AS pre_replied,
            COALESCE(c.opted_out, 0) AS opted_out, COALESCE(c.pre_opted_out, 0) AS pre_opted_out,
-           COALESCE(p.failed, 0) AS failed, COALESCE(p.pre_failed, 0) AS pre_failed,
-           COALESCE(p.blocked, 0) AS blocked, COALESCE(p.pre_blocked, 0) AS pre_blocked,
-           COALESCE(p.cost, 0) AS cost, COALESCE(p.pre_cost, 0) AS pre_cost,
-           COALESCE(p.delivered, 0) AS delivered, COALESCE(p.pre_delivered, 0) AS pre_delivered
+           CASE WHEN strpos($metrics, ',failed,') > 0 THEN COALESCE(p.failed, 0) ELSE 0 END AS failed,
+           CASE WHEN strpos($metrics, ',failed,') > 0 THEN COALESCE(p.pre_failed, 0) ELSE 0 END AS pre_failed,
+           CASE WHEN strpos($metrics, ',blocked,') > 0 THEN COALESCE(p.blocked, 0) ELSE 0 END AS blocked,
+           CASE WHEN strpos($metrics, ',blocked,') > 0 THEN COALESCE(p.pre_blocked, 0) ELSE 0 END AS pre_blocked,
+           CASE WHEN strpos($metrics, ',cost,') > 0 THEN COALESCE(p.cost, 0) ELSE 0 END AS cost,
+           CASE WHEN strpos($metrics, ',cost,') > 0 THEN COALESCE(p.pre_cost, 0) ELSE 0 END AS pre_cost,
+           CASE WHEN strpos($metrics, ',revenue_per_delivered,') > 0 THEN COALESCE(p.delivered, 0) ELSE 0 END AS delivered,
+           CASE WHEN strpos($metrics, ',revenue_per_delivered,') > 0 THEN COALESCE(p.pre_delivered, 0) ELSE 0 END AS pre_delivered
     FROM exposed x
     LEFT JOIN outcomes c ON c.experiment = x.experiment AND c.contact = x.contact
     LEFT JOIN message_outcomes p ON p.experiment = x.experiment AND p.contact = x.contact

@@ -479,6 +479,76 @@ template = "promo_a"
     assert!(cost.iter().all(|row| row[2].as_f64().is_some_and(|c| c > 0.0)), "{cost:?}");
 }
 
+/// Blocked (a failure 131048) is the one metric read from messages that the experiment's own
+/// messages and the blocked ones answer: measured without any metric that reads every message,
+/// the report merges only those (queries/experiment.sql). Its figures, after exposure and in
+/// the pre-exposure period, must be what they are when every message is merged (a run that
+/// also measures failures), and count 131048 only.
+#[tokio::test]
+async fn blocked_reads_the_same_with_or_without_every_message() {
+    // (contact, message, variant or "" for a message outside the experiment, day, failure code or 0)
+    let messages = [
+        ("+15550000001", "p1", "", 1, 131048),
+        ("+15550000001", "e1", "control", 3, 0),
+        ("+15550000002", "p2", "", 1, 0),
+        ("+15550000002", "e2", "control", 3, 131048),
+        ("+15550000003", "p3", "", 2, 131048),
+        ("+15550000003", "e3", "control", 3, 0),
+        ("+15550000004", "p4", "", 1, 131048),
+        ("+15550000004", "e4", "treat", 3, 131048),
+        ("+15550000005", "e5", "treat", 3, 131049),
+        ("+15550000006", "p6", "", 2, 131049),
+        ("+15550000006", "e6", "treat", 3, 0),
+    ];
+    let mut ndjson = String::new();
+    for (contact, id, variant, day, code) in messages {
+        let at = |s: u32| format!("2026-03-0{day}T10:00:{s:02}Z");
+        let mut send = json!({"event_id": format!("{id}-acc"), "event_type": "send.accepted", "occurred_at": at(0),
+            "message_id": id, "contact": contact, "campaign": "c", "template": "t", "category": "marketing"});
+        if !variant.is_empty() {
+            send["experiment"] = json!("blk");
+            send["variant"] = json!(variant);
+        }
+        let outcome = if code == 0 {
+            json!({"event_id": format!("{id}-dlv"), "event_type": "message.delivered", "occurred_at": at(5),
+                "message_id": id, "contact": contact})
+        } else {
+            json!({"event_id": format!("{id}-fail"), "event_type": "message.failed", "occurred_at": at(5),
+                "message_id": id, "contact": contact, "error_code": code, "error_title": "failed"})
+        };
+        ndjson += &format!("{send}\n{outcome}\n");
+    }
+    let (_dir, a) = load(&ndjson).await;
+    let defs = |guardrails: &str| {
+        let toml = format!(
+            "[[experiment]]\nname = \"blk\"\nsalt = \"b\"\n[experiment.analysis]\nguardrails = [{guardrails}]\n\
+             [[experiment.variant]]\nname = \"control\"\nweight = 1\ncontrol = true\ntemplate = \"t\"\n\
+             [[experiment.variant]]\nname = \"treat\"\nweight = 1\ntemplate = \"t2\"\n"
+        );
+        convoscope::experiments::Experiments::parse(&toml, "test.toml").unwrap()
+    };
+    let blocked_rows = async |guardrails: &str| {
+        let x = a.clone().with_experiments(defs(guardrails)).report("experiment", &Params::default()).await.unwrap();
+        let mut x = x;
+        let metric = x.columns.iter().position(|c| c == "metric").unwrap();
+        x.rows.retain(|r| r[metric] == "blocked");
+        x
+    };
+    let x = blocked_rows(r#"{ metric = "blocked", margin = 0.0 }"#).await;
+    let with_failed =
+        blocked_rows(r#"{ metric = "blocked", margin = 0.0 }, { metric = "failed", margin = 0.0 }"#).await;
+    assert_eq!(x.rows, with_failed.rows, "{:?}", x.columns);
+    // After exposure: e2 (control) and e4 (treat) were blocked; e5's 131049 is not a block.
+    assert_eq!(
+        rows(&x, &["variant", "exposures", "conversions"]),
+        vec![vec![json!("control"), json!(3), json!(1)], vec![json!("treat"), json!(3), json!(1)]]
+    );
+    // Before: p1 and p3 (control) and p4 (treat) were blocked: two of three against one of
+    // three, so the pre-period balance check has something to compare.
+    let pre = rows(&x, &["variant", "pre_period_p_value"]);
+    assert!(pre.iter().any(|r| r[1].as_f64().is_some()), "{pre:?}");
+}
+
 /// Old and new files coexist for a while during compaction (and after a crash between upload
 /// and log cleanup): every report must count a stored event once, however many copies of it
 /// the files hold.
