@@ -154,7 +154,9 @@ contact_events AS (
     FROM events
     WHERE event_type = 'consent.opt_out' AND contact_key IS NOT NULL AND date >= $lookback_from
 ),
-outcomes AS (
+-- Held once: the caps read it as well as the per-contact rows (a row per contact with a
+-- conversion or an opt-out around its exposure: few).
+outcomes AS MATERIALIZED (
     SELECT x.experiment, x.contact,
            SUM(CASE WHEN c.is_conversion = 1 AND c.occurred_at >= x.exposed_at THEN 1 ELSE 0 END) AS n_post,
            SUM(CASE WHEN c.is_conversion = 1 AND c.occurred_at >= x.exposed_at THEN c.revenue ELSE 0 END) AS revenue,
@@ -200,13 +202,16 @@ per_contact AS MATERIALIZED (
 ),
 -- The caps: the $cap_q quantile of the amounts contacts have, zeros left out (most contacts buy
 -- nothing; with them, a 99.9th percentile under 0.1% of buyers would cap every order at 0).
+-- A contact with an amount has a row in outcomes, so the caps read those few rows, not one
+-- per exposed contact.
 caps AS (
-    SELECT experiment,
-           percentile_cont($cap_q) WITHIN GROUP (ORDER BY revenue) FILTER (WHERE revenue > 0) AS cap,
-           percentile_cont($cap_q) WITHIN GROUP (ORDER BY pre_revenue) FILTER (WHERE pre_revenue > 0) AS pre_cap
-    FROM per_contact
-    WHERE NOT multi
-    GROUP BY experiment
+    SELECT x.experiment,
+           percentile_cont($cap_q) WITHIN GROUP (ORDER BY c.revenue) FILTER (WHERE c.revenue > 0) AS cap,
+           percentile_cont($cap_q) WITHIN GROUP (ORDER BY c.pre_revenue) FILTER (WHERE c.pre_revenue > 0) AS pre_cap
+    FROM outcomes c
+    JOIN exposed x ON x.experiment = c.experiment AND x.contact = c.contact
+    WHERE NOT x.multi
+    GROUP BY x.experiment
 ),
 -- Contacts met by more than one variant take no part in the caps, nor are they capped.
 capped AS (

@@ -549,6 +549,49 @@ async fn blocked_reads_the_same_with_or_without_every_message() {
     assert!(pre.iter().any(|r| r[1].as_f64().is_some()), "{pre:?}");
 }
 
+/// Revenue is capped at the experiment's 99.9th percentile of the contacts with revenue,
+/// without the contacts met by more than one variant: their amounts neither move the cap nor
+/// are capped (they are left out of the statistics).
+#[tokio::test]
+async fn revenue_is_capped_without_the_contacts_of_two_variants() {
+    // (contact, variant(s), revenue in units)
+    let contacts: Vec<(String, Vec<&str>, i64)> = (0..10)
+        .map(|i| {
+            (format!("+1555001{i:04}"), vec![if i < 5 { "control" } else { "treat" }], if i == 9 { 1000 } else { 10 })
+        })
+        .chain([("+15550029999".to_string(), vec!["control", "treat"], 100_000)])
+        .collect();
+    let mut ndjson = String::new();
+    for (contact, variants, revenue) in &contacts {
+        for (k, variant) in variants.iter().enumerate() {
+            let id = format!("{contact}-{k}");
+            ndjson += &format!(
+                "{}\n",
+                json!({"event_id": format!("{id}-acc"), "event_type": "send.accepted",
+                    "occurred_at": format!("2026-03-03T10:00:0{k}Z"), "message_id": id, "contact": contact,
+                    "campaign": "c", "template": "t", "experiment": "cap", "variant": variant})
+            );
+        }
+        ndjson += &format!(
+            "{}\n",
+            json!({"event_id": format!("{contact}-conv"), "event_type": "conversion",
+                "occurred_at": "2026-03-03T12:00:00Z", "contact": contact, "revenue_micros": revenue * 1_000_000})
+        );
+    }
+    let (_dir, a) = load(&ndjson).await;
+    let toml = "[[experiment]]\nname = \"cap\"\nsalt = \"c\"\n[experiment.analysis]\ngoals = [\"revenue\"]\n\
+                [[experiment.variant]]\nname = \"control\"\nweight = 1\ncontrol = true\ntemplate = \"t\"\n\
+                [[experiment.variant]]\nname = \"treat\"\nweight = 1\ntemplate = \"t\"\n";
+    let a = a.with_experiments(convoscope::experiments::Experiments::parse(toml, "test.toml").unwrap());
+    let x = a.report("experiment", &Params::default()).await.unwrap();
+    let r = rows(&x, &["metric", "variant", "exposures", "conversion_rate", "multiple_exposures"]);
+    // The cap of [10 x 9, 1000]: 10 + 0.991 * 990 = 991.09 (numpy's linear percentile); with the
+    // contact of both variants (100,000) it would be 99,010, and the 1,000 would stand.
+    assert_eq!(r.iter().map(|row| (row[2].clone(), row[4].clone())).collect::<Vec<_>>(), vec![(json!(5), json!(1)); 2]);
+    close(&r[0][3], 10.0);
+    close(&r[1][3], (4.0 * 10.0 + 991.09) / 5.0);
+}
+
 /// Old and new files coexist for a while during compaction (and after a crash between upload
 /// and log cleanup): every report must count a stored event once, however many copies of it
 /// the files hold.
