@@ -528,8 +528,8 @@ async fn blocked_reads_the_same_with_or_without_every_message() {
         convoscope::experiments::Experiments::parse(&toml, "test.toml").unwrap()
     };
     let blocked_rows = async |guardrails: &str| {
-        let x = a.clone().with_experiments(defs(guardrails)).report("experiment", &Params::default()).await.unwrap();
-        let mut x = x;
+        let mut x =
+            a.clone().with_experiments(defs(guardrails)).report("experiment", &Params::default()).await.unwrap();
         let metric = x.columns.iter().position(|c| c == "metric").unwrap();
         x.rows.retain(|r| r[metric] == "blocked");
         x
