@@ -108,9 +108,12 @@ priced AS (
     LEFT JOIN experiment_messages e ON e.message_key = m.message_key
 ),
 -- Per exposed contact, in one join: the experiment's own messages (what the variant did) and
--- the messages sent to it in the lookback (the same measures before).
+-- the messages sent to it in the lookback (the same measures before). A contact without such a
+-- message keeps its row (the LEFT JOIN, its measures 0), so this is every exposed contact, with
+-- its exposure: per_contact adds the few contacts' conversions and opt-outs to it instead of
+-- joining the exposed contacts again.
 message_outcomes AS (
-    SELECT experiment, contact,
+    SELECT experiment, contact, exposed_at, variant, multi,
            MAX(CASE WHEN post THEN was_read ELSE 0 END) AS was_read,
            MAX(CASE WHEN post THEN replied ELSE 0 END) AS replied,
            MAX(CASE WHEN post THEN failed ELSE 0 END) AS failed,
@@ -127,16 +130,19 @@ message_outcomes AS (
            SUM(CASE WHEN pre THEN delivered ELSE 0 END) AS pre_delivered,
            SUM(CASE WHEN pre THEN cost ELSE 0 END) AS pre_cost
     FROM (
-        SELECT x.experiment, x.contact, p.was_read, p.replied, p.failed, p.blocked, p.delivered, p.cost,
+        SELECT x.experiment, x.contact, x.exposed_at, x.variant, x.multi,
+               p.was_read, p.replied, p.failed, p.blocked, p.delivered, p.cost,
                p.country, p.locale, p.template,
                COALESCE(p.of_experiment = x.experiment, false) AS post,
-               p.sent_at < x.exposed_at
-                 AND date_part('epoch', p.sent_at) >= date_part('epoch', x.exposed_at) - $lookback_s AS pre
+               COALESCE(p.sent_at < x.exposed_at
+                 AND date_part('epoch', p.sent_at) >= date_part('epoch', x.exposed_at) - $lookback_s, false) AS pre
         FROM exposed x
-        JOIN priced p ON p.contact = x.contact
+        LEFT JOIN priced p ON p.contact = x.contact
+          AND (p.of_experiment = x.experiment
+               OR (p.sent_at < x.exposed_at
+                   AND date_part('epoch', p.sent_at) >= date_part('epoch', x.exposed_at) - $lookback_s))
     ) joined
-    WHERE post OR pre
-    GROUP BY experiment, contact
+    GROUP BY experiment, contact, exposed_at, variant, multi
 ),
 conversion_events AS (
     SELECT event_id, id_key(MAX(contact_key)) AS contact, MIN(occurred_at) AS occurred_at,
@@ -171,7 +177,7 @@ outcomes AS MATERIALIZED (
     GROUP BY x.experiment, x.contact
 ),
 per_contact AS MATERIALIZED (
-    SELECT x.experiment, x.variant, x.multi, x.exposed_at,
+    SELECT p.experiment, p.variant, p.multi, p.exposed_at,
            -- Without a breakdown the slice is the constant '', so the plan drops every
            -- message's template and locale, which only a breakdown reads.
            CASE WHEN $by = '' THEN ''
@@ -196,9 +202,8 @@ per_contact AS MATERIALIZED (
            CASE WHEN strpos($metrics, ',cost,') > 0 THEN COALESCE(p.pre_cost, 0) ELSE 0 END AS pre_cost,
            CASE WHEN strpos($metrics, ',revenue_per_delivered,') > 0 THEN COALESCE(p.delivered, 0) ELSE 0 END AS delivered,
            CASE WHEN strpos($metrics, ',revenue_per_delivered,') > 0 THEN COALESCE(p.pre_delivered, 0) ELSE 0 END AS pre_delivered
-    FROM exposed x
-    LEFT JOIN outcomes c ON c.experiment = x.experiment AND c.contact = x.contact
-    LEFT JOIN message_outcomes p ON p.experiment = x.experiment AND p.contact = x.contact
+    FROM message_outcomes p
+    LEFT JOIN outcomes c ON c.experiment = p.experiment AND c.contact = p.contact
 ),
 -- The caps: the $cap_q quantile of the amounts contacts have, zeros left out (most contacts buy
 -- nothing; with them, a 99.9th percentile under 0.1% of buyers would cap every order at 0).
