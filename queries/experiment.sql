@@ -144,21 +144,14 @@ message_outcomes AS (
     ) joined
     GROUP BY experiment, contact, exposed_at, variant, multi
 ),
-conversion_events AS (
-    SELECT event_id, id_key(MAX(contact_key)) AS contact, MIN(occurred_at) AS occurred_at,
-           MAX(COALESCE(revenue_micros, 0)) AS revenue_micros
-    FROM events
-    WHERE event_type = 'conversion' AND contact_key IS NOT NULL AND date >= $lookback_from
-    GROUP BY event_id
-),
--- Conversions and opt-outs of the contacts around their first exposure, in one join.
+-- Conversions and opt-outs since the lookback began, each event once (its rows merged).
 contact_events AS (
-    SELECT contact, occurred_at, 1 AS is_conversion, CAST(revenue_micros AS DOUBLE) / 1000000 AS revenue
-    FROM conversion_events
-    UNION ALL
-    SELECT id_key(contact_key) AS contact, occurred_at, 0 AS is_conversion, 0.0 AS revenue
-    FROM events
-    WHERE event_type = 'consent.opt_out' AND contact_key IS NOT NULL AND date >= $lookback_from
+    SELECT MAX(contact) AS contact, MIN(occurred_at) AS occurred_at,
+           CASE WHEN event_type = 'conversion' THEN 1 ELSE 0 END AS is_conversion,
+           CAST(MAX(revenue_micros) AS DOUBLE) / 1000000 AS revenue
+    FROM contact_event_facts
+    WHERE date >= $lookback_from
+    GROUP BY event_type, event_key
 ),
 -- Held once: the caps read it as well as the per-contact rows (a row per contact with a
 -- conversion or an opt-out around its exposure: few).

@@ -78,7 +78,7 @@ def plain(sql):
     form (`<fact>_plain`: ids as strings, joined with the report's strings)."""
     for pattern, replacement in PLAIN_SQL:
         sql = pattern.sub(replacement, sql)
-    return re.sub(r"\b(message_facts|conversation_facts|exposure_facts)\b", r"\1_plain", sql)
+    return re.sub(r"\b(message_facts|conversation_facts|exposure_facts|contact_event_facts)\b", r"\1_plain", sql)
 
 
 # DuckDB's own formulations of some reports: scripts/bench/duckdb/NAME.sql holds CTEs that
@@ -139,7 +139,7 @@ def splice(sql):
 
 # The facts tables the reports read (src/analytics/facts.rs): DuckDB gets them as the views
 # over the events that back them where a store has no rollups.
-FACTS = ["message_facts", "conversation_facts", "exposure_facts"]
+FACTS = ["message_facts", "conversation_facts", "exposure_facts", "contact_event_facts"]
 
 
 def events_sql(name, report):

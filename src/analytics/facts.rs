@@ -1,5 +1,5 @@
-//! The facts tables every report reads: `message_facts`, `conversation_facts` and
-//! `exposure_facts`, one row per (events file or date, key).
+//! The facts tables every report reads: `message_facts`, `conversation_facts`,
+//! `exposure_facts` and `contact_event_facts`, one row per (events file or date, key).
 //!
 //! Each is backed by its rollup's files ([`crate::rollup`]) where every events file has its
 //! rollups, else by a view over `events` (`queries/facts/`) that yields the same columns, one
@@ -22,11 +22,12 @@ pub enum Fact {
     Messages,
     Conversations,
     Exposures,
+    ContactEvents,
 }
 
 impl Fact {
     /// Every facts table.
-    pub const ALL: [Fact; 3] = [Fact::Messages, Fact::Conversations, Fact::Exposures];
+    pub const ALL: [Fact; 4] = [Fact::Messages, Fact::Conversations, Fact::Exposures, Fact::ContactEvents];
 
     /// Its SQL name.
     pub fn table(self) -> &'static str {
@@ -34,6 +35,7 @@ impl Fact {
             Fact::Messages => "message_facts",
             Fact::Conversations => "conversation_facts",
             Fact::Exposures => "exposure_facts",
+            Fact::ContactEvents => "contact_event_facts",
         }
     }
 
@@ -43,6 +45,7 @@ impl Fact {
             Fact::Messages => Kind::Messages,
             Fact::Conversations => Kind::Conversations,
             Fact::Exposures => Kind::Exposures,
+            Fact::ContactEvents => Kind::ContactEvents,
         }
     }
 
@@ -52,6 +55,7 @@ impl Fact {
             Fact::Messages => include_str!("../../queries/facts/message_facts.sql"),
             Fact::Conversations => include_str!("../../queries/facts/conversation_facts.sql"),
             Fact::Exposures => include_str!("../../queries/facts/exposure_facts.sql"),
+            Fact::ContactEvents => include_str!("../../queries/facts/contact_event_facts.sql"),
         }
     }
 }

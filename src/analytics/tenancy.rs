@@ -27,14 +27,16 @@ use crate::error::{Error, Result};
 
 /// The tables a tenant's statement may name: its filtered events, the rollup-shaped and facts
 /// views over them, and the rate card (prices, nobody's rows).
-pub const TENANT_TABLES: [&str; 8] = [
+pub const TENANT_TABLES: [&str; 10] = [
     "events",
     "messages",
     "conversations",
     "exposures",
+    "contact_events",
     "message_facts",
     "conversation_facts",
     "exposure_facts",
+    "contact_event_facts",
     "rate_card",
 ];
 

@@ -4,8 +4,8 @@
 //! Every report groups events by a message or conversation id after scanning them all; that
 //! grouping and the 64-character ids it reads were most of their time. The writer of an
 //! events file already holds its rows in memory, so it also writes, first, one aggregate row
-//! per message ([`messages`]), per conversation ([`conversations`]) and per experiment
-//! exposure ([`exposures`]) of that file to `rollups/<kind>/date=<date>/<name>.parquet`. A
+//! per message ([`messages`]), per conversation ([`conversations`]), per experiment exposure
+//! ([`exposures`]) and per conversion or opt-out ([`contact_events`]) of that file to `rollups/<kind>/date=<date>/<name>.parquet`. A
 //! report merges those rows per key (through the facts tables, `crate::analytics::facts`),
 //! which reads a fraction of the rows, as numbers.
 //!
@@ -23,6 +23,7 @@
 //! every rollup ([`covers`]); otherwise they read the events (`convoscope compact` writes
 //! missing rollups).
 
+pub mod contact_events;
 pub mod conversations;
 pub mod exposures;
 pub mod messages;
@@ -44,11 +45,13 @@ pub enum Kind {
     Conversations,
     /// One row per experiment exposure: [`exposures`].
     Exposures,
+    /// One row per conversion or opt-out: [`contact_events`].
+    ContactEvents,
 }
 
 impl Kind {
     /// Every rollup, in the order writers write them.
-    pub const ALL: [Kind; 3] = [Kind::Messages, Kind::Conversations, Kind::Exposures];
+    pub const ALL: [Kind; 4] = [Kind::Messages, Kind::Conversations, Kind::Exposures, Kind::ContactEvents];
 
     /// Its directory under the store's prefix, with `date=` partitions as `events/`. A rollup
     /// whose columns change moves to a new directory (the old one goes to [`RETIRED_DIRS`]):
@@ -61,6 +64,7 @@ impl Kind {
             Kind::Messages => "rollups/messages-v3",
             Kind::Conversations => "rollups/conversations-v3",
             Kind::Exposures => "rollups/exposures-v2",
+            Kind::ContactEvents => "rollups/contact-events",
         }
     }
 
@@ -70,6 +74,7 @@ impl Kind {
             Kind::Messages => "messages",
             Kind::Conversations => "conversations",
             Kind::Exposures => "exposures",
+            Kind::ContactEvents => "contact_events",
         }
     }
 
@@ -79,6 +84,7 @@ impl Kind {
             Kind::Messages => messages::schema(),
             Kind::Conversations => conversations::schema(),
             Kind::Exposures => exposures::schema(),
+            Kind::ContactEvents => contact_events::schema(),
         }
     }
 
@@ -89,6 +95,7 @@ impl Kind {
             Kind::Messages => messages::of_events(events),
             Kind::Conversations => conversations::of_events(events),
             Kind::Exposures => exposures::of_events(events),
+            Kind::ContactEvents => contact_events::of_events(events),
         }
     }
 
@@ -121,8 +128,9 @@ pub const RETIRED_DIRS: [&str; 5] = [
 /// The columns of the events table the rollups read: a merge of events files reads only these
 /// for the rollups of the merged file (`maintenance`). A rollup reading another column fails
 /// on such a batch (every merge test would).
-pub const EVENT_COLUMNS: [&str; 20] = [
+pub const EVENT_COLUMNS: [&str; 22] = [
     "event_type",
+    "event_id",
     "account_id",
     "phone_number_id",
     "occurred_at",
@@ -139,6 +147,7 @@ pub const EVENT_COLUMNS: [&str; 20] = [
     "variant",
     "billable",
     "cost_micros",
+    "revenue_micros",
     "actor",
     "queue",
     "attributes",

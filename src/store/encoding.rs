@@ -186,6 +186,7 @@ fn rollup_writer_properties(kind: Kind) -> WriterProperties {
         Kind::Messages => ("message_key", &["sent_at", "delivered_at", "read_at"]),
         Kind::Conversations => ("conversation_key", &["opened_at", "customer_at", "resolved_at", "handoff_at"]),
         Kind::Exposures => ("message_key", &["exposed_at"]),
+        Kind::ContactEvents => ("event_key", &["occurred_at"]),
     };
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))

@@ -136,9 +136,12 @@ async fn after_an_erasure_every_report_equals_the_reports_without_the_contact() 
     // Nothing of the contact in any file: not its key in the events, not its id in a rollup.
     let key = convoscope::ids::key(&ck).to_string();
     assert!(!values_everywhere(&dir.path().join("store/events"), "contact_key").contains(&ck));
-    for (dir_name, column) in
-        [("messages-v3", "contact"), ("exposures-v2", "contact"), ("conversations-v3", "contact_key")]
-    {
+    for (dir_name, column) in [
+        ("messages-v3", "contact"),
+        ("exposures-v2", "contact"),
+        ("conversations-v3", "contact_key"),
+        ("contact-events", "contact"),
+    ] {
         let values = values_everywhere(&dir.path().join("store/rollups").join(dir_name), column);
         assert!(!values.is_empty() && !values.iter().any(|v| *v == key || *v == ck), "{dir_name}");
     }
