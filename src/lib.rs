@@ -27,7 +27,7 @@
 //! - [`pii`]: phone numbers → `contact_key` and `country`; numbers are never stored.
 //! - [`audit`]: the audit trail's record, as it travels the log and as `_audit/` stores it.
 //! - [`ingest`]: provider and first-party payloads → events, one file per provider.
-//! - [`rollup`]: the per-message, per-conversation and per-exposure partial aggregates
+//! - [`rollup`]: the per-message, per-conversation, per-exposure and per-conversion/opt-out partial aggregates
 //!   written beside every events file.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`wal`]: the fsynced, checksummed write-ahead log behind every 200, with deduplication.
