@@ -32,11 +32,11 @@ per_conversation AS (
     GROUP BY conversation_key
 ),
 conversion_events AS (
-    SELECT id_key(event_id) AS id, MAX(id_key(contact_key)) AS contact, MIN(occurred_at) AS occurred_at,
-           MAX(CAST(COALESCE(revenue_micros, 0) AS DOUBLE) / 1000000) AS revenue
-    FROM events
-    WHERE event_type = 'conversion' AND contact_key IS NOT NULL AND date >= $from
-    GROUP BY id_key(event_id)
+    SELECT event_key AS id, MAX(contact) AS contact, MIN(occurred_at) AS occurred_at,
+           CAST(MAX(revenue_micros) AS DOUBLE) / 1000000 AS revenue
+    FROM contact_event_facts
+    WHERE event_type = 'conversion' AND date >= $from
+    GROUP BY event_key
 ),
 resolved AS (
     SELECT id, contact, opened_at,
