@@ -26,19 +26,16 @@ use crate::config::Tenant;
 use crate::error::{Error, Result};
 
 /// The tables a tenant's statement may name: its filtered events, the rollup-shaped and facts
-/// views over them, and the rate card (prices, nobody's rows).
-pub const TENANT_TABLES: [&str; 10] = [
-    "events",
-    "messages",
-    "conversations",
-    "exposures",
-    "contact_events",
-    "message_facts",
-    "conversation_facts",
-    "exposure_facts",
-    "contact_event_facts",
-    "rate_card",
-];
+/// views over them (every facts table's, as [`restrict`] registers them), and the rate card
+/// (prices, nobody's rows).
+pub fn tenant_tables() -> Vec<&'static str> {
+    let facts = super::facts::Fact::ALL.into_iter();
+    std::iter::once("events")
+        .chain(facts.clone().map(|f| f.rollup().table()))
+        .chain(facts.map(|f| f.table()))
+        .chain(["rate_card"])
+        .collect()
+}
 
 /// `account_id IN (...) OR phone_number_id IN (...)` over the tenant's ids.
 fn owned_by(tenant: &Tenant) -> Expr {
@@ -83,7 +80,7 @@ pub fn only_tenant(name: &str, provider: Arc<dyn TableProvider>, tenant: &Tenant
     Ok(Arc::new(ViewTable::new(plan, None)))
 }
 
-/// Checks a tenant's statement before it is planned: it names only [`TENANT_TABLES`] (a CTE
+/// Checks a tenant's statement before it is planned: it names only [`tenant_tables`] (a CTE
 /// of its own is not a table) and is not an `EXPLAIN`. Refusals are [`Error::Forbidden`].
 pub fn check_statement(ctx: &SessionContext, sql: &str, dialect: &datafusion::config::Dialect) -> Result<()> {
     use datafusion::sql::parser::Statement as DfStatement;
@@ -96,14 +93,15 @@ pub fn check_statement(ctx: &SessionContext, sql: &str, dialect: &datafusion::co
             "a tenant's token may not EXPLAIN: a plan describes the whole store's files and rows".into(),
         ));
     }
+    let tables = tenant_tables();
     for table in state.resolve_table_references(&statement)? {
         let allowed = table.schema().is_none_or(|s| s == "public")
             && table.catalog().is_none_or(|c| c == "datafusion")
-            && TENANT_TABLES.contains(&table.table());
+            && tables.contains(&table.table());
         if !allowed {
             return Err(Error::Forbidden(format!(
                 "a tenant's token reads only its own tables ({}); {table} is not one of them",
-                TENANT_TABLES.join(", ")
+                tables.join(", ")
             )));
         }
     }

@@ -159,6 +159,8 @@ async fn a_tenants_token_reads_only_its_tenants_rows_by_every_door() {
         "SELECT * FROM conversation_facts LIMIT 50",
         "SELECT experiment, variant, campaign FROM exposures",
         "SELECT experiment, variant, campaign FROM exposure_facts",
+        "SELECT * FROM contact_events",
+        "SELECT * FROM contact_event_facts",
         "WITH x AS (SELECT * FROM events) SELECT account_id, campaign FROM x",
         "WITH events AS (SELECT * FROM events WHERE true) SELECT DISTINCT account_id FROM events",
         "SELECT campaign FROM events UNION ALL SELECT campaign FROM messages UNION SELECT campaign FROM message_facts",
