@@ -180,21 +180,22 @@ per_contact AS MATERIALIZED (
            CASE WHEN COALESCE(c.n_post, 0) > 0 THEN 1 ELSE 0 END AS converted,
            CASE WHEN COALESCE(c.n_pre, 0) > 0 THEN 1 ELSE 0 END AS pre_converted,
            COALESCE(c.revenue, 0) AS revenue, COALESCE(c.pre_revenue, 0) AS pre_revenue,
-           -- The metrics read from every message, 0 where unmeasured here as well, so the plan
-           -- drops their aggregates per contact and their columns from the join.
-           CASE WHEN strpos($metrics, ',read,') > 0 THEN COALESCE(p.was_read, 0) ELSE 0 END AS was_read,
-           CASE WHEN strpos($metrics, ',read,') > 0 THEN COALESCE(p.pre_read, 0) ELSE 0 END AS pre_read,
-           CASE WHEN strpos($metrics, ',replied,') > 0 THEN COALESCE(p.replied, 0) ELSE 0 END AS replied,
-           CASE WHEN strpos($metrics, ',replied,') > 0 THEN COALESCE(p.pre_replied, 0) ELSE 0 END AS pre_replied,
+           -- The metrics read from every message (never null: message_outcomes has every exposed
+           -- contact), 0 where unmeasured here as well, so the plan drops their aggregates per
+           -- contact and their columns from the join.
+           CASE WHEN strpos($metrics, ',read,') > 0 THEN p.was_read ELSE 0 END AS was_read,
+           CASE WHEN strpos($metrics, ',read,') > 0 THEN p.pre_read ELSE 0 END AS pre_read,
+           CASE WHEN strpos($metrics, ',replied,') > 0 THEN p.replied ELSE 0 END AS replied,
+           CASE WHEN strpos($metrics, ',replied,') > 0 THEN p.pre_replied ELSE 0 END AS pre_replied,
            COALESCE(c.opted_out, 0) AS opted_out, COALESCE(c.pre_opted_out, 0) AS pre_opted_out,
-           CASE WHEN strpos($metrics, ',failed,') > 0 THEN COALESCE(p.failed, 0) ELSE 0 END AS failed,
-           CASE WHEN strpos($metrics, ',failed,') > 0 THEN COALESCE(p.pre_failed, 0) ELSE 0 END AS pre_failed,
-           CASE WHEN strpos($metrics, ',blocked,') > 0 THEN COALESCE(p.blocked, 0) ELSE 0 END AS blocked,
-           CASE WHEN strpos($metrics, ',blocked,') > 0 THEN COALESCE(p.pre_blocked, 0) ELSE 0 END AS pre_blocked,
-           CASE WHEN strpos($metrics, ',cost,') > 0 THEN COALESCE(p.cost, 0) ELSE 0 END AS cost,
-           CASE WHEN strpos($metrics, ',cost,') > 0 THEN COALESCE(p.pre_cost, 0) ELSE 0 END AS pre_cost,
-           CASE WHEN strpos($metrics, ',revenue_per_delivered,') > 0 THEN COALESCE(p.delivered, 0) ELSE 0 END AS delivered,
-           CASE WHEN strpos($metrics, ',revenue_per_delivered,') > 0 THEN COALESCE(p.pre_delivered, 0) ELSE 0 END AS pre_delivered
+           CASE WHEN strpos($metrics, ',failed,') > 0 THEN p.failed ELSE 0 END AS failed,
+           CASE WHEN strpos($metrics, ',failed,') > 0 THEN p.pre_failed ELSE 0 END AS pre_failed,
+           CASE WHEN strpos($metrics, ',blocked,') > 0 THEN p.blocked ELSE 0 END AS blocked,
+           CASE WHEN strpos($metrics, ',blocked,') > 0 THEN p.pre_blocked ELSE 0 END AS pre_blocked,
+           CASE WHEN strpos($metrics, ',cost,') > 0 THEN p.cost ELSE 0 END AS cost,
+           CASE WHEN strpos($metrics, ',cost,') > 0 THEN p.pre_cost ELSE 0 END AS pre_cost,
+           CASE WHEN strpos($metrics, ',revenue_per_delivered,') > 0 THEN p.delivered ELSE 0 END AS delivered,
+           CASE WHEN strpos($metrics, ',revenue_per_delivered,') > 0 THEN p.pre_delivered ELSE 0 END AS pre_delivered
     FROM message_outcomes p
     LEFT JOIN outcomes c ON c.experiment = p.experiment AND c.contact = p.contact
 ),

@@ -15,7 +15,7 @@ use std::sync::{Arc, LazyLock};
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 
-use super::{ByKey, first_seen_order, keys, occurred_at, owner, owner_columns, owner_fields, text, utf8};
+use super::{ByKey, first_seen_order, keys, occurred_at, owner, owner_columns, owner_fields, text, timestamps, utf8};
 use crate::error::{Error, Result};
 use crate::ids;
 
@@ -94,10 +94,7 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter_values(types)),
         keys(rows.iter().map(|(k, _, _)| Some(*k))),
         keys(rows.iter().map(|(_, _, p)| Some(p.contact))),
-        Arc::new(
-            arrow::array::TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(_, _, p)| p.occurred_at))
-                .with_timezone("UTC"),
-        ),
+        timestamps(&rows, |p| Some(p.occurred_at)),
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|(_, _, p)| p.revenue_micros))),
         account,
         phone,

@@ -5,9 +5,9 @@
 //! grouping and the 64-character ids it reads were most of their time. The writer of an
 //! events file already holds its rows in memory, so it also writes, first, one aggregate row
 //! per message ([`messages`]), per conversation ([`conversations`]), per experiment exposure
-//! ([`exposures`]) and per conversion or opt-out ([`contact_events`]) of that file to `rollups/<kind>/date=<date>/<name>.parquet`. A
-//! report merges those rows per key (through the facts tables, `crate::analytics::facts`),
-//! which reads a fraction of the rows, as numbers.
+//! ([`exposures`]) and per conversion or opt-out ([`contact_events`]) of that file to
+//! `rollups/<kind>/date=<date>/<name>.parquet`. A report merges those rows per key (through
+//! the facts tables, `crate::analytics::facts`), which reads a fraction of the rows, as numbers.
 //!
 //! Every column of a rollup is a `MIN`, `MAX`, "any" or set of the file's events, so merging
 //! the rows of several files gives what aggregating their events at once gives, and a row
