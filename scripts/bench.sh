@@ -47,6 +47,10 @@ if [ ${#smoke[@]} -gt 0 ]; then
     "$CONVOSCOPE_BIN" generate --events 20000 --days 3 --seed 1 >/dev/null
   python3 scripts/bench_ab.py --store "$ab/store" --bin "$CONVOSCOPE_BIN" --rounds 1 \
     queries/failures.sql queries/failures.sql
+  echo "== bench_same_sql (smoke)"
+  for facts in rollups views; do
+    python3 scripts/bench_same_sql.py experiment --store "$ab/store" --facts "$facts" --bin "$CONVOSCOPE_BIN" --rounds 1
+  done
   rm -rf "$ab"
   echo "== bench_ingest_ab (smoke)"
   python3 scripts/bench_ingest_ab.py --load 10 --duration 2 --rounds 1 --bin "$CONVOSCOPE_BIN"
