@@ -48,8 +48,9 @@ if [ ${#smoke[@]} -gt 0 ]; then
   python3 scripts/bench_ab.py --store "$ab/store" --bin "$CONVOSCOPE_BIN" --rounds 1 \
     queries/failures.sql queries/failures.sql
   echo "== bench_same_sql (smoke)"
-  for facts in rollups views; do
-    python3 scripts/bench_same_sql.py experiment --store "$ab/store" --facts "$facts" --bin "$CONVOSCOPE_BIN" --rounds 1
+  mkdir "$ab/events-alone" && cp -r "$ab/store/events" "$ab/events-alone/"
+  for store in store events-alone; do
+    python3 scripts/bench_same_sql.py experiment --store "$ab/$store" --bin "$CONVOSCOPE_BIN" --rounds 1
   done
   rm -rf "$ab"
   echo "== bench_ingest_ab (smoke)"

@@ -10,9 +10,10 @@ runs the report's plan, and how much more the plan does. This script separates t
 the report's SQL (the benchmark's parameters as literals, as `bench_ab.py` does) through
 `convoscope query --materialize`, as the report runs it, and the same SQL in DuckDB with
 convoscope's functions as macros and the facts tables read the way convoscope reads them on
-that store: from the rollup files where the store has them (`--facts rollups`, the default
-when `rollups/` exists), else through the views of `queries/facts/` over the events. It checks
-that both give the same rows, then times them and the benchmark's baseline (DuckDB's events
+that store: from the rollup files where the store has them (`rollups/`), else through the
+views of `queries/facts/` over the events (a store of events alone: copy a store's `events/`
+to a new directory). It checks that both give the same rows (rollups that do not cover every
+events file make convoscope read the views, and the rows differ), then times them and the benchmark's baseline (DuckDB's events
 SQL, `scripts/bench/duckdb/events/`) in interleaved rounds, and prints each median and the
 medians of the ratios within a round.
 """
@@ -49,7 +50,7 @@ def duck_connection(store, facts):
         if facts == "rollups":
             files = store / "rollups" / ROLLUP_DIRS[fact]
             if not any(files.glob("*/*.parquet")):
-                raise SystemExit(f"{files} has no files: run `convoscope compact` or pass --facts views")
+                raise SystemExit(f"{files} has no files: run `convoscope compact` (it writes them)")
             con.execute(f"CREATE VIEW {fact} AS SELECT * FROM read_parquet('{files}/*/*.parquet', hive_partitioning = true)")
         else:
             con.execute(f"CREATE VIEW {fact} AS {(br.ROOT / 'queries' / 'facts' / f'{fact}.sql').read_text()}")
@@ -61,13 +62,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("report", help="a report of queries/ (experiment, funnel, ...)")
     ap.add_argument("--store", required=True, help="store directory (as written by generate or serve)")
-    ap.add_argument("--facts", choices=["rollups", "views"], help="how DuckDB reads the facts tables")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--bin", default=b.default_bin())
     args = ap.parse_args()
 
     store = Path(args.store).resolve()
-    facts = args.facts or ("rollups" if (store / "rollups").is_dir() else "views")
+    facts = "rollups" if (store / "rollups").is_dir() else "views"
     sql = ab.literal_sql(br.ROOT / "queries" / f"{args.report}.sql")
     work = Path(tempfile.mkdtemp(prefix="convoscope-same-sql-"))
     env = b.serve_env(work, 0, CONVOSCOPE_STORAGE=f"file://{store}")
@@ -88,7 +88,8 @@ def main():
 
     a, d = ours(), theirs()
     if len(a) != len(d) or not all(b.close(x, y) for ra, rd in zip(a, d) for x, y in zip(ra, rd)):
-        raise SystemExit(f"the engines disagree: {len(a)} rows against {len(d)}; first {a[:1]} / {d[:1]}")
+        raise SystemExit(f"the engines disagree ({len(a)} rows against {len(d)}; first {a[:1]} / {d[:1]}); "
+                         "do the rollups cover every events file? (`convoscope compact` writes the missing)")
 
     baseline = dict(br.duck_sqls(args.report))["events SQL"]
 
