@@ -44,6 +44,16 @@ def literal_sql(path):
     return sql
 
 
+def query_materialized(binary, env, sql):
+    """The rows of `sql` as a report runs it: `convoscope query --materialize`, one process."""
+    # After `--`: the SQL begins with a comment, `--`, which would read as a flag.
+    out = subprocess.run([binary, "query", "--materialize", "--format", "json", "--", sql], env=env,
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"convoscope query failed: {out.stderr}")
+    return json.loads(out.stdout)["rows"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("forms", nargs="+", help="SQL files; the first is the baseline")
@@ -63,12 +73,7 @@ def main():
     try:
         def run(sql):
             if materialize:
-                # After `--`: the SQL begins with a comment, `--`, which would read as a flag.
-                out = subprocess.run([args.bin, "query", "--materialize", "--format", "json", "--", sql], env=env,
-                                     capture_output=True, text=True)
-                if out.returncode != 0:
-                    raise SystemExit(f"convoscope query failed: {out.stderr}")
-                return json.loads(out.stdout)["rows"]
+                return query_materialized(args.bin, env, sql)
             req = urllib.request.Request(f"{base}/v1/query", data=json.dumps({"sql": sql}).encode(),
                                          headers={"Authorization": f"Bearer {br.TOKEN}",
                                                   "Content-Type": "application/json"})

@@ -261,8 +261,7 @@ def compare(name, ours, theirs, cols, label="report SQL"):
         for c, v in zip(cols, t_row):
             if c in skip or c not in o:
                 continue
-            # A UTC time as convoscope writes it (RFC 3339 with Z), DuckDB's as +00:00.
-            v = v.isoformat().replace("+00:00", "Z") if hasattr(v, "isoformat") else v
+            v = duck_value(v)
             if not close(o[c], v, c):
                 return [f"{name} row {i} {c}: convoscope {o[c]!r} vs DuckDB {v!r} ({label})"]
     return []
@@ -286,22 +285,43 @@ def start_serve(binary, work, env, label):
     return serve, base
 
 
-def time_reports(binary, store, runs, work, env, label):
-    """Times every report on `store` with both engines; (results, failures, DuckDB connection,
-    number of events). results: {report: (convoscope hot, convoscope whole command, DuckDB hot,
-    DuckDB's faster SQL)}."""
-    serve, base = start_serve(binary, work, env, label)
-
+def duck_connection(store, rollup_dirs=None):
+    """DuckDB over `store`: convoscope's functions as macros, `events`, `rate_card` and every
+    facts table, as the view of queries/facts/ over the events (and its plain form,
+    `<fact>_plain`) or, where `rollup_dirs` names its rollup's directory under `rollups/`, as
+    that rollup's files."""
     con = duckdb.connect()
     con.execute(f"SET threads TO {os.cpu_count()}")
     for macro in DUCKDB_MACROS:
         con.execute(macro)
     con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{store}/events/*/*.parquet', hive_partitioning = true)")
     for fact in FACTS:
+        if rollup_dirs:
+            files = Path(store) / "rollups" / rollup_dirs[fact]
+            if not any(files.glob("*/*.parquet")):
+                raise SystemExit(f"{files} has no files: run `convoscope compact` (it writes them)")
+            con.execute(f"CREATE VIEW {fact} AS SELECT * FROM read_parquet('{files}/*/*.parquet', hive_partitioning = true)")
+            continue
         view = (ROOT / "queries" / "facts" / f"{fact}.sql").read_text()
         con.execute(f"CREATE VIEW {fact} AS {view}")
         con.execute(f"CREATE VIEW {fact}_plain AS {plain(view)}")
     con.execute(f"CREATE TABLE rate_card AS SELECT * FROM read_csv('{ROOT / 'queries' / 'rate_card.csv'}', header = true)")
+    return con
+
+
+def duck_value(v):
+    """A DuckDB value as convoscope's JSON gives it: a UTC time in RFC 3339 with Z (DuckDB's
+    has +00:00)."""
+    return v.isoformat().replace("+00:00", "Z") if hasattr(v, "isoformat") else v
+
+
+def time_reports(binary, store, runs, work, env, label):
+    """Times every report on `store` with both engines; (results, failures, DuckDB connection,
+    number of events). results: {report: (convoscope hot, convoscope whole command, DuckDB hot,
+    DuckDB's faster SQL)}."""
+    serve, base = start_serve(binary, work, env, label)
+
+    con = duck_connection(store)
     n_events = con.execute("SELECT count(*) FROM events").fetchone()[0]
 
     results, failures = {}, []

@@ -19,14 +19,10 @@ medians of the ratios within a round.
 """
 
 import argparse
-import json
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
-
-import duckdb
 
 import bench_ab as ab
 import bench_reports as br
@@ -39,23 +35,6 @@ ROLLUP_DIRS = {
     "exposure_facts": "exposures-v2",
     "contact_event_facts": "contact-events",
 }
-
-
-def duck_connection(store, facts):
-    con = duckdb.connect()
-    for macro in br.DUCKDB_MACROS:
-        con.execute(macro)
-    con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{store}/events/*/*.parquet', hive_partitioning = true)")
-    for fact in br.FACTS:
-        if facts == "rollups":
-            files = store / "rollups" / ROLLUP_DIRS[fact]
-            if not any(files.glob("*/*.parquet")):
-                raise SystemExit(f"{files} has no files: run `convoscope compact` (it writes them)")
-            con.execute(f"CREATE VIEW {fact} AS SELECT * FROM read_parquet('{files}/*/*.parquet', hive_partitioning = true)")
-        else:
-            con.execute(f"CREATE VIEW {fact} AS {(br.ROOT / 'queries' / 'facts' / f'{fact}.sql').read_text()}")
-    con.execute(f"CREATE TABLE rate_card AS SELECT * FROM read_csv('{br.ROOT / 'queries' / 'rate_card.csv'}', header = true)")
-    return con
 
 
 def main():
@@ -71,20 +50,13 @@ def main():
     sql = ab.literal_sql(br.ROOT / "queries" / f"{args.report}.sql")
     work = Path(tempfile.mkdtemp(prefix="convoscope-same-sql-"))
     env = b.serve_env(work, 0, CONVOSCOPE_STORAGE=f"file://{store}")
-    con = duck_connection(store, facts)
+    con = br.duck_connection(store, ROLLUP_DIRS if facts == "rollups" else None)
 
     def ours():
-        # After `--`: the SQL begins with a comment, `--`, which would read as a flag.
-        out = subprocess.run([args.bin, "query", "--materialize", "--format", "json", "--", sql], env=env,
-                             capture_output=True, text=True)
-        if out.returncode != 0:
-            raise SystemExit(f"convoscope query failed: {out.stderr[-2000:]}")
-        return json.loads(out.stdout)["rows"]
+        return ab.query_materialized(args.bin, env, sql)
 
     def theirs():
-        # A UTC time as convoscope writes it (RFC 3339 with Z), DuckDB's as +00:00.
-        return [[v.isoformat().replace("+00:00", "Z") if hasattr(v, "isoformat") else v for v in r]
-                for r in con.execute(sql).fetchall()]
+        return [[br.duck_value(v) for v in r] for r in con.execute(sql).fetchall()]
 
     a, d = ours(), theirs()
     if len(a) != len(d) or not all(b.close(x, y) for ra, rd in zip(a, d) for x, y in zip(ra, rd)):
