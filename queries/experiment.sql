@@ -19,7 +19,8 @@
 -- - opted_out: a consent.opt_out within the window (pre: in the lookback).
 --
 -- Of the metrics read from every message (read, replied, failed, blocked, cost, and delivered
--- for revenue per delivered message), those not in $metrics are 0: no experiment shows them.
+-- for revenue per delivered message), those not in $metrics are 0: no experiment shows them
+-- (read from the kept table, they are what they are: the report shows only those in $metrics).
 -- Without one that reads every message, only the experiment's own messages (and the blocked
 -- ones, for blocked) are merged.
 --
@@ -27,194 +28,26 @@
 -- other metrics existed; reads and replies too, when read and replied are measured. `slice` is the contact's country, locale or template
 -- ($by), '' without a breakdown; `country` is the stratum of post-stratification.
 -- Contacts and messages are id_key() of their ids: numbers join faster than strings.
-WITH exposure_rows AS MATERIALIZED (
-    SELECT experiment, variant, contact, exposed_at, message_key
-    FROM exposure_facts
-    WHERE ($experiment = '' OR experiment = $experiment)
-      AND ($campaign = '' OR campaign = $campaign)
-),
--- A contact's first exposure and its variant in one pass (earliest_text is the variant of the
--- earliest exposure without an accumulator per contact for text:
--- src/analytics/earliest_text.rs); it met more than one variant when its smallest and largest
--- variant differ.
-exposed AS MATERIALIZED (
-    SELECT experiment, contact, MIN(exposed_at) AS exposed_at,
-           earliest_text(variant, exposed_at) AS variant,
-           min_text(variant) <> max_text(variant) AS multi
-    FROM exposure_rows
-    GROUP BY experiment, contact
-    HAVING CAST(MIN(exposed_at) AS DATE) >= CAST($from AS DATE)
-       AND CAST(MIN(exposed_at) AS DATE) <= CAST($to AS DATE)
-),
--- Messages with a failure 131048 (blocked), when blocked is measured.
-blocked_messages AS MATERIALIZED (
-    SELECT DISTINCT id_key(message_id) AS message_key
-    FROM events
-    WHERE event_type = 'message.failed' AND error_code = 131048 AND date >= $lookback_from
-      AND strpos($metrics, ',blocked,') > 0
-),
--- The messages since the lookback began that a run reads, their rows merged: the experiment's
--- own (what the variant did, the contact's country and slice) and, for the pre-exposure period,
--- every message when a metric read from every message is measured, else the blocked ones when
--- blocked is (the other pre-period metrics are then 0 whatever a message did). Without such a
--- metric, the plan merges the experiment's messages only.
-messages AS (
-    SELECT message_key,
-           MIN(sent_at) AS sent_at,
-           MAX(contact) AS contact,
-           max_text(template) AS template,
-           max_text(locale) AS locale,
-           CASE WHEN MIN(delivered_at) IS NOT NULL THEN 1 ELSE 0 END AS delivered,
-           CASE WHEN MIN(read_at) IS NOT NULL THEN 1 ELSE 0 END AS was_read,
-           CASE WHEN bool_or(replied) THEN 1 ELSE 0 END AS replied,
-           CASE WHEN bool_or(failed) THEN 1 ELSE 0 END AS failed,
-           bool_or(billable) AS billable,
-           max_text(category) AS category,
-           max_text(country) AS country,
-           MAX(cost_micros) AS cost_micros
-    FROM message_facts
-    WHERE date >= $lookback_from
-      AND (strpos($metrics, ',read,') > 0 OR strpos($metrics, ',replied,') > 0
-           OR strpos($metrics, ',failed,') > 0 OR strpos($metrics, ',cost,') > 0
-           OR strpos($metrics, ',revenue_per_delivered,') > 0
-           OR message_key IN (SELECT message_key FROM exposure_rows
-                              UNION ALL
-                              SELECT message_key FROM blocked_messages))
-    GROUP BY message_key
-),
--- The experiment each message belongs to, for the experiment's own messages.
-experiment_messages AS (
-    SELECT DISTINCT experiment, message_key FROM exposure_rows WHERE message_key IS NOT NULL
-),
--- A metric that reads every message is computed only when the run can show it ($metrics: the
--- experiments' goals and guardrails): otherwise it is the constant 0, and the plan drops the
--- columns, aggregates and joins only it reads (the rate card's, for cost).
-priced AS (
-    SELECT m.message_key, m.sent_at, m.contact, m.template, m.locale, m.country,
-           CASE WHEN strpos($metrics, ',revenue_per_delivered,') > 0 THEN m.delivered ELSE 0 END AS delivered,
-           CASE WHEN strpos($metrics, ',read,') > 0 THEN m.was_read ELSE 0 END AS was_read,
-           CASE WHEN strpos($metrics, ',replied,') > 0 THEN m.replied ELSE 0 END AS replied,
-           CASE WHEN strpos($metrics, ',failed,') > 0 THEN m.failed ELSE 0 END AS failed,
-           e.experiment AS of_experiment,
-           CASE WHEN b.message_key IS NULL THEN 0 ELSE 1 END AS blocked,
-           CASE WHEN strpos($metrics, ',cost,') > 0
-                THEN COALESCE(CAST(m.cost_micros AS DOUBLE) / 1000000,
-                              CASE WHEN m.billable THEN COALESCE(r.price, d.price, 0) ELSE 0 END)
-                ELSE 0 END AS cost
-    FROM messages m
-    LEFT JOIN rate_card r ON strpos($metrics, ',cost,') > 0 AND r.category = m.category AND r.country = m.country
-    LEFT JOIN rate_card d ON strpos($metrics, ',cost,') > 0 AND d.category = m.category AND d.country = '*'
-    LEFT JOIN blocked_messages b ON b.message_key = m.message_key
-    LEFT JOIN experiment_messages e ON e.message_key = m.message_key
-),
--- Per exposed contact, in one join: the experiment's own messages (what the variant did) and
--- the messages sent to it in the lookback (the same measures before). A contact without such a
--- message keeps its row (the LEFT JOIN, its measures 0), so this is every exposed contact, with
--- its exposure: per_contact adds the few contacts' conversions and opt-outs to it instead of
--- joining the exposed contacts again.
-message_outcomes AS (
-    SELECT experiment, contact, exposed_at, variant, multi,
-           MAX(CASE WHEN post THEN was_read ELSE 0 END) AS was_read,
-           MAX(CASE WHEN post THEN replied ELSE 0 END) AS replied,
-           MAX(CASE WHEN post THEN failed ELSE 0 END) AS failed,
-           MAX(CASE WHEN post THEN blocked ELSE 0 END) AS blocked,
-           SUM(CASE WHEN post THEN delivered ELSE 0 END) AS delivered,
-           SUM(CASE WHEN post THEN cost ELSE 0 END) AS cost,
-           max_text(CASE WHEN post THEN country END) AS country,
-           max_text(CASE WHEN post THEN locale END) AS locale,
-           max_text(CASE WHEN post THEN template END) AS template,
-           MAX(CASE WHEN pre THEN was_read ELSE 0 END) AS pre_read,
-           MAX(CASE WHEN pre THEN replied ELSE 0 END) AS pre_replied,
-           MAX(CASE WHEN pre THEN failed ELSE 0 END) AS pre_failed,
-           MAX(CASE WHEN pre THEN blocked ELSE 0 END) AS pre_blocked,
-           SUM(CASE WHEN pre THEN delivered ELSE 0 END) AS pre_delivered,
-           SUM(CASE WHEN pre THEN cost ELSE 0 END) AS pre_cost
-    FROM (
-        SELECT x.experiment, x.contact, x.exposed_at, x.variant, x.multi,
-               p.was_read, p.replied, p.failed, p.blocked, p.delivered, p.cost,
-               p.country, p.locale, p.template,
-               COALESCE(p.of_experiment = x.experiment, false) AS post,
-               COALESCE(p.sent_at < x.exposed_at
-                 AND date_part('epoch', p.sent_at) >= date_part('epoch', x.exposed_at) - $lookback_s, false) AS pre
-        FROM exposed x
-        LEFT JOIN priced p ON p.contact = x.contact
-          AND (p.of_experiment = x.experiment
-               OR (p.sent_at < x.exposed_at
-                   AND date_part('epoch', p.sent_at) >= date_part('epoch', x.exposed_at) - $lookback_s))
-    ) joined
-    GROUP BY experiment, contact, exposed_at, variant, multi
-),
--- Conversions and opt-outs since the lookback began, each event once (its rows merged).
-contact_events AS (
-    SELECT MAX(contact) AS contact, MIN(occurred_at) AS occurred_at,
-           CASE WHEN event_type = 'conversion' THEN 1 ELSE 0 END AS is_conversion,
-           CAST(MAX(revenue_micros) AS DOUBLE) / 1000000 AS revenue
-    FROM contact_event_facts
-    WHERE date >= $lookback_from
-    GROUP BY event_type, event_key
-),
--- Held once: the caps read it as well as the per-contact rows (a row per contact with a
--- conversion or an opt-out around its exposure: few).
-outcomes AS MATERIALIZED (
-    SELECT x.experiment, x.contact,
-           SUM(CASE WHEN c.is_conversion = 1 AND c.occurred_at >= x.exposed_at THEN 1 ELSE 0 END) AS n_post,
-           SUM(CASE WHEN c.is_conversion = 1 AND c.occurred_at >= x.exposed_at THEN c.revenue ELSE 0 END) AS revenue,
-           SUM(CASE WHEN c.is_conversion = 1 AND c.occurred_at < x.exposed_at THEN 1 ELSE 0 END) AS n_pre,
-           SUM(CASE WHEN c.is_conversion = 1 AND c.occurred_at < x.exposed_at THEN c.revenue ELSE 0 END) AS pre_revenue,
-           MAX(CASE WHEN c.is_conversion = 0 AND c.occurred_at >= x.exposed_at THEN 1 ELSE 0 END) AS opted_out,
-           MAX(CASE WHEN c.is_conversion = 0 AND c.occurred_at < x.exposed_at THEN 1 ELSE 0 END) AS pre_opted_out
-    FROM exposed x
-    JOIN contact_events c ON c.contact = x.contact
-    WHERE date_part('epoch', c.occurred_at) >= date_part('epoch', x.exposed_at) - $lookback_s
-      AND date_part('epoch', c.occurred_at) <= date_part('epoch', x.exposed_at) + $window_s
-    GROUP BY x.experiment, x.contact
-),
-per_contact AS MATERIALIZED (
-    SELECT p.experiment, p.variant, p.multi, p.exposed_at,
-           -- Without a breakdown the slice is the constant '', so the plan drops every
-           -- message's template and locale, which only a breakdown reads.
-           CASE WHEN $by = '' THEN ''
-                ELSE COALESCE(CASE $by WHEN 'country' THEN p.country WHEN 'locale' THEN p.locale
-                                       WHEN 'template' THEN p.template ELSE '' END, '(none)') END AS slice,
-           COALESCE(p.country, '(none)') AS country,
-           CASE WHEN COALESCE(c.n_post, 0) > 0 THEN 1 ELSE 0 END AS converted,
-           CASE WHEN COALESCE(c.n_pre, 0) > 0 THEN 1 ELSE 0 END AS pre_converted,
-           COALESCE(c.revenue, 0) AS revenue, COALESCE(c.pre_revenue, 0) AS pre_revenue,
-           -- The metrics read from every message (never null: message_outcomes has every exposed
-           -- contact), 0 where unmeasured here as well, so the plan drops their aggregates per
-           -- contact and their columns from the join.
-           CASE WHEN strpos($metrics, ',read,') > 0 THEN p.was_read ELSE 0 END AS was_read,
-           CASE WHEN strpos($metrics, ',read,') > 0 THEN p.pre_read ELSE 0 END AS pre_read,
-           CASE WHEN strpos($metrics, ',replied,') > 0 THEN p.replied ELSE 0 END AS replied,
-           CASE WHEN strpos($metrics, ',replied,') > 0 THEN p.pre_replied ELSE 0 END AS pre_replied,
-           COALESCE(c.opted_out, 0) AS opted_out, COALESCE(c.pre_opted_out, 0) AS pre_opted_out,
-           CASE WHEN strpos($metrics, ',failed,') > 0 THEN p.failed ELSE 0 END AS failed,
-           CASE WHEN strpos($metrics, ',failed,') > 0 THEN p.pre_failed ELSE 0 END AS pre_failed,
-           CASE WHEN strpos($metrics, ',blocked,') > 0 THEN p.blocked ELSE 0 END AS blocked,
-           CASE WHEN strpos($metrics, ',blocked,') > 0 THEN p.pre_blocked ELSE 0 END AS pre_blocked,
-           CASE WHEN strpos($metrics, ',cost,') > 0 THEN p.cost ELSE 0 END AS cost,
-           CASE WHEN strpos($metrics, ',cost,') > 0 THEN p.pre_cost ELSE 0 END AS pre_cost,
-           CASE WHEN strpos($metrics, ',revenue_per_delivered,') > 0 THEN p.delivered ELSE 0 END AS delivered,
-           CASE WHEN strpos($metrics, ',revenue_per_delivered,') > 0 THEN p.pre_delivered ELSE 0 END AS pre_delivered
-    FROM message_outcomes p
-    LEFT JOIN outcomes c ON c.experiment = p.experiment AND c.contact = p.contact
-),
+--
+-- per_contact comes from queries/experiment_contacts.sql, computed, or from the table compaction
+-- keeps of it (queries/experiment_kept.sql).
+{{experiment_contacts}},
 -- The caps: the $cap_q quantile of the amounts contacts have, zeros left out (most contacts buy
 -- nothing; with them, a 99.9th percentile under 0.1% of buyers would cap every order at 0).
--- A contact with an amount has a row in outcomes, so the caps read those few rows, not one
--- per exposed contact.
 caps AS (
-    SELECT x.experiment,
-           percentile_cont($cap_q) WITHIN GROUP (ORDER BY c.revenue) FILTER (WHERE c.revenue > 0) AS cap,
-           percentile_cont($cap_q) WITHIN GROUP (ORDER BY c.pre_revenue) FILTER (WHERE c.pre_revenue > 0) AS pre_cap
-    FROM outcomes c
-    JOIN exposed x ON x.experiment = c.experiment AND x.contact = c.contact
-    WHERE NOT x.multi
-    GROUP BY x.experiment
+    SELECT experiment,
+           percentile_cont($cap_q) WITHIN GROUP (ORDER BY revenue) FILTER (WHERE revenue > 0) AS cap,
+           percentile_cont($cap_q) WITHIN GROUP (ORDER BY pre_revenue) FILTER (WHERE pre_revenue > 0) AS pre_cap
+    FROM per_contact
+    WHERE NOT multi AND (revenue > 0 OR pre_revenue > 0)
+    GROUP BY experiment
 ),
 -- Contacts met by more than one variant take no part in the caps, nor are they capped.
 capped AS (
     SELECT p.*,
+           CASE WHEN $by = '' THEN ''
+                ELSE COALESCE(CASE $by WHEN 'country' THEN p.country WHEN 'locale' THEN p.locale
+                                       WHEN 'template' THEN p.template END, '(none)') END AS slice,
            CASE WHEN NOT p.multi AND p.revenue > k.cap THEN COALESCE(k.cap, 0) ELSE p.revenue END AS rev,
            CASE WHEN NOT p.multi AND p.pre_revenue > k.pre_cap THEN COALESCE(k.pre_cap, 0) ELSE p.pre_revenue END AS pre_rev
     FROM per_contact p
@@ -259,4 +92,6 @@ sums AS (
 SELECT s.*, t.stopped_at
 FROM sums s
 LEFT JOIN stopped t ON t.experiment = s.experiment AND t.variant = s.variant
-ORDER BY s.experiment, s.variant, s.multi, s.slice, s.country
+-- Unsorted: the report sorts these few rows by their key. Without a breakdown `slice` is a
+-- constant, and DataFusion's plan check (SanityCheckPlan) rejects a sort by it after this join
+-- on some small stores.

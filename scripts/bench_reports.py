@@ -130,9 +130,9 @@ def with_ctes(sql, overrides):
 
 def splice(sql):
     """`sql` with the shared pieces of queries/ spliced in where it names them (`{{cohort}}`,
-    `{{priced}}`, `{{conversions}}`, `{{clicks}}`, `{{breakdown}}`), as convoscope does
-    (src/analytics/reports/mod.rs)."""
-    for piece in ["cohort", "priced", "conversions", "clicks", "breakdown"]:
+    `{{priced}}`, `{{conversions}}`, `{{clicks}}`, `{{breakdown}}`, `{{experiment_contacts}}`), as
+    convoscope does (src/analytics/reports/mod.rs)."""
+    for piece in ["cohort", "priced", "conversions", "clicks", "breakdown", "experiment_contacts"]:
         sql = sql.replace("{{" + piece + "}}", (ROOT / "queries" / f"{piece}.sql").read_text())
     return sql
 

@@ -272,6 +272,22 @@ pub enum ConsentCommand {
 /// `report_timeout_secs`, five minutes by default).
 const COMMAND_LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// The experiment report's kept rows brought up to date under `lease` (held for as long as
+/// reading every events file may take); `Err` when the lease passed to another process.
+async fn keep_experiment_contacts(
+    config: &Config,
+    storage: &Storage,
+    lease: &mut crate::maintenance::Lease,
+) -> crate::error::Result<crate::analytics::reports::Kept> {
+    let bytes = storage.list_event_files().await?.iter().map(|(_, m)| m.size).sum();
+    if !lease.hold_until(crate::maintenance::STEP.max(crate::maintenance::step_for(bytes))).await? {
+        return Err(crate::error::Error::Invalid(
+            "the maintenance lease passed to another process; run compact again".into(),
+        ));
+    }
+    Analytics::from_settings(storage.clone(), &config.analytics(), None)?.keep_experiment_contacts().await
+}
+
 /// The maintenance lease for a command run by hand (see [`crate::maintenance::Lease`]), named
 /// so that a collector's log says who holds it.
 async fn command_lease(storage: &Storage, command: &str) -> anyhow::Result<crate::maintenance::Lease> {
@@ -390,6 +406,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 _ => None,
             };
+            // The experiment report's rows per contact, from the files just settled.
+            let kept = match &healed {
+                Some(Ok(_)) => Some(keep_experiment_contacts(&config, &storage, &mut lease).await),
+                _ => None,
+            };
             lease.release().await;
             audit_command(
                 &storage,
@@ -419,6 +440,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if healed.deleted > 0 {
                 println!("deleted {} rollup files of an older layout", healed.deleted);
+            }
+            match kept {
+                Some(Ok(crate::analytics::reports::Kept::Built { contacts, events_files })) => println!(
+                    "kept the experiment report's rows of {contacts} exposed contacts ({events_files} events files)"
+                ),
+                Some(Ok(crate::analytics::reports::Kept::Current { contacts })) => {
+                    println!("the experiment report's kept rows ({contacts} exposed contacts) cover every events file")
+                }
+                Some(Ok(crate::analytics::reports::Kept::Moved)) => println!(
+                    "events files changed while the experiment report's rows were kept; the report computes them until compact or serve's round runs again"
+                ),
+                Some(Ok(crate::analytics::reports::Kept::NotKept)) => {}
+                Some(Err(e)) => {
+                    return Err(anyhow::anyhow!("could not keep the experiment report's rows per contact: {e}"));
+                }
+                // Compaction or healing failed: returned above.
+                None => {}
             }
             Ok(())
         }

@@ -105,6 +105,9 @@ pub async fn sweep(storage: &Storage, t: &Tombstone, lease: &mut Lease) -> Resul
     // Rollups of a retired layout are never read, but could hold the contact: gone first.
     hold(lease, 0).await?;
     super::delete_retired_rollups(storage, lease).await?;
+    // So is the experiment report's kept table (a row per exposed contact); compaction builds
+    // it again from what the sweep leaves.
+    storage.delete_experiment_contacts().await?;
     let files = storage.list_event_files().await?;
     // First pass: the contact's own rows, and the messages and conversations they name.
     let mut linked = HashSet::new();

@@ -43,9 +43,9 @@ use object_store::path::Path as ObjPath;
 pub use compact::{Compacted, compact};
 pub use erase::{Erased, SETTLE, erase, settle, sweep};
 pub use heal::{Healed, delete_retired_rollups, heal_rollups, write_missing_rollups};
-pub use lease::{Lease, STEP};
+pub use lease::{Lease, STEP, step_for};
 pub use retention::{Deleted, Policy, Removed, Trimmed, retention};
-pub use schedule::{EraseRequest, Upkeep, compact_every, compact_small_files_of_every_day};
+pub use schedule::{EraseRequest, LastStep, Step, Upkeep, compact_every, compact_small_files_of_every_day};
 
 use crate::error::{Error, Result};
 use crate::event;

@@ -190,6 +190,8 @@ pub async fn retention(storage: &Storage, policy: &Policy, today: NaiveDate, lea
         }
     }
     if !removed.deleted.is_empty() || !removed.trimmed.is_empty() {
+        // The experiment report's kept rows were computed from the removed events too.
+        storage.delete_experiment_contacts().await?;
         let record = serde_json::json!({"at": chrono::Utc::now().to_rfc3339(), "keep_days": policy.keep_days,
                                         "consent_days": policy.consent_days, "removed": removed});
         let path =

@@ -12,7 +12,7 @@ use object_store::ObjectMeta;
 use super::Grace;
 use super::compact::{Compacted, delete_replaced, merge_small_files};
 use super::heal::{Healed, heal_rollups};
-use super::lease::{Lease, STEP};
+use super::lease::{Lease, STEP, step_for};
 use crate::error::Result;
 use crate::store::Storage;
 
@@ -120,7 +120,17 @@ pub struct Upkeep {
     pub retention: super::Policy,
     /// Where a failed step is counted (`convoscope_errors_total{stage}`).
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// The last step of a round, which `serve` gives because this layer cannot name it: the
+    /// experiment report's kept table (`crate::analytics`), computed from the settled files.
+    pub last_step: Option<LastStep>,
 }
+
+/// A round's last step ([`Upkeep::last_step`]): its `convoscope_errors_total` stage, and the
+/// step, run under the lease.
+pub type LastStep = (&'static str, Step);
+
+/// A step of a round that `serve` gives ([`LastStep`]).
+pub type Step = std::sync::Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<()>> + Send + Sync>;
 
 /// Runs [`compact_small_files_of_every_day`], then [`heal_rollups`], an erasure's settling sweep
 /// ([`super::settle`]) and retention ([`super::retention()`]), every `every` (first after
@@ -134,7 +144,7 @@ pub async fn compact_every(
     mut erasures: tokio::sync::mpsc::Receiver<EraseRequest>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let Upkeep { storage, every, max_events, wait, holder, tombstones, retention, metrics } = upkeep;
+    let Upkeep { storage, every, max_events, wait, holder, tombstones, retention, metrics, last_step } = upkeep;
     let grace = Grace { wait, stop: Some(stop.clone()) };
     let mut lease = Lease::new(storage.clone(), holder);
     let mut settled = HashMap::new();
@@ -219,6 +229,19 @@ pub async fn compact_every(
             Err(e) => {
                 metrics.error("retention");
                 tracing::warn!(error = %e, "retention failed; the next round retries")
+            }
+        }
+        if let Some((stage, step)) = &last_step {
+            let span = match storage.list_event_files().await {
+                Ok(files) => STEP.max(step_for(files.iter().map(|(_, m)| m.size).sum())),
+                Err(_) => STEP,
+            };
+            if *stop.borrow() || !matches!(lease.hold_until(span).await, Ok(true)) {
+                continue;
+            }
+            if let Err(e) = step().await {
+                metrics.error(stage);
+                tracing::warn!(error = %e, stage, "the round's last step failed; the next round retries");
             }
         }
     }

@@ -86,6 +86,7 @@ pub const ERROR_STAGES: &[&str] = &[
     "compaction",
     "retention",
     "rollup_healing",
+    "experiment_table",
     "erasure",
     "audit",
     "consent_refresh",
@@ -256,7 +257,7 @@ impl Metrics {
             &r,
             "convoscope_errors_total",
             "Failures by pipeline stage: flush, corrupt_segment, dedup_index, compaction, retention, \
-             rollup_healing, erasure, audit, consent_refresh.",
+             rollup_healing, experiment_table, erasure, audit, consent_refresh, auto_stop.",
             &["stage"],
         );
         let provider_errors_total = counter_vec(

@@ -135,6 +135,7 @@ impl App {
         let task = tokio::spawn(flusher.clone().run(async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         }));
+        let analytics = Analytics::from_settings(storage.clone(), &config.analytics(), Some(metrics.clone()))?;
         let (erasures, erase_requests) = tokio::sync::mpsc::channel(16);
         let compactor = (config.compact_every_secs > 0).then(|| {
             let (stop, stopped) = watch::channel(false);
@@ -153,13 +154,13 @@ impl App {
                 tombstones: tombstones.clone(),
                 metrics: metrics.clone(),
                 retention: crate::maintenance::Policy::of(&config, None),
+                last_step: Some(("experiment_table", keep_experiment_contacts(analytics.clone()))),
             };
             let task = tokio::spawn(crate::maintenance::compact_every(upkeep, erase_requests, stopped));
             (stop, task)
         });
         // Erasures run in the compaction task, between its rounds; without one, on their own.
         let erasures = compactor.is_some().then_some(erasures);
-        let analytics = Analytics::from_settings(storage.clone(), &config.analytics(), Some(metrics.clone()))?;
         // With tenants, the send path honours the consent given to the tenant whose number it
         // sends from, not another brand's.
         let consent_scope = config
@@ -564,4 +565,24 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutting down: finishing requests, then flushing");
+}
+
+/// The compaction round's last step: the experiment report's kept table brought up to date
+/// with the settled files (`analytics::reports`' experiment `kept`).
+fn keep_experiment_contacts(analytics: Analytics) -> crate::maintenance::Step {
+    std::sync::Arc::new(move || {
+        let analytics = analytics.clone();
+        Box::pin(async move {
+            match analytics.keep_experiment_contacts().await? {
+                crate::analytics::reports::Kept::Built { contacts, events_files } => {
+                    tracing::info!(contacts, events_files, "kept the experiment report's rows per contact")
+                }
+                crate::analytics::reports::Kept::Moved => {
+                    tracing::debug!("the events changed during the experiment table's build; the next round builds it")
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    })
 }

@@ -7,6 +7,9 @@
 //! - `rollups/<kind>/date=YYYY-MM-DD/<name>.parquet`: the rollups ([`crate::rollup`]) of the
 //!   events file of the same date and name, uploaded before it, so an events file listed is
 //!   one whose rollups are in place;
+//! - `rollups/experiment-contacts/`: the experiment report's rows per exposed contact, kept by
+//!   compaction while they match the events files (`manifest.json` names the file and the
+//!   events files it covers; [`EXPERIMENT_CONTACTS_DIR`]);
 //! - `_audit/date=YYYY-MM-DD/<name>.parquet`: the audit trail ([`crate::audit`]), by the date
 //!   of each record;
 //! - `_convoscope/`: convoscope's own small objects (the readiness probe, retention's records,
@@ -49,6 +52,12 @@ pub struct Storage {
 
 /// Where the audit trail is kept, under the store's prefix ([`crate::audit`]).
 pub const AUDIT_DIR: &str = "_audit";
+
+/// Where compaction keeps the experiment report's rows per exposed contact
+/// (`crate::analytics`' experiment report, `kept.rs`): derived from the events, so whatever
+/// removes events (erasure, retention) deletes it ([`Storage::delete_experiment_contacts`]) and
+/// the next compaction builds it again.
+pub const EXPERIMENT_CONTACTS_DIR: &str = "rollups/experiment-contacts";
 
 /// How long one object-store call keeps retrying before it fails. The library's default is
 /// three minutes, during which a flush would neither succeed nor count as failed; the flusher
@@ -185,6 +194,21 @@ impl Storage {
         let batch = crate::audit::Record::to_batch(records)?;
         let files = encode_audit_files(std::slice::from_ref(&batch))?;
         self.put_audit_files(files, &format!("cli-{:016x}", rand::random::<u64>())).await
+    }
+
+    /// Deletes the kept experiment table and its manifest ([`EXPERIMENT_CONTACTS_DIR`]), the
+    /// manifest first: a report then computes what the table held. Returns the objects deleted.
+    pub async fn delete_experiment_contacts(&self) -> Result<usize> {
+        let dir = self.path(EXPERIMENT_CONTACTS_DIR);
+        let mut metas: Vec<ObjectMeta> = self.store.list(Some(&dir)).try_collect().await?;
+        metas.sort_by_key(|m| !m.location.as_ref().ends_with(".json"));
+        for m in &metas {
+            match self.store.delete(&m.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(metas.len())
     }
 
     /// Every audit file, with its partition date.

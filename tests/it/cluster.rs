@@ -236,6 +236,19 @@ async fn reports_on_a_ballista_cluster_over_s3_equal_the_local_engine() {
     // Reports write nothing to the store.
     assert_eq!(objects(d), before, "the cluster changed the store");
 
+    // After `compact`, the experiment report sums the table compaction kept, on the cluster
+    // as here, with the answer it computed before.
+    let computed = sorted_rows(&report("experiment", &env, None).await.unwrap());
+    let (ok, out, err) = convoscope(&["compact"], &env).await;
+    assert!(ok && out.contains("kept the experiment report's rows"), "{out}{err}");
+    for engine in [None, Some(engine.as_str())] {
+        let kept = sorted_rows(&report("experiment", &env, engine).await.unwrap());
+        assert!(
+            kept.len() == computed.len() && kept.iter().zip(&computed).all(|(a, b)| rows_equal(a, b)),
+            "the experiment report from the kept table differs ({engine:?})"
+        );
+    }
+
     // A scheduler that is down: a clear error naming it, at once.
     drop(sched);
     let started = Instant::now();

@@ -8,6 +8,7 @@ mod common;
 mod crash;
 mod demo;
 mod disk;
+mod experiment_table;
 mod experiments;
 mod governance;
 mod hostile;

@@ -622,7 +622,7 @@ async fn a_second_copy_of_every_file_changes_no_report() {
 
 /// `a` and `b` have the same columns and rows; numbers to 1e-9 relative (sums may differ in
 /// the last bits with rows added in another order).
-fn same(what: &str, a: &Report, b: &Report) {
+pub(crate) fn same(what: &str, a: &Report, b: &Report) {
     assert_eq!(a.columns, b.columns, "{what}");
     assert_eq!(a.rows.len(), b.rows.len(), "{what}: {:?}\nvs {:?}", a.rows, b.rows);
     for (x, y) in a.rows.iter().flatten().zip(b.rows.iter().flatten()) {

@@ -31,7 +31,7 @@ use chrono::{SecondsFormat, Utc};
 use datafusion::scalar::ScalarValue;
 use serde_json::{Map, Value, json};
 
-pub use self::experiment::{Decision, EXPERIMENT_COLUMNS, SRM_ALPHA};
+pub use self::experiment::{Decision, EXPERIMENT_COLUMNS, Kept, SRM_ALPHA};
 pub use self::params::{Breakdown, Filters, Interval, Metric, Param, Params, parse_metric};
 use super::executor::Work;
 use super::{Analytics, format};
@@ -122,6 +122,7 @@ impl Report {
             .replace("{{conversions}}", CONVERSIONS)
             .replace("{{clicks}}", CLICKS)
             .replace("{{breakdown}}", BREAKDOWN)
+            .replace("{{experiment_contacts}}", experiment::CONTACTS_SQL)
     }
 }
 
@@ -307,6 +308,17 @@ impl Params {
     }
 }
 
+/// What a run of `analytics` with `params` binds besides the filters.
+fn bindings(analytics: &Analytics, params: &Params) -> params::Bindings {
+    params::Bindings {
+        attribution_days: analytics.attribution_days,
+        bot_cost: analytics.costs.bot_cost_per_conversation,
+        agent_cost_per_hour: analytics.costs.agent_cost_per_hour,
+        metrics: analytics.experiments.metrics.clone(),
+        measured: experiment::measured_param(&analytics.experiments, params),
+    }
+}
+
 impl Analytics {
     /// Runs the report of this name.
     pub async fn report(&self, name: &str, params: &Params) -> Result<Computed> {
@@ -347,16 +359,14 @@ impl Analytics {
                 if this.distributed() && !report.spec().adaptive {
                     super::cluster::without_adaptive_planner(&ctx)?;
                 }
-                let bindings = params::Bindings {
-                    attribution_days: this.attribution_days,
-                    bot_cost: this.costs.bot_cost_per_conversation,
-                    agent_cost_per_hour: this.costs.agent_cost_per_hour,
-                    metrics: this.experiments.metrics.clone(),
-                    measured: experiment::measured_param(&this.experiments, &given),
-                };
+                let bindings = bindings(&this, &given);
                 let values: Vec<(&str, ScalarValue)> =
                     report.spec().params.iter().map(|p| (p.name(), given.value(*p, &bindings))).collect();
-                let df = this.plan(&ctx, &report.sql(), values).await?;
+                let sql = match report {
+                    Report::Experiment => experiment::statement(&this, &ctx, &given, &bindings).await?,
+                    _ => report.sql(),
+                };
+                let df = this.plan(&ctx, &sql, values).await?;
                 this.execute(df, Work::Report, None).await
             })
             .await?;

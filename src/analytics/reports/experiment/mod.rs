@@ -4,13 +4,16 @@
 //!
 //! - [`sums`]: the SQL's sums, which add up over slices and strata;
 //! - [`compare`]: one metric of one variant against the control;
-//! - [`decide`]: the decision per variant and its reason.
+//! - [`decide`]: the decision per variant and its reason;
+//! - [`kept`]: the rows per exposed contact compaction keeps, which the report sums instead of
+//!   computing them while they cover the store.
 //!
 //! Rows: per experiment, for each goal and then each guardrail, one row per variant (the
 //! control's first); with `--by`, the same again per slice (top 20 levels and `other`).
 
 mod compare;
 mod decide;
+mod kept;
 mod sums;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +30,8 @@ use crate::error::Result;
 use crate::experiments::{Analysis, Experiment, Experiments, Metric};
 
 pub use self::decide::Decision;
+pub use self::kept::Kept;
+pub(super) use self::kept::{CONTACTS_SQL, statement};
 
 pub(super) const SPEC: Spec = Spec {
     name: "experiment",
@@ -166,7 +171,7 @@ struct Setting<'a> {
 
 fn stats(
     columns: &[String],
-    rows: Vec<Vec<Value>>,
+    mut rows: Vec<Vec<Value>>,
     params: &Params,
     defs: &Experiments,
 ) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
@@ -182,6 +187,13 @@ fn stats(
         col("stopped_at")?,
     );
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    // In the SQL's key order (nulls last), which the SQL does not sort in: variants the
+    // definitions do not name are taken in this order, and sums add up in it.
+    let key = |r: &Vec<Value>| {
+        let t = |i: usize| (r[i].is_null(), r[i].as_str().map(str::to_string));
+        (t(ie), t(iv), r[im].as_bool().unwrap_or(false), t(is), t(ic))
+    };
+    rows.sort_by_cached_key(key);
     let mut by_exp: BTreeMap<String, Gathered> = BTreeMap::new();
     for r in &rows {
         let e = by_exp.entry(text(&r[ie])).or_default();

@@ -1,0 +1,14 @@
+-- experiment_kept: per_contact read from the table compaction keeps of
+-- queries/experiment_contacts.sql (`experiment_contacts`: every exposed contact of every
+-- experiment, every metric measured, locale and template kept), spliced into
+-- queries/experiment.sql instead of computing it. The filters the table was built without are
+-- applied here; a run with a campaign filter computes per_contact instead
+-- (src/analytics/reports/experiment/kept.rs). Not materialized: the caps read four of its
+-- columns, `capped` all of them, each straight from the file.
+WITH per_contact AS (
+    SELECT *
+    FROM experiment_contacts
+    WHERE ($experiment = '' OR experiment = $experiment)
+      AND CAST(exposed_at AS DATE) >= CAST($from AS DATE)
+      AND CAST(exposed_at AS DATE) <= CAST($to AS DATE)
+)
