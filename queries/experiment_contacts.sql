@@ -4,8 +4,9 @@
 -- both slice columns, as a table the report reads instead while it covers the store
 -- (src/analytics/reports/experiment/kept.rs).
 --
--- A row: the contact's experiment, variant of its first exposure, `multi`, `exposed_at`, its
--- country, locale and template, and every metric after exposure and before it (pre_*).
+-- A row: the contact's experiment, the contact (its key), the variant of its first exposure,
+-- `multi`, `exposed_at`, its country, locale and template, and every metric after exposure and
+-- before it (pre_*).
 WITH exposure_rows AS MATERIALIZED (
     SELECT experiment, variant, contact, exposed_at, message_key
     FROM exposure_facts
@@ -148,7 +149,7 @@ outcomes AS (
     GROUP BY x.experiment, x.contact
 ),
 per_contact AS MATERIALIZED (
-    SELECT p.experiment, p.variant, p.multi, p.exposed_at,
+    SELECT p.experiment, p.contact, p.variant, p.multi, p.exposed_at,
            COALESCE(p.country, '(none)') AS country,
            -- Null unless the breakdown is by them ($by '*': both, for the kept table), so
            -- without one the plan drops every message's template and locale.

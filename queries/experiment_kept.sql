@@ -1,10 +1,13 @@
 -- experiment_kept: per_contact read from the table compaction keeps of
 -- queries/experiment_contacts.sql (`experiment_contacts`: every exposed contact of every
 -- experiment, every metric measured, locale and template kept), spliced into
--- queries/experiment.sql instead of computing it. The filters the table was built without are
--- applied here; a run with a campaign filter computes per_contact instead
--- (src/analytics/reports/experiment/kept.rs). Not materialized: the caps read four of its
--- columns, `capped` all of them, each straight from the file.
+-- queries/experiment.sql instead of computing it (src/analytics/reports/experiment/kept.rs).
+-- Where events files newer than the table have landed, `experiment_contacts` is the table with
+-- the rows of the contacts they touch computed again (queries/experiment_newer.sql).
+--
+-- The filters the table was built without are applied here; a run with a campaign filter
+-- computes per_contact instead. Not materialized: the caps read four of its columns, `capped`
+-- all of them, each straight from the table.
 WITH per_contact AS (
     SELECT *
     FROM experiment_contacts

@@ -4,7 +4,7 @@
 //! a run filters by campaign.
 
 use convoscope::analytics::Analytics;
-use convoscope::analytics::reports::{Breakdown, Computed as Report, Kept, Metric, Params};
+use convoscope::analytics::reports::{Breakdown, Computed as Report, Coverage, Kept, Metric, Params};
 use convoscope::store::{EXPERIMENT_CONTACTS_DIR, Storage};
 
 use crate::common::*;
@@ -78,6 +78,45 @@ fn kept_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     all_files(&dir.join(EXPERIMENT_CONTACTS_DIR))
 }
 
+/// The one table file of the current build.
+fn table_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(EXPERIMENT_CONTACTS_DIR).join("manifest.json")).unwrap())
+            .unwrap();
+    dir.join(EXPERIMENT_CONTACTS_DIR).join(m["build"].as_str().unwrap()).join("contacts.parquet")
+}
+
+/// Rewrites the table `file` without its rows of `variant`; returns the file as it was.
+fn drop_variant(file: &std::path::Path, variant: &str) -> Vec<u8> {
+    let original = std::fs::read(file).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap());
+    let rows: Vec<arrow::array::RecordBatch> = reader.unwrap().build().unwrap().map(|b| b.unwrap()).collect();
+    let all = arrow::compute::concat_batches(&rows[0].schema(), &rows).unwrap();
+    let of = arrow::compute::cast(all.column_by_name("variant").unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
+    let keep = arrow::compute::kernels::cmp::neq(&of, &arrow::array::StringArray::new_scalar(variant)).unwrap();
+    let without = arrow::compute::filter_record_batch(&all, &keep).unwrap();
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, without.schema(), None).unwrap();
+    w.write(&without).unwrap();
+    w.close().unwrap();
+    std::fs::write(file, &buf).unwrap();
+    original
+}
+
+/// The exposures of `variant` in the goal's rows.
+fn exposures_of(r: &Report, variant: &str) -> i64 {
+    let col = |name: &str| r.columns.iter().position(|c| c == name).unwrap();
+    let (v, e, m) = (col("variant"), col("exposures"), col("metric"));
+    r.rows.iter().filter(|row| row[v] == variant && row[m] == "converted").map(|row| row[e].as_i64().unwrap_or(0)).sum()
+}
+
+/// An event of the generated experiment's campaign on 2026-01-03 at `hour`.
+fn event(id: &str, kind: &str, hour: u32) -> convoscope::event::Event {
+    let at = chrono::NaiveDate::from_ymd_opt(2026, 1, 3).unwrap().and_hms_opt(hour, 0, 0).unwrap().and_utc();
+    convoscope::event::Event::new(id.into(), kind, at.timestamp_micros(), 0, "api")
+}
+
 #[tokio::test]
 async fn the_kept_table_gives_what_computing_gives_while_it_covers_the_store() {
     let dir = test_dir();
@@ -94,54 +133,25 @@ async fn the_kept_table_gives_what_computing_gives_while_it_covers_the_store() {
     // The reference: every run computed from the events.
     let events = a.clone().without_rollups();
     let computed = reports(&events).await;
-    assert!(!a.experiment_table_covers().await.unwrap());
+    assert_eq!(a.experiment_table().await.unwrap(), Coverage::No);
     same("computed over the rollups", &reports(&a).await, &computed);
 
     let Kept::Built { contacts, events_files } = a.keep_experiment_contacts().await.unwrap() else { panic!("a build") };
     assert!(contacts > 1000, "{contacts} exposed contacts");
     assert_eq!(events_files, storage.list_event_files().await.unwrap().len());
-    assert!(a.experiment_table_covers().await.unwrap());
+    assert_eq!(a.experiment_table().await.unwrap(), Coverage::Whole);
     assert_eq!(a.keep_experiment_contacts().await.unwrap(), Kept::Current { contacts });
     same("from the kept table", &reports(&a).await, &computed);
-    // A tenant's session, or analytics reading the events alone, never reads it.
-    assert!(!events.experiment_table_covers().await.unwrap());
+    // Analytics reading the events alone never reads it.
+    assert_eq!(events.experiment_table().await.unwrap(), Coverage::No);
 
     // The report reads the table: with its rows of one variant gone, that variant has no
     // exposures left.
-    let tables: Vec<_> =
-        kept_files(dir.path()).into_iter().filter(|f| f.extension().is_some_and(|e| e == "parquet")).collect();
-    assert_eq!(tables.len(), 1, "{tables:?}");
-    let table = &tables[0];
-    let original = std::fs::read(table).unwrap();
-    let file = std::fs::File::open(table).unwrap();
-    let rows: Vec<arrow::array::RecordBatch> =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap()
-            .map(|b| b.unwrap())
-            .collect();
-    let all = arrow::compute::concat_batches(&rows[0].schema(), &rows).unwrap();
-    let variant =
-        arrow::compute::cast(all.column_by_name("variant").unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
-    let keep = arrow::compute::kernels::cmp::neq(&variant, &arrow::array::StringArray::new_scalar("bold")).unwrap();
-    let without = arrow::compute::filter_record_batch(&all, &keep).unwrap();
-    let mut buf = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, without.schema(), None).unwrap();
-    w.write(&without).unwrap();
-    w.close().unwrap();
-    std::fs::write(table, &buf).unwrap();
-    let tampered = a.report("experiment", &Params::default()).await.unwrap();
-    let bold = |r: &Report| {
-        let (v, e) = (
-            r.columns.iter().position(|c| c == "variant").unwrap(),
-            r.columns.iter().position(|c| c == "exposures").unwrap(),
-        );
-        r.rows.iter().filter(|row| row[v] == "bold").map(|row| row[e].as_i64().unwrap_or(0)).sum::<i64>()
-    };
-    assert!(bold(&computed[0]) > 0);
-    assert_eq!(bold(&tampered), 0, "the report read the table");
-    std::fs::write(table, &original).unwrap();
+    let table = table_file(dir.path());
+    let original = drop_variant(&table, "bold");
+    assert!(exposures_of(&computed[0], "bold") > 0);
+    assert_eq!(exposures_of(&a.report("experiment", &Params::default()).await.unwrap(), "bold"), 0);
+    std::fs::write(&table, &original).unwrap();
     // A campaign filter changes which send is a contact's first: computed, not read.
     let campaign = Params::parse(None, None, Some("spring_sale"), None).unwrap();
     same(
@@ -150,22 +160,46 @@ async fn the_kept_table_gives_what_computing_gives_while_it_covers_the_store() {
         &[events.report("experiment", &campaign).await.unwrap()],
     );
 
-    // A file the table does not cover: a late exposure of a new contact. The report computes
-    // (the new contact counts) until the table is built again.
-    let at = chrono::NaiveDate::from_ymd_opt(2026, 1, 3).unwrap().and_hms_opt(10, 0, 0).unwrap().and_utc();
-    let mut e = convoscope::event::Event::new("late-1".into(), "message.sent", at.timestamp_micros(), 0, "api");
-    e.message_id = Some("late-m1".into());
-    e.contact_key = Some("late-contact".into());
-    e.campaign = Some("spring_sale".into());
-    e.template = Some("spring_promo_control".into());
-    e.experiment = Some("spring_cta".into());
-    e.variant = Some("control".into());
-    storage.write_events(vec![e], "late").await.unwrap();
-    assert!(!a.experiment_table_covers().await.unwrap());
+    // Files the table does not cover: a late exposure of a new contact; a receipt without its
+    // contact for a message of the experiment and a conversion of that message's contact. The
+    // report reads the table for every other contact and computes these contacts' rows.
+    let mut late = event("late-1", "message.sent", 10);
+    late.message_id = Some("late-m1".into());
+    late.contact_key = Some("late-contact".into());
+    late.campaign = Some("spring_sale".into());
+    late.template = Some("spring_promo_control".into());
+    late.experiment = Some("spring_cta".into());
+    late.variant = Some("control".into());
+    storage.write_events(vec![late], "late").await.unwrap();
+    use arrow::array::AsArray;
+    let (_, sent) = a
+        .query(
+            "SELECT message_id, contact_key FROM events WHERE event_type = 'message.sent' \
+             AND experiment = 'spring_cta' AND variant = 'bold' ORDER BY occurred_at LIMIT 1",
+        )
+        .await
+        .unwrap();
+    let (message, contact) = (
+        sent[0].column(0).as_string_view().value(0).to_string(),
+        sent[0].column(1).as_string_view().value(0).to_string(),
+    );
+    let mut read = event("late-2", "message.read", 11);
+    read.message_id = Some(message);
+    let mut conversion = event("late-3", "conversion", 12);
+    conversion.contact_key = Some(contact);
+    conversion.revenue_micros = Some(25_000_000);
+    storage.write_events(vec![read, conversion], "later").await.unwrap();
+    assert_eq!(a.experiment_table().await.unwrap(), Coverage::Behind { files: 2 });
     let now = reports(&events).await;
     assert_eq!(exposures(&now[0]), exposures(&computed[0]) + 1);
-    same("after a new file", &reports(&a).await, &now);
+    same("with newer files", &reports(&a).await, &now);
+    // Read beside them: the table's rows of one variant gone, that variant keeps only the
+    // contact the newer files touched.
+    let original = drop_variant(&table, "bold");
+    assert_eq!(exposures_of(&a.report("experiment", &Params::default()).await.unwrap(), "bold"), 1);
+    std::fs::write(&table, &original).unwrap();
     assert!(matches!(a.keep_experiment_contacts().await.unwrap(), Kept::Built { .. }));
+    assert_eq!(a.experiment_table().await.unwrap(), Coverage::Whole);
     same("from the table built again", &reports(&a).await, &now);
     assert_eq!(
         kept_files(dir.path()).iter().filter(|f| f.extension().is_some_and(|e| e == "parquet")).count(),
@@ -175,7 +209,7 @@ async fn the_kept_table_gives_what_computing_gives_while_it_covers_the_store() {
 
     // Other settings (a longer attribution window) make another table.
     let longer = Analytics::new(storage.clone(), 3).unwrap().with_experiments(a.experiments.as_ref().clone());
-    assert!(!longer.experiment_table_covers().await.unwrap());
+    assert_eq!(longer.experiment_table().await.unwrap(), Coverage::No);
 
     // Retention and erasure remove events the table was computed from: it goes with them.
     let mut lease = convoscope::maintenance::Lease::new(storage.clone(), "test");
@@ -183,8 +217,8 @@ async fn the_kept_table_gives_what_computing_gives_while_it_covers_the_store() {
     let stone = convoscope::store::tombstones::Tombstone::new("late-contact".into(), None);
     convoscope::maintenance::erase(&storage, &tombstones, stone, &mut lease).await.unwrap();
     assert!(kept_files(dir.path()).is_empty(), "{:?}", kept_files(dir.path()));
-    assert!(!a.experiment_table_covers().await.unwrap());
-    same("after the erasure", &reports(&a).await, &computed);
+    assert_eq!(a.experiment_table().await.unwrap(), Coverage::No);
+    same("after the erasure", &reports(&a).await, &reports(&events).await);
     assert!(matches!(a.keep_experiment_contacts().await.unwrap(), Kept::Built { .. }));
     let policy = convoscope::maintenance::Policy {
         keep_days: 30,
@@ -213,20 +247,14 @@ async fn serves_round_keeps_the_table_of_what_it_stored() {
     assert_eq!(r.status(), 200);
     s.flush().await;
     let a = Analytics::new(storage, 7).unwrap();
-    let covered =
-        eventually(async || a.experiment_table_covers().await.unwrap_or(false), std::time::Duration::from_secs(60))
-            .await;
+    let covered = eventually(
+        async || a.experiment_table().await.is_ok_and(|c| c == Coverage::Whole),
+        std::time::Duration::from_secs(60),
+    )
+    .await;
     assert!(covered, "no round kept the table: {:?}", kept_files(dir.path()));
-    let api: serde_json::Value = s
-        .client
-        .get(s.url("/v1/reports/experiment?format=json"))
-        .bearer_auth(READ)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, api) = s.get_as(READ, "/v1/reports/experiment?format=json").await;
+    assert_eq!(status, 200, "{api}");
     let computed = a.clone().without_rollups().report("experiment", &Params::default()).await.unwrap();
     let computed = computed.to_json();
     let (x, y) = (sorted_rows(&api), sorted_rows(&computed));

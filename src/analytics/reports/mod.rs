@@ -31,7 +31,7 @@ use chrono::{SecondsFormat, Utc};
 use datafusion::scalar::ScalarValue;
 use serde_json::{Map, Value, json};
 
-pub use self::experiment::{Decision, EXPERIMENT_COLUMNS, Kept, SRM_ALPHA};
+pub use self::experiment::{Coverage, Decision, EXPERIMENT_COLUMNS, Kept, SRM_ALPHA};
 pub use self::params::{Breakdown, Filters, Interval, Metric, Param, Params, parse_metric};
 use super::executor::Work;
 use super::{Analytics, format};

@@ -15,14 +15,19 @@
 //!   events file they cover (path, size, last modified).
 //!
 //! A report reads the table only where it gives what computing would:
-//! - the manifest lists exactly the store's events files, and its fingerprint is this run's;
+//! - the manifest's fingerprint is this run's, and every events file it lists is still there,
+//!   unchanged;
+//! - events files newer than the table (collectors add them between rounds) are few
+//!   ([`newer::MAX_NEWER_SHARE`](super::newer::MAX_NEWER_SHARE)) and every file has its
+//!   rollups: the
+//!   report computes the rows of the contacts they touch and reads the table's for the rest
+//!   ([`newer`](super::newer));
 //! - the run has no campaign filter (one changes which send is a contact's first exposure);
 //! - the run is not a tenant's (the table holds every tenant's contacts) and reads the
 //!   rollups (a run without them is the reference the others are checked against).
 //!
-//! Otherwise it computes `per_contact`, as a store without the table does. A store that has
-//! taken an events file since the table was built therefore computes until the next round
-//! builds the table again.
+//! Otherwise (a merge or an erasure replaced files since, other settings) it computes
+//! `per_contact`, as a store without the table does, until the next round builds the table.
 //!
 //! A build writes its directory, then the manifest, and deletes the directories of builds
 //! before the one it replaces: a report that read the previous manifest may still be reading
@@ -57,13 +62,13 @@ pub(crate) const CONTACTS_SQL: &str = include_str!("../../../../queries/experime
 pub(crate) const KEPT_SQL: &str = include_str!("../../../../queries/experiment_kept.sql");
 
 /// The table's name in the report's session.
-const TABLE: &str = "experiment_contacts";
+pub(super) const TABLE: &str = "experiment_contacts";
 
 /// The manifest's name in [`EXPERIMENT_CONTACTS_DIR`].
 const MANIFEST: &str = "manifest.json";
 
 /// The statement a build runs.
-fn build_sql() -> String {
+pub(super) fn build_sql() -> String {
     format!("{CONTACTS_SQL}\nSELECT * FROM per_contact")
 }
 
@@ -81,7 +86,7 @@ struct Manifest {
 }
 
 /// One events file as a listing shows it: a file rewritten in place has another size or time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 struct Covered {
     path: String,
     size: u64,
@@ -114,7 +119,7 @@ pub enum Kept {
 
 /// The parameters a build binds: every experiment and first exposure, every metric, both slice
 /// columns (`$by` `'*'`).
-fn build_values(b: &Bindings) -> Vec<(&'static str, ScalarValue)> {
+pub(super) fn build_values(b: &Bindings) -> Vec<(&'static str, ScalarValue)> {
     let all = Params::default();
     let text = |s: String| ScalarValue::Utf8(Some(s));
     super::SPEC
@@ -169,21 +174,60 @@ fn eligible(a: &Analytics) -> bool {
     a.rollups && a.tenant().is_none()
 }
 
-/// The manifest of the kept table, where it covers the store and `a` can read it.
-async fn covering(a: &Analytics, b: &Bindings) -> Result<Option<Manifest>> {
+/// How the kept table stands to the store's events files ([`Analytics::experiment_table`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coverage {
+    /// It covers every events file: the report reads it alone.
+    Whole,
+    /// It covers some; these many newer ones it does not, and the report reads them as the
+    /// rows of the contacts they touch ([`newer`](super::newer)).
+    Behind { files: usize },
+    /// No table, or one the report cannot read: another layout of the files than the table's
+    /// (a merge, an erasure), other settings, or too much newer data.
+    No,
+}
+
+/// The manifest of the kept table and the events files newer than it, where the report can read
+/// it: computed with this run's settings, every file it covers still there unchanged, and the
+/// newer files (if any) few enough and with their rollups.
+async fn standing(a: &Analytics, b: &Bindings) -> Result<Option<(Manifest, Vec<ObjectMeta>)>> {
     if !eligible(a) {
         return Ok(None);
     }
     let Some(m) = manifest(&a.storage).await? else { return Ok(None) };
-    let current = m.fingerprint == fingerprint(a, b) && m.events == covered(&a.storage.list_event_files().await?);
-    Ok(current.then_some(m))
+    if m.fingerprint != fingerprint(a, b) {
+        return Ok(None);
+    }
+    let files = a.storage.list_event_files().await?;
+    let now: std::collections::HashSet<Covered> = covered(&files).into_iter().collect();
+    if !m.events.iter().all(|c| now.contains(c)) {
+        return Ok(None);
+    }
+    let old: std::collections::HashSet<&str> = m.events.iter().map(|c| c.path.as_str()).collect();
+    let newer: Vec<ObjectMeta> =
+        files.into_iter().map(|(_, f)| f).filter(|f| !old.contains(f.location.as_ref())).collect();
+    if newer.is_empty() {
+        return Ok(Some((m, newer)));
+    }
+    let (new_bytes, old_bytes) =
+        (newer.iter().map(|f| f.size).sum::<u64>(), m.events.iter().map(|c| c.size).sum::<u64>());
+    if new_bytes as f64 > super::newer::MAX_NEWER_SHARE * old_bytes as f64 {
+        return Ok(None);
+    }
+    // The newer files are read through the rollups, the touched contacts' rows from them too.
+    Ok(a.rollups_cover().await?.then_some((m, newer)))
 }
 
 impl Analytics {
-    /// Whether the experiment report reads the kept table (a run without a campaign filter):
-    /// there is one, it covers every events file, and it was computed with these settings.
-    pub async fn experiment_table_covers(&self) -> Result<bool> {
-        Ok(covering(self, &super::super::bindings(self, &Params::default())).await?.is_some())
+    /// How the experiment report's kept table stands to the store, for a run without a
+    /// campaign filter (see the module's docs).
+    pub async fn experiment_table(&self) -> Result<Coverage> {
+        let b = super::super::bindings(self, &Params::default());
+        Ok(match standing(self, &b).await? {
+            None => Coverage::No,
+            Some((_, newer)) if newer.is_empty() => Coverage::Whole,
+            Some((_, newer)) => Coverage::Behind { files: newer.len() },
+        })
     }
 
     /// Brings the experiment report's kept table up to date with the events files (see the
@@ -206,11 +250,11 @@ impl Analytics {
         if covered(&self.storage.list_event_files().await?) != before {
             return Ok(Kept::Moved);
         }
-        let rows = arrow::compute::concat_batches(&schema, &batches)?;
-        let contacts = rows.num_rows() as u64;
+        let contacts = batches.iter().map(|b| b.num_rows() as u64).sum();
         let build = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"), &fingerprint[..8]);
         let file = self.storage.path(&format!("{EXPERIMENT_CONTACTS_DIR}/{build}/contacts.parquet"));
-        self.storage.store.put(&file, PutPayload::from(encode(&rows)?)).await?;
+        let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
+        self.storage.store.put(&file, PutPayload::from(encode(schema, &batches)?)).await?;
         let events_files = before.len();
         let m = Manifest { build: build.clone(), fingerprint, contacts, events: before };
         let json = serde_json::to_vec(&m).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -233,13 +277,20 @@ impl Analytics {
     }
 }
 
-/// The rows as Parquet: zstd, in row groups large enough that a build is a few of them.
-fn encode(rows: &RecordBatch) -> Result<Vec<u8>> {
+/// The rows as Parquet: zstd, in row groups large enough that a build is a few of them,
+/// written batch by batch (not copied into one first).
+fn encode(schema: arrow::datatypes::SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_max_row_group_row_count(Some(crate::store::COMPACT_ROW_GROUP_ROWS))
         .build();
-    crate::store::parquet_bytes(rows, props)
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, Some(props))?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.close()?;
+    Ok(buf)
 }
 
 /// The experiment report's statement for this run: over the kept table (registered in `ctx` as
@@ -255,8 +306,8 @@ pub(in crate::analytics::reports) async fn statement(
     if params.campaign.is_some() {
         return Ok(computed());
     }
-    let Some(m) = covering(a, b).await? else {
-        tracing::debug!("no experiment table covers the store; the report computes its rows");
+    let Some((m, newer)) = standing(a, b).await? else {
+        tracing::debug!("no experiment table the run can read; the report computes its rows");
         return Ok(computed());
     };
     let prefix = a.storage.prefix.as_ref();
@@ -268,5 +319,9 @@ pub(in crate::analytics::reports) async fn statement(
         .infer_schema(&ctx.state())
         .await?;
     ctx.register_table(TABLE, Arc::new(ListingTable::try_new(cfg)?))?;
+    if !newer.is_empty() {
+        let touched = super::newer::register(a, ctx, &newer, b).await?;
+        tracing::debug!(files = newer.len(), touched, "the experiment report reads files newer than its table");
+    }
     Ok(super::super::Report::Experiment.spec().sql.replace("{{experiment_contacts}}", KEPT_SQL))
 }

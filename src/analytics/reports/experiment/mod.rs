@@ -6,7 +6,8 @@
 //! - [`compare`]: one metric of one variant against the control;
 //! - [`decide`]: the decision per variant and its reason;
 //! - [`kept`]: the rows per exposed contact compaction keeps, which the report sums instead of
-//!   computing them while they cover the store.
+//!   computing them while they cover the store;
+//! - [`newer`]: events files newer than that table, read as the rows of the contacts they touch.
 //!
 //! Rows: per experiment, for each goal and then each guardrail, one row per variant (the
 //! control's first); with `--by`, the same again per slice (top 20 levels and `other`).
@@ -14,6 +15,7 @@
 mod compare;
 mod decide;
 mod kept;
+mod newer;
 mod sums;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,8 +32,8 @@ use crate::error::Result;
 use crate::experiments::{Analysis, Experiment, Experiments, Metric};
 
 pub use self::decide::Decision;
-pub use self::kept::Kept;
 pub(super) use self::kept::{CONTACTS_SQL, statement};
+pub use self::kept::{Coverage, Kept};
 
 pub(super) const SPEC: Spec = Spec {
     name: "experiment",
