@@ -18,8 +18,8 @@
 //! - the manifest's fingerprint is this run's, and every events file it lists is still there,
 //!   unchanged;
 //! - events files newer than the table (collectors add them between rounds) are few
-//!   ([`newer::MAX_NEWER_SHARE`](super::newer::MAX_NEWER_SHARE)) and every file has its
-//!   rollups: the
+//!   ([`newer::MAX_NEWER_SHARE`](super::newer::MAX_NEWER_SHARE)), every file has its rollups,
+//!   and the run is not on a cluster (whose executors cannot read rows computed here): the
 //!   report computes the rows of the contacts they touch and reads the table's for the rest
 //!   ([`newer`](super::newer));
 //! - the run has no campaign filter (one changes which send is a contact's first exposure);
@@ -208,6 +208,11 @@ async fn standing(a: &Analytics, b: &Bindings) -> Result<Option<(Manifest, Vec<O
         files.into_iter().map(|(_, f)| f).filter(|f| !old.contains(f.location.as_ref())).collect();
     if newer.is_empty() {
         return Ok(Some((m, newer)));
+    }
+    // The touched contacts' rows are held in this process, which a cluster's executors cannot
+    // read (`crate::analytics::materialize`).
+    if a.distributed() {
+        return Ok(None);
     }
     let (new_bytes, old_bytes) =
         (newer.iter().map(|f| f.size).sum::<u64>(), m.events.iter().map(|c| c.size).sum::<u64>());
