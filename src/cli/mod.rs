@@ -449,7 +449,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("the experiment report's kept rows ({contacts} exposed contacts) cover every events file")
                 }
                 Some(Ok(crate::analytics::reports::Kept::Moved)) => println!(
-                    "events files changed while the experiment report's rows were kept; the report computes them until compact or serve's round runs again"
+                    "events files were merged or erased while the experiment report's rows were kept; the report computes them until compact or serve's round runs again"
                 ),
                 Some(Ok(crate::analytics::reports::Kept::NotKept)) => {}
                 Some(Err(e)) => {

@@ -578,7 +578,9 @@ fn keep_experiment_contacts(analytics: Analytics) -> crate::maintenance::Step {
                     tracing::info!(contacts, events_files, "kept the experiment report's rows per contact")
                 }
                 crate::analytics::reports::Kept::Moved => {
-                    tracing::debug!("the events changed during the experiment table's build; the next round builds it")
+                    tracing::debug!(
+                        "events files were merged or erased during the experiment table's build; the next round builds it"
+                    )
                 }
                 _ => {}
             }

@@ -111,7 +111,8 @@ pub enum Kept {
     Current { contacts: u64 },
     /// It was built from these many events files.
     Built { contacts: u64, events_files: usize },
-    /// The events files changed while it was built, so it was not kept: the next round builds it.
+    /// Events files were merged or erased while it was built, so it was not kept: the next
+    /// round builds it.
     Moved,
     /// Not kept for this analytics (a tenant's, or reading the events alone).
     NotKept,
@@ -252,7 +253,12 @@ impl Analytics {
             return Ok(Kept::Current { contacts: m.contacts });
         }
         let (schema, batches) = self.read_with(&build_sql(), build_values(&b)).await?;
-        if covered(&self.storage.list_event_files().await?) != before {
+        // Files flushed meanwhile may or may not be in the rows: the manifest leaves them out,
+        // so a report reads them as newer files (their contacts' rows computed again, the same
+        // either way). A file merged or erased meanwhile leaves the rows unknown.
+        let after: std::collections::HashSet<Covered> =
+            covered(&self.storage.list_event_files().await?).into_iter().collect();
+        if !before.iter().all(|c| after.contains(c)) {
             return Ok(Kept::Moved);
         }
         let contacts = batches.iter().map(|b| b.num_rows() as u64).sum();
