@@ -266,9 +266,7 @@ impl Analytics {
 
     /// A listing table over the Parquet files of `dir`'s `date=` partitions, `date` a column.
     fn partitioned_table(&self, dir: &str, schema: SchemaRef) -> Result<Arc<ListingTable>> {
-        let prefix = self.storage.prefix.as_ref();
-        let table_url =
-            if prefix.is_empty() { format!("{STORE_URL}/{dir}/") } else { format!("{STORE_URL}/{prefix}/{dir}/") };
+        let table_url = self.table_url(dir);
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(vec![("date".to_string(), DataType::Utf8)]);
@@ -276,6 +274,12 @@ impl Analytics {
             .with_listing_options(options)
             .with_schema(schema);
         Ok(Arc::new(ListingTable::try_new(cfg)?))
+    }
+
+    /// The URL of the table over the files under `dir` (a directory under the store's prefix).
+    fn table_url(&self, dir: &str) -> String {
+        let prefix = self.storage.prefix.as_ref();
+        if prefix.is_empty() { format!("{STORE_URL}/{dir}/") } else { format!("{STORE_URL}/{prefix}/{dir}/") }
     }
 
     /// Whether reports can read the rollups: they are wanted, and every events file has every

@@ -42,10 +42,7 @@ pub(super) async fn replace(
     storage.store.delete(old).await?;
     for kind in Kind::ALL {
         if let Some(rollup) = kind.path_of(old.as_ref()) {
-            match storage.store.delete(&ObjPath::from(rollup)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+            storage.delete_if_present(&ObjPath::from(rollup)).await?;
         }
     }
     Ok(())

@@ -203,12 +203,17 @@ impl Storage {
         let mut metas: Vec<ObjectMeta> = self.store.list(Some(&dir)).try_collect().await?;
         metas.sort_by_key(|m| !m.location.as_ref().ends_with(".json"));
         for m in &metas {
-            match self.store.delete(&m.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+            self.delete_if_present(&m.location).await?;
         }
         Ok(metas.len())
+    }
+
+    /// Deletes `path`; one already gone (another process's delete, a rerun) is no error.
+    pub async fn delete_if_present(&self, path: &ObjPath) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Every audit file, with its partition date.

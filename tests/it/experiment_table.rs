@@ -151,14 +151,25 @@ async fn the_kept_table_gives_what_computing_gives_while_it_covers_the_store() {
     let original = drop_variant(&table, "bold");
     assert!(exposures_of(&computed[0], "bold") > 0);
     assert_eq!(exposures_of(&a.report("experiment", &Params::default()).await.unwrap(), "bold"), 0);
-    std::fs::write(&table, &original).unwrap();
-    // A campaign filter changes which send is a contact's first: computed, not read.
+    // A campaign filter changes which send is a contact's first: computed, not read (the
+    // variant the table lacks is there).
     let campaign = Params::parse(None, None, Some("spring_sale"), None).unwrap();
     same(
         "a campaign's",
         &[a.report("experiment", &campaign).await.unwrap()],
         &[events.report("experiment", &campaign).await.unwrap()],
     );
+    // A tenant's session neither reads nor builds it: the table holds every tenant's contacts.
+    let tenant = convoscope::config::Tenant {
+        name: "gen".into(),
+        account_ids: vec!["100200300400500".into()],
+        phone_number_ids: Vec::new(),
+        retention_days: None,
+    };
+    let theirs = a.clone().for_tenant(Some(std::sync::Arc::new(tenant)));
+    assert_eq!(theirs.experiment_table().await.unwrap(), Coverage::No);
+    assert_eq!(theirs.keep_experiment_contacts().await.unwrap(), Kept::NotKept);
+    std::fs::write(&table, &original).unwrap();
 
     // Files the table does not cover: a late exposure of a new contact; a receipt without its
     // contact for a message of the experiment and a conversion of that message's contact. The

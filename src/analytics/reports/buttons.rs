@@ -19,4 +19,5 @@ pub(super) const SPEC: Spec = Spec {
     finish: None,
     by: &[],
     adaptive: true,
+    statement: None,
 };

@@ -25,4 +25,5 @@ pub(super) const SPEC: Spec = Spec {
     finish: Some(super::without_unused_breakdown),
     by: &Breakdown::ALL,
     adaptive: true,
+    statement: None,
 };

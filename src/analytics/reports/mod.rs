@@ -210,7 +210,18 @@ pub struct Spec {
     /// cancelled but not implemented"). Its static planner runs it to the same rows; the other
     /// reports keep the adaptive one, which also reruns the work of an executor lost mid-job.
     pub adaptive: bool,
+    /// Its statement for a run, where that is not its SQL as written: the experiment report
+    /// reads the rows compaction kept where they cover the store.
+    pub(crate) statement: Option<Statement>,
 }
+
+/// A report's statement for one run, chosen (and its tables registered) in the run's session.
+pub(crate) type Statement = for<'a> fn(
+    &'a Analytics,
+    &'a datafusion::execution::context::SessionContext,
+    &'a Params,
+    &'a params::Bindings,
+) -> futures::future::BoxFuture<'a, Result<String>>;
 
 /// Computes a report's final columns and rows from its SQL's.
 pub type Finish = fn(&[String], Vec<Vec<Value>>, &Params, &Experiments) -> Result<(Vec<String>, Vec<Vec<Value>>)>;
@@ -362,9 +373,9 @@ impl Analytics {
                 let bindings = bindings(&this, &given);
                 let values: Vec<(&str, ScalarValue)> =
                     report.spec().params.iter().map(|p| (p.name(), given.value(*p, &bindings))).collect();
-                let sql = match report {
-                    Report::Experiment => experiment::statement(&this, &ctx, &given, &bindings).await?,
-                    _ => report.sql(),
+                let sql = match report.spec().statement {
+                    Some(statement) => statement(&this, &ctx, &given, &bindings).await?,
+                    None => report.sql(),
                 };
                 let df = this.plan(&ctx, &sql, values).await?;
                 this.execute(df, Work::Report, None).await

@@ -15,4 +15,5 @@ pub(super) const SPEC: Spec = Spec {
     finish: None,
     by: &[],
     adaptive: true,
+    statement: None,
 };

@@ -31,6 +31,7 @@ pub(super) const SPEC: Spec = Spec {
     finish: Some(finish),
     by: &[],
     adaptive: true,
+    statement: None,
 };
 
 /// The report's columns.

@@ -34,6 +34,7 @@ pub(super) const SPEC: Spec = Spec {
     finish: Some(finish),
     by: &[],
     adaptive: true,
+    statement: None,
 };
 
 /// The columns set beside the period before: `previous_<column>` and `<column>_change`, the

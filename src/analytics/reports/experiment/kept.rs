@@ -50,7 +50,7 @@ use sha2::{Digest, Sha256};
 
 use super::super::params::Bindings;
 use super::super::{Param, Params};
-use crate::analytics::{Analytics, STORE_URL};
+use crate::analytics::Analytics;
 use crate::error::{Error, Result};
 use crate::experiments::Metric;
 use crate::store::{EXPERIMENT_CONTACTS_DIR, Storage};
@@ -278,10 +278,7 @@ impl Analytics {
             let rel = o.location.as_ref().strip_prefix(dir.as_ref()).unwrap_or_default().trim_start_matches('/');
             let of_build = rel.split_once('/').map(|(b, _)| b);
             if of_build.is_some_and(|b| !keep.iter().flatten().any(|k| k == b)) {
-                match self.storage.store.delete(&o.location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                self.storage.delete_if_present(&o.location).await?;
             }
         }
         Ok(Kept::Built { contacts, events_files })
@@ -307,12 +304,7 @@ fn encode(schema: arrow::datatypes::SchemaRef, batches: &[RecordBatch]) -> Resul
 /// The experiment report's statement for this run: over the kept table (registered in `ctx` as
 /// `experiment_contacts`) where it covers the store and the run can read it, else computing
 /// `per_contact`.
-pub(in crate::analytics::reports) async fn statement(
-    a: &Analytics,
-    ctx: &SessionContext,
-    params: &Params,
-    b: &Bindings,
-) -> Result<String> {
+pub(super) async fn statement(a: &Analytics, ctx: &SessionContext, params: &Params, b: &Bindings) -> Result<String> {
     let computed = || super::super::Report::Experiment.sql();
     if params.campaign.is_some() {
         return Ok(computed());
@@ -321,9 +313,7 @@ pub(in crate::analytics::reports) async fn statement(
         tracing::debug!("no experiment table the run can read; the report computes its rows");
         return Ok(computed());
     };
-    let prefix = a.storage.prefix.as_ref();
-    let dir = format!("{EXPERIMENT_CONTACTS_DIR}/{}/", m.build);
-    let url = if prefix.is_empty() { format!("{STORE_URL}/{dir}") } else { format!("{STORE_URL}/{prefix}/{dir}") };
+    let url = a.table_url(&format!("{EXPERIMENT_CONTACTS_DIR}/{}", m.build));
     let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let cfg = ListingTableConfig::new(ListingTableUrl::parse(&url)?)
         .with_listing_options(options)

@@ -32,7 +32,7 @@ use crate::error::Result;
 use crate::experiments::{Analysis, Experiment, Experiments, Metric};
 
 pub use self::decide::Decision;
-pub(super) use self::kept::{CONTACTS_SQL, statement};
+pub(super) use self::kept::CONTACTS_SQL;
 pub use self::kept::{Coverage, Kept};
 
 pub(super) const SPEC: Spec = Spec {
@@ -61,6 +61,7 @@ pub(super) const SPEC: Spec = Spec {
     finish: Some(stats),
     by: &[Breakdown::Country, Breakdown::Locale, Breakdown::Template],
     adaptive: false,
+    statement: Some(|a, ctx, params, b| Box::pin(kept::statement(a, ctx, params, b))),
 };
 
 /// Columns of the experiment report after its statistics are added.
