@@ -16,8 +16,10 @@ For each size: `convoscope generate` N events, then for every report:
 and checks both engines give the same numbers (the benchmark fails if they differ). Then bytes
 per event of convoscope's Parquet vs DuckDB's own `COPY ... (FORMAT parquet, COMPRESSION zstd)`
 of the same rows (and the bytes of the rollups, listed apart); then `convoscope compact` (one file per day, as past days are in a deployment
-that runs it), its bytes per event, and every report timed again on that layout; and how report
-time grows with the number of events (as generated).
+that runs it), its bytes per event, and every report timed again on that layout; then every
+report on the compacted events alone (hard links to its events files, no rollups, no kept
+experiment table: a store another tool wrote, or before `serve` or `compact` ran on it); and how
+report time grows with the number of events (as generated).
 
     scripts/bench_reports.py                                  # 1, 3 and 10 million events, 5 runs
     scripts/bench_reports.py --events 10000000 --runs 5
@@ -424,11 +426,21 @@ def bench_size(binary, n, runs, work):
     if n_after != n_events:
         more.append(f"compact left {n_after} events of {n_events}")
     files_c, bytes_c, rollup_c = store_files(store)
+
+    # The same events alone: what reports compute where nothing was written beside them.
+    alone = work / "events-alone"
+    shutil.copytree(store / "events", alone / "events", copy_function=os.link)
+    alone_env = dict(env, CONVOSCOPE_STORAGE=f"file://{alone}")
+    events_alone, rest, con, n_alone = time_reports(binary, alone, runs, work, alone_env, "events alone")
+    con.close()
+    if n_alone != n_events:
+        rest.append(f"the events alone hold {n_alone} events of {n_events}")
+    more += rest
     return dict(n=n_events, gen_s=gen_s, results=results, failures=failures + more, files=files,
                 ours_bpe=parquet_bytes / n_events, duck_bpe=duck_bytes / n_events,
                 rollup_bpe=rollup_bytes / n_events, rollup_bpe_c=rollup_c / n_events,
                 compacted=compacted, files_c=files_c, bpe_c=bytes_c / n_events, compact_s=compact_s,
-                compact_rss=compact_rss)
+                compact_rss=compact_rss, events_alone=events_alone)
 
 
 def report_table(results):
@@ -471,6 +483,8 @@ def main():
         rss = f"peak RSS {d['compact_rss']:.0f} MiB" if d["compact_rss"] else "too short to sample its RSS"
         print(f"\nAfter `convoscope compact` ({d['compact_s']:.1f} s, {rss}; {d['files_c']} files):\n")
         report_table(d["compacted"])
+        print(f"\nOn the compacted events alone ({d['files_c']} files, no rollups, no kept experiment table):\n")
+        report_table(d["events_alone"])
     if len(done) > 1:
         first = done[0]
         print(f"\n### How report time grows (convoscope hot, seconds; last column: time ratio / size ratio "

@@ -32,7 +32,7 @@ import benchlib as b
 ROLLUP_DIRS = {
     "message_facts": "messages-v3",
     "conversation_facts": "conversations-v3",
-    "exposure_facts": "exposures-v2",
+    "exposure_facts": "exposures-v3",
     "contact_event_facts": "contact-events",
 }
 

@@ -4,9 +4,12 @@
 //! The message rollup's `sent_at` is the first send of any kind, but an exposure is a send that
 //! names its experiment and variant (Meta's `message.sent` status names neither; convoscope's
 //! own `send.accepted` does), and `experiment` keeps each exposure's campaign for its filter.
-//! So the row's key is everything the report reads of an exposure but its time: experiment,
-//! variant, campaign, contact and message. Its one aggregate is the first time, and merging
-//! rows across files (`MIN`, or rows repeated) gives what reading the send events gives.
+//! So the row's key is everything the report reads of an exposure but its time and the send's
+//! attributes: experiment, variant, campaign, contact and message. Its aggregates are the first
+//! time and the greatest country, template and locale of those sends (the contact's stratum and
+//! breakdown levels, which the report would otherwise have to merge every message of the
+//! experiment for), and merging rows across files (`MIN`, `MAX`, or rows repeated) gives what
+//! reading the send events gives.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -14,7 +17,7 @@ use std::sync::{Arc, LazyLock};
 use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::{Owner, SENDS, keys, occurred_at, owner, owner_fields, text, utf8};
+use super::{Owner, SENDS, keys, max_of, occurred_at, owner, owner_fields, text, utf8};
 use crate::error::Result;
 use crate::ids;
 
@@ -26,6 +29,9 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("contact", ids::key_type(), false),
         Field::new("message_key", ids::key_type(), true),
         Field::new("exposed_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        Field::new("country", DataType::Utf8, true),
+        Field::new("template", DataType::Utf8, true),
+        Field::new("locale", DataType::Utf8, true),
         owner_fields()[0].clone(),
         owner_fields()[1].clone(),
     ]))
@@ -38,6 +44,8 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// - `contact`: `id_key(contact_key)`; `message_key`: `id_key(message_id)`, null without one;
 /// - `exposed_at`: the first `occurred_at` of the file's sends with these five values and
 ///   owner;
+/// - `country`, `template`, `locale`: the greatest of those sends' (`message.sent` names no
+///   template or locale), null where none names one;
 /// - `account_id`, `phone_number_id`: the sends' owner ([`crate::rollup`]).
 pub fn schema() -> SchemaRef {
     SCHEMA.clone()
@@ -47,9 +55,18 @@ pub fn schema() -> SchemaRef {
 /// borrow from the file's batch.
 type Key<'a> = (&'a str, &'a str, Option<&'a str>, i128, Option<i128>, Owner<'a>);
 
+/// What a row aggregates: the first time, and the greatest country, template and locale.
+#[derive(Clone, Copy)]
+struct Exposure<'a> {
+    at: i64,
+    country: Option<&'a str>,
+    template: Option<&'a str>,
+    locale: Option<&'a str>,
+}
+
 /// The rollup rows of `batches` (of the events table, usually one date's rows of one file), ordered by exposure time.
 pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
-    let mut first: HashMap<Key, i64> = HashMap::new();
+    let mut first: HashMap<Key, Exposure> = HashMap::new();
     for events in batches {
         let event_type = utf8(events, "event_type")?;
         let experiment = utf8(events, "experiment")?;
@@ -57,6 +74,8 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
         let campaign = utf8(events, "campaign")?;
         let contact_key = utf8(events, "contact_key")?;
         let message_id = utf8(events, "message_id")?;
+        let (country, template, locale) =
+            (utf8(events, "country")?, utf8(events, "template")?, utf8(events, "locale")?);
         let (account, phone) = (utf8(events, "account_id")?, utf8(events, "phone_number_id")?);
         let occurred = occurred_at(events)?;
         for i in 0..events.num_rows() {
@@ -69,13 +88,17 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
             let key =
                 (e, v, text(campaign, i), ids::key(c), text(message_id, i).map(ids::key), owner(account, phone, i));
             let at = occurred.value(i);
-            first.entry(key).and_modify(|t| *t = (*t).min(at)).or_insert(at);
+            let x = first.entry(key).or_insert(Exposure { at, country: None, template: None, locale: None });
+            x.at = x.at.min(at);
+            max_of(&mut x.country, text(country, i));
+            max_of(&mut x.template, text(template, i));
+            max_of(&mut x.locale, text(locale, i));
         }
     }
     // By time, so the timestamps delta-encode into a few bits; the rest of the key makes the
     // order (and so the file) the same on every run.
-    let mut rows: Vec<(Key, i64)> = first.into_iter().collect();
-    rows.sort_unstable_by(|(a, at), (b, bt)| at.cmp(bt).then_with(|| a.cmp(b)));
+    let mut rows: Vec<(Key, Exposure)> = first.into_iter().collect();
+    rows.sort_unstable_by(|(a, x), (b, y)| x.at.cmp(&y.at).then_with(|| a.cmp(b)));
 
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(rows.iter().map(|(k, _)| k.0))),
@@ -83,7 +106,10 @@ pub fn of_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter(rows.iter().map(|(k, _)| k.2))),
         keys(rows.iter().map(|(k, _)| Some(k.3))),
         keys(rows.iter().map(|(k, _)| k.4)),
-        Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(_, at)| *at)).with_timezone("UTC")),
+        Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(_, x)| x.at)).with_timezone("UTC")),
+        Arc::new(StringArray::from_iter(rows.iter().map(|(_, x)| x.country))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|(_, x)| x.template))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|(_, x)| x.locale))),
         Arc::new(StringArray::from_iter(rows.iter().map(|(k, _)| k.5.0))),
         Arc::new(StringArray::from_iter(rows.iter().map(|(k, _)| k.5.1))),
     ];
@@ -139,5 +165,26 @@ mod tests {
         assert!(message.is_null(2));
         assert_eq!(col("variant").as_string::<i32>().value(2), "b");
         assert_eq!(col("contact").as_primitive::<Decimal128Type>().value(2), ids::key("c1"));
+    }
+
+    #[test]
+    fn a_row_keeps_the_greatest_country_template_and_locale_of_its_sends() {
+        let mut accepted = send("send.accepted", Some("m1"), Some("a"), 20);
+        (accepted.country, accepted.template, accepted.locale) =
+            (Some("BR".into()), Some("promo".into()), Some("pt_BR".into()));
+        // Meta's status names the country but neither template nor locale.
+        let mut sent = send("message.sent", Some("m1"), Some("a"), 30);
+        sent.country = Some("AR".into());
+        let bare = send("send.accepted", Some("m2"), Some("a"), 40);
+        let batch = event::to_record_batch(&[accepted, sent, bare]).expect("batch");
+        let r = of_events(std::slice::from_ref(&batch)).expect("rollup");
+        assert_eq!(r.num_rows(), 2);
+        let text = |n: &str| {
+            let c = r.column_by_name(n).expect(n).as_string::<i32>().clone();
+            (0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i).to_string())).collect::<Vec<_>>()
+        };
+        assert_eq!(text("country"), vec![Some("BR".to_string()), None]);
+        assert_eq!(text("template"), vec![Some("promo".to_string()), None]);
+        assert_eq!(text("locale"), vec![Some("pt_BR".to_string()), None]);
     }
 }

@@ -63,7 +63,7 @@ impl Kind {
         match self {
             Kind::Messages => "rollups/messages-v3",
             Kind::Conversations => "rollups/conversations-v3",
-            Kind::Exposures => "rollups/exposures-v2",
+            Kind::Exposures => "rollups/exposures-v3",
             Kind::ContactEvents => "rollups/contact-events",
         }
     }
@@ -116,13 +116,16 @@ impl Kind {
 /// `rollups/conversations`: before the conversation rollup had `contact_key`, `handoff_at` and
 /// `bot_replied` (for `cost`); `rollups/messages`, `rollups/conversations-v2`,
 /// `rollups/exposures`: before rows were kept per owner (`account_id`, `phone_number_id`);
-/// `rollups/messages-v2`: before the message rollup had `pricing_type` (for `pricing`).
-pub const RETIRED_DIRS: [&str; 5] = [
+/// `rollups/messages-v2`: before the message rollup had `pricing_type` (for `pricing`);
+/// `rollups/exposures-v2`: before the exposure rollup had the sends' `country`, `template` and
+/// `locale` (for `experiment`).
+pub const RETIRED_DIRS: [&str; 6] = [
     "rollups/conversations",
     "rollups/messages",
     "rollups/conversations-v2",
     "rollups/exposures",
     "rollups/messages-v2",
+    "rollups/exposures-v2",
 ];
 
 /// The columns of the events table the rollups read: a merge of events files reads only these
