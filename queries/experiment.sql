@@ -19,9 +19,10 @@
 -- - opted_out: a consent.opt_out within the window (pre: in the lookback).
 --
 -- Of the metrics read from messages (read, replied, failed, blocked, cost, and delivered for
--- revenue per delivered message), those not in $metrics are 0, and so are their sums: no
--- experiment shows them, and the plan drops their aggregates. Without one that reads every
--- message, only the blocked messages are merged (for blocked), or none.
+-- revenue per delivered message), those not in $metrics are 0: no experiment shows them (read
+-- from the kept table, they are what they are: the report shows only those in $metrics).
+-- Without one that reads every message, only the blocked messages are merged (for blocked), or
+-- none.
 --
 -- conversions, revenue_sum and revenue_sq_sum (uncapped) keep the meaning they had before the
 -- other metrics existed; reads and replies too, when read and replied are measured. `slice` is
@@ -66,44 +67,28 @@ sums AS (
            COUNT(*) AS exposures,
            MIN(exposed_at) AS first_exposed_at,
            SUM(converted) AS conversions,
-           CASE WHEN strpos($metrics, ',read,') > 0 THEN SUM(was_read) ELSE 0 END AS reads,
-           CASE WHEN strpos($metrics, ',replied,') > 0 THEN SUM(replied) ELSE 0 END AS replies,
+           SUM(was_read) AS reads,
+           SUM(replied) AS replies,
            SUM(revenue) AS revenue_sum,
            SUM(revenue * revenue) AS revenue_sq_sum,
            SUM(converted) AS converted_y, SUM(converted) AS converted_y2, SUM(pre_converted) AS converted_x,
            SUM(pre_converted) AS converted_x2, SUM(converted * pre_converted) AS converted_xy,
-           CASE WHEN strpos($metrics, ',replied,') > 0 THEN SUM(replied) ELSE 0 END AS replied_y,
-           CASE WHEN strpos($metrics, ',replied,') > 0 THEN SUM(replied) ELSE 0 END AS replied_y2,
-           CASE WHEN strpos($metrics, ',replied,') > 0 THEN SUM(pre_replied) ELSE 0 END AS replied_x,
-           CASE WHEN strpos($metrics, ',replied,') > 0 THEN SUM(pre_replied) ELSE 0 END AS replied_x2,
-           CASE WHEN strpos($metrics, ',replied,') > 0 THEN SUM(replied * pre_replied) ELSE 0 END AS replied_xy,
-           CASE WHEN strpos($metrics, ',read,') > 0 THEN SUM(was_read) ELSE 0 END AS read_y,
-           CASE WHEN strpos($metrics, ',read,') > 0 THEN SUM(was_read) ELSE 0 END AS read_y2,
-           CASE WHEN strpos($metrics, ',read,') > 0 THEN SUM(pre_read) ELSE 0 END AS read_x,
-           CASE WHEN strpos($metrics, ',read,') > 0 THEN SUM(pre_read) ELSE 0 END AS read_x2,
-           CASE WHEN strpos($metrics, ',read,') > 0 THEN SUM(was_read * pre_read) ELSE 0 END AS read_xy,
+           SUM(replied) AS replied_y, SUM(replied) AS replied_y2, SUM(pre_replied) AS replied_x,
+           SUM(pre_replied) AS replied_x2, SUM(replied * pre_replied) AS replied_xy,
+           SUM(was_read) AS read_y, SUM(was_read) AS read_y2, SUM(pre_read) AS read_x,
+           SUM(pre_read) AS read_x2, SUM(was_read * pre_read) AS read_xy,
            SUM(rev) AS revenue_y, SUM(rev * rev) AS revenue_y2, SUM(pre_rev) AS revenue_x,
            SUM(pre_rev * pre_rev) AS revenue_x2, SUM(rev * pre_rev) AS revenue_xy,
            SUM(opted_out) AS opted_out_y, SUM(opted_out) AS opted_out_y2, SUM(pre_opted_out) AS opted_out_x,
            SUM(pre_opted_out) AS opted_out_x2, SUM(opted_out * pre_opted_out) AS opted_out_xy,
-           CASE WHEN strpos($metrics, ',failed,') > 0 THEN SUM(failed) ELSE 0 END AS failed_y,
-           CASE WHEN strpos($metrics, ',failed,') > 0 THEN SUM(failed) ELSE 0 END AS failed_y2,
-           CASE WHEN strpos($metrics, ',failed,') > 0 THEN SUM(pre_failed) ELSE 0 END AS failed_x,
-           CASE WHEN strpos($metrics, ',failed,') > 0 THEN SUM(pre_failed) ELSE 0 END AS failed_x2,
-           CASE WHEN strpos($metrics, ',failed,') > 0 THEN SUM(failed * pre_failed) ELSE 0 END AS failed_xy,
-           CASE WHEN strpos($metrics, ',blocked,') > 0 THEN SUM(blocked) ELSE 0 END AS blocked_y,
-           CASE WHEN strpos($metrics, ',blocked,') > 0 THEN SUM(blocked) ELSE 0 END AS blocked_y2,
-           CASE WHEN strpos($metrics, ',blocked,') > 0 THEN SUM(pre_blocked) ELSE 0 END AS blocked_x,
-           CASE WHEN strpos($metrics, ',blocked,') > 0 THEN SUM(pre_blocked) ELSE 0 END AS blocked_x2,
-           CASE WHEN strpos($metrics, ',blocked,') > 0 THEN SUM(blocked * pre_blocked) ELSE 0 END AS blocked_xy,
-           CASE WHEN strpos($metrics, ',cost,') > 0 THEN SUM(cost) ELSE 0 END AS cost_y,
-           CASE WHEN strpos($metrics, ',cost,') > 0 THEN SUM(cost * cost) ELSE 0 END AS cost_y2,
-           CASE WHEN strpos($metrics, ',cost,') > 0 THEN SUM(pre_cost) ELSE 0 END AS cost_x,
-           CASE WHEN strpos($metrics, ',cost,') > 0 THEN SUM(pre_cost * pre_cost) ELSE 0 END AS cost_x2,
-           CASE WHEN strpos($metrics, ',cost,') > 0 THEN SUM(cost * pre_cost) ELSE 0 END AS cost_xy,
-           CASE WHEN strpos($metrics, ',revenue_per_delivered,') > 0 THEN SUM(delivered) ELSE 0 END AS delivered_y,
-           CASE WHEN strpos($metrics, ',revenue_per_delivered,') > 0 THEN SUM(delivered * delivered) ELSE 0 END AS delivered_y2,
-           CASE WHEN strpos($metrics, ',revenue_per_delivered,') > 0 THEN SUM(rev * delivered) ELSE 0 END AS revenue_delivered
+           SUM(failed) AS failed_y, SUM(failed) AS failed_y2, SUM(pre_failed) AS failed_x,
+           SUM(pre_failed) AS failed_x2, SUM(failed * pre_failed) AS failed_xy,
+           SUM(blocked) AS blocked_y, SUM(blocked) AS blocked_y2, SUM(pre_blocked) AS blocked_x,
+           SUM(pre_blocked) AS blocked_x2, SUM(blocked * pre_blocked) AS blocked_xy,
+           SUM(cost) AS cost_y, SUM(cost * cost) AS cost_y2, SUM(pre_cost) AS cost_x,
+           SUM(pre_cost * pre_cost) AS cost_x2, SUM(cost * pre_cost) AS cost_xy,
+           SUM(delivered) AS delivered_y, SUM(delivered * delivered) AS delivered_y2,
+           SUM(rev * delivered) AS revenue_delivered
     FROM capped
     GROUP BY experiment, variant, multi, slice, country
 )
