@@ -3,10 +3,10 @@
 //!
 //! Each is backed by its rollup's files ([`crate::rollup`]) where every events file has its
 //! rollups, else by a view over `events` (`queries/facts/`) that yields the same columns, one
-//! row per date and key (`message_facts` and `exposure_facts`: one row per event). Every column is a MIN,
-//! MAX, "any" or set of the key's events, so a row per date or per event is as valid a partial
-//! aggregate as a row per file: a report that merges the rows per key gives the same answer
-//! from either backing, and so is written once.
+//! row per date and key (`message_facts` and `exposure_facts`: one row per event). Every column
+//! is a MIN, MAX, "any" or set of the key's events, so a row per date or per event is as valid a
+//! partial aggregate as a row per file: a report that merges the rows per key gives the same
+//! answer from either backing, and so is written once.
 //!
 //! The rollups are much faster to read (a quarter of the rows, ids as numbers); the views keep
 //! a store without them (written by an earlier version or another tool) answering, until
