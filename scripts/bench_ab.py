@@ -79,16 +79,9 @@ def main():
                                                   "Content-Type": "application/json"})
             return json.load(urllib.request.urlopen(req, timeout=600))["rows"]
 
-        # By their leading (key) columns: a form may leave its rows unsorted (the experiment
-        # report's SQL does; the report sorts them).
-        def in_order(rows):
-            return sorted(rows, key=lambda r: [str(v) for v in r[:5]])
-
-        first = in_order(run(sqls[0]))
+        first = run(sqls[0])
         for path, sql in zip(args.forms[1:], sqls[1:]):
-            rows = in_order(run(sql))
-            if len(rows) != len(first) or not all(
-                    br.close(x, y) for r, s in zip(rows, first) for x, y in zip(r, s)):
+            if not b.same_rows(run(sql), first):
                 raise SystemExit(f"{path} gives other rows than {args.forms[0]}")
         times = [[] for _ in sqls]
         for r in range(args.rounds):

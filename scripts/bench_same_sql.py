@@ -58,12 +58,8 @@ def main():
     def theirs():
         return [[br.duck_value(v) for v in r] for r in con.execute(sql).fetchall()]
 
-    # By their leading (key) columns: the experiment report's SQL leaves its rows unsorted.
-    def in_order(rows):
-        return sorted(rows, key=lambda r: [str(v) for v in r[:5]])
-
-    a, d = in_order(ours()), in_order(theirs())
-    if len(a) != len(d) or not all(b.close(x, y) for ra, rd in zip(a, d) for x, y in zip(ra, rd)):
+    a, d = ours(), theirs()
+    if not b.same_rows(a, d):
         raise SystemExit(f"the engines disagree ({len(a)} rows against {len(d)}; first {a[:1]} / {d[:1]}); "
                          "do the rollups cover every events file? (`convoscope compact` writes the missing)")
 

@@ -26,6 +26,17 @@ def close(a, b_, rel=1e-9):
     return str(a) == str(b_)
 
 
+def same_rows(a, b_):
+    """Whether two results hold the same rows (numbers to `close`), in any order: sorted by
+    their leading (key) columns, since a report's SQL may leave its rows unsorted (the
+    experiment report's does; the report sorts them)."""
+    def in_order(rows):
+        return sorted(rows, key=lambda r: [str(v) for v in r[:5]])
+
+    a, b_ = in_order(a), in_order(b_)
+    return len(a) == len(b_) and all(close(x, y) for ra, rb in zip(a, b_) for x, y in zip(ra, rb))
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

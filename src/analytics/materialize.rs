@@ -16,6 +16,8 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
 use datafusion::config::Dialect;
 use datafusion::dataframe::DataFrame;
@@ -118,16 +120,21 @@ async fn materialize(
         let task = Arc::new(df.task_ctx());
         let physical = super::guard::yielding(df.create_physical_plan().await?)?;
         let partitions = datafusion::physical_plan::collect_partitioned(physical, task).await?;
-        // The table takes the schema of what was computed: a list of `array_agg` is planned
-        // with another item field than the one it builds, and the table must hold the batches.
-        let schema = partitions.iter().flatten().next().map(|b| b.schema()).unwrap_or(planned);
         let table = format!("{TABLE_PREFIX}{i}");
-        ctx.register_table(table.as_str(), Arc::new(MemTable::try_new(schema, partitions)?))?;
+        ctx.register_table(table.as_str(), Arc::new(held(planned, partitions)?))?;
         let read = state.sql_to_statement(&format!("SELECT * FROM {table}"), dialect)?;
         with.cte_tables[i].query = into_query(read)
             .ok_or_else(|| Error::Invalid(format!("materializing CTE {name}: SELECT did not parse as a query")))?;
     }
     Ok(())
+}
+
+/// A table holding `partitions` in memory, with the schema of what was computed (`planned`
+/// where nothing was): the batches may differ from the plan's schema (a list of `array_agg` is
+/// planned with another item field than the one it builds), and the table must hold them.
+pub(crate) fn held(planned: SchemaRef, partitions: Vec<Vec<RecordBatch>>) -> Result<MemTable> {
+    let schema = partitions.iter().flatten().next().map(|b| b.schema()).unwrap_or(planned);
+    Ok(MemTable::try_new(schema, partitions)?)
 }
 
 /// The query a statement is, if it is one.

@@ -56,7 +56,6 @@ pub fn schema() -> SchemaRef {
 type Key<'a> = (&'a str, &'a str, Option<&'a str>, i128, Option<i128>, Owner<'a>);
 
 /// What a row aggregates: the first time, and the greatest country, template and locale.
-#[derive(Clone, Copy)]
 struct Exposure<'a> {
     at: i64,
     country: Option<&'a str>,

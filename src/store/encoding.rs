@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, Int32Array, RecordBatch, UInt32Array};
 use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
-use arrow::datatypes::TimestampMicrosecondType;
+use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use chrono::{Datelike, NaiveDate};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -106,9 +106,22 @@ pub fn encode_audit_files(batches: &[RecordBatch]) -> Result<Vec<(NaiveDate, Vec
 /// Encodes one batch as a Parquet file in memory with `properties` ([`writer_properties`] for
 /// the flusher's files, [`compacted_writer_properties`] for `compact`'s).
 pub fn parquet_bytes(batch: &RecordBatch, properties: WriterProperties) -> Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 4 + 1024);
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(properties))?;
-    w.write(batch)?;
+    batches_parquet_bytes(batch.schema(), std::slice::from_ref(batch), properties)
+}
+
+/// Encodes `batches` (of `schema`) as one Parquet file in memory, batch by batch: not copied
+/// into one batch first.
+pub fn batches_parquet_bytes(
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    properties: WriterProperties,
+) -> Result<Vec<u8>> {
+    let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+    let mut buf = Vec::with_capacity(size / 4 + 1024);
+    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(properties))?;
+    for batch in batches {
+        w.write(batch)?;
+    }
     w.close()?;
     Ok(buf)
 }

@@ -32,8 +32,9 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 
 pub use encoding::{
-    COMPACT_ROW_GROUP_ROWS, EventFile, ROW_GROUP_ROWS, STORED_ORDER, compacted_writer_properties, encode_audit_files,
-    encode_event_files, encode_rollup, encode_rollups, parquet_bytes, stored_order, writer_properties,
+    COMPACT_ROW_GROUP_ROWS, EventFile, ROW_GROUP_ROWS, STORED_ORDER, batches_parquet_bytes,
+    compacted_writer_properties, encode_audit_files, encode_event_files, encode_rollup, encode_rollups, parquet_bytes,
+    stored_order, writer_properties,
 };
 
 use crate::error::{Error, Result};

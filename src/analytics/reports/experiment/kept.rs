@@ -292,13 +292,7 @@ fn encode(schema: arrow::datatypes::SchemaRef, batches: &[RecordBatch]) -> Resul
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_max_row_group_row_count(Some(crate::store::COMPACT_ROW_GROUP_ROWS))
         .build();
-    let mut buf = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, Some(props))?;
-    for b in batches {
-        w.write(b)?;
-    }
-    w.close()?;
-    Ok(buf)
+    crate::store::batches_parquet_bytes(schema, batches, props)
 }
 
 /// The experiment report's statement for this run: over the kept table (registered in `ctx` as

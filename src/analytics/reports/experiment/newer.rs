@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use datafusion::datasource::MemTable;
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::context::SessionContext;
@@ -24,6 +24,7 @@ use object_store::ObjectMeta;
 use super::super::params::Bindings;
 use crate::analytics::executor::Work;
 use crate::analytics::facts::Fact;
+use crate::analytics::materialize::held;
 use crate::analytics::{Analytics, STORE_URL, views};
 use crate::error::{Error, Result};
 use crate::rollup::Kind;
@@ -74,11 +75,8 @@ pub(super) async fn register(a: &Analytics, ctx: &SessionContext, newer: &[Objec
             .with_schema(views(kind.schema()));
         ctx.register_table(name, Arc::new(ListingTable::try_new(cfg)?))?;
     }
-    let (schema, touched) = a.execute(a.plan(ctx, TOUCHED_SQL, Vec::new()).await?, Work::Report, None).await?;
-    let contacts: usize = touched.iter().map(|t| t.num_rows()).sum();
-    ctx.register_table("touched_contacts", Arc::new(MemTable::try_new(schema, vec![touched])?))?;
-    let (schema, messages) = a.execute(a.plan(ctx, MESSAGES_SQL, Vec::new()).await?, Work::Report, None).await?;
-    ctx.register_table("touched_messages", Arc::new(MemTable::try_new(schema, vec![messages])?))?;
+    let contacts = hold(a, ctx, "touched_contacts", a.plan(ctx, TOUCHED_SQL, Vec::new()).await?).await?;
+    hold(a, ctx, "touched_messages", a.plan(ctx, MESSAGES_SQL, Vec::new()).await?).await?;
     for (fact, key, of) in SCOPES {
         let all = ctx
             .deregister_table(fact.table())?
@@ -89,15 +87,20 @@ pub(super) async fn register(a: &Analytics, ctx: &SessionContext, newer: &[Objec
         ctx.register_table(fact.table(), cut.into_view())?;
     }
     let build = a.plan(ctx, &super::kept::build_sql(), super::kept::build_values(b)).await?;
-    let (schema, fresh) = a.execute(build, Work::Report, None).await?;
-    let schema = fresh.first().map(|f| f.schema()).unwrap_or(schema);
-    ctx.register_table("fresh_contacts", Arc::new(MemTable::try_new(schema, vec![fresh])?))?;
+    hold(a, ctx, "fresh_contacts", build).await?;
     let kept = ctx
         .deregister_table(super::kept::TABLE)?
         .ok_or_else(|| Error::Invalid("no kept experiment table to read".into()))?;
     ctx.register_table("kept_contacts", kept)?;
-    let (schema, current) = a.execute(a.plan(ctx, NEWER_SQL, Vec::new()).await?, Work::Report, None).await?;
-    let schema = current.first().map(|c| c.schema()).unwrap_or(schema);
-    ctx.register_table(super::kept::TABLE, Arc::new(MemTable::try_new(schema, vec![current])?))?;
+    hold(a, ctx, super::kept::TABLE, a.plan(ctx, NEWER_SQL, Vec::new()).await?).await?;
     Ok(contacts)
+}
+
+/// Computes `plan` and registers its rows in `ctx` as the in-memory table `name`; returns how
+/// many rows it holds.
+async fn hold(a: &Analytics, ctx: &SessionContext, name: &str, plan: DataFrame) -> Result<usize> {
+    let (schema, batches) = a.execute(plan, Work::Report, None).await?;
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    ctx.register_table(name, Arc::new(held(schema, vec![batches])?))?;
+    Ok(rows)
 }
